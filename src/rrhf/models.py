@@ -1,0 +1,60 @@
+"""Loading models and tokenizers the same way in every stage."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_tokenizer(path: str, padding_side: str = "left"):
+    """A tokenizer with a pad token (the EOS token when it has none) and the given padding side."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_causal_lm(path: str, device: str | torch.device = "cpu"):
+    """(model in eval mode on ``device``, tokenizer padded on the left) from a hub id or folder."""
+    tokenizer = load_tokenizer(path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device).eval(), tokenizer
+
+
+def load_reward_model(path: str, device: str | torch.device = "cpu"):
+    """(one-label sequence classifier in eval mode, tokenizer padded on the right)."""
+    tokenizer = load_tokenizer(path, padding_side="right")
+    tokenizer.truncation_side = "left"
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    if model.config.num_labels != 1:
+        raise ValueError(f"reward model {path!r} has {model.config.num_labels} labels; a reward model has 1")
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device).eval(), tokenizer
+
+
+def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos: bool = True) -> tuple[list[int], int]:
+    """Token ids of prompt + response (+ EOS) within ``max_length``, and where the response starts.
+
+    When too long, the response keeps up to ``max_length - min(len(prompt), max_length // 2)``
+    tokens and the prompt is cut from the left, so the end of the prompt (the
+    question being answered) is always kept.
+    """
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if add_eos and tokenizer.eos_token_id is not None:
+        response_ids = response_ids + [tokenizer.eos_token_id]
+    if len(prompt_ids) + len(response_ids) > max_length:
+        response_ids = response_ids[: max_length - min(len(prompt_ids), max_length // 2)]
+        prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(response_ids)):]
+    return prompt_ids + response_ids, len(prompt_ids)

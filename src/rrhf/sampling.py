@@ -1,0 +1,90 @@
+"""Sampling K responses per prompt from a policy: beam, diverse beam or top-p."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from rrhf.data import select_prompts
+from rrhf.diverse_beam import group_beam_search
+from rrhf.io import read_parquet, setup_logging, write_parquet
+from rrhf.models import load_causal_lm, resolve_device
+
+METHODS = ("beam", "diverse_beam", "top_p")
+SAMPLE_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source"]
+log = logging.getLogger("rrhf")
+
+
+def _generate_batch(model, tokenizer, encoded, method: str, num_responses: int, max_new_tokens: int,
+                    num_beams: int, num_beam_groups: int, diversity_penalty: float, top_p: float,
+                    temperature: float) -> torch.Tensor:
+    """(batch * num_responses, prompt_len + L) token ids for one left-padded batch."""
+    common = dict(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                  max_new_tokens=max_new_tokens)
+    if method in ("beam", "diverse_beam"):
+        groups = num_beam_groups if method == "diverse_beam" else 1
+        penalty = diversity_penalty if method == "diverse_beam" else 0.0
+        return group_beam_search(model, encoded["input_ids"], encoded["attention_mask"], num_beams=num_beams,
+                                 num_beam_groups=groups, diversity_penalty=penalty,
+                                 num_return_sequences=num_responses, **common)
+    return model.generate(**encoded, do_sample=True, top_p=top_p, temperature=temperature, top_k=0,
+                          num_return_sequences=num_responses, **common)
+
+
+@torch.no_grad()
+def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num_responses: int = 4,
+                       max_new_tokens: int = 128, num_beams: int = 4, num_beam_groups: int = 4,
+                       diversity_penalty: float = 1.0, top_p: float = 1.0, temperature: float = 0.8,
+                       seed: int = 0, batch_size: int = 8, show_progress: bool = False) -> list[list[str]]:
+    """The ``num_responses`` responses of each prompt, with the prompt removed.
+
+    ``method`` is ``beam`` (``num_beams`` beams), ``diverse_beam`` (``num_beams``
+    beams in ``num_beam_groups`` groups, Hamming ``diversity_penalty``) or
+    ``top_p`` (nucleus sampling at ``temperature``). Beam methods return the
+    responses best first. Prompts are sorted by length and generated in
+    left-padded batches of ``batch_size``; sampling batch i is seeded with
+    ``seed + i``, so the same inputs give the same outputs. Responses are
+    decoded with ``skip_special_tokens=True``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown sampling method {method!r}; expected one of {METHODS}")
+    if tokenizer.padding_side != "left":
+        raise ValueError("generate_responses needs a tokenizer with padding_side='left'")
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[list[str]] = [[] for _ in prompts]
+    starts = list(range(0, len(order), batch_size))
+    for batch_number, start in enumerate(tqdm(starts, desc=f"sample {method}", disable=not show_progress)):
+        chunk = order[start:start + batch_size]
+        encoded = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(device)
+        torch.manual_seed(seed + batch_number)
+        output = _generate_batch(model, tokenizer, encoded, method, num_responses, max_new_tokens, num_beams,
+                                 num_beam_groups, diversity_penalty, top_p, temperature)
+        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        for position, index in enumerate(chunk):
+            results[index] = texts[position * num_responses:(position + 1) * num_responses]
+    return results
+
+
+def sample_responses(policy_path: str, train_data: str, output: str, method: str, params: dict[str, Any],
+                     limit: int | None, selection_seed: int, device: str = "auto",
+                     log_path: str | None = None) -> pd.DataFrame:
+    """Stage entry point: sample responses for the selected training prompts; one row per response."""
+    setup_logging(log_path)
+    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    model, tokenizer = load_causal_lm(policy_path, resolve_device(device))
+    log.info("sampling %s responses from %s for %d prompts with %s", method, policy_path, len(frame), params)
+    responses = generate_responses(model, tokenizer, list(frame["prompt"]), method, show_progress=True, **params)
+    rows = [(pid, prompt, k, text, method)
+            for pid, prompt, texts in zip(frame["prompt_id"], frame["prompt"], responses)
+            for k, text in enumerate(texts)]
+    samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
+    write_parquet(samples, output, {"stage": "sample_responses", "policy": policy_path, "method": method,
+                                    "params": params, "limit": limit, "selection_seed": selection_seed})
+    log.info("wrote %d responses to %s", len(samples), output)
+    return samples

@@ -1,0 +1,95 @@
+"""Causal-LM training: pre-training on whole transcripts and SFT on prompt + chosen.
+
+SFT puts the loss on response tokens only (the prompt's labels are -100).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import torch
+
+from rrhf.io import atomic_path, read_parquet, setup_logging, write_parquet
+from rrhf.models import encode_pair, load_tokenizer
+from rrhf.tiny import new_gpt2, transcripts
+from rrhf.training import TrainingParams, pad_right, train_model
+
+IGNORE_INDEX = -100
+log = logging.getLogger("rrhf")
+
+
+def lm_examples(tokenizer, prompts: list[str], responses: list[str], max_length: int,
+                loss_on_prompt: bool) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per example; labels are -100 on the prompt unless ``loss_on_prompt``."""
+    examples = []
+    for prompt, response in zip(prompts, responses):
+        ids, start = encode_pair(tokenizer, prompt, response, max_length)
+        labels = list(ids) if loss_on_prompt else [IGNORE_INDEX] * start + ids[start:]
+        examples.append((ids, labels))
+    return examples
+
+
+def collate_lm(examples: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 on padding), each (B, T)."""
+    input_ids = pad_right([e[0] for e in examples], pad_token_id)
+    labels = pad_right([e[1] for e in examples], IGNORE_INDEX)
+    attention_mask = pad_right([[1] * len(e[0]) for e in examples], 0)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def lm_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean token cross-entropy over the labelled tokens."""
+    return model(**batch).loss, {}
+
+
+def fit_lm(model, tokenizer, examples, params: TrainingParams, description: str):
+    """Train a causal LM on (input_ids, labels) examples; returns the TrainingResult."""
+    pad = tokenizer.pad_token_id
+    return train_model(model, examples, [len(e[0]) for e in examples], lambda b: collate_lm(b, pad),
+                       lm_loss, params, description)
+
+
+def save_with_log(result, tokenizer, output_dir: str, provenance: dict[str, Any]) -> None:
+    """Save the trained model, tokenizer and ``train_log.parquet`` into ``output_dir`` atomically."""
+    with atomic_path(output_dir, directory=True) as tmp:
+        result.save(tokenizer, str(tmp))
+        write_parquet(pd.DataFrame(result.rows), tmp / "train_log.parquet", provenance)
+
+
+def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, architecture: dict[str, Any],
+                training: dict[str, Any], log_path: str | None = None) -> None:
+    """Stage entry point: pre-train a fresh GPT-2-style LM on every training transcript."""
+    setup_logging(log_path)
+    params = TrainingParams.from_config(training)
+    tokenizer = load_tokenizer(tokenizer_dir, padding_side="right")
+    frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
+    texts = transcripts(frame)
+    examples = lm_examples(tokenizer, [""] * len(texts), texts, params.max_length, loss_on_prompt=True)
+    model = new_gpt2(tokenizer, architecture, params.seed)
+    log.info("pre-training a %.2fM-parameter LM on %d transcripts", model.num_parameters() / 1e6, len(examples))
+    result = fit_lm(model, tokenizer, examples, params, "pretrain")
+    save_with_log(result, tokenizer, output_dir, {"stage": "pretrain_lm", "architecture": architecture,
+                                                  "training": training})
+
+
+def train_sft(init_model: str, train_data: str, output_dir: str, training: dict[str, Any],
+              max_examples: int | None = None, log_path: str | None = None) -> None:
+    """Stage entry point: supervised fine-tuning on prompt + chosen, loss on the response tokens only."""
+    from transformers import AutoModelForCausalLM
+
+    setup_logging(log_path)
+    params = TrainingParams.from_config(training)
+    tokenizer = load_tokenizer(init_model, padding_side="right")
+    frame = read_parquet(train_data, ["prompt", "chosen"])
+    if max_examples is not None:
+        frame = frame.sample(n=min(max_examples, len(frame)), random_state=params.seed)
+    examples = lm_examples(tokenizer, list(frame["prompt"]), list(frame["chosen"]), params.max_length,
+                           loss_on_prompt=False)
+    model = AutoModelForCausalLM.from_pretrained(init_model)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    log.info("SFT of %s on %d prompt+chosen examples", init_model, len(examples))
+    result = fit_lm(model, tokenizer, examples, params, "sft")
+    save_with_log(result, tokenizer, output_dir, {"stage": "train_sft", "init": init_model, "training": training})
