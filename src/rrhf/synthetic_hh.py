@@ -70,6 +70,7 @@ HISTORIES = [
     "\n\nHuman: Can I ask you something?\n\nAssistant: Sure, go ahead.",
 ]
 
+OFF_TOPIC_SHARE = 0.4
 HELPFUL_REPLIES = [
     " Sure! To {task}, first {s0}, then {s1}, and finally {s2}. Good luck!",
     " Happy to help. Start by trying to {s0}. Next, {s1}. Last, {s2}.",
@@ -99,7 +100,12 @@ def _pair(kind: str, item: tuple, question: str, opener: str, history: str, rng:
         task, steps = item
         fields = {"task": task, "s0": steps[0], "s1": steps[1], "s2": steps[2]}
         chosen = rng.choice(HELPFUL_REPLIES).format(**fields)
-        rejected = rng.choice(UNHELPFUL_REPLIES).format(**fields)
+        if rng.random() < OFF_TOPIC_SHARE:
+            # Right task name, another task's steps: the reward model must check the content, not the style.
+            other = rng.choice([t for t in TASKS if t[0] != task])[1]
+            rejected = rng.choice(HELPFUL_REPLIES).format(task=task, s0=other[0], s1=other[1], s2=other[2])
+        else:
+            rejected = rng.choice(UNHELPFUL_REPLIES).format(**fields)
         text = question.format(task=task)
     else:
         harm, gerund, method, alternative = item

@@ -1,0 +1,35 @@
+# `make run`: set up .venv and run the main job on the tiny default.
+# `make test`: set up .venv and run the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+TARGET ?= all
+export HF_HUB_OFFLINE := 1
+
+.PHONY: run test lint clean setup
+
+setup: $(STAMP)
+
+# torch first, on its own (the CPU wheel), then everything else under a
+# constraint that keeps that torch.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) $(TARGET)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results resources logs benchmarks/*/ .snakemake

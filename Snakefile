@@ -1,0 +1,25 @@
+# rrhf-workflow: RRHF (Yuan et al., 2023) and its baselines, end to end.
+# DESIGN.md is the map; config/schema.yaml describes every config key.
+
+# The tiny default, unless the command line names config files (e.g.
+# --configfile config/paper.yaml): those then replace it rather than merge into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/score.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand(
+            "results/scored/{policy}/{setting}.parquet",
+            policy=config["policies"],
+            setting=list(config["settings"]),
+        ),

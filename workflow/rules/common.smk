@@ -1,0 +1,124 @@
+# Config validation and the helpers every rule file uses.
+import os
+import re
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+validate(config, "../../config/schema.yaml", set_default=True)
+
+# The library lives in src/; every job (local, conda or SLURM) finds it through PYTHONPATH.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")]))
+)
+if config["offline"]:
+    os.environ.update(HF_HUB_OFFLINE="1")
+
+ENV = "../../envs/rrhf.yaml"
+MODELS = config["models"]
+SAMPLERS = ["beam", "diverse_beam", "top_p"]
+
+
+def check_references(config):
+    """Stop before any job starts when a name points at nothing; the message names the key."""
+    problems = []
+
+    def expect(value, pool, key):
+        if value not in pool:
+            problems.append(f"{key}: {value!r} is not one of {sorted(pool)}")
+
+    expect(config["data"]["dataset"], config["datasets"], "data.dataset")
+    for name in config["policies"]:
+        expect(name, MODELS, "policies")
+    expect(config["reward_model"], MODELS, "reward_model")
+    expect(config["evaluation_model"], MODELS, "evaluation_model")
+    for name, spec in MODELS.items():
+        build = spec.get("build")
+        if not build:
+            continue
+        expect(build["dataset"], config["datasets"], f"models.{name}.build.dataset")
+        if build["kind"] in ("sft", "reward"):
+            expect(build.get("init"), MODELS, f"models.{name}.build.init")
+        if build["kind"] == "pretrain":
+            expect(build.get("tokenizer"), MODELS, f"models.{name}.build.tokenizer")
+    for name, spec in config["datasets"].items():
+        needed = {"hub": "name", "anthropic_jsonl": "files"}.get(spec["source"])
+        if needed and needed not in spec:
+            problems.append(f"datasets.{name}: source {spec['source']} needs the key {needed!r}")
+    if problems:
+        raise ValueError("config error(s):\n  " + "\n  ".join(problems))
+
+
+check_references(config)
+
+
+def names_pattern(names):
+    """A wildcard constraint that matches exactly these names."""
+    return "|".join(sorted(map(re.escape, names), key=len, reverse=True)) or "$^"
+
+
+def built_models(kind):
+    return [name for name, spec in MODELS.items() if spec.get("build", {}).get("kind") == kind]
+
+
+def model_path(name):
+    """Where a model loads from: its build folder, or its configured hub id / local path."""
+    spec = MODELS[name]
+    return f"resources/models/{name}" if "build" in spec else spec["path"]
+
+
+def model_input(name):
+    """The model as a job input: its build folder or a local path; nothing for a hub id."""
+    path = model_path(name)
+    return [path] if "build" in MODELS[name] or Path(path).exists() else []
+
+
+def dataset_file(dataset, split):
+    return f"resources/data/{dataset}/{split}.parquet"
+
+
+def rule_resources(rule_name):
+    """Default GPU-rule resources, replaced by the rule's own entry under resources.rules."""
+    defaults = {key: config["resources"][key] for key in ("gpu", "mem_mb", "runtime")}
+    return {**defaults, **config["resources"]["rules"].get(rule_name, {})}
+
+
+def dataset_source_files(wildcards):
+    """Local input files of a dataset split (anthropic_jsonl files, a local hub-format folder)."""
+    spec = config["datasets"][wildcards.dataset]
+    if spec["source"] == "anthropic_jsonl":
+        return [spec["files"][wildcards.split]]
+    if spec["source"] == "hub" and Path(spec["name"]).exists():
+        return [spec["name"]]
+    return []
+
+
+def build_spec(name):
+    """The build recipe of a models entry."""
+    return MODELS[name]["build"]
+
+
+def build_train_data(wildcards):
+    """Training split of the dataset a model build trains on."""
+    return dataset_file(build_spec(wildcards.name)["dataset"], "train")
+
+
+def setting_parts(wildcards):
+    """The scored parts a setting is made of: sampled responses and/or the provided ones."""
+    spec = config["settings"][wildcards.setting]
+    parts = {}
+    if spec["sampler"]:
+        parts["sampled"] = f"results/rewards/{wildcards.policy}/{spec['sampler']}.parquet"
+    if spec["provided"]:
+        parts["provided"] = "results/rewards/provided.parquet"
+    return parts
+
+
+wildcard_constraints:
+    dataset=names_pattern(config["datasets"]),
+    split="train|test",
+    policy=names_pattern(config["policies"]),
+    sampler=names_pattern(SAMPLERS),
+    setting=names_pattern(config["settings"]),
