@@ -1,11 +1,12 @@
 # rrhf-workflow: RRHF (Yuan et al., 2023) and its baselines, end to end.
 # DESIGN.md is the map; config/schema.yaml describes every config key.
+import os
 
 # The tiny default, unless the command line names config files (e.g.
 # --configfile config/paper.yaml): those then replace it rather than merge into it.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 include: "workflow/rules/common.smk"

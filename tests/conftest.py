@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny real models and data built locally (nothing from the hub)."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_HH = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+
+
+@pytest.fixture(scope="session")
+def synthetic_frame() -> pd.DataFrame:
+    """400 normalised synthetic pairs (prompt_id, prompt, chosen, rejected)."""
+    from rrhf.data import normalise_pairs
+    from rrhf.synthetic_hh import generate_pairs
+
+    frame, _ = normalise_pairs(generate_pairs(400, seed=0), origin="test")
+    return frame
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, synthetic_frame) -> Path:
+    """A byte-level BPE tokenizer (vocab 400) trained on the synthetic transcripts."""
+    from rrhf.tiny import train_tokenizer, transcripts
+
+    path = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(transcripts(synthetic_frame), vocab_size=400).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A randomly initialised 1-layer GPT-2 LM (with its tokenizer) saved with save_pretrained."""
+    from rrhf.models import load_tokenizer
+    from rrhf.tiny import new_gpt2
+
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    model = new_gpt2(tokenizer, {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 256}, seed=0)
+    path = tmp_path_factory.mktemp("tiny_lm")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_dir(tmp_path_factory, tiny_lm_dir) -> Path:
+    """A one-label GPT-2 sequence classifier initialised from the tiny LM."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_lm_dir, num_labels=1)
+    path = tmp_path_factory.mktemp("tiny_reward")
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_lm_dir).save_pretrained(path)
+    return path

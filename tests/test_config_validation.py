@@ -1,0 +1,56 @@
+"""A bad config stops Snakemake before any job starts, and the message names the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from workflow_helpers import REPO, snakemake, write_config
+
+TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def dry_run_with(tmp_path, config):
+    return snakemake(tmp_path, [write_config(tmp_path, config, "config.yaml")], "-n", timeout=120)
+
+
+def broken(edit):
+    config = copy.deepcopy(TINY)
+    edit(config)
+    return config
+
+
+CASES = {
+    "typo in a top-level key": (lambda c: c.update(polices=c.pop("policies")), "polices"),
+    "typo in a nested key": (lambda c: c["sampling"]["samplers"]["beam"].update(num_beam=4), "num_beam"),
+    "unknown policy": (lambda c: c["policies"].append("llama_typo"), "llama_typo"),
+    "unknown sampler in a setting": (lambda c: c["settings"]["DP"].update(sampler="diverse"), "diverse"),
+    "unknown sampler method": (lambda c: c["sampling"]["samplers"].update(nucleus={}), "nucleus"),
+    "unknown model in a build": (lambda c: c["models"]["instruct"]["build"].update(init="bse"),
+                                 "models.instruct.build.init"),
+    "unknown reward model": (lambda c: c.update(reward_model="rm"), "reward_model"),
+    "wrong type": (lambda c: c["data"].update(train_prompts="many"), "many"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config_stops_before_any_job(tmp_path, case):
+    edit, expected = CASES[case]
+    result = dry_run_with(tmp_path, broken(edit))
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
+
+
+def test_default_config_dry_run_is_clean(tmp_path):
+    result = dry_run_with(tmp_path, TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sample_responses" in result.stdout
+
+
+def test_paper_config_replaces_the_tiny_one(tmp_path):
+    # --configfile config/paper.yaml must not inherit the tiny default's locally built models.
+    paper = snakemake(tmp_path, [REPO / "config" / "paper.yaml"], "-n", "--quiet", "rules", timeout=120)
+    assert paper.returncode == 0, paper.stderr[-3000:]
+    assert "pretrain_lm" not in paper.stdout and "build_tokenizer" not in paper.stdout
+    assert "train_sft" in paper.stdout  # Alpaca-sft is built from Alpaca

@@ -1,0 +1,77 @@
+"""Real Snakemake runs of the tiny config (made smaller) from nothing, in a scratch folder."""
+
+import pandas as pd
+import pytest
+
+from rrhf.io import read_provenance
+from workflow_helpers import FAST_OVERRIDES, run_snakemake
+
+pytestmark = pytest.mark.workflow
+TRAIN_PROMPTS = FAST_OVERRIDES["data"]["train_prompts"]
+SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source", "reward"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A folder where the scored training sets of the instruct policy have been built from nothing."""
+    path = tmp_path_factory.mktemp("workflow")
+    run_snakemake(path, *(f"results/scored/instruct/{s}.parquet" for s in ("DP", "D", "P")),
+                  overrides=FAST_OVERRIDES)
+    return path
+
+
+def test_data_stage_writes_normalised_splits(workdir):
+    train = pd.read_parquet(workdir / "resources/data/synthetic_hh/train.parquet")
+    test = pd.read_parquet(workdir / "resources/data/synthetic_hh/test.parquet")
+    assert list(train.columns) == ["prompt_id", "prompt", "chosen", "rejected"]
+    assert train["prompt_id"].is_unique and test["prompt_id"].is_unique
+    assert not set(train["prompt_id"]) & set(test["prompt_id"])
+    assert len(train) + len(test) == FAST_OVERRIDES["datasets"]["synthetic_hh"]["num_pairs"]
+
+
+def test_models_are_built_in_hf_format(workdir):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    for name in ("base", "instruct"):
+        folder = workdir / "resources/models" / name
+        assert (folder / "model.safetensors").exists()
+        assert AutoModelForCausalLM.from_pretrained(folder).config.n_layer == 1
+    reward = AutoModelForSequenceClassification.from_pretrained(workdir / "resources/models/reward")
+    assert reward.config.num_labels == 1
+    log = (workdir / "logs/train_reward_model/reward.log").read_text()
+    assert "held-out pairwise accuracy" in log
+
+
+def test_samples_have_one_row_per_prompt_and_response(workdir):
+    samples = pd.read_parquet(workdir / "results/samples/instruct/diverse_beam.parquet")
+    assert list(samples.columns) == ["prompt_id", "prompt", "response_index", "response", "source"]
+    assert len(samples) == TRAIN_PROMPTS * 4
+    assert all(sorted(group) == [0, 1, 2, 3] for _, group in samples.groupby("prompt_id")["response_index"])
+    assert read_provenance(workdir / "results/samples/instruct/diverse_beam.parquet")["method"] == "diverse_beam"
+
+
+@pytest.mark.parametrize("setting, per_prompt, sources", [
+    ("DP", 6, {"diverse_beam", "chosen", "rejected"}),
+    ("D", 4, {"diverse_beam"}),
+    ("P", 2, {"chosen", "rejected"}),
+])
+def test_scored_settings(workdir, setting, per_prompt, sources):
+    scored = pd.read_parquet(workdir / f"results/scored/instruct/{setting}.parquet")
+    assert list(scored.columns) == SCORED_COLUMNS
+    assert len(scored) == TRAIN_PROMPTS * per_prompt
+    assert set(scored["source"]) == sources
+    assert scored["reward"].notna().all() and scored["reward"].dtype == float
+    assert (scored.groupby("prompt_id").size() == per_prompt).all()
+
+
+def test_provided_rewards_are_shared_between_settings(workdir):
+    dp = pd.read_parquet(workdir / "results/scored/instruct/DP.parquet")
+    p = pd.read_parquet(workdir / "results/scored/instruct/P.parquet")
+    provided = dp[dp["source"] != "diverse_beam"].set_index(["prompt_id", "source"])["reward"].sort_index()
+    assert provided.equals(p.set_index(["prompt_id", "source"])["reward"].sort_index())
+
+
+def test_second_run_has_nothing_to_do(workdir):
+    result = run_snakemake(workdir, "-n", *(f"results/scored/instruct/{s}.parquet" for s in ("DP", "D", "P")),
+                           overrides=FAST_OVERRIDES)
+    assert "Nothing to be done" in result.stdout + result.stderr

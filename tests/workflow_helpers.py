@@ -1,0 +1,55 @@
+"""Running real Snakemake on the tiny config, made smaller still, in a scratch folder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+# Smaller than config/config.yaml so a whole chain runs in about a minute.
+FAST_OVERRIDES = {
+    "datasets": {"synthetic_hh": {"num_pairs": 500}},
+    "data": {"train_prompts": 12, "test_prompts": 8},
+    "models": {
+        "tokenizer": {"build": {"vocab_size": 500}},
+        "base": {"build": {"architecture": {"n_layer": 1, "n_embd": 48, "n_head": 2},
+                           "training": {"epochs": 1, "batch_size": 32, "max_length": 128}}},
+        "instruct": {"build": {"max_examples": 64, "training": {"batch_size": 16, "max_length": 128}}},
+        "instruct_sft": {"build": {"max_examples": 64, "training": {"batch_size": 16, "max_length": 128}}},
+        "reward": {"build": {"training": {"batch_size": 32, "max_length": 128}}},
+        "evaluation_lm": {"build": {"architecture": {"n_layer": 1, "n_embd": 32, "n_head": 2},
+                                    "training": {"epochs": 1, "batch_size": 32, "max_length": 128}}},
+    },
+    "sampling": {"batch_size": 12, "samplers": {name: {"max_new_tokens": 12}
+                                                for name in ("beam", "diverse_beam", "top_p")}},
+}
+
+
+def write_config(folder: Path, overrides: dict, name: str = "overrides.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(overrides))
+    return path
+
+
+def snakemake(workdir: Path, configs: list[Path], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run ``snakemake`` on the repository's Snakefile in ``workdir`` with these config files (later ones win)."""
+    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--configfile", *map(str, configs), "--cores", "2", *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def run_snakemake(workdir: Path, *args: str, overrides: dict | None = None, check: bool = True,
+                  timeout: int = 900) -> subprocess.CompletedProcess:
+    """The tiny config plus ``overrides``; raises with Snakemake's output when ``check`` and it fails."""
+    configs = [REPO / "config" / "config.yaml"]
+    if overrides is not None:
+        configs.append(write_config(workdir, overrides))
+    result = snakemake(workdir, configs, *args, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
