@@ -14,13 +14,14 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
 
 
 rule all:
     default_target: True
     input:
-        expand(
-            "results/scored/{policy}/{setting}.parquet",
-            policy=config["policies"],
-            setting=list(config["settings"]),
-        ),
+        "results/table6.csv",
+        "results/table7.csv",
+        [f"results/figures/loss_curve_{r['model']}_{r['setting']}.png" for r in table_rows("table6")],

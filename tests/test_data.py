@@ -36,8 +36,6 @@ def write_lines(path, lines):
     return path
 
 
-# --- the real Anthropic HH harmless-base test file -----------------------------------------------
-
 @pytest.fixture(scope="module")
 def real_hh():
     if not SHARED_HH.exists():
@@ -74,8 +72,6 @@ def test_real_file_reconstructs_transcripts(real_hh):
         # The response holds no further assistant turn: the split is at the last marker.
         assert A not in row["chosen"] and A not in row["rejected"]
 
-
-# --- hand-written jsonl files --------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["pairs.jsonl", "pairs.jsonl.gz"])
 def test_small_file_split_and_drops(tmp_path, name):
@@ -115,8 +111,6 @@ def test_bad_lines_name_file_and_line(tmp_path, name, bad_line, why):
     assert why in str(info.value)
 
 
-# --- the prepare stage ---------------------------------------------------------------------------
-
 def test_prepare_dataset_failure_leaves_nothing(tmp_path):
     bad = write_lines(tmp_path / "bad.jsonl", ["{not json"])
     out_dir = tmp_path / "out"
@@ -153,18 +147,16 @@ def test_prepare_dataset_writes_parquet_with_provenance(tmp_path):
     assert [p.name for p in output.parent.iterdir()] == ["train.parquet"]
 
 
-# --- hub layout (a local folder shaped like Dahoas/rm-static) ------------------------------------
-
 def hub_rows(n, tag):
-    return pd.DataFrame({
-        "prompt": [f"\n\nHuman: {tag} question {i}?\n\nAssistant:" for i in range(n)],
-        "response": [f" {tag} answer {i}" for i in range(n)],
-        "chosen": [f" {tag} good answer {i}" for i in range(n)],
-        "rejected": [f" {tag} bad answer {i}" for i in range(n)],
-    })
+    """Rows shaped like Dahoas/rm-static: chosen/rejected hold the responses only."""
+    return pd.DataFrame({"prompt": [f"\n\nHuman: {tag} question {i}?\n\nAssistant:" for i in range(n)],
+                         "response": [f" {tag} answer {i}" for i in range(n)],
+                         "chosen": [f" {tag} good answer {i}" for i in range(n)],
+                         "rejected": [f" {tag} bad answer {i}" for i in range(n)]})
 
 
 def make_hub_folder(root, drop=None):
+    """A local folder in the hub layout (data/<split>-00000-of-00001.parquet)."""
     (root / "data").mkdir(parents=True)
     for split, n in (("train", 5), ("test", 3)):
         frame = hub_rows(n, split)
@@ -199,8 +191,6 @@ def test_unknown_source():
     with pytest.raises(ValueError, match="unknown dataset source"):
         load_source({"source": "ftp"}, "train")
 
-
-# --- synthetic pairs -----------------------------------------------------------------------------
 
 def test_generate_pairs_deterministic_and_distinct():
     first = generate_pairs(300, seed=1)
@@ -243,8 +233,6 @@ def test_synthetic_chosen_is_helpful_and_harmless():
             assert -1 not in positions and positions == sorted(positions), chosen
             assert chosen != rejected
 
-
-# --- ids and prompt selection --------------------------------------------------------------------
 
 def test_make_prompt_id():
     pid = make_prompt_id("\n\nHuman: hi\n\nAssistant:")

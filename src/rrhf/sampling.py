@@ -14,7 +14,7 @@ from rrhf.diverse_beam import group_beam_search
 from rrhf.io import read_parquet, setup_logging, write_parquet
 from rrhf.models import load_causal_lm, resolve_device
 
-METHODS = ("beam", "diverse_beam", "top_p")
+METHODS = ("greedy", "beam", "diverse_beam", "top_p")
 SAMPLE_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source"]
 log = logging.getLogger("rrhf")
 
@@ -31,6 +31,10 @@ def _generate_batch(model, tokenizer, encoded, method: str, num_responses: int, 
         return group_beam_search(model, encoded["input_ids"], encoded["attention_mask"], num_beams=num_beams,
                                  num_beam_groups=groups, diversity_penalty=penalty,
                                  num_return_sequences=num_responses, **common)
+    if method == "greedy":
+        if num_responses != 1:
+            raise ValueError("greedy decoding gives one response per prompt; set num_responses: 1")
+        return model.generate(**encoded, do_sample=False, num_beams=1, **common)
     return model.generate(**encoded, do_sample=True, top_p=top_p, temperature=temperature, top_k=0,
                           num_return_sequences=num_responses, **common)
 
@@ -42,7 +46,7 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
                        seed: int = 0, batch_size: int = 8, show_progress: bool = False) -> list[list[str]]:
     """The ``num_responses`` responses of each prompt, with the prompt removed.
 
-    ``method`` is ``beam`` (``num_beams`` beams), ``diverse_beam`` (``num_beams``
+    ``method`` is ``greedy`` (one response), ``beam`` (``num_beams`` beams), ``diverse_beam`` (``num_beams``
     beams in ``num_beam_groups`` groups, Hamming ``diversity_penalty``) or
     ``top_p`` (nucleus sampling at ``temperature``). Beam methods return the
     responses best first. Prompts are sorted by length and generated in

@@ -113,7 +113,7 @@ def train_model(
             micro += 1
             pending.append({"loss": float(loss.detach()), **extras})
             if accelerator.sync_gradients:
-                row = {key: sum(p[key] for p in pending) / len(pending) for key in pending[0]}
+                row = {key: _nan_mean([p[key] for p in pending]) for key in pending[0]}
                 row.update(step=len(rows) + 1, epoch=epoch + (micro - epoch * batches_per_epoch) / batches_per_epoch,
                            lr=scheduler.get_last_lr()[0])
                 rows.append(row)
@@ -126,6 +126,12 @@ def train_model(
     model.eval()
     accelerator.wait_for_everyone()
     return TrainingResult(accelerator, model, rows)
+
+
+def _nan_mean(values: list[float]) -> float:
+    """Mean of the values that are not NaN (NaN when all are)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")
 
 
 @dataclass

@@ -3,6 +3,7 @@ import os
 import re
 from pathlib import Path
 
+import yaml
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -18,7 +19,13 @@ if config["offline"]:
 
 ENV = "../../envs/rrhf.yaml"
 MODELS = config["models"]
+POLICIES = config["policies"]  # table role -> models entry
+SETTINGS = config["settings"]
 SAMPLERS = ["beam", "diverse_beam", "top_p"]
+REWARD_MODEL = config["reward_model"]
+EVALUATION_MODEL = config["evaluation_model"]
+TABLES_FILE = Path(workflow.basedir, config["tables"])
+TABLES = yaml.safe_load(TABLES_FILE.read_text())
 
 
 def check_references(config):
@@ -30,10 +37,10 @@ def check_references(config):
             problems.append(f"{key}: {value!r} is not one of {sorted(pool)}")
 
     expect(config["data"]["dataset"], config["datasets"], "data.dataset")
-    for name in config["policies"]:
-        expect(name, MODELS, "policies")
-    expect(config["reward_model"], MODELS, "reward_model")
-    expect(config["evaluation_model"], MODELS, "evaluation_model")
+    for role, name in POLICIES.items():
+        expect(name, MODELS, f"policies.{role}")
+    expect(REWARD_MODEL, MODELS, "reward_model")
+    expect(EVALUATION_MODEL, MODELS, "evaluation_model")
     for name, spec in MODELS.items():
         build = spec.get("build")
         if not build:
@@ -47,6 +54,14 @@ def check_references(config):
         needed = {"hub": "name", "anthropic_jsonl": "files"}.get(spec["source"])
         if needed and needed not in spec:
             problems.append(f"datasets.{name}: source {spec['source']} needs the key {needed!r}")
+    for name, spec in SETTINGS.items():
+        if "training_set" in spec:
+            own = [s for s, v in SETTINGS.items() if "training_set" not in v]
+            expect(spec["training_set"], own, f"settings.{name}.training_set")
+    for table, rows in TABLES.items():
+        for number, row in enumerate(rows, start=1):
+            expect(row.get("policy"), POLICIES, f"{TABLES_FILE.name}: {table} row {number} policy")
+            expect(row.get("setting"), [*SETTINGS, "none"], f"{TABLES_FILE.name}: {table} row {number} setting")
     if problems:
         raise ValueError("config error(s):\n  " + "\n  ".join(problems))
 
@@ -107,7 +122,7 @@ def build_train_data(wildcards):
 
 def setting_parts(wildcards):
     """The scored parts a setting is made of: sampled responses and/or the provided ones."""
-    spec = config["settings"][wildcards.setting]
+    spec = SETTINGS[wildcards.setting]
     parts = {}
     if spec["sampler"]:
         parts["sampled"] = f"results/rewards/{wildcards.policy}/{spec['sampler']}.parquet"
@@ -116,9 +131,45 @@ def setting_parts(wildcards):
     return parts
 
 
+def own_training_sets():
+    """Settings that build their own training set (not reusing another's)."""
+    return [name for name, spec in SETTINGS.items() if "training_set" not in spec]
+
+
+def scored_file(policy, setting):
+    """The training set a setting trains on (its own, or the one it reuses)."""
+    return f"results/scored/{policy}/{SETTINGS[setting].get('training_set', setting)}.parquet"
+
+
+def setting_rank_weight(setting):
+    return SETTINGS[setting].get("rank_weight", config["rrhf"]["rank_weight"])
+
+
+def evaluated_model(wildcards):
+    """The model an evaluation generates with: the RRHF-trained one, or the untrained policy for "none"."""
+    if wildcards.setting == "none":
+        return model_path(wildcards.policy)
+    return f"results/models/{wildcards.policy}/{wildcards.setting}"
+
+
+def evaluated_model_input(wildcards):
+    if wildcards.setting == "none":
+        return model_input(wildcards.policy)
+    return [evaluated_model(wildcards)]
+
+
+def table_rows(table):
+    """A table's rows with the model name, display name and setting of each."""
+    rows = []
+    for row in TABLES[table]:
+        model = POLICIES[row["policy"]]
+        rows.append({"model": model, "policy": MODELS[model]["display_name"], "setting": row["setting"],
+                     "rank_weight": setting_rank_weight(row["setting"]) if row["setting"] != "none" else None})
+    return rows
+
+
 wildcard_constraints:
     dataset=names_pattern(config["datasets"]),
     split="train|test",
-    policy=names_pattern(config["policies"]),
+    policy=names_pattern(set(POLICIES.values())),
     sampler=names_pattern(SAMPLERS),
-    setting=names_pattern(config["settings"]),

@@ -1,9 +1,6 @@
 # Scoring stage: rewards for sampled and provided responses, and the training
 # set of each setting, results/scored/{policy}/{setting}.parquet.
 
-REWARD_MODEL = config["reward_model"]
-
-
 rule score_samples:
     input:
         samples="results/samples/{policy}/{sampler}.parquet",
@@ -59,6 +56,8 @@ rule assemble_training_set:
         scored="results/scored/{policy}/{setting}.parquet",
     log:
         "logs/assemble_training_set/{policy}_{setting}.log",
+    wildcard_constraints:
+        setting=names_pattern(own_training_sets()),
     conda:
         ENV
     script:

@@ -1,0 +1,126 @@
+"""Evaluation: generate one response per test prompt, cut it at the next turn, score reward and perplexity."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from rrhf.data import select_prompts
+from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
+from rrhf.models import encode_pair, load_causal_lm, load_reward_model, load_tokenizer, resolve_device
+from rrhf.rewards import score
+from rrhf.sampling import generate_responses
+from rrhf.training import pad_right
+
+log = logging.getLogger("rrhf")
+TURN_MARKER = re.compile(r"Human:|Assistant:")
+
+
+def cut_at_turn(text: str) -> str:
+    """The response up to the first "Human:" or "Assistant:" (the model starting the next turn), stripped on the right."""
+    match = TURN_MARKER.search(text)
+    return (text[: match.start()] if match else text).rstrip()
+
+
+@torch.no_grad()
+def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max_length: int = 1024,
+                 batch_size: int = 16) -> list[tuple[float, int]]:
+    """(summed negative log-likelihood, token count) of each response given its prompt, no EOS added."""
+    device = next(model.parameters()).device
+    encoded = [encode_pair(tokenizer, p, r, max_length, add_eos=False) for p, r in zip(prompts, responses)]
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    for begin in range(0, len(order), batch_size):
+        rows = [i for i in order[begin:begin + batch_size] if len(encoded[i][0]) > encoded[i][1]]
+        if not rows:
+            continue
+        ids = pad_right([encoded[i][0] for i in rows], tokenizer.pad_token_id).to(device)
+        mask = pad_right([[1] * len(encoded[i][0]) for i in rows], 0).to(device)
+        logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+        token_logprobs = logprobs.gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        for position, i in enumerate(rows):
+            seq, start = encoded[i]
+            span = token_logprobs[position, max(start, 1) - 1: len(seq) - 1]
+            out[i] = (float(-span.sum()), span.numel())
+    return out
+
+
+def perplexity(nll_and_counts: list[tuple[float, int]]) -> float:
+    """exp(total NLL / total tokens) over all responses (token-weighted); NaN when there are no tokens."""
+    tokens = sum(n for _, n in nll_and_counts)
+    return math.exp(sum(nll for nll, _ in nll_and_counts) / tokens) if tokens else float("nan")
+
+
+def score_generations(frame: pd.DataFrame, reward_model: str, evaluation_model: str, scoring: dict[str, Any],
+                      device: str) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Add ``reward``, ``nll`` and ``n_tokens`` to a frame of (prompt, response); return it and the metrics."""
+    torch_device = resolve_device(device)
+    rm, rm_tokenizer = load_reward_model(reward_model, torch_device)
+    frame = frame.copy()
+    frame["reward"] = score(rm, rm_tokenizer, list(frame["prompt"]), list(frame["response"]),
+                            scoring["batch_size"], scoring["max_length"])
+    del rm
+    lm, _ = load_causal_lm(evaluation_model, torch_device)
+    lm_tokenizer = load_tokenizer(evaluation_model, padding_side="right")
+    nll = response_nll(lm, lm_tokenizer, list(frame["prompt"]), list(frame["response"]), scoring["max_length"])
+    frame["nll"] = [value for value, _ in nll]
+    frame["n_tokens"] = [count for _, count in nll]
+    metrics = {"reward_mean": float(frame["reward"].mean()), "ppl": perplexity(nll), "n": len(frame),
+               "n_empty": int((frame["n_tokens"] == 0).sum())}
+    bad = [i for i, r in enumerate(frame["reward"]) if not math.isfinite(r)]
+    if bad:
+        raise ValueError(f"evaluation: reward is not finite for row {bad[0]} (prompt_id {frame['prompt_id'].iloc[bad[0]]})")
+    return frame, metrics
+
+
+def write_evaluation(frame: pd.DataFrame, metrics: dict[str, Any], output_dir: str, provenance: dict) -> None:
+    """``generations.parquet`` and ``metrics.json`` into ``output_dir``, each written atomically."""
+    write_parquet(frame, Path(output_dir) / "generations.parquet", provenance)
+    write_json(metrics, Path(output_dir) / "metrics.json")
+
+
+def evaluate_policy(policy: str, test_data: str, reward_model: str, evaluation_model: str, output_dir: str,
+                    decoding: dict[str, Any], scoring: dict[str, Any], limit: int | None, selection_seed: int,
+                    device: str = "auto", log_path: str | None = None) -> dict[str, float]:
+    """Stage entry point: generate on the test prompts with ``decoding``, cut, score; write the evaluation."""
+    setup_logging(log_path)
+    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    model, tokenizer = load_causal_lm(policy, resolve_device(device))
+    params = {k: v for k, v in decoding.items() if k != "method"}
+    generated = generate_responses(model, tokenizer, list(test["prompt"]), decoding["method"], num_responses=1,
+                                   show_progress=True, **params)
+    del model
+    frame = test[["prompt_id", "prompt"]].copy()
+    frame["raw_response"] = [texts[0] for texts in generated]
+    frame["response"] = [cut_at_turn(text) for text in frame["raw_response"]]
+    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device)
+    log.info("evaluated %s on %d prompts: %s", policy, len(frame), metrics)
+    write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_policy", "policy": policy,
+                                                  "decoding": decoding, "reward_model": reward_model,
+                                                  "evaluation_model": evaluation_model})
+    return metrics
+
+
+def evaluate_provided(test_data: str, source: str, reward_model: str, evaluation_model: str, output_dir: str,
+                      scoring: dict[str, Any], limit: int | None, selection_seed: int, device: str = "auto",
+                      log_path: str | None = None) -> dict[str, float]:
+    """Stage entry point: evaluate the dataset's own ``chosen`` or ``rejected`` replies (Table 2's good/bad rows)."""
+    setup_logging(log_path)
+    if source not in ("chosen", "rejected"):
+        raise ValueError(f"source must be 'chosen' or 'rejected', not {source!r}")
+    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt", source]), limit, selection_seed)
+    frame = test[["prompt_id", "prompt"]].copy()
+    frame["response"] = [cut_at_turn(text) for text in test[source]]
+    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device)
+    log.info("evaluated the dataset's %s replies on %d prompts: %s", source, len(frame), metrics)
+    write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_provided", "source": source,
+                                                  "reward_model": reward_model,
+                                                  "evaluation_model": evaluation_model})
+    return metrics

@@ -1,0 +1,83 @@
+"""The paper's tables as CSV, from evaluation metrics and scored training sets; the loss-curve figure."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rrhf.io import atomic_path, read_parquet
+from rrhf.rewards import training_set_stats
+
+TABLE6_COLUMNS = ["policy", "setting", "ppl", "reward", "train_reward_mean", "train_reward_std", "train_reward_max"]
+TABLE7_COLUMNS = ["policy", "setting", "rank_weight", "ppl", "reward"]
+
+
+def read_metrics(path: str) -> dict[str, Any]:
+    """An evaluation's metrics.json; raises naming the file when ``ppl`` or ``reward_mean`` is missing."""
+    metrics = json.loads(Path(path).read_text())
+    missing = [key for key in ("ppl", "reward_mean") if key not in metrics]
+    if missing:
+        raise ValueError(f"{path}: missing metric(s) {missing}")
+    return metrics
+
+
+def write_csv(frame: pd.DataFrame, output: str) -> None:
+    """Write a table atomically; refuses non-finite numbers, naming the row and column."""
+    for column in frame.select_dtypes("number").columns:
+        for row, value in enumerate(frame[column]):
+            if not math.isfinite(value):
+                raise ValueError(f"{output}: {column} of row {row} ({frame.iloc[row]['policy']}, "
+                                 f"{frame.iloc[row]['setting']}) is {value}")
+    with atomic_path(output) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: list[str], output: str) -> pd.DataFrame:
+    """Table 6: per row (policy display name, setting), the evaluation's PPL and reward, and the training set's
+    reward mean, std and mean-of-best. ``metrics_files`` and ``scored_files`` follow ``rows``."""
+    records = []
+    for row, metrics_file, scored_file in zip(rows, metrics_files, scored_files, strict=True):
+        metrics = read_metrics(metrics_file)
+        stats = training_set_stats(read_parquet(scored_file, ["prompt_id", "reward"]))
+        records.append({"policy": row["policy"], "setting": row["setting"], "ppl": metrics["ppl"],
+                        "reward": metrics["reward_mean"], **stats})
+    frame = pd.DataFrame(records, columns=TABLE6_COLUMNS)
+    write_csv(frame, output)
+    return frame
+
+
+def table7(rows: list[dict[str, Any]], metrics_files: list[str], output: str) -> pd.DataFrame:
+    """Table 7: the ranking-loss ablation, per row (policy, setting, rank_weight) PPL and reward."""
+    records = []
+    for row, metrics_file in zip(rows, metrics_files, strict=True):
+        metrics = read_metrics(metrics_file)
+        records.append({"policy": row["policy"], "setting": row["setting"], "rank_weight": row["rank_weight"],
+                        "ppl": metrics["ppl"], "reward": metrics["reward_mean"]})
+    frame = pd.DataFrame(records, columns=TABLE7_COLUMNS)
+    write_csv(frame, output)
+    return frame
+
+
+def plot_loss_curve(model_dir: str, title: str, output: str) -> None:
+    """The paper's Figure 3 for one run: loss, rank loss and fine-tuning loss by step (from train_log.parquet)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = read_parquet(Path(model_dir) / "train_log.parquet", ["step", "loss", "rank_loss", "ft_loss"])
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    for column, label in (("loss", "loss"), ("rank_loss", "rank loss"), ("ft_loss", "ft loss")):
+        axis.plot(log["step"], log[column], label=label)
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_title(title)
+    axis.legend()
+    figure.tight_layout()
+    with atomic_path(output) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)

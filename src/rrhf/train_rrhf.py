@@ -1,0 +1,177 @@
+"""RRHF training: each query with its K scored responses is one example.
+
+Sequences (prompt + response + EOS) of a batch are flattened, sorted by length
+and run through the model in chunks of similar length, so compute is not spent
+padding every response to the longest of the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+from rrhf.io import atomic_path, read_parquet, setup_logging, write_json, write_parquet
+from rrhf.losses import rank_accuracy, rrhf_loss, sequence_scores
+from rrhf.models import encode_pair, load_tokenizer
+from rrhf.training import TrainingParams, pad_right, train_model
+
+log = logging.getLogger("rrhf")
+SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "reward"]
+
+
+@dataclass
+class QueryExample:
+    """One query: K token sequences (prompt + response + EOS), where each response starts, their rewards."""
+
+    sequences: list[list[int]]
+    starts: list[int]
+    rewards: list[float]
+
+    @property
+    def length(self) -> int:
+        return max(len(s) for s in self.sequences)
+
+
+def build_examples(frame: pd.DataFrame, tokenizer, max_length: int) -> list[QueryExample]:
+    """Group a scored training set by prompt into :class:`QueryExample` objects (prompt order kept)."""
+    examples = []
+    for _, group in frame.sort_values(["prompt_id", "response_index"]).groupby("prompt_id", sort=False):
+        encoded = [encode_pair(tokenizer, p, r, max_length) for p, r in zip(group["prompt"], group["response"])]
+        examples.append(QueryExample([e[0] for e in encoded], [e[1] for e in encoded],
+                                     [float(r) for r in group["reward"]]))
+    return examples
+
+
+def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_per_forward: int) -> dict:
+    """Tensors for a batch of B queries with up to K responses.
+
+    Keys: ``rewards`` (B, K); ``starts``, ``lengths`` and ``slots`` (N,) for the
+    N = sum of K_b sequences (``slots`` = b * K + k); and per chunk c of
+    similar-length sequences, ``input_ids_c``/``attention_mask_c`` (n_c, L_c) and
+    ``rows_c`` (n_c,), the sequences' positions in the flat list.
+    """
+    width = max(len(e.sequences) for e in examples)
+    rewards = torch.zeros(len(examples), width)
+    sequences, starts, slots = [], [], []
+    for b, example in enumerate(examples):
+        rewards[b, : len(example.rewards)] = torch.tensor(example.rewards)
+        for k, (seq, start) in enumerate(zip(example.sequences, example.starts)):
+            sequences.append(seq)
+            starts.append(start)
+            slots.append(b * width + k)
+    batch = {"rewards": rewards, "starts": torch.tensor(starts), "slots": torch.tensor(slots),
+             "lengths": torch.tensor([len(s) for s in sequences])}
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    chunk: list[int] = []
+    chunks: list[list[int]] = []
+    for i in order:  # longest so far is the current one: chunk cost = rows x current length
+        if chunk and (len(chunk) + 1) * len(sequences[i]) > max_tokens_per_forward:
+            chunks.append(chunk)
+            chunk = []
+        chunk.append(i)
+    chunks.append(chunk)
+    for c, rows in enumerate(chunks):
+        batch[f"input_ids_{c}"] = pad_right([sequences[i] for i in rows], pad_token_id)
+        batch[f"attention_mask_{c}"] = pad_right([[1] * len(sequences[i]) for i in rows], 0)
+        batch[f"rows_{c}"] = torch.tensor(rows)
+    return batch
+
+
+def response_logprobs(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token_logprobs, response_mask), each (B, K, T): log P of each response token, T = longest response."""
+    starts, lengths = batch["starts"], batch["lengths"]
+    batch_size, width = batch["rewards"].shape
+    longest = int((lengths - starts).max())
+    flat_logprobs = [None] * len(starts)
+    c = 0
+    while f"input_ids_{c}" in batch:
+        input_ids = batch[f"input_ids_{c}"]
+        logits = model(input_ids=input_ids, attention_mask=batch[f"attention_mask_{c}"]).logits
+        token_logprobs = torch.gather(F.log_softmax(logits[:, :-1].float(), dim=-1), 2,
+                                      input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (n_c, L_c - 1)
+        for position, row in enumerate(batch[f"rows_{c}"].tolist()):
+            flat_logprobs[row] = token_logprobs[position, starts[row] - 1: lengths[row] - 1]
+        c += 1
+    out = torch.zeros(batch_size * width, longest, device=starts.device)
+    mask = torch.zeros(batch_size * width, longest, dtype=torch.bool, device=starts.device)
+    for row, slot in enumerate(batch["slots"].tolist()):
+        n = flat_logprobs[row].shape[0]
+        out[slot, :n] = flat_logprobs[row]
+        mask[slot, :n] = True
+    return out.view(batch_size, width, longest), mask.view(batch_size, width, longest)
+
+
+def make_rrhf_loss(rank_weight: float, length_penalty: float, ft_reduction: str):
+    """A ``compute_loss(model, batch)`` for :func:`rrhf.training.train_model`."""
+
+    def compute_loss(model, batch):
+        token_logprobs, mask = response_logprobs(model, batch)
+        loss, rank_loss, ft_loss = rrhf_loss(token_logprobs, mask, batch["rewards"], rank_weight=rank_weight,
+                                             length_penalty=length_penalty, ft_reduction=ft_reduction)
+        scores = sequence_scores(token_logprobs.detach(), mask, length_penalty)
+        accuracy = rank_accuracy(scores, batch["rewards"], mask.any(-1))
+        return loss, {"rank_loss": float(rank_loss.detach()), "ft_loss": float(ft_loss.detach()),
+                      "rank_accuracy": accuracy}
+
+    return compute_loss
+
+
+@torch.no_grad()
+def policy_rank_accuracy(model, tokenizer, frame: pd.DataFrame, max_length: int, length_penalty: float = 1.0,
+                         batch_size: int = 8) -> float:
+    """How often ``model``'s length-normalised log-probabilities order a scored set's responses like the rewards."""
+    examples = build_examples(frame, tokenizer, max_length)
+    right = total = 0.0
+    for start in range(0, len(examples), batch_size):
+        batch = collate_queries(examples[start:start + batch_size], tokenizer.pad_token_id, 1 << 20)
+        token_logprobs, mask = response_logprobs(model, batch)
+        valid = mask.any(-1)
+        rewards = batch["rewards"]
+        pairs = int(((rewards.unsqueeze(-1) < rewards.unsqueeze(-2)) & valid.unsqueeze(-1) & valid.unsqueeze(-2)).sum())
+        if pairs:
+            right += rank_accuracy(sequence_scores(token_logprobs, mask, length_penalty), rewards, valid) * pairs
+            total += pairs
+    return right / total if total else float("nan")
+
+
+def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, Any], rank_weight: float = 1.0,
+               length_penalty: float = 1.0, ft_reduction: str = "token_mean", max_tokens_per_forward: int = 4096,
+               log_path: str | None = None) -> dict[str, float]:
+    """Stage entry point: RRHF-train ``policy`` on a scored training set; save it, its log and metrics.
+
+    Writes ``output_dir``/model.safetensors (+ config, tokenizer), ``train_log.parquet``
+    (step, epoch, loss, rank_loss, ft_loss, rank_accuracy, lr) and ``metrics.json``.
+    """
+    setup_logging(log_path)
+    params = TrainingParams.from_config(training)
+    tokenizer = load_tokenizer(policy, padding_side="right")
+    frame = read_parquet(scored, SCORED_COLUMNS)
+    examples = build_examples(frame, tokenizer, params.max_length)
+    model = AutoModelForCausalLM.from_pretrained(policy)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    log.info("RRHF on %s: %d queries, %d responses, rank_weight %s, length_penalty %s, ft %s",
+             scored, len(examples), len(frame), rank_weight, length_penalty, ft_reduction)
+    result = train_model(model, examples, [e.length for e in examples],
+                         lambda b: collate_queries(b, tokenizer.pad_token_id, max_tokens_per_forward),
+                         make_rrhf_loss(rank_weight, length_penalty, ft_reduction), params, "rrhf")
+    rows = pd.DataFrame(result.rows)
+    first_epoch, last_epoch = rows[rows["epoch"] <= 1], rows[rows["epoch"] > rows["epoch"].max() - 1]
+    metrics = {"steps": len(rows), "queries": len(examples), "responses": len(frame),
+               "final_loss": float(rows["loss"].iloc[-1]),
+               "rank_accuracy_first_epoch": float(first_epoch["rank_accuracy"].mean()),
+               "rank_accuracy_last_epoch": float(last_epoch["rank_accuracy"].mean()),
+               "rank_weight": rank_weight, "length_penalty": length_penalty, "ft_reduction": ft_reduction}
+    log.info("RRHF done: %s", metrics)
+    with atomic_path(output_dir, directory=True) as tmp:
+        result.save(tokenizer, str(tmp))
+        write_parquet(rows, tmp / "train_log.parquet", {"stage": "train_rrhf", "policy": policy, "scored": scored,
+                                                       "training": training, **metrics})
+        write_json(metrics, tmp / "metrics.json")
+    return metrics

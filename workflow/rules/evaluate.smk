@@ -1,0 +1,63 @@
+# Evaluation stage: one generation per test prompt, cut at the next turn,
+# scored by the reward model and the evaluation LM (perplexity).
+
+
+rule evaluate_policy:
+    input:
+        test_data=dataset_file(config["data"]["dataset"], "test"),
+        policy=evaluated_model_input,
+        reward_model=model_input(REWARD_MODEL),
+        evaluation_model=model_input(EVALUATION_MODEL),
+    output:
+        generations="results/eval/{policy}/{setting}/generations.parquet",
+        metrics="results/eval/{policy}/{setting}/metrics.json",
+    params:
+        policy=evaluated_model,
+        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        evaluation_model=lambda wildcards: model_path(EVALUATION_MODEL),
+        decoding=config["evaluation"]["decoding"],
+        scoring=config["scoring"],
+        limit=config["data"]["test_prompts"],
+        selection_seed=config["data"]["selection_seed"],
+        device=config["device"],
+    log:
+        "logs/evaluate_policy/{policy}_{setting}.log",
+    benchmark:
+        "benchmarks/evaluate_policy/{policy}_{setting}.tsv"
+    wildcard_constraints:
+        setting=names_pattern([*SETTINGS, "none"]),
+    resources:
+        **rule_resources("evaluate_policy"),
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_policy.py"
+
+
+rule evaluate_provided:
+    input:
+        test_data=dataset_file(config["data"]["dataset"], "test"),
+        reward_model=model_input(REWARD_MODEL),
+        evaluation_model=model_input(EVALUATION_MODEL),
+    output:
+        generations="results/eval/dataset/{source}/generations.parquet",
+        metrics="results/eval/dataset/{source}/metrics.json",
+    params:
+        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        evaluation_model=lambda wildcards: model_path(EVALUATION_MODEL),
+        scoring=config["scoring"],
+        limit=config["data"]["test_prompts"],
+        selection_seed=config["data"]["selection_seed"],
+        device=config["device"],
+    log:
+        "logs/evaluate_provided/{source}.log",
+    benchmark:
+        "benchmarks/evaluate_provided/{source}.tsv"
+    wildcard_constraints:
+        source="chosen|rejected",
+    resources:
+        **rule_resources("evaluate_provided"),
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_provided.py"

@@ -1,0 +1,55 @@
+# Tables and figures: cheap, run on the submitting machine.
+
+
+localrules:
+    table6,
+    table7,
+    plot_loss_curve,
+
+
+rule table6:
+    input:
+        metrics=[f"results/eval/{r['model']}/{r['setting']}/metrics.json" for r in table_rows("table6")],
+        scored=[scored_file(r["model"], r["setting"]) for r in table_rows("table6")],
+    output:
+        table="results/table6.csv",
+    params:
+        rows=[{"policy": r["policy"], "setting": r["setting"]} for r in table_rows("table6")],
+    log:
+        "logs/tables/table6.log",
+    conda:
+        ENV
+    script:
+        "../scripts/table6.py"
+
+
+rule table7:
+    input:
+        metrics=[f"results/eval/{r['model']}/{r['setting']}/metrics.json" for r in table_rows("table7")],
+    output:
+        table="results/table7.csv",
+    params:
+        rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in table_rows("table7")],
+    log:
+        "logs/tables/table7.log",
+    conda:
+        ENV
+    script:
+        "../scripts/table7.py"
+
+
+rule plot_loss_curve:
+    input:
+        model="results/models/{policy}/{setting}",
+    output:
+        figure="results/figures/loss_curve_{policy}_{setting}.png",
+    params:
+        title=lambda wildcards: f"RRHF loss: {MODELS[wildcards.policy]['display_name']}, {wildcards.setting}",
+    log:
+        "logs/plot_loss_curve/{policy}_{setting}.log",
+    wildcard_constraints:
+        setting=names_pattern(SETTINGS),
+    conda:
+        ENV
+    script:
+        "../scripts/plot_loss_curve.py"

@@ -1,0 +1,3 @@
+from rrhf.tables import table7
+
+table7(snakemake.params.rows, list(snakemake.input.metrics), snakemake.output.table)
