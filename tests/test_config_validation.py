@@ -23,7 +23,8 @@ def broken(edit):
 CASES = {
     "typo in a top-level key": (lambda c: c.update(polices=c.pop("policies")), "polices"),
     "typo in a nested key": (lambda c: c["sampling"]["samplers"]["beam"].update(num_beam=4), "num_beam"),
-    "unknown policy": (lambda c: c["policies"].append("llama_typo"), "llama_typo"),
+    "unknown policy": (lambda c: c["policies"].update(Vicuna="llama_typo"), "policies.Vicuna"),
+    "unknown training set": (lambda c: c["settings"].update(X={"training_set": "BQ"}), "settings.X.training_set"),
     "unknown sampler in a setting": (lambda c: c["settings"]["DP"].update(sampler="diverse"), "diverse"),
     "unknown sampler method": (lambda c: c["sampling"]["samplers"].update(nucleus={}), "nucleus"),
     "unknown model in a build": (lambda c: c["models"]["instruct"]["build"].update(init="bse"),

@@ -135,3 +135,13 @@ def test_training_set_stats_by_hand():
     assert stats["train_reward_std"] == pytest.approx(math.sqrt(40 / 6))
     # best per prompt: 3 and 7 -> mean 5
     assert stats["train_reward_max"] == pytest.approx(5.0)
+
+
+def test_score_caps_max_length_at_the_models_positions(reward_model, synthetic_frame):
+    """Asking for more tokens than the model has positions (256) cuts the prompt instead of crashing."""
+    model, tokenizer = reward_model
+    long_prompt = "".join(synthetic_frame["prompt"].iloc[:20])
+    response = synthetic_frame["chosen"].iloc[0]
+    assert len(tokenizer(long_prompt)["input_ids"]) > model.config.n_positions
+    capped = score(model, tokenizer, [long_prompt], [response], max_length=4096)
+    assert capped == pytest.approx(score(model, tokenizer, [long_prompt], [response], max_length=256), abs=1e-6)

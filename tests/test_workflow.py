@@ -1,10 +1,13 @@
 """Real Snakemake runs of the tiny config (made smaller) from nothing, in a scratch folder."""
 
+import math
+
 import pandas as pd
+import yaml
 import pytest
 
 from rrhf.io import read_provenance
-from workflow_helpers import FAST_OVERRIDES, run_snakemake
+from workflow_helpers import FAST_OVERRIDES, jobs_by_rule, run_snakemake
 
 pytestmark = pytest.mark.workflow
 TRAIN_PROMPTS = FAST_OVERRIDES["data"]["train_prompts"]
@@ -75,3 +78,41 @@ def test_second_run_has_nothing_to_do(workdir):
     result = run_snakemake(workdir, "-n", *(f"results/scored/instruct/{s}.parquet" for s in ("DP", "D", "P")),
                            overrides=FAST_OVERRIDES)
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def table_workdir(workdir):
+    """The same folder, with Table 6 reduced to one row (Alpaca, DP) and built end to end."""
+    tables = workdir / "tables.yaml"
+    tables.write_text(yaml.safe_dump({"table6": [{"policy": "Alpaca", "setting": "DP"}],
+                                      "table7": [{"policy": "Alpaca", "setting": "DP"}]}))
+    overrides = {**FAST_OVERRIDES, "tables": str(tables)}
+    run_snakemake(workdir, "results/table6.csv", overrides=overrides)
+    return workdir, overrides
+
+
+def test_table6_row_end_to_end(table_workdir):
+    workdir, _ = table_workdir
+    table = pd.read_csv(workdir / "results/table6.csv")
+    assert list(table.columns) == ["policy", "setting", "ppl", "reward", "train_reward_mean", "train_reward_std",
+                                   "train_reward_max"]
+    assert table[["policy", "setting"]].values.tolist() == [["tiny-instruct (Alpaca role)", "DP"]]
+    numbers = table.drop(columns=["policy", "setting"])
+    assert numbers.map(lambda v: isinstance(v, float) and math.isfinite(v)).all().all()
+    assert table["ppl"].iloc[0] > 1
+    assert table["train_reward_max"].iloc[0] >= table["train_reward_mean"].iloc[0]
+    log = pd.read_parquet(workdir / "results/models/instruct/DP/train_log.parquet")
+    assert {"step", "epoch", "loss", "rank_loss", "ft_loss", "lr"} <= set(log.columns)
+
+
+def test_nothing_changed_means_nothing_to_do(table_workdir):
+    workdir, overrides = table_workdir
+    result = run_snakemake(workdir, "-n", "results/table6.csv", overrides=overrides)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_the_decoding_reruns_only_evaluation_and_tables(table_workdir):
+    workdir, overrides = table_workdir
+    changed = {**overrides, "evaluation": {"decoding": {"max_new_tokens": 10}}}
+    result = run_snakemake(workdir, "-n", "results/table6.csv", overrides=changed)
+    assert jobs_by_rule(result.stdout) == {"evaluate_policy": 1, "table6": 1}

@@ -26,7 +26,24 @@ FAST_OVERRIDES = {
     },
     "sampling": {"batch_size": 12, "samplers": {name: {"max_new_tokens": 12}
                                                 for name in ("beam", "diverse_beam", "top_p")}},
+    "rrhf": {"training": {"epochs": 1, "batch_size": 4, "max_length": 128}},
+    "evaluation": {"decoding": {"max_new_tokens": 12}},
 }
+
+
+def jobs_by_rule(dry_run_output: str) -> dict[str, int]:
+    """Rule -> job count from the "Job stats" table of a ``snakemake -n`` run."""
+    counts: dict[str, int] = {}
+    lines = dry_run_output.splitlines()
+    if "Job stats:" not in lines:
+        return counts
+    for line in lines[lines.index("Job stats:") + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        if parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
 
 
 def write_config(folder: Path, overrides: dict, name: str = "overrides.yaml") -> Path:

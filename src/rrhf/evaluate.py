@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from rrhf.data import select_prompts
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
-from rrhf.models import encode_pair, load_causal_lm, load_reward_model, load_tokenizer, resolve_device
+from rrhf.models import encode_pair, load_causal_lm, load_reward_model, load_tokenizer, resolve_device, usable_length
 from rrhf.rewards import score
 from rrhf.sampling import generate_responses
 from rrhf.training import pad_right
@@ -34,6 +34,7 @@ def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max
                  batch_size: int = 16) -> list[tuple[float, int]]:
     """(summed negative log-likelihood, token count) of each response given its prompt, no EOS added."""
     device = next(model.parameters()).device
+    max_length = usable_length(model, max_length)
     encoded = [encode_pair(tokenizer, p, r, max_length, add_eos=False) for p, r in zip(prompts, responses)]
     out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))

@@ -43,6 +43,13 @@ def load_reward_model(path: str, device: str | torch.device = "cpu"):
     return model.to(device).eval(), tokenizer
 
 
+def usable_length(model, requested: int) -> int:
+    """``requested``, capped at the longest sequence the model's position embeddings allow (if it says)."""
+    config = model.config
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    return min(requested, limit) if limit else requested
+
+
 def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos: bool = True) -> tuple[list[int], int]:
     """Token ids of prompt + response (+ EOS) within ``max_length``, and where the response starts.
 

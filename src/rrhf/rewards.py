@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from rrhf.data import select_prompts
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
-from rrhf.models import encode_pair, load_reward_model, resolve_device
+from rrhf.models import encode_pair, load_reward_model, resolve_device, usable_length
 from rrhf.training import pad_right
 
 log = logging.getLogger("rrhf")
@@ -25,11 +25,13 @@ def score(reward_model, tokenizer, prompts: list[str], responses: list[str], bat
     """Reward of each (prompt, response) pair: the model's single logit on prompt + response + EOS.
 
     Sequences are sorted by length and scored in right-padded batches of
-    ``batch_size``; rewards come back in the input order.
+    ``batch_size``; rewards come back in the input order. Sequences longer than
+    ``max_length`` (or than the model accepts) lose the start of their prompt.
     """
     if len(prompts) != len(responses):
         raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
     device = next(reward_model.parameters()).device
+    max_length = usable_length(reward_model, max_length)
     encoded = [encode_pair(tokenizer, p, r, max_length)[0] for p, r in zip(prompts, responses)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     rewards = [0.0] * len(encoded)

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
 
 from rrhf.io import atomic_path, read_parquet, setup_logging, write_json, write_parquet
@@ -58,6 +59,7 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
     examples = [(encode_pair(tokenizer, p, c, params.max_length)[0], encode_pair(tokenizer, p, r, params.max_length)[0])
                 for p, c, r in zip(frame["prompt"], frame["chosen"], frame["rejected"])]
+    set_seed(params.seed)  # the new one-label head is initialised here, before train_model seeds
     model = AutoModelForSequenceClassification.from_pretrained(init_model, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     log.info("training a reward model from %s on %d pairs", init_model, len(examples))

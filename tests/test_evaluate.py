@@ -1,0 +1,113 @@
+"""Evaluation: cutting at the next turn, perplexity against hand-computed values, and the good/bad rows."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rrhf.evaluate import cut_at_turn, evaluate_policy, evaluate_provided, perplexity, response_nll
+from rrhf.io import write_parquet
+from rrhf.models import load_tokenizer
+
+SCORING = {"batch_size": 8, "max_length": 256}
+
+
+@pytest.mark.parametrize("text, expected", [
+    (" Sure, here you go.\n\nHuman: thanks\n\nAssistant: ok", " Sure, here you go."),
+    (" Fine. Assistant: and more", " Fine."),
+    (" No turn here.  ", " No turn here."),
+    ("Human: straight away", ""),
+    (" mentions human: in lower case", " mentions human: in lower case"),
+])
+def test_cut_at_turn(text, expected):
+    assert cut_at_turn(text) == expected
+
+
+def test_perplexity_is_token_weighted():
+    assert perplexity([(2.0, 1), (4.0, 3)]) == pytest.approx(math.exp(6.0 / 4))
+    assert math.isnan(perplexity([(0.0, 0)]))
+
+
+@pytest.fixture(scope="module")
+def uniform_lm_dir(tmp_path_factory, tiny_lm_dir):
+    """The tiny LM with every weight zeroed: its logits are all 0, so each token has probability 1/V."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    path = tmp_path_factory.mktemp("uniform_lm")
+    model.save_pretrained(path)
+    load_tokenizer(str(tiny_lm_dir)).save_pretrained(path)
+    return path
+
+
+def test_uniform_model_has_perplexity_equal_to_vocabulary_size(uniform_lm_dir, synthetic_frame):
+    model = AutoModelForCausalLM.from_pretrained(uniform_lm_dir).eval()
+    tokenizer = load_tokenizer(str(uniform_lm_dir), padding_side="right")
+    prompts, responses = list(synthetic_frame["prompt"].head(5)), list(synthetic_frame["chosen"].head(5))
+    nll = response_nll(model, tokenizer, prompts, responses, batch_size=2)
+    vocab = model.config.vocab_size
+    for (value, count), response in zip(nll, responses):
+        assert count == len(tokenizer(response, add_special_tokens=False)["input_ids"])  # response only, no EOS
+        assert value == pytest.approx(count * math.log(vocab), rel=1e-5)
+    assert perplexity(nll) == pytest.approx(vocab, rel=1e-4)
+
+
+def test_response_nll_matches_a_hand_computed_sum(tiny_lm_dir, synthetic_frame):
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    tokenizer = load_tokenizer(str(tiny_lm_dir), padding_side="right")
+    prompt, response = synthetic_frame["prompt"].iloc[0], synthetic_frame["chosen"].iloc[0]
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt_ids + response_ids])).logits[0]
+    logprobs = torch.log_softmax(logits, -1)
+    expected = -sum(float(logprobs[len(prompt_ids) - 1 + t, token]) for t, token in enumerate(response_ids))
+    # Batched with a much shorter pair, so padding is involved.
+    (value, count), _ = response_nll(model, tokenizer, [prompt, "\n\nHuman: hi\n\nAssistant:"],
+                                     [response, " Hi."])
+    assert count == len(response_ids)
+    assert value == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def test_split(tmp_path_factory, synthetic_frame):
+    frame = synthetic_frame.head(6).copy()
+    frame.loc[0, "chosen"] = " Good answer.\n\nHuman: and then?\n\nAssistant: more"  # must be cut
+    path = tmp_path_factory.mktemp("data") / "test.parquet"
+    write_parquet(frame, path, {"stage": "test"})
+    return path, frame
+
+
+@pytest.mark.parametrize("source", ["chosen", "rejected"])
+def test_provided_rows_evaluate_the_datasets_replies(tmp_path, test_split, tiny_reward_dir, uniform_lm_dir, source):
+    path, frame = test_split
+    metrics = evaluate_provided(str(path), source, str(tiny_reward_dir), str(uniform_lm_dir), str(tmp_path),
+                                SCORING, limit=None, selection_seed=0)
+    generations = pd.read_parquet(tmp_path / "generations.parquet")
+    expected = {pid: cut_at_turn(text) for pid, text in zip(frame["prompt_id"], frame[source])}
+    assert dict(zip(generations["prompt_id"], generations["response"])) == expected
+    assert metrics == json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n"] == 6
+    assert metrics["reward_mean"] == pytest.approx(generations["reward"].mean())
+    assert metrics["ppl"] == pytest.approx(AutoModelForCausalLM.from_pretrained(uniform_lm_dir).config.vocab_size,
+                                           rel=1e-4)
+    with pytest.raises(ValueError, match="source"):
+        evaluate_provided(str(path), "prompt", str(tiny_reward_dir), str(uniform_lm_dir), str(tmp_path / "x"),
+                          SCORING, None, 0)
+
+
+def test_evaluate_policy_generates_cuts_and_scores(tmp_path, test_split, tiny_lm_dir, tiny_reward_dir, uniform_lm_dir):
+    path, _ = test_split
+    decoding = {"method": "greedy", "max_new_tokens": 12, "batch_size": 4}
+    metrics = evaluate_policy(str(tiny_lm_dir), str(path), str(tiny_reward_dir), str(uniform_lm_dir), str(tmp_path),
+                              decoding, SCORING, limit=4, selection_seed=0)
+    generations = pd.read_parquet(tmp_path / "generations.parquet")
+    assert len(generations) == metrics["n"] == 4
+    assert {"prompt_id", "prompt", "raw_response", "response", "reward", "nll", "n_tokens"} <= set(generations)
+    assert all(response == cut_at_turn(raw) for response, raw in zip(generations["response"],
+                                                                    generations["raw_response"]))
+    assert math.isfinite(metrics["reward_mean"]) and metrics["ppl"] > 1
