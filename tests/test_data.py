@@ -8,10 +8,18 @@ import re
 
 import pandas as pd
 import pytest
-
 from conftest import SHARED_HH
-from rrhf.data import (COLUMNS, load_anthropic_jsonl, load_anthropic_jsonl_with_counts, load_hub_dataset,
-                       load_source, make_prompt_id, prepare_dataset, select_prompts)
+
+from rrhf.data import (
+    COLUMNS,
+    load_anthropic_jsonl,
+    load_anthropic_jsonl_with_counts,
+    load_hub_dataset,
+    load_source,
+    make_prompt_id,
+    prepare_dataset,
+    select_prompts,
+)
 from rrhf.io import read_provenance
 from rrhf.synthetic_hh import HARMS, TASKS, generate_pairs, generate_split
 
@@ -122,7 +130,8 @@ def test_prepare_dataset_failure_leaves_nothing(tmp_path):
 
 
 def test_prepare_dataset_no_usable_pairs_leaves_nothing(tmp_path):
-    only_mismatched = write_lines(tmp_path / "m.jsonl", [json.dumps({"chosen": hh("a", "x"), "rejected": hh("b", "y")})])
+    pair = {"chosen": hh("a", "x"), "rejected": hh("b", "y")}
+    only_mismatched = write_lines(tmp_path / "m.jsonl", [json.dumps(pair)])
     out_dir = tmp_path / "out"
     with pytest.raises(ValueError, match="no usable pairs"):
         prepare_dataset({"source": "anthropic_jsonl", "files": {"train": str(only_mismatched)}}, "train",

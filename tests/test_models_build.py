@@ -81,7 +81,8 @@ def test_train_tokenizer(synthetic_frame, tokenizer_dir):
 
     reloaded = load_tokenizer(str(tokenizer_dir))
     original = train_tokenizer(transcripts(synthetic_frame), vocab_size=400)  # how conftest built tokenizer_dir
-    assert reloaded(text, add_special_tokens=False)["input_ids"] == original(text, add_special_tokens=False)["input_ids"]
+    ids = reloaded(text, add_special_tokens=False)["input_ids"]
+    assert ids == original(text, add_special_tokens=False)["input_ids"]
     assert (reloaded.eos_token_id, reloaded.pad_token_id) == (original.eos_token_id, original.pad_token_id)
     assert reloaded.padding_side == "left"
 

@@ -7,8 +7,14 @@ import pytest
 
 from rrhf.io import read_provenance, write_parquet
 from rrhf.models import load_reward_model
-from rrhf.rewards import (SCORED_COLUMNS, assemble_training_set, check_finite, provided_responses, score,
-                          training_set_stats)
+from rrhf.rewards import (
+    SCORED_COLUMNS,
+    assemble_training_set,
+    check_finite,
+    provided_responses,
+    score,
+    training_set_stats,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import math
 
 import pandas as pd
-import yaml
 import pytest
+import yaml
 
 from rrhf.io import read_provenance
 from workflow_helpers import FAST_OVERRIDES, jobs_by_rule, run_snakemake

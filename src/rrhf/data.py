@@ -171,7 +171,8 @@ def prepare_dataset(spec: dict[str, Any], split: str, output: str, log_path: str
     setup_logging(log_path)
     frame, counts = load_source(spec, split)
     log.info(
-        "%s split %s: kept %d pairs; dropped %d with mismatched prompts, %d with an empty response, %d repeated prompts",
+        "%s split %s: kept %d pairs; dropped %d with mismatched prompts, %d with an empty response, "
+        "%d repeated prompts",
         spec.get("source"), split, len(frame), counts.mismatched_prompt, counts.empty_response, counts.duplicate_prompt,
     )
     for detail in counts.details[:50]:

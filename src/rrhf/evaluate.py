@@ -10,7 +10,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from rrhf.data import select_prompts
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
@@ -24,7 +23,8 @@ TURN_MARKER = re.compile(r"Human:|Assistant:")
 
 
 def cut_at_turn(text: str) -> str:
-    """The response up to the first "Human:" or "Assistant:" (the model starting the next turn), stripped on the right."""
+    """The response up to the first "Human:" or "Assistant:" (where the model starts the next turn),
+    stripped on the right."""
     match = TURN_MARKER.search(text)
     return (text[: match.start()] if match else text).rstrip()
 
@@ -77,7 +77,8 @@ def score_generations(frame: pd.DataFrame, reward_model: str, evaluation_model: 
                "n_empty": int((frame["n_tokens"] == 0).sum())}
     bad = [i for i, r in enumerate(frame["reward"]) if not math.isfinite(r)]
     if bad:
-        raise ValueError(f"evaluation: reward is not finite for row {bad[0]} (prompt_id {frame['prompt_id'].iloc[bad[0]]})")
+        raise ValueError(f"evaluation: reward is not finite for row {bad[0]} "
+                         f"(prompt_id {frame['prompt_id'].iloc[bad[0]]})")
     return frame, metrics
 
 

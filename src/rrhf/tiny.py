@@ -13,7 +13,7 @@ import pandas as pd
 from tokenizers import ByteLevelBPETokenizer
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from rrhf.io import atomic_path, read_parquet, setup_logging, write_json
+from rrhf.io import atomic_path, read_parquet, setup_logging
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pandas as pd
 import torch
 
-from rrhf.io import atomic_path, read_parquet, setup_logging, write_parquet
+from rrhf.io import read_parquet, setup_logging
 from rrhf.models import encode_pair, load_tokenizer
 from rrhf.tiny import new_gpt2, transcripts
 from rrhf.training import TrainingParams, pad_right, train_model
@@ -51,13 +50,6 @@ def fit_lm(model, tokenizer, examples, params: TrainingParams, description: str)
                        lm_loss, params, description)
 
 
-def save_with_log(result, tokenizer, output_dir: str, provenance: dict[str, Any]) -> None:
-    """Save the trained model, tokenizer and ``train_log.parquet`` into ``output_dir`` atomically."""
-    with atomic_path(output_dir, directory=True) as tmp:
-        result.save(tokenizer, str(tmp))
-        write_parquet(pd.DataFrame(result.rows), tmp / "train_log.parquet", provenance)
-
-
 def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, architecture: dict[str, Any],
                 training: dict[str, Any], log_path: str | None = None) -> None:
     """Stage entry point: pre-train a fresh GPT-2-style LM on every training transcript."""
@@ -70,8 +62,7 @@ def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, architectu
     model = new_gpt2(tokenizer, architecture, params.seed)
     log.info("pre-training a %.2fM-parameter LM on %d transcripts", model.num_parameters() / 1e6, len(examples))
     result = fit_lm(model, tokenizer, examples, params, "pretrain")
-    save_with_log(result, tokenizer, output_dir, {"stage": "pretrain_lm", "architecture": architecture,
-                                                  "training": training})
+    result.save(output_dir, tokenizer, {"stage": "pretrain_lm", "architecture": architecture, "training": training})
 
 
 def train_sft(init_model: str, train_data: str, output_dir: str, training: dict[str, Any],
@@ -92,4 +83,4 @@ def train_sft(init_model: str, train_data: str, output_dir: str, training: dict[
         model.config.pad_token_id = tokenizer.pad_token_id
     log.info("SFT of %s on %d prompt+chosen examples", init_model, len(examples))
     result = fit_lm(model, tokenizer, examples, params, "sft")
-    save_with_log(result, tokenizer, output_dir, {"stage": "train_sft", "init": init_model, "training": training})
+    result.save(output_dir, tokenizer, {"stage": "train_sft", "init": init_model, "training": training})

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
 
-from rrhf.io import atomic_path, read_parquet, setup_logging, write_json, write_parquet
+from rrhf.io import read_parquet, setup_logging
 from rrhf.models import encode_pair, load_tokenizer
 from rrhf.rewards import score
 from rrhf.training import TrainingParams, pad_right, train_model
@@ -74,8 +73,6 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     metrics = {"test_accuracy": pairwise_accuracy(chosen, rejected), "test_pairs": len(test),
                "final_train_loss": result.rows[-1]["loss"]}
     log.info("reward model held-out pairwise accuracy %.4f on %d pairs", metrics["test_accuracy"], len(test))
-    with atomic_path(output_dir, directory=True) as tmp:
-        result.save(tokenizer, str(tmp))
-        write_parquet(pd.DataFrame(result.rows), tmp / "train_log.parquet", {"stage": "train_reward_model"})
-        write_json(metrics, tmp / "metrics.json")
+    result.save(output_dir, tokenizer, {"stage": "train_reward_model", "init": init_model, "training": training},
+                metrics)
     return metrics

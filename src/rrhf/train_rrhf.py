@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from rrhf.io import atomic_path, read_parquet, setup_logging, write_json, write_parquet
+from rrhf.io import read_parquet, setup_logging
 from rrhf.losses import rank_accuracy, rrhf_loss, sequence_scores
 from rrhf.models import encode_pair, load_tokenizer
 from rrhf.training import TrainingParams, pad_right, train_model
@@ -169,9 +169,6 @@ def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, An
                "rank_accuracy_last_epoch": float(last_epoch["rank_accuracy"].mean()),
                "rank_weight": rank_weight, "length_penalty": length_penalty, "ft_reduction": ft_reduction}
     log.info("RRHF done: %s", metrics)
-    with atomic_path(output_dir, directory=True) as tmp:
-        result.save(tokenizer, str(tmp))
-        write_parquet(rows, tmp / "train_log.parquet", {"stage": "train_rrhf", "policy": policy, "scored": scored,
-                                                       "training": training, **metrics})
-        write_json(metrics, tmp / "metrics.json")
+    result.save(output_dir, tokenizer, {"stage": "train_rrhf", "policy": policy, "scored": scored,
+                                        "training": training}, metrics)
     return metrics

@@ -13,11 +13,14 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
+
+from rrhf.io import atomic_path, write_json, write_parquet
 
 log = logging.getLogger("rrhf")
 
@@ -85,7 +88,11 @@ def train_model(
     set_seed(params.seed)
     accelerator = Accelerator(gradient_accumulation_steps=params.gradient_accumulation_steps)
     epochs = max(1, math.ceil(params.epochs))
-    batches_per_epoch = math.ceil(len(examples) / params.batch_size)
+    processes = accelerator.num_processes
+    batches_per_epoch = math.ceil(len(examples) / params.batch_size) // processes
+    if batches_per_epoch == 0:
+        raise ValueError(f"{len(examples)} examples make no batch of {params.batch_size} "
+                         f"for each of {processes} processes")
     total_micro = int(round(params.epochs * batches_per_epoch))
     total_steps = max(1, math.ceil(total_micro / params.gradient_accumulation_steps))
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
@@ -98,7 +105,10 @@ def train_model(
     micro = 0
     progress = tqdm(total=total_steps, desc=description, disable=not accelerator.is_local_main_process)
     for epoch in range(epochs):
-        for batch_indices in length_bucketed_batches(lengths, params.batch_size, params.seed + epoch):
+        batches = length_bucketed_batches(lengths, params.batch_size, params.seed + epoch)
+        # Under `accelerate launch` each process takes every n-th batch (the same number each).
+        mine = batches[accelerator.process_index: batches_per_epoch * processes: processes]
+        for batch_indices in mine:
             if micro >= total_micro:
                 break
             batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batch_indices]).items()}
@@ -147,10 +157,20 @@ class TrainingResult:
         """The model without the DDP/FSDP wrapper."""
         return self.accelerator.unwrap_model(self.model)
 
-    def save(self, tokenizer, output_dir: str) -> None:
-        """``save_pretrained`` the model (safetensors) and tokenizer into ``output_dir``, from the main process."""
+    def save(self, output_dir: str, tokenizer, provenance: dict[str, Any],
+             metrics: dict[str, Any] | None = None) -> None:
+        """Write the model (safetensors), tokenizer, ``train_log.parquet`` and, if given, ``metrics.json``.
+
+        The folder appears complete or not at all (written aside, then renamed),
+        and only the main process writes it; every process must call this
+        (FSDP gathers the weights from all of them).
+        """
         state = self.accelerator.get_state_dict(self.model)
         if self.accelerator.is_main_process:
-            self.plain_model.save_pretrained(output_dir, state_dict=state)
-            tokenizer.save_pretrained(output_dir)
+            with atomic_path(output_dir, directory=True) as tmp:
+                self.plain_model.save_pretrained(tmp, state_dict=state)
+                tokenizer.save_pretrained(tmp)
+                write_parquet(pd.DataFrame(self.rows), tmp / "train_log.parquet", provenance)
+                if metrics is not None:
+                    write_json(metrics, tmp / "metrics.json")
         self.accelerator.wait_for_everyone()
