@@ -1,0 +1,72 @@
+"""Tables from metrics and scored sets; the loss-curve figure."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from rrhf.io import write_parquet
+from rrhf.tables import TABLE6_COLUMNS, plot_loss_curve, table6, table7
+
+
+def metrics_file(folder, name, reward, ppl):
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps({"reward_mean": reward, "ppl": ppl, "n": 3}))
+    return str(path)
+
+
+def scored_file(folder, name, rewards_by_prompt):
+    rows = [{"prompt_id": pid, "reward": r} for pid, rewards in rewards_by_prompt.items() for r in rewards]
+    path = folder / f"{name}.parquet"
+    write_parquet(pd.DataFrame(rows), path, {"stage": "test"})
+    return str(path)
+
+
+def test_table6_values_by_hand(tmp_path):
+    rows = [{"policy": "tiny-base", "setting": "DP"}, {"policy": "tiny-instruct", "setting": "P"}]
+    metrics = [metrics_file(tmp_path, "a", 1.5, 7.0), metrics_file(tmp_path, "b", -0.5, 3.0)]
+    scored = [scored_file(tmp_path, "a", {"p1": [0.0, 2.0], "p2": [1.0, 1.0]}),
+              scored_file(tmp_path, "b", {"p1": [-1.0, 3.0]})]
+    table = table6(rows, metrics, scored, str(tmp_path / "table6.csv"))
+    written = pd.read_csv(tmp_path / "table6.csv")
+    assert list(written.columns) == TABLE6_COLUMNS
+    pd.testing.assert_frame_equal(written, table, check_dtype=False)
+    first = written.iloc[0]
+    assert (first["policy"], first["setting"], first["ppl"], first["reward"]) == ("tiny-base", "DP", 7.0, 1.5)
+    assert first["train_reward_mean"] == pytest.approx(1.0)  # (0 + 2 + 1 + 1) / 4
+    assert first["train_reward_std"] == pytest.approx(0.5 ** 0.5)  # population std of 0, 2, 1, 1
+    assert first["train_reward_max"] == pytest.approx(1.5)  # mean of the best per prompt: (2 + 1) / 2
+    assert written.iloc[1]["train_reward_max"] == pytest.approx(3.0)
+
+
+def test_table7_and_row_order(tmp_path):
+    rows = [{"policy": "A", "setting": "BP", "rank_weight": 1.0}, {"policy": "A", "setting": "BP-norank",
+                                                                   "rank_weight": 0.0}]
+    metrics = [metrics_file(tmp_path, "bp", 2.0, 5.0), metrics_file(tmp_path, "norank", 1.0, 4.0)]
+    written = table7(rows, metrics, str(tmp_path / "table7.csv"))
+    assert written[["setting", "rank_weight", "reward", "ppl"]].values.tolist() == [["BP", 1.0, 2.0, 5.0],
+                                                                                 ["BP-norank", 0.0, 1.0, 4.0]]
+
+
+def test_non_finite_value_names_the_row_and_writes_nothing(tmp_path):
+    rows = [{"policy": "A", "setting": "BP", "rank_weight": 1.0}, {"policy": "B", "setting": "DP", "rank_weight": 1.0}]
+    metrics = [metrics_file(tmp_path, "ok", 2.0, 5.0), metrics_file(tmp_path, "nan", 1.0, float("nan"))]
+    with pytest.raises(ValueError, match=r"ppl of row 1 \(B, DP\)"):
+        table7(rows, metrics, str(tmp_path / "table7.csv"))
+    assert list(tmp_path.glob("*.csv")) == [] and list(tmp_path.glob(".table7*")) == []
+
+
+def test_missing_metric_names_the_file(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"ppl": 3.0}))
+    with pytest.raises(ValueError, match=r"m\.json.*reward_mean"):
+        table7([{"policy": "A", "setting": "BP", "rank_weight": 1.0}], [str(path)], str(tmp_path / "t.csv"))
+
+
+def test_loss_curve_is_a_png(tmp_path):
+    log = pd.DataFrame({"step": [1, 2, 3], "loss": [3.0, 2.0, 1.5], "rank_loss": [2.0, 1.0, 0.5],
+                        "ft_loss": [1.0, 1.0, 1.0]})
+    write_parquet(log, tmp_path / "train_log.parquet", {"stage": "test"})
+    plot_loss_curve(str(tmp_path), "title", str(tmp_path / "curve.png"))
+    data = (tmp_path / "curve.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
