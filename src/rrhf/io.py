@@ -83,7 +83,7 @@ def write_json(data: Any, path: str | os.PathLike) -> None:
 
 
 def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
-    """Send the ``rrhf`` logger to ``log_path`` (and stderr); return it."""
+    """Send the ``rrhf`` logger to stderr and, from the first process only, to ``log_path``; return it."""
     logger = logging.getLogger("rrhf")
     logger.setLevel(logging.INFO)
     for handler in list(logger.handlers):
@@ -92,7 +92,11 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(formatter)
     logger.addHandler(stream)
-    if log_path:
+    rank = int(os.environ.get("RANK", "0"))  # set by accelerate launch / torchrun
+    if rank > 0:
+        formatter = logging.Formatter(f"%(asctime)s %(levelname)s [rank {rank}] %(message)s")
+        stream.setFormatter(formatter)
+    if log_path and rank == 0:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(log_path, mode="w")
         file_handler.setFormatter(formatter)

@@ -95,9 +95,10 @@ def train_model(
                          f"for each of {processes} processes")
     total_micro = int(round(params.epochs * batches_per_epoch))
     total_steps = max(1, math.ceil(total_micro / params.gradient_accumulation_steps))
+    model = accelerator.prepare(model)  # wrap first (FSDP shards it), then build the optimizer on what it trains
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(params.warmup_ratio * total_steps), total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
     model.train()
 
     rows: list[dict[str, float]] = []

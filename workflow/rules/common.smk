@@ -26,6 +26,8 @@ REWARD_MODEL = config["reward_model"]
 EVALUATION_MODEL = config["evaluation_model"]
 TABLES_FILE = Path(workflow.basedir, config["tables"])
 TABLES = yaml.safe_load(TABLES_FILE.read_text())
+# accelerate config of training rules with gpu > 1 (e.g. FSDP), relative to the workflow folder.
+ACCELERATE_CONFIG = str(Path(workflow.basedir, config["accelerate_config"])) if config["accelerate_config"] else None
 
 
 def check_references(config):

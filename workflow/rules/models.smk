@@ -28,6 +28,7 @@ rule pretrain_lm:
     params:
         architecture=lambda wildcards: build_spec(wildcards.name)["architecture"],
         training=lambda wildcards: build_spec(wildcards.name)["training"],
+        accelerate_config=ACCELERATE_CONFIG,
         tokenizer=lambda wildcards: model_path(build_spec(wildcards.name)["tokenizer"]),
     log:
         "logs/pretrain_lm/{name}.log",
@@ -52,6 +53,7 @@ rule train_sft:
     params:
         init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
         training=lambda wildcards: build_spec(wildcards.name)["training"],
+        accelerate_config=ACCELERATE_CONFIG,
         max_examples=lambda wildcards: build_spec(wildcards.name)["max_examples"],
     log:
         "logs/train_sft/{name}.log",
@@ -77,6 +79,7 @@ rule train_reward_model:
     params:
         init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
         training=lambda wildcards: build_spec(wildcards.name)["training"],
+        accelerate_config=ACCELERATE_CONFIG,
     log:
         "logs/train_reward_model/{name}.log",
     benchmark:

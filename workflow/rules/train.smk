@@ -11,6 +11,7 @@ rule train_rrhf:
     params:
         policy=lambda wildcards: model_path(wildcards.policy),
         training=config["rrhf"]["training"],
+        accelerate_config=ACCELERATE_CONFIG,
         rank_weight=lambda wildcards: setting_rank_weight(wildcards.setting),
         length_penalty=config["rrhf"]["length_penalty"],
         ft_reduction=config["rrhf"]["ft_reduction"],

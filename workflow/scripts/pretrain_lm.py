@@ -1,4 +1,9 @@
-from rrhf.train_lm import pretrain_lm
+from rrhf.launch import run_trainer
 
-pretrain_lm(snakemake.params.tokenizer, snakemake.input.data, snakemake.output.model,
-            snakemake.params.architecture, snakemake.params.training, log_path=snakemake.log[0])
+run_trainer(
+    "pretrain_lm",
+    dict(tokenizer_dir=snakemake.params.tokenizer, train_data=snakemake.input.data, output_dir=snakemake.output.model,
+         architecture=snakemake.params.architecture, training=snakemake.params.training, log_path=snakemake.log[0]),
+    num_processes=snakemake.resources.gpu,
+    accelerate_config=snakemake.params.accelerate_config,
+)

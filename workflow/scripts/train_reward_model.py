@@ -1,4 +1,9 @@
-from rrhf.train_reward import train_reward_model
+from rrhf.launch import run_trainer
 
-train_reward_model(snakemake.params.init, snakemake.input.data, snakemake.input.test_data, snakemake.output.model,
-                   snakemake.params.training, log_path=snakemake.log[0])
+run_trainer(
+    "train_reward_model",
+    dict(init_model=snakemake.params.init, train_data=snakemake.input.data, test_data=snakemake.input.test_data,
+         output_dir=snakemake.output.model, training=snakemake.params.training, log_path=snakemake.log[0]),
+    num_processes=snakemake.resources.gpu,
+    accelerate_config=snakemake.params.accelerate_config,
+)

@@ -1,6 +1,11 @@
-from rrhf.train_rrhf import train_rrhf
+from rrhf.launch import run_trainer
 
-train_rrhf(snakemake.params.policy, snakemake.input.scored, snakemake.output.model, snakemake.params.training,
-           rank_weight=snakemake.params.rank_weight, length_penalty=snakemake.params.length_penalty,
-           ft_reduction=snakemake.params.ft_reduction,
-           max_tokens_per_forward=snakemake.params.max_tokens_per_forward, log_path=snakemake.log[0])
+run_trainer(
+    "train_rrhf",
+    dict(policy=snakemake.params.policy, scored=snakemake.input.scored, output_dir=snakemake.output.model,
+         training=snakemake.params.training, rank_weight=snakemake.params.rank_weight,
+         length_penalty=snakemake.params.length_penalty, ft_reduction=snakemake.params.ft_reduction,
+         max_tokens_per_forward=snakemake.params.max_tokens_per_forward, log_path=snakemake.log[0]),
+    num_processes=snakemake.resources.gpu,
+    accelerate_config=snakemake.params.accelerate_config,
+)

@@ -1,4 +1,9 @@
-from rrhf.train_lm import train_sft
+from rrhf.launch import run_trainer
 
-train_sft(snakemake.params.init, snakemake.input.data, snakemake.output.model, snakemake.params.training,
-          max_examples=snakemake.params.max_examples, log_path=snakemake.log[0])
+run_trainer(
+    "train_sft",
+    dict(init_model=snakemake.params.init, train_data=snakemake.input.data, output_dir=snakemake.output.model,
+         training=snakemake.params.training, max_examples=snakemake.params.max_examples, log_path=snakemake.log[0]),
+    num_processes=snakemake.resources.gpu,
+    accelerate_config=snakemake.params.accelerate_config,
+)
