@@ -1,6 +1,7 @@
 """Real Snakemake runs of the tiny config (made smaller) from nothing, in a scratch folder."""
 
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ from workflow_helpers import FAST_OVERRIDES, jobs_by_rule, run_snakemake
 pytestmark = pytest.mark.workflow
 TRAIN_PROMPTS = FAST_OVERRIDES["data"]["train_prompts"]
 SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source", "reward"]
+TRAINING_ROWS_PER_PROMPT = {"DP": 6, "D": 4, "P": 2}
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +55,13 @@ def test_samples_have_one_row_per_prompt_and_response(workdir):
     assert read_provenance(workdir / "results/samples/instruct/diverse_beam.parquet")["method"] == "diverse_beam"
 
 
-@pytest.mark.parametrize("setting, per_prompt, sources", [
-    ("DP", 6, {"diverse_beam", "chosen", "rejected"}),
-    ("D", 4, {"diverse_beam"}),
-    ("P", 2, {"chosen", "rejected"}),
+@pytest.mark.parametrize("setting, sources", [
+    ("DP", {"diverse_beam", "chosen", "rejected"}),
+    ("D", {"diverse_beam"}),
+    ("P", {"chosen", "rejected"}),
 ])
-def test_scored_settings(workdir, setting, per_prompt, sources):
+def test_scored_settings(workdir, setting, sources):
+    per_prompt = TRAINING_ROWS_PER_PROMPT[setting]
     scored = pd.read_parquet(workdir / f"results/scored/instruct/{setting}.parquet")
     assert list(scored.columns) == SCORED_COLUMNS
     assert len(scored) == TRAIN_PROMPTS * per_prompt
@@ -116,3 +119,28 @@ def test_changing_the_decoding_reruns_only_evaluation_and_tables(table_workdir):
     changed = {**overrides, "evaluation": {"decoding": {"max_new_tokens": 10}}}
     result = run_snakemake(workdir, "-n", "results/table6.csv", overrides=changed)
     assert jobs_by_rule(result.stdout) == {"evaluate_policy": 1, "table6": 1}
+
+
+def test_sharded_sampling_and_scoring_gather_to_the_same_training_set(workdir, tmp_path):
+    # Reuse the built data and models; sample and score again in 2 shards.
+    shutil.copytree(workdir / "resources", tmp_path / "resources", copy_function=shutil.copy2)
+    overrides = {**FAST_OVERRIDES, "shards": 2}
+    targets = ["results/scored/instruct/DP.parquet", "results/samples/instruct/diverse_beam.parquet"]
+    planned = jobs_by_rule(run_snakemake(tmp_path, "-n", *targets, overrides=overrides).stdout)
+    assert planned == {"sample_responses": 2, "score_samples": 2, "score_provided": 2, "gather_shards": 3,
+                       "assemble_training_set": 1}
+    run_snakemake(tmp_path, *targets, overrides=overrides)
+    shards = [pd.read_parquet(tmp_path / f"results/samples/instruct/diverse_beam/shard{i}.parquet") for i in (0, 1)]
+    assert not set(shards[0]["prompt_id"]) & set(shards[1]["prompt_id"])
+    gathered = pd.read_parquet(tmp_path / "results/samples/instruct/diverse_beam.parquet")
+    assert len(gathered) == sum(map(len, shards)) == TRAINING_ROWS_PER_PROMPT["D"] * TRAIN_PROMPTS
+    unsharded = pd.read_parquet(workdir / "results/scored/instruct/DP.parquet")
+    scored = pd.read_parquet(tmp_path / "results/scored/instruct/DP.parquet")
+    assert list(scored.columns) == SCORED_COLUMNS
+    assert sorted(set(scored["prompt_id"])) == sorted(set(unsharded["prompt_id"]))
+    assert len(scored) == len(unsharded)
+    provided = ["prompt_id", "source", "reward"]
+    pd.testing.assert_frame_equal(  # the provided replies' rewards do not depend on sharding
+        scored[scored["source"] != "diverse_beam"][provided].sort_values(provided[:2]).reset_index(drop=True),
+        unsharded[unsharded["source"] != "diverse_beam"][provided].sort_values(provided[:2]).reset_index(drop=True),
+        atol=1e-5)

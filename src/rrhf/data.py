@@ -160,10 +160,21 @@ def load_source(spec: dict[str, Any], split: str) -> tuple[pd.DataFrame, DropCou
     raise ValueError(f"unknown dataset source {source!r}")
 
 
-def select_prompts(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
-    """A deterministic random subset of ``limit`` rows (all rows, shuffled, if ``limit`` is None)."""
+def select_prompts(frame: pd.DataFrame, limit: int | None, seed: int,
+                   shard: tuple[int, int] | None = None) -> pd.DataFrame:
+    """A deterministic random subset of ``limit`` rows (all rows, shuffled, if ``limit`` is None).
+
+    With ``shard=(i, n)``, only every n-th selected row starting at the i-th: the
+    n shards of a selection are disjoint and together make the whole of it.
+    """
     shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    return shuffled if limit is None else shuffled.head(limit).reset_index(drop=True)
+    selected = shuffled if limit is None else shuffled.head(limit)
+    if shard is not None:
+        index, count = shard
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index} of {count} does not exist")
+        selected = selected.iloc[index::count]
+    return selected.reset_index(drop=True)
 
 
 def prepare_dataset(spec: dict[str, Any], split: str, output: str, log_path: str | None = None) -> pd.DataFrame:

@@ -103,3 +103,18 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
         logger.addHandler(file_handler)
     logger.propagate = False
     return logger
+
+
+def gather_parquet(inputs: list[str], output: str, sort_by: list[str]) -> pd.DataFrame:
+    """Concatenate shard files with identical columns into ``output``, sorted by ``sort_by``.
+
+    The output's provenance is the first shard's, with the list of shards.
+    """
+    frames = [pd.read_parquet(path) for path in inputs]
+    for path, frame in zip(inputs, frames):
+        if list(frame.columns) != list(frames[0].columns):
+            raise ValueError(f"{path}: columns {list(frame.columns)} differ from {inputs[0]}'s "
+                             f"{list(frames[0].columns)}")
+    gathered = pd.concat(frames, ignore_index=True).sort_values(sort_by, kind="stable").reset_index(drop=True)
+    write_parquet(gathered, output, {**read_provenance(inputs[0]), "shards": list(map(str, inputs))})
+    return gathered

@@ -92,15 +92,19 @@ def provided_responses(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_provided(train_data: str, reward_model: str, output: str, limit: int | None, seed: int,
-                   batch_size: int, max_length: int, device: str = "auto", log_path: str | None = None) -> None:
-    """Stage entry point: rewards for the dataset's chosen and rejected replies of the selected training prompts."""
+                   batch_size: int, max_length: int, device: str = "auto", shard: tuple[int, int] | None = None,
+                   log_path: str | None = None) -> None:
+    """Stage entry point: rewards for the dataset's chosen and rejected replies of the selected training
+    prompts (or one shard of them)."""
     setup_logging(log_path)
-    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen", "rejected"]), limit, seed)
+    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen", "rejected"]), limit, seed,
+                           shard)
     scored = score_frame(provided_responses(frame), reward_model, batch_size, max_length, device, origin=train_data)
     log.info("scored %d provided responses: chosen beat rejected on %.1f%% of prompts", len(scored),
              100 * _chosen_win_rate(scored))
     write_parquet(scored.reset_index(drop=True), output,
-                  {"stage": "score_provided", "reward_model": reward_model, "limit": limit, "seed": seed})
+                  {"stage": "score_provided", "reward_model": reward_model, "limit": limit, "seed": seed,
+                   "shard": shard})
 
 
 def _chosen_win_rate(scored: pd.DataFrame) -> float:

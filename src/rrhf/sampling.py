@@ -76,19 +76,24 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
 
 
 def sample_responses(policy_path: str, train_data: str, output: str, method: str, params: dict[str, Any],
-                     limit: int | None, selection_seed: int, device: str = "auto",
+                     limit: int | None, selection_seed: int, device: str = "auto", shard: tuple[int, int] | None = None,
                      log_path: str | None = None) -> pd.DataFrame:
-    """Stage entry point: sample responses for the selected training prompts; one row per response."""
+    """Stage entry point: sample responses for the selected training prompts (or one shard of them).
+
+    Writes one row per response, sorted by ``prompt_id, response_index``.
+    """
     setup_logging(log_path)
-    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed, shard)
     model, tokenizer = load_causal_lm(policy_path, resolve_device(device))
     log.info("sampling %s responses from %s for %d prompts with %s", method, policy_path, len(frame), params)
     responses = generate_responses(model, tokenizer, list(frame["prompt"]), method, show_progress=True, **params)
     rows = [(pid, prompt, k, text, method)
             for pid, prompt, texts in zip(frame["prompt_id"], frame["prompt"], responses)
             for k, text in enumerate(texts)]
-    samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
-    write_parquet(samples, output, {"stage": "sample_responses", "policy": policy_path, "method": method,
-                                    "params": params, "limit": limit, "selection_seed": selection_seed})
+    samples = pd.DataFrame(rows, columns=SAMPLE_COLUMNS).sort_values(["prompt_id", "response_index"],
+                                                                     ignore_index=True)
+    write_parquet(samples, output,
+                  {"stage": "sample_responses", "policy": policy_path, "method": method, "params": params,
+                   "limit": limit, "selection_seed": selection_seed, "shard": shard})
     log.info("wrote %d responses to %s", len(samples), output)
     return samples

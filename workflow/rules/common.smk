@@ -22,6 +22,7 @@ MODELS = config["models"]
 POLICIES = config["policies"]  # table role -> models entry
 SETTINGS = config["settings"]
 SAMPLERS = ["beam", "diverse_beam", "top_p"]
+SHARDS = config["shards"]
 REWARD_MODEL = config["reward_model"]
 EVALUATION_MODEL = config["evaluation_model"]
 TABLES_FILE = Path(workflow.basedir, config["tables"])
@@ -122,6 +123,18 @@ def build_train_data(wildcards):
     return dataset_file(build_spec(wildcards.name)["dataset"], "train")
 
 
+def sharded(path):
+    """The per-shard form of a path when sampling and scoring are sharded: a/b.parquet -> a/b/shard{shard}.parquet."""
+    root, extension = os.path.splitext(path)
+    return f"{root}/shard{{shard}}{extension}" if SHARDS > 1 else path
+
+
+def shard_of(wildcards):
+    """(index, count) of a shard job, or None when sampling and scoring are not sharded."""
+    shard = getattr(wildcards, "shard", None)
+    return None if shard is None else (int(shard), SHARDS)
+
+
 def setting_parts(wildcards):
     """The scored parts a setting is made of: sampled responses and/or the provided ones."""
     spec = SETTINGS[wildcards.setting]
@@ -175,3 +188,4 @@ wildcard_constraints:
     split="train|test",
     policy=names_pattern(set(POLICIES.values())),
     sampler=names_pattern(SAMPLERS),
+    shard=r"\d+",

@@ -1,4 +1,6 @@
-# Sampling stage: K responses per training prompt from each policy.
+# Sampling stage: K responses per training prompt from each policy. With
+# `shards: N` each (policy, sampler) is N jobs over disjoint prompt shards,
+# gathered by gather_shards (score.smk).
 
 
 rule sample_responses:
@@ -6,7 +8,7 @@ rule sample_responses:
         data=dataset_file(config["data"]["dataset"], "train"),
         policy=lambda wildcards: model_input(wildcards.policy),
     output:
-        samples="results/samples/{policy}/{sampler}.parquet",
+        samples=sharded("results/samples/{policy}/{sampler}.parquet"),
     params:
         policy=lambda wildcards: model_path(wildcards.policy),
         sampler_params=lambda wildcards: {
@@ -17,10 +19,11 @@ rule sample_responses:
         limit=config["data"]["train_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
+        shard=shard_of,
     log:
-        "logs/sample_responses/{policy}_{sampler}.log",
+        sharded("logs/sample_responses/{policy}_{sampler}.log"),
     benchmark:
-        "benchmarks/sample_responses/{policy}_{sampler}.tsv"
+        sharded("benchmarks/sample_responses/{policy}_{sampler}.tsv")
     resources:
         **rule_resources("sample_responses"),
     conda:

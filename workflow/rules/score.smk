@@ -3,19 +3,19 @@
 
 rule score_samples:
     input:
-        samples="results/samples/{policy}/{sampler}.parquet",
+        samples=sharded("results/samples/{policy}/{sampler}.parquet"),
         reward_model=model_input(REWARD_MODEL),
     output:
-        rewards="results/rewards/{policy}/{sampler}.parquet",
+        rewards=sharded("results/rewards/{policy}/{sampler}.parquet"),
     params:
         reward_model=lambda wildcards: model_path(REWARD_MODEL),
         batch_size=config["scoring"]["batch_size"],
         max_length=config["scoring"]["max_length"],
         device=config["device"],
     log:
-        "logs/score_samples/{policy}_{sampler}.log",
+        sharded("logs/score_samples/{policy}_{sampler}.log"),
     benchmark:
-        "benchmarks/score_samples/{policy}_{sampler}.tsv"
+        sharded("benchmarks/score_samples/{policy}_{sampler}.tsv")
     resources:
         **rule_resources("score_samples"),
     conda:
@@ -29,7 +29,7 @@ rule score_provided:
         data=dataset_file(config["data"]["dataset"], "train"),
         reward_model=model_input(REWARD_MODEL),
     output:
-        rewards="results/rewards/provided.parquet",
+        rewards=sharded("results/rewards/provided.parquet"),
     params:
         reward_model=lambda wildcards: model_path(REWARD_MODEL),
         limit=config["data"]["train_prompts"],
@@ -37,10 +37,11 @@ rule score_provided:
         batch_size=config["scoring"]["batch_size"],
         max_length=config["scoring"]["max_length"],
         device=config["device"],
+        shard=shard_of,
     log:
-        "logs/score_provided/provided.log",
+        sharded("logs/score_provided/provided.log"),
     benchmark:
-        "benchmarks/score_provided/provided.tsv"
+        sharded("benchmarks/score_provided/provided.tsv")
     resources:
         **rule_resources("score_provided"),
     conda:
@@ -62,3 +63,24 @@ rule assemble_training_set:
         ENV
     script:
         "../scripts/assemble_training_set.py"
+
+
+if SHARDS > 1:
+
+    localrules:
+        gather_shards,
+
+    rule gather_shards:
+        input:
+            shards=expand("results/{{stage}}/{{path}}/shard{shard}.parquet", shard=range(SHARDS)),
+        output:
+            gathered="results/{stage}/{path}.parquet",
+        log:
+            "logs/gather_shards/{stage}/{path}.log",
+        wildcard_constraints:
+            stage="samples|rewards",
+            path=r"[^/]+/[^/]+|provided",
+        conda:
+            ENV
+        script:
+            "../scripts/gather_shards.py"

@@ -2,4 +2,5 @@ from rrhf.sampling import sample_responses
 
 sample_responses(snakemake.params.policy, snakemake.input.data, snakemake.output.samples,
                  snakemake.wildcards.sampler, snakemake.params.sampler_params, snakemake.params.limit,
-                 snakemake.params.selection_seed, device=snakemake.params.device, log_path=snakemake.log[0])
+                 snakemake.params.selection_seed, device=snakemake.params.device, shard=snakemake.params.shard,
+                 log_path=snakemake.log[0])
