@@ -105,7 +105,7 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
     return logger
 
 
-def gather_parquet(inputs: list[str], output: str, sort_by: list[str]) -> pd.DataFrame:
+def gather_parquet(inputs: list[str], output: str, sort_by: list[str], log_path: str | None = None) -> pd.DataFrame:
     """Concatenate shard files with identical columns into ``output``, sorted by ``sort_by``.
 
     The output's provenance is the first shard's, with the list of shards.
@@ -117,4 +117,5 @@ def gather_parquet(inputs: list[str], output: str, sort_by: list[str]) -> pd.Dat
                              f"{list(frames[0].columns)}")
     gathered = pd.concat(frames, ignore_index=True).sort_values(sort_by, kind="stable").reset_index(drop=True)
     write_parquet(gathered, output, {**read_provenance(inputs[0]), "shards": list(map(str, inputs))})
+    setup_logging(log_path).info("gathered %d rows from %d shards into %s", len(gathered), len(inputs), output)
     return gathered

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from rrhf.io import atomic_path, read_parquet
+from rrhf.io import atomic_path, read_parquet, setup_logging
 from rrhf.rewards import training_set_stats
 
 TABLE6_COLUMNS = ["policy", "setting", "ppl", "reward", "train_reward_mean", "train_reward_std", "train_reward_max"]
@@ -36,7 +36,8 @@ def write_csv(frame: pd.DataFrame, output: str) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
-def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: list[str], output: str) -> pd.DataFrame:
+def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: list[str], output: str,
+           log_path: str | None = None) -> pd.DataFrame:
     """Table 6: per row (policy display name, setting), the evaluation's PPL and reward, and the training set's
     reward mean, std and mean-of-best. ``metrics_files`` and ``scored_files`` follow ``rows``."""
     records = []
@@ -47,10 +48,12 @@ def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: l
                         "reward": metrics["reward_mean"], **stats})
     frame = pd.DataFrame(records, columns=TABLE6_COLUMNS)
     write_csv(frame, output)
+    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
     return frame
 
 
-def table7(rows: list[dict[str, Any]], metrics_files: list[str], output: str) -> pd.DataFrame:
+def table7(rows: list[dict[str, Any]], metrics_files: list[str], output: str,
+           log_path: str | None = None) -> pd.DataFrame:
     """Table 7: the ranking-loss ablation, per row (policy, setting, rank_weight) PPL and reward."""
     records = []
     for row, metrics_file in zip(rows, metrics_files, strict=True):
@@ -59,10 +62,11 @@ def table7(rows: list[dict[str, Any]], metrics_files: list[str], output: str) ->
                         "ppl": metrics["ppl"], "reward": metrics["reward_mean"]})
     frame = pd.DataFrame(records, columns=TABLE7_COLUMNS)
     write_csv(frame, output)
+    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
     return frame
 
 
-def plot_loss_curve(model_dir: str, title: str, output: str) -> None:
+def plot_loss_curve(model_dir: str, title: str, output: str, log_path: str | None = None) -> None:
     """The paper's Figure 3 for one run: loss, rank loss and fine-tuning loss by step (from train_log.parquet)."""
     import matplotlib
 
@@ -81,3 +85,4 @@ def plot_loss_curve(model_dir: str, title: str, output: str) -> None:
     with atomic_path(output) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
     plt.close(figure)
+    setup_logging(log_path).info("wrote %s from %d steps of %s", output, len(log), model_dir)
