@@ -58,9 +58,13 @@ def test_chunked_forward_equals_one_padded_forward(tiny_lm_dir, synthetic_frame)
     tokenizer = load_tokenizer(str(tiny_lm_dir), padding_side="right")
     model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
     examples = build_examples(scored_set(synthetic_frame, 6), tokenizer, MAX_LENGTH)
-    whole = collate_queries(examples, tokenizer.pad_token_id, max_tokens_per_forward=1 << 20)
+    whole = collate_queries(examples, tokenizer.pad_token_id, max_tokens_per_forward=1 << 20,
+                            max_length_spread=float("inf"))
     chunked = collate_queries(examples, tokenizer.pad_token_id, max_tokens_per_forward=200)
     assert "input_ids_1" not in whole and "input_ids_3" in chunked
+    for key in (k for k in chunked if k.startswith("attention_mask_")):
+        lengths = chunked[key].sum(1)
+        assert lengths.max() <= 1.2 * lengths.min()  # no chunk mixes short and long sequences
     padded_tokens = sum(chunked[k].numel() for k in chunked if k.startswith("input_ids_"))
     assert padded_tokens < whole["input_ids_0"].numel()
     with torch.no_grad():

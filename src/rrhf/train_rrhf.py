@@ -23,6 +23,8 @@ from rrhf.training import TrainingParams, pad_right, train_model
 
 log = logging.getLogger("rrhf")
 SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "reward"]
+# A chunk's longest sequence is at most this many times its shortest, so padding stays under ~1/6 of a chunk.
+MAX_LENGTH_SPREAD = 1.2
 
 
 @dataclass
@@ -48,13 +50,16 @@ def build_examples(frame: pd.DataFrame, tokenizer, max_length: int) -> list[Quer
     return examples
 
 
-def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_per_forward: int) -> dict:
+def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_per_forward: int,
+                    max_length_spread: float = MAX_LENGTH_SPREAD) -> dict:
     """Tensors for a batch of B queries with up to K responses.
 
     Keys: ``rewards`` (B, K); ``starts``, ``lengths`` and ``slots`` (N,) for the
     N = sum of K_b sequences (``slots`` = b * K + k); and per chunk c of
     similar-length sequences, ``input_ids_c``/``attention_mask_c`` (n_c, L_c) and
-    ``rows_c`` (n_c,), the sequences' positions in the flat list.
+    ``rows_c`` (n_c,), the sequences' positions in the flat list. A chunk holds at
+    most ``max_tokens_per_forward`` padded tokens, and its longest sequence is at
+    most ``max_length_spread`` times its shortest.
     """
     width = max(len(e.sequences) for e in examples)
     rewards = torch.zeros(len(examples), width)
@@ -70,8 +75,11 @@ def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     chunk: list[int] = []
     chunks: list[list[int]] = []
-    for i in order:  # longest so far is the current one: chunk cost = rows x current length
-        if chunk and (len(chunk) + 1) * len(sequences[i]) > max_tokens_per_forward:
+    for i in order:  # ascending length: a chunk costs rows x its last (longest) length
+        length = len(sequences[i])
+        too_big = (len(chunk) + 1) * length > max_tokens_per_forward
+        too_ragged = chunk and length > max_length_spread * len(sequences[chunk[0]])
+        if chunk and (too_big or too_ragged):
             chunks.append(chunk)
             chunk = []
         chunk.append(i)
