@@ -83,7 +83,7 @@ def train_model(
 
     ``compute_loss(model, batch)`` returns the scalar loss and extra scalars to
     log. Each row has ``step, epoch, loss, lr`` plus those extras, averaged over
-    the accumulated micro-batches.
+    the accumulated micro-batches and over processes.
     """
     set_seed(params.seed)
     accelerator = Accelerator(gradient_accumulation_steps=params.gradient_accumulation_steps)
@@ -124,7 +124,8 @@ def train_model(
             micro += 1
             pending.append({"loss": float(loss.detach()), **extras})
             if accelerator.sync_gradients:
-                row = {key: _nan_mean([p[key] for p in pending]) for key in pending[0]}
+                row = _mean_over_processes(accelerator, {key: _nan_mean([p[key] for p in pending])
+                                                         for key in pending[0]})
                 row.update(step=len(rows) + 1, epoch=epoch + (micro - epoch * batches_per_epoch) / batches_per_epoch,
                            lr=scheduler.get_last_lr()[0])
                 rows.append(row)
@@ -137,6 +138,14 @@ def train_model(
     model.eval()
     accelerator.wait_for_everyone()
     return TrainingResult(accelerator, model, rows)
+
+
+def _mean_over_processes(accelerator: Accelerator, row: dict[str, float]) -> dict[str, float]:
+    """The row's values averaged over all processes (each saw different batches); as is in one process."""
+    if accelerator.num_processes == 1:
+        return row
+    values = accelerator.reduce(torch.tensor(list(row.values()), device=accelerator.device), reduction="mean")
+    return dict(zip(row, values.tolist()))
 
 
 def _nan_mean(values: list[float]) -> float:
