@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM
 
 from rrhf.io import read_parquet
 from rrhf.models import load_tokenizer
-from rrhf.train_rrhf import SCORED_COLUMNS, build_examples, collate_queries, make_rrhf_loss
+from rrhf.train_rrhf import MAX_LENGTH_SPREAD, SCORED_COLUMNS, build_examples, collate_queries, make_rrhf_loss
 from rrhf.training import length_bucketed_batches
 
 
@@ -36,10 +36,11 @@ def main(scored_path: str, policy_dir: str) -> None:
     print(f"{len(examples)} queries, {sum(len(e.sequences) for e in examples)} sequences, {real} real tokens")
     model = AutoModelForCausalLM.from_pretrained(policy_dir)
     loss_fn = make_rrhf_loss(1.0, 1.0, "token_mean")
-    for label, budget in (("one padded forward per batch", 1 << 30),
-                          (f"chunks of <= {config['max_tokens_per_forward']} tokens",
-                           config["max_tokens_per_forward"])):
-        collated = [collate_queries([examples[i] for i in batch], tokenizer.pad_token_id, budget)
+    for label, budget, spread in (("one padded forward per batch", 1 << 30, float("inf")),
+                                  (f"chunks: <= {config['max_tokens_per_forward']} tokens, longest <= "
+                                   f"{MAX_LENGTH_SPREAD} x shortest", config["max_tokens_per_forward"],
+                                   MAX_LENGTH_SPREAD)):
+        collated = [collate_queries([examples[i] for i in batch], tokenizer.pad_token_id, budget, spread)
                     for batch in batches]
         tokens = sum(padded_tokens(b) for b in collated)
         start = time.perf_counter()
@@ -48,7 +49,7 @@ def main(scored_path: str, policy_dir: str) -> None:
             loss.backward()
             model.zero_grad()
         seconds = time.perf_counter() - start
-        print(f"{label:38s} {tokens:8d} tokens processed ({tokens / real - 1:6.1%} padding), "
+        print(f"{label:58s} {tokens:8d} tokens processed ({tokens / real - 1:6.1%} padding), "
               f"epoch forward+backward {seconds:.2f} s")
 
 

@@ -13,7 +13,15 @@ import torch
 
 from rrhf.data import select_prompts
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
-from rrhf.models import encode_pair, load_causal_lm, load_reward_model, load_tokenizer, resolve_device, usable_length
+from rrhf.models import (
+    encode_pair,
+    load_causal_lm,
+    load_reward_model,
+    load_tokenizer,
+    resolve_device,
+    span_logprobs,
+    usable_length,
+)
 from rrhf.rewards import score
 from rrhf.sampling import generate_responses
 from rrhf.training import pad_right
@@ -44,11 +52,9 @@ def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max
             continue
         ids = pad_right([encoded[i][0] for i in rows], tokenizer.pad_token_id).to(device)
         mask = pad_right([[1] * len(encoded[i][0]) for i in rows], 0).to(device)
-        logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
-        token_logprobs = logprobs.gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        for position, i in enumerate(rows):
-            seq, start = encoded[i]
-            span = token_logprobs[position, max(start, 1) - 1: len(seq) - 1]
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        spans = [(encoded[i][1], len(encoded[i][0])) for i in rows]
+        for i, span in zip(rows, span_logprobs(logits, ids, spans)):
             out[i] = (float(-span.sum()), span.numel())
     return out
 

@@ -65,3 +65,25 @@ def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos:
         response_ids = response_ids[: max_length - min(len(prompt_ids), max_length // 2)]
         prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(response_ids)):]
     return prompt_ids + response_ids, len(prompt_ids)
+
+
+def span_logprobs(logits: torch.Tensor, input_ids: torch.Tensor,
+                  spans: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """log P(token t | tokens before t) for t in [max(start, 1), end) of each row's span.
+
+    logits: (n, L, V); input_ids: (n, L); spans: one (start, end) per row.
+    Returns n float32 tensors of shape (end - max(start, 1),). The log-softmax
+    runs on those positions only, in one call, not on prompts or padding (at 7B
+    scale a full-sequence float32 log-softmax costs gigabytes).
+    """
+    rows, positions, sizes = [], [], []
+    for row, (start, end) in enumerate(spans):
+        start = max(int(start), 1)
+        rows += [row] * (int(end) - start)
+        positions += range(start, int(end))
+        sizes.append(int(end) - start)
+    rows_t = torch.tensor(rows, dtype=torch.long, device=input_ids.device)
+    positions_t = torch.tensor(positions, dtype=torch.long, device=input_ids.device)
+    logprobs = torch.log_softmax(logits[rows_t, positions_t - 1].float(), dim=-1)
+    picked = logprobs.gather(-1, input_ids[rows_t, positions_t].unsqueeze(-1)).squeeze(-1)
+    return list(picked.split(sizes))

@@ -13,12 +13,11 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from rrhf.io import read_parquet, setup_logging
 from rrhf.losses import rank_accuracy, rrhf_loss, sequence_scores
-from rrhf.models import encode_pair, load_tokenizer
+from rrhf.models import encode_pair, load_tokenizer, span_logprobs
 from rrhf.training import TrainingParams, pad_right, train_model
 
 log = logging.getLogger("rrhf")
@@ -101,10 +100,10 @@ def response_logprobs(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     while f"input_ids_{c}" in batch:
         input_ids = batch[f"input_ids_{c}"]
         logits = model(input_ids=input_ids, attention_mask=batch[f"attention_mask_{c}"]).logits
-        token_logprobs = torch.gather(F.log_softmax(logits[:, :-1].float(), dim=-1), 2,
-                                      input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (n_c, L_c - 1)
-        for position, row in enumerate(batch[f"rows_{c}"].tolist()):
-            flat_logprobs[row] = token_logprobs[position, starts[row] - 1: lengths[row] - 1]
+        rows = batch[f"rows_{c}"].tolist()
+        spans = [(int(starts[row]), int(lengths[row])) for row in rows]
+        for row, logprobs in zip(rows, span_logprobs(logits, input_ids, spans)):
+            flat_logprobs[row] = logprobs
         c += 1
     out = torch.zeros(batch_size * width, longest, device=starts.device)
     mask = torch.zeros(batch_size * width, longest, dtype=torch.bool, device=starts.device)
