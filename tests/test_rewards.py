@@ -125,6 +125,14 @@ def test_assemble_one_part(tmp_path, parts):
     assert not (tmp_path / "none.parquet").exists()
 
 
+def test_assemble_refuses_parts_without_common_prompts(tmp_path, parts):
+    other = tmp_path / "other.parquet"
+    write_parquet(scored(["x", "y"], 2, "provided"), other, {"stage": "t"})
+    with pytest.raises(ValueError, match="share no prompt_id"):
+        assemble_training_set(str(parts[0]), str(other), str(tmp_path / "out.parquet"), "DP")
+    assert not (tmp_path / "out.parquet").exists()
+
+
 def test_assemble_rejects_missing_columns(tmp_path, parts):
     broken = tmp_path / "broken.parquet"
     write_parquet(scored(["a"], 2, "beam").drop(columns=["reward"]), broken, {})

@@ -124,6 +124,12 @@ def assemble_training_set(sampled: str | None, provided: str | None, output: str
     if not parts:
         raise ValueError(f"setting {setting!r} has neither sampled nor provided responses")
     common = set.intersection(*(set(p["prompt_id"]) for p in parts))
+    if not common:
+        raise ValueError(f"setting {setting!r}: {sampled} and {provided} share no prompt_id")
+    dropped = set.union(*(set(p["prompt_id"]) for p in parts)) - common
+    if dropped:
+        log.warning("setting %s: dropped %d prompts missing from one part, e.g. %s", setting, len(dropped),
+                    sorted(dropped)[:3])
     parts = [p[p["prompt_id"].isin(common)] for p in parts]
     if len(parts) == 2:
         offset = int(parts[0]["response_index"].max()) + 1
