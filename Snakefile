@@ -24,4 +24,4 @@ rule all:
     input:
         "results/table6.csv",
         "results/table7.csv",
-        [f"results/figures/loss_curve_{r['model']}_{r['setting']}.png" for r in table_rows("table6")],
+        [f"results/figures/loss_curve_{r['model']}_{r['setting']}.png" for r in TABLE6_ROWS],

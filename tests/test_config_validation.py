@@ -8,6 +8,7 @@ import yaml
 from workflow_helpers import REPO, snakemake, write_config
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+NONE_ROW_TABLES = REPO / "tests" / "fixtures" / "tables_with_untrained_row.yaml"
 
 
 def dry_run_with(tmp_path, config):
@@ -31,6 +32,7 @@ CASES = {
                                  "models.instruct.build.init"),
     "unknown reward model": (lambda c: c.update(reward_model="rm"), "reward_model"),
     "wrong type": (lambda c: c["data"].update(train_prompts="many"), "many"),
+    "untrained row in table 6": (lambda c: c.update(tables=str(NONE_ROW_TABLES)), "table6 row 1 setting"),
 }
 
 

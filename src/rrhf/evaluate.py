@@ -13,18 +13,10 @@ import torch
 
 from rrhf.data import select_prompts
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
-from rrhf.models import (
-    encode_pair,
-    load_causal_lm,
-    load_reward_model,
-    load_tokenizer,
-    resolve_device,
-    span_logprobs,
-    usable_length,
-)
-from rrhf.rewards import score
+from rrhf.models import encode_pair, load_causal_lm, resolve_device, span_logprobs, usable_length
+from rrhf.rewards import score_frame
 from rrhf.sampling import generate_responses
-from rrhf.training import pad_right
+from rrhf.training import pad_batch
 
 log = logging.getLogger("rrhf")
 TURN_MARKER = re.compile(r"Human:|Assistant:")
@@ -50,8 +42,7 @@ def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max
         rows = [i for i in order[begin:begin + batch_size] if len(encoded[i][0]) > encoded[i][1]]
         if not rows:
             continue
-        ids = pad_right([encoded[i][0] for i in rows], tokenizer.pad_token_id).to(device)
-        mask = pad_right([[1] * len(encoded[i][0]) for i in rows], 0).to(device)
+        ids, mask = (t.to(device) for t in pad_batch([encoded[i][0] for i in rows], tokenizer.pad_token_id))
         logits = model(input_ids=ids, attention_mask=mask).logits
         spans = [(encoded[i][1], len(encoded[i][0])) for i in rows]
         for i, span in zip(rows, span_logprobs(logits, ids, spans)):
@@ -68,23 +59,14 @@ def perplexity(nll_and_counts: list[tuple[float, int]]) -> float:
 def score_generations(frame: pd.DataFrame, reward_model: str, evaluation_model: str, scoring: dict[str, Any],
                       device: str) -> tuple[pd.DataFrame, dict[str, float]]:
     """Add ``reward``, ``nll`` and ``n_tokens`` to a frame of (prompt, response); return it and the metrics."""
-    torch_device = resolve_device(device)
-    rm, rm_tokenizer = load_reward_model(reward_model, torch_device)
-    frame = frame.copy()
-    frame["reward"] = score(rm, rm_tokenizer, list(frame["prompt"]), list(frame["response"]),
-                            scoring["batch_size"], scoring["max_length"])
-    del rm
-    lm, _ = load_causal_lm(evaluation_model, torch_device)
-    lm_tokenizer = load_tokenizer(evaluation_model, padding_side="right")
+    frame = score_frame(frame, reward_model, scoring["batch_size"], scoring["max_length"], device,
+                        origin="evaluation")
+    lm, lm_tokenizer = load_causal_lm(evaluation_model, resolve_device(device))
     nll = response_nll(lm, lm_tokenizer, list(frame["prompt"]), list(frame["response"]), scoring["max_length"])
     frame["nll"] = [value for value, _ in nll]
     frame["n_tokens"] = [count for _, count in nll]
     metrics = {"reward_mean": float(frame["reward"].mean()), "ppl": perplexity(nll), "n": len(frame),
                "n_empty": int((frame["n_tokens"] == 0).sum())}
-    bad = [i for i, r in enumerate(frame["reward"]) if not math.isfinite(r)]
-    if bad:
-        raise ValueError(f"evaluation: reward is not finite for row {bad[0]} "
-                         f"(prompt_id {frame['prompt_id'].iloc[bad[0]]})")
     return frame, metrics
 
 

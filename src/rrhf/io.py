@@ -88,14 +88,11 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
     logger.setLevel(logging.INFO)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    rank = int(os.environ.get("RANK", "0"))  # set by accelerate launch / torchrun
+    formatter = logging.Formatter("%(asctime)s %(levelname)s " + (f"[rank {rank}] " if rank else "") + "%(message)s")
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(formatter)
     logger.addHandler(stream)
-    rank = int(os.environ.get("RANK", "0"))  # set by accelerate launch / torchrun
-    if rank > 0:
-        formatter = logging.Formatter(f"%(asctime)s %(levelname)s [rank {rank}] %(message)s")
-        stream.setFormatter(formatter)
     if log_path and rank == 0:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(log_path, mode="w")

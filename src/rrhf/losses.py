@@ -67,15 +67,21 @@ def rrhf_loss(token_logprobs: torch.Tensor, response_mask: torch.Tensor, rewards
     return rank_weight * rank_loss + ft_loss, rank_loss, ft_loss
 
 
-def rank_accuracy(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor | None = None) -> float:
-    """Share of response pairs with different rewards that the policy orders like the rewards.
+def rank_pair_counts(scores: torch.Tensor, rewards: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> tuple[int, int]:
+    """(pairs ordered like the rewards, pairs with different rewards) among each query's responses.
 
     scores, rewards: (B, K); valid: (B, K) bool or None (all valid). A pair with
-    r_i < r_j counts as right when p_i < p_j. Returns NaN when no pair differs.
+    r_i < r_j counts as right when p_i < p_j.
     """
     if valid is None:
         valid = torch.ones_like(rewards, dtype=torch.bool)
     pairs = (rewards.unsqueeze(-1) < rewards.unsqueeze(-2)) & valid.unsqueeze(-1) & valid.unsqueeze(-2)
     right = pairs & (scores.unsqueeze(-1) < scores.unsqueeze(-2))
-    total = int(pairs.sum())
-    return float(right.sum()) / total if total else float("nan")
+    return int(right.sum()), int(pairs.sum())
+
+
+def rank_accuracy(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor | None = None) -> float:
+    """Share of response pairs with different rewards that the policy orders like the rewards (NaN if none)."""
+    right, total = rank_pair_counts(scores, rewards, valid)
+    return right / total if total else float("nan")

@@ -34,7 +34,6 @@ def load_causal_lm(path: str, device: str | torch.device = "cpu"):
 def load_reward_model(path: str, device: str | torch.device = "cpu"):
     """(one-label sequence classifier in eval mode, tokenizer padded on the right)."""
     tokenizer = load_tokenizer(path, padding_side="right")
-    tokenizer.truncation_side = "left"
     model = AutoModelForSequenceClassification.from_pretrained(path)
     if model.config.num_labels != 1:
         raise ValueError(f"reward model {path!r} has {model.config.num_labels} labels; a reward model has 1")

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from rrhf.data import select_prompts
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models import encode_pair, load_reward_model, resolve_device, usable_length
-from rrhf.training import pad_right
+from rrhf.training import pad_batch
 
 log = logging.getLogger("rrhf")
 SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source", "reward"]
@@ -40,9 +40,8 @@ def score(reward_model, tokenizer, prompts: list[str], responses: list[str], bat
     for start in tqdm(starts, desc="score", disable=not show_progress):
         chunk = order[start:start + batch_size]
         sequences = [encoded[i] for i in chunk]
-        input_ids = pad_right(sequences, pad).to(device)
-        attention_mask = pad_right([[1] * len(s) for s in sequences], 0).to(device)
-        logits = reward_model(input_ids=input_ids, attention_mask=attention_mask).logits
+        input_ids, attention_mask = pad_batch(sequences, pad)
+        logits = reward_model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
         for i, value in zip(chunk, logits[:, 0].float().tolist()):
             rewards[i] = value
     return rewards
@@ -53,8 +52,8 @@ def check_finite(frame: pd.DataFrame, origin: str) -> None:
     for row, value in enumerate(frame["reward"]):
         if not math.isfinite(value):
             item = frame.iloc[row]
-            raise ValueError(f"{origin}: reward {value} is not finite at row {row} "
-                             f"(prompt_id {item['prompt_id']}, response_index {item['response_index']})")
+            where = ", ".join(f"{key} {item[key]}" for key in ("prompt_id", "response_index") if key in item)
+            raise ValueError(f"{origin}: reward {value} is not finite at row {row} ({where})")
 
 
 def score_frame(frame: pd.DataFrame, reward_model_path: str, batch_size: int, max_length: int,

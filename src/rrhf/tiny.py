@@ -10,6 +10,7 @@ import logging
 from typing import Any, Iterable
 
 import pandas as pd
+import torch
 from tokenizers import ByteLevelBPETokenizer
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -47,8 +48,6 @@ def build_tokenizer(train_data: str, output_dir: str, vocab_size: int, log_path:
 
 def new_gpt2(tokenizer, architecture: dict[str, Any], seed: int) -> GPT2LMHeadModel:
     """A freshly initialised GPT-2-style LM sized by ``architecture`` (n_layer, n_embd, n_head, n_positions)."""
-    import torch
-
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=len(tokenizer),

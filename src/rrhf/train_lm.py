@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from rrhf.io import read_parquet, setup_logging
-from rrhf.models import encode_pair, load_tokenizer
+from rrhf.models import encode_pair, load_causal_lm, load_tokenizer
 from rrhf.tiny import new_gpt2, transcripts
-from rrhf.training import TrainingParams, pad_right, train_model
+from rrhf.training import TrainingParams, pad_batch, pad_right, train_model
 
 IGNORE_INDEX = -100
 log = logging.getLogger("rrhf")
@@ -32,9 +32,8 @@ def lm_examples(tokenizer, prompts: list[str], responses: list[str], max_length:
 
 def collate_lm(examples: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 on padding), each (B, T)."""
-    input_ids = pad_right([e[0] for e in examples], pad_token_id)
+    input_ids, attention_mask = pad_batch([e[0] for e in examples], pad_token_id)
     labels = pad_right([e[1] for e in examples], IGNORE_INDEX)
-    attention_mask = pad_right([[1] * len(e[0]) for e in examples], 0)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -68,19 +67,14 @@ def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, architectu
 def train_sft(init_model: str, train_data: str, output_dir: str, training: dict[str, Any],
               max_examples: int | None = None, log_path: str | None = None) -> None:
     """Stage entry point: supervised fine-tuning on prompt + chosen, loss on the response tokens only."""
-    from transformers import AutoModelForCausalLM
-
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
-    tokenizer = load_tokenizer(init_model, padding_side="right")
+    model, tokenizer = load_causal_lm(init_model)
     frame = read_parquet(train_data, ["prompt", "chosen"])
     if max_examples is not None:
         frame = frame.sample(n=min(max_examples, len(frame)), random_state=params.seed)
     examples = lm_examples(tokenizer, list(frame["prompt"]), list(frame["chosen"]), params.max_length,
                            loss_on_prompt=False)
-    model = AutoModelForCausalLM.from_pretrained(init_model)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
     log.info("SFT of %s on %d prompt+chosen examples", init_model, len(examples))
     result = fit_lm(model, tokenizer, examples, params, "sft")
     result.save(output_dir, tokenizer, {"stage": "train_sft", "init": init_model, "training": training})

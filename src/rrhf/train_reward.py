@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification
 from rrhf.io import read_parquet, setup_logging
 from rrhf.models import encode_pair, load_tokenizer
 from rrhf.rewards import score
-from rrhf.training import TrainingParams, pad_right, train_model
+from rrhf.training import TrainingParams, pad_batch, train_model
 
 log = logging.getLogger("rrhf")
 
@@ -32,16 +32,15 @@ def pairwise_accuracy(chosen_rewards, rejected_rewards) -> float:
 
 def collate_pairs(examples: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Stack chosen then rejected sequences: ``input_ids``/``attention_mask`` of shape (2B, T)."""
-    sequences = [e[0] for e in examples] + [e[1] for e in examples]
-    return {"input_ids": pad_right(sequences, pad_token_id),
-            "attention_mask": pad_right([[1] * len(s) for s in sequences], 0)}
+    input_ids, attention_mask = pad_batch([e[0] for e in examples] + [e[1] for e in examples], pad_token_id)
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def reward_pair_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """Bradley-Terry loss of a (2B, T) batch whose first half is chosen; also logs batch accuracy."""
     rewards = model(**batch).logits.squeeze(-1)
     chosen, rejected = rewards.chunk(2)
-    return bradley_terry_loss(chosen, rejected), {"accuracy": float((chosen > rejected).float().mean())}
+    return bradley_terry_loss(chosen, rejected), {"accuracy": pairwise_accuracy(chosen.detach(), rejected.detach())}
 
 
 def train_reward_model(init_model: str, train_data: str, test_data: str, output_dir: str,
@@ -54,7 +53,6 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
     tokenizer = load_tokenizer(init_model, padding_side="right")
-    tokenizer.truncation_side = "left"
     frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
     examples = [(encode_pair(tokenizer, p, c, params.max_length)[0], encode_pair(tokenizer, p, r, params.max_length)[0])
                 for p, c, r in zip(frame["prompt"], frame["chosen"], frame["rejected"])]

@@ -13,12 +13,11 @@ from typing import Any
 
 import pandas as pd
 import torch
-from transformers import AutoModelForCausalLM
 
 from rrhf.io import read_parquet, setup_logging
-from rrhf.losses import rank_accuracy, rrhf_loss, sequence_scores
-from rrhf.models import encode_pair, load_tokenizer, span_logprobs
-from rrhf.training import TrainingParams, pad_right, train_model
+from rrhf.losses import rank_accuracy, rank_pair_counts, rrhf_loss, sequence_scores
+from rrhf.models import encode_pair, load_causal_lm, span_logprobs
+from rrhf.training import TrainingParams, pad_batch, train_model
 
 log = logging.getLogger("rrhf")
 SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "reward"]
@@ -84,8 +83,7 @@ def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_
         chunk.append(i)
     chunks.append(chunk)
     for c, rows in enumerate(chunks):
-        batch[f"input_ids_{c}"] = pad_right([sequences[i] for i in rows], pad_token_id)
-        batch[f"attention_mask_{c}"] = pad_right([[1] * len(sequences[i]) for i in rows], 0)
+        batch[f"input_ids_{c}"], batch[f"attention_mask_{c}"] = pad_batch([sequences[i] for i in rows], pad_token_id)
         batch[f"rows_{c}"] = torch.tensor(rows)
     return batch
 
@@ -134,16 +132,13 @@ def policy_rank_accuracy(model, tokenizer, frame: pd.DataFrame, max_length: int,
                          batch_size: int = 8) -> float:
     """How often ``model``'s length-normalised log-probabilities order a scored set's responses like the rewards."""
     examples = build_examples(frame, tokenizer, max_length)
-    right = total = 0.0
+    right = total = 0
     for start in range(0, len(examples), batch_size):
         batch = collate_queries(examples[start:start + batch_size], tokenizer.pad_token_id, 1 << 20)
         token_logprobs, mask = response_logprobs(model, batch)
-        valid = mask.any(-1)
-        rewards = batch["rewards"]
-        pairs = int(((rewards.unsqueeze(-1) < rewards.unsqueeze(-2)) & valid.unsqueeze(-1) & valid.unsqueeze(-2)).sum())
-        if pairs:
-            right += rank_accuracy(sequence_scores(token_logprobs, mask, length_penalty), rewards, valid) * pairs
-            total += pairs
+        counts = rank_pair_counts(sequence_scores(token_logprobs, mask, length_penalty), batch["rewards"],
+                                  mask.any(-1))
+        right, total = right + counts[0], total + counts[1]
     return right / total if total else float("nan")
 
 
@@ -157,12 +152,9 @@ def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, An
     """
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
-    tokenizer = load_tokenizer(policy, padding_side="right")
+    model, tokenizer = load_causal_lm(policy)
     frame = read_parquet(scored, SCORED_COLUMNS)
     examples = build_examples(frame, tokenizer, params.max_length)
-    model = AutoModelForCausalLM.from_pretrained(policy)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
     log.info("RRHF on %s: %d queries, %d responses, rank_weight %s, length_penalty %s, ft %s",
              scored, len(examples), len(frame), rank_weight, length_penalty, ft_reduction)
     result = train_model(model, examples, [e.length for e in examples],

@@ -70,6 +70,11 @@ def pad_right(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return out
 
 
+def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), each (N, max_len): ``sequences`` right-padded, and 1 on their real tokens."""
+    return pad_right(sequences, pad_token_id), pad_right([[1] * len(s) for s in sequences], 0)
+
+
 def train_model(
     model: torch.nn.Module,
     examples: Sequence[Any],

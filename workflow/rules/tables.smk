@@ -1,5 +1,8 @@
 # Tables and figures: cheap, run on the submitting machine.
 
+TABLE6_ROWS = table_rows("table6")
+TABLE7_ROWS = table_rows("table7")
+
 
 localrules:
     table6,
@@ -9,12 +12,12 @@ localrules:
 
 rule table6:
     input:
-        metrics=[f"results/eval/{r['model']}/{r['setting']}/metrics.json" for r in table_rows("table6")],
-        scored=[scored_file(r["model"], r["setting"]) for r in table_rows("table6")],
+        metrics=[f"results/eval/{r['model']}/{r['setting']}/metrics.json" for r in TABLE6_ROWS],
+        scored=[scored_file(r["model"], r["setting"]) for r in TABLE6_ROWS],
     output:
         table="results/table6.csv",
     params:
-        rows=[{"policy": r["policy"], "setting": r["setting"]} for r in table_rows("table6")],
+        rows=[{"policy": r["policy"], "setting": r["setting"]} for r in TABLE6_ROWS],
     log:
         "logs/tables/table6.log",
     conda:
@@ -25,11 +28,11 @@ rule table6:
 
 rule table7:
     input:
-        metrics=[f"results/eval/{r['model']}/{r['setting']}/metrics.json" for r in table_rows("table7")],
+        metrics=[f"results/eval/{r['model']}/{r['setting']}/metrics.json" for r in TABLE7_ROWS],
     output:
         table="results/table7.csv",
     params:
-        rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in table_rows("table7")],
+        rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in TABLE7_ROWS],
     log:
         "logs/tables/table7.log",
     conda:
