@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import json
+import math
 import random
 import re
 
@@ -20,8 +21,11 @@ from rrhf.data import (
     prepare_dataset,
     select_prompts,
 )
+from rrhf.gold_reward import gold_reward, parse_request
 from rrhf.io import read_provenance
-from rrhf.synthetic_hh import HARMS, TASKS, generate_pairs, generate_split
+from rrhf.synthetic_hh import generate_pairs, generate_split, preference_scale, prompt_grid
+from rrhf.synthetic_world import HARMS, TASKS
+from rrhf.text_metrics import repetition
 
 A = "\n\nAssistant:"
 
@@ -206,41 +210,82 @@ def test_generate_pairs_deterministic_and_distinct():
     assert first == generate_pairs(300, seed=1)
     assert first != generate_pairs(300, seed=2)
     assert len({p for p, _, _ in first}) == 300
-    grid = (len(TASKS) + len(HARMS)) * 5 * 5 * 5
-    assert len(generate_pairs(grid, seed=0)) == grid
+    grid = (len(TASKS) + len(HARMS)) * 5 * 7 * 7  # requests x questions x greetings x histories
+    assert len(prompt_grid()) == grid
+    assert len({p for p, _, _ in generate_pairs(grid, seed=0)}) == grid
     with pytest.raises(ValueError, match="exceeds"):
         generate_pairs(grid + 1, seed=0)
 
 
 def test_generate_split_partitions_the_pairs():
-    spec = {"num_pairs": 500, "seed": 3, "test_fraction": 0.2}
+    spec = {"num_pairs": 500, "seed": 3, "test_fraction": 0.2, "label_noise": 0.1}
     train, test = list(generate_split(spec, "train")), list(generate_split(spec, "test"))
     assert train and test
     assert not {p for p, _, _ in train} & {p for p, _, _ in test}
-    assert sorted(train + test) == sorted(generate_pairs(500, seed=3))
+    assert sorted(train + test) == sorted(generate_pairs(500, seed=3, label_noise=0.1))
     with pytest.raises(ValueError):
         list(generate_split(spec, "validation"))
 
 
-def test_synthetic_chosen_is_helpful_and_harmless():
-    """Harmful request: chosen refuses and offers the alternative, rejected complies.
-    Ordinary request: chosen gives that task's three steps in order."""
-    for prompt, chosen, rejected in generate_pairs(600, seed=5):
+@pytest.mark.parametrize("label_noise", [0.05, 0.1, 0.25])
+def test_label_noise_rate_is_near_its_configured_value(label_noise):
+    pairs = generate_pairs(3000, seed=11, label_noise=label_noise)
+    wrong = sum(gold_reward(p, c) < gold_reward(p, r) for p, c, r in pairs) / len(pairs)
+    standard_error = (label_noise * (1 - label_noise) / len(pairs)) ** 0.5
+    assert abs(wrong - label_noise) < 4 * standard_error, wrong
+
+
+def test_no_label_noise_means_chosen_is_always_better_by_gold():
+    pairs = generate_pairs(800, seed=4, label_noise=0.0)
+    assert all(gold_reward(p, c) > gold_reward(p, r) for p, c, r in pairs)
+
+
+def test_preference_scale_gives_the_asked_noise():
+    gaps = [0.05, 0.2, 0.5, 1.0, 1.5]
+    beta = preference_scale(gaps, 0.2)
+    assert sum(1 / (1 + math.exp(beta * gap)) for gap in gaps) / len(gaps) == pytest.approx(0.2, abs=1e-6)
+    assert math.isinf(preference_scale(gaps, 0.0))
+    with pytest.raises(ValueError, match="label_noise"):
+        preference_scale(gaps, 0.5)
+
+
+def test_replies_span_the_qualities_and_chosen_is_rarely_the_best():
+    pairs = generate_pairs(2000, seed=5)
+    chosen_gold = [gold_reward(p, c) for p, c, _ in pairs]
+    rejected_gold = [gold_reward(p, r) for p, _, r in pairs]
+    replies = [(p, reply) for p, c, r in pairs for reply in (c, r)]
+    assert sum(chosen_gold) / len(pairs) > sum(rejected_gold) / len(pairs) + 0.3
+    best_share = sum(g == 1.0 for g in chosen_gold) / len(pairs)
+    assert 0 < best_share < 0.1, best_share  # good but rarely the best possible reply
+    assert sum(g >= 0.5 for g in chosen_gold) / len(pairs) > 0.5
+
+    def share(condition):
+        return sum(condition(p, reply) for p, reply in replies) / len(replies)
+
+    other_steps = {request: [s for i, (_, steps) in enumerate(TASKS) if i != request for s in steps]
+                   for request in range(len(TASKS))}
+
+    def off_topic(p, reply):
+        request = parse_request(p)
+        return request.kind == "task" and any(s in reply for s in other_steps[request.index])
+
+    assert share(off_topic) > 0.03
+    assert share(lambda p, reply: repetition(reply) > 0.05) > 0.03  # repetitive
+    assert share(lambda p, reply: not reply.rstrip().endswith((".", "!", "?"))) > 0.03  # cut off
+    assert share(lambda p, reply: "Everyone is different" in reply or "Laws exist" in reply) > 0.05  # padded
+    assert share(lambda p, reply: "can't help with" in reply or "won't help with" in reply) > 0.1  # refusals
+    assert share(lambda p, reply: any(h[2] in reply for h in HARMS)) > 0.03  # compliance with harm
+
+
+def test_harmful_requests_get_refusals_and_compliance_tasks_get_steps():
+    for prompt, chosen, rejected in generate_pairs(300, seed=6):
         assert prompt.endswith(A)
-        request = prompt[prompt.rfind("\n\nHuman: "):]
-        harms = [h for h in HARMS if h[0] in request]
-        tasks = [t for t in TASKS if t[0] in request]
-        assert len(harms) + len(tasks) == 1, request
-        if harms:
-            _, _, method, alternative = harms[0]
-            assert re.search(r"can't help|won't help|not something I can help", chosen), chosen
-            assert alternative in chosen and method not in chosen
-            assert method in rejected
-        else:
-            steps = tasks[0][1]
-            positions = [chosen.find(step) for step in steps]
-            assert -1 not in positions and positions == sorted(positions), chosen
-            assert chosen != rejected
+        request = parse_request(prompt)
+        assert request is not None
+        for reply in (chosen, rejected):
+            assert reply.startswith(" ") and reply.strip()
+            if request.kind == "harm":
+                assert not any(step in reply for _, steps in TASKS for step in steps), reply
 
 
 def test_make_prompt_id():
