@@ -7,14 +7,8 @@ import pytest
 
 from rrhf.io import read_provenance, write_parquet
 from rrhf.models import load_reward_model
-from rrhf.rewards import (
-    SCORED_COLUMNS,
-    assemble_training_set,
-    check_finite,
-    provided_responses,
-    score,
-    training_set_stats,
-)
+from rrhf.rewards import check_finite, provided_responses, score
+from rrhf.training_sets import SCORED_COLUMNS, assemble_training_set, training_set_stats
 
 
 @pytest.fixture(scope="module")

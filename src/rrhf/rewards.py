@@ -1,10 +1,9 @@
-"""Reward scoring, and the training set of each setting (DESIGN.md §2)."""
+"""Reward scoring of sampled and provided responses."""
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import pandas as pd
 import torch
@@ -16,7 +15,6 @@ from rrhf.models import encode_pair, load_reward_model, resolve_device, usable_l
 from rrhf.training import pad_batch
 
 log = logging.getLogger("rrhf")
-SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source", "reward"]
 
 
 @torch.no_grad()
@@ -109,40 +107,3 @@ def score_provided(train_data: str, reward_model: str, output: str, limit: int |
 def _chosen_win_rate(scored: pd.DataFrame) -> float:
     wide = scored.pivot(index="prompt_id", columns="source", values="reward")
     return float((wide["chosen"] > wide["rejected"]).mean())
-
-
-def assemble_training_set(sampled: str | None, provided: str | None, output: str, setting: str,
-                          log_path: str | None = None) -> None:
-    """Stage entry point: one setting's training set, the scored samples and/or the provided replies.
-
-    Provided replies follow the sampled ones of the same prompt (``response_index``
-    continues after the samples'). Only prompts present in every part are kept.
-    """
-    setup_logging(log_path)
-    parts = [read_parquet(path, SCORED_COLUMNS) for path in (sampled, provided) if path]
-    if not parts:
-        raise ValueError(f"setting {setting!r} has neither sampled nor provided responses")
-    common = set.intersection(*(set(p["prompt_id"]) for p in parts))
-    if not common:
-        raise ValueError(f"setting {setting!r}: {sampled} and {provided} share no prompt_id")
-    dropped = set.union(*(set(p["prompt_id"]) for p in parts)) - common
-    if dropped:
-        log.warning("setting %s: dropped %d prompts missing from one part, e.g. %s", setting, len(dropped),
-                    sorted(dropped)[:3])
-    parts = [p[p["prompt_id"].isin(common)] for p in parts]
-    if len(parts) == 2:
-        offset = int(parts[0]["response_index"].max()) + 1
-        parts[1] = parts[1].assign(response_index=parts[1]["response_index"] + offset)
-    frame = pd.concat(parts, ignore_index=True).sort_values(["prompt_id", "response_index"], kind="stable")
-    frame = frame[SCORED_COLUMNS].reset_index(drop=True)
-    log.info("setting %s: %d prompts, %d responses, reward mean %.4f", setting, len(common), len(frame),
-             frame["reward"].mean())
-    write_parquet(frame, output, {"stage": "assemble_training_set", "setting": setting,
-                                  "sampled": sampled, "provided": provided})
-
-
-def training_set_stats(frame: pd.DataFrame) -> dict[str, Any]:
-    """Mean and std of all rewards, and the mean over prompts of the best reward (Table 6's train columns)."""
-    return {"train_reward_mean": float(frame["reward"].mean()),
-            "train_reward_std": float(frame["reward"].std(ddof=0)),
-            "train_reward_max": float(frame.groupby("prompt_id")["reward"].max().mean())}
