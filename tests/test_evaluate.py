@@ -8,7 +8,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from rrhf.evaluate import cut_at_turn, evaluate_policy, evaluate_provided, perplexity, response_nll
+from rrhf.evaluate import (
+    cut_at_turn,
+    evaluate_policy,
+    evaluate_provided,
+    mean_and_sem,
+    perplexity,
+    response_nll,
+    summarise_generations,
+)
 from rrhf.io import write_parquet
 from rrhf.models import load_tokenizer
 
@@ -107,7 +115,61 @@ def test_evaluate_policy_generates_cuts_and_scores(tmp_path, test_split, tiny_lm
                               decoding, SCORING, limit=4, selection_seed=0)
     generations = pd.read_parquet(tmp_path / "generations.parquet")
     assert len(generations) == metrics["n"] == 4
-    assert {"prompt_id", "prompt", "raw_response", "response", "reward", "nll", "n_tokens"} <= set(generations)
+    assert {"prompt_id", "prompt", "raw_response", "response", "reward", "gold_reward", "nll", "n_tokens"} <= set(
+        generations)
     assert all(response == cut_at_turn(raw) for response, raw in zip(generations["response"],
                                                                     generations["raw_response"]))
     assert math.isfinite(metrics["reward_mean"]) and metrics["ppl"] > 1
+    assert {"reward_sem", "gold_reward_mean", "distinct_2", "repetition", "response_words"} <= set(metrics)
+
+
+def test_summarise_generations_against_hand_computed_values():
+    frame = pd.DataFrame({
+        "response": [" First, a b c. Then d e.", " go go go go go", " Fine."],
+        "reward": [1.0, 2.0, 6.0],
+        "gold_reward": [0.5, float("nan"), -0.5],
+        "nll": [4.0, 2.0, 0.0],
+        "n_tokens": [6, 4, 0],
+    })
+    metrics = summarise_generations(frame)
+    assert metrics["n"] == 3 and metrics["n_empty"] == 1
+    assert metrics["reward_mean"] == pytest.approx(3.0)
+    assert metrics["reward_sem"] == pytest.approx(math.sqrt(7.0) / math.sqrt(3))  # sample variance (4+1+9)/2
+    assert metrics["gold_reward_mean"] == pytest.approx(0.0)  # the row without gold is left out
+    assert metrics["gold_reward_sem"] == pytest.approx(math.sqrt(0.5) / math.sqrt(2))
+    assert metrics["ppl"] == pytest.approx(math.exp(6.0 / 10))
+    # distinct-2: 4/4, 1/4 ("go go" four times), no bigram -> 1
+    assert metrics["distinct_2"] == pytest.approx((1 + 0.25 + 1) / 3)
+    # repeated 3-grams: 0, 2 of 3 ("go go go" three times), 0
+    assert metrics["repetition"] == pytest.approx((0 + 2 / 3 + 0) / 3)
+    assert metrics["response_words"] == pytest.approx((7 + 5 + 1) / 3)
+    assert metrics["response_tokens"] == pytest.approx(10 / 3)
+
+
+def test_mean_and_sem_without_values():
+    assert mean_and_sem(pd.Series([float("nan")] * 3)) == (None, None)
+    assert mean_and_sem(pd.Series([2.0])) == (2.0, None)
+
+
+def test_evaluation_reports_gold_only_where_the_dataset_has_it(tmp_path, tiny_lm_dir, tiny_reward_dir,
+                                                                uniform_lm_dir):
+    from rrhf.gold_reward import gold_reward
+
+    bread = "\n\nHuman: How do I bake bread?\n\nAssistant:"
+    frame = pd.DataFrame({"prompt_id": ["a", "b"], "prompt": [bread, bread],
+                          "chosen": [" First, mix flour, yeast and salt for the bread. Finally, bake the loaf hot "
+                                     "for thirty minutes.", " I can't help with that."],
+                          "rejected": [" No.", " No."]})
+    path = tmp_path / "test.parquet"
+    write_parquet(frame, path, {"stage": "test"})
+    synthetic = evaluate_provided(str(path), "chosen", str(tiny_reward_dir), str(uniform_lm_dir),
+                                  str(tmp_path / "synthetic"), SCORING, None, 0, dataset_source="synthetic")
+    expected = [gold_reward(bread, text) for text in frame["chosen"]]
+    assert synthetic["gold_reward_mean"] == pytest.approx(sum(expected) / 2)
+    generations = pd.read_parquet(tmp_path / "synthetic" / "generations.parquet")
+    assert sorted(generations["gold_reward"]) == pytest.approx(sorted(expected))
+    real = evaluate_provided(str(path), "chosen", str(tiny_reward_dir), str(uniform_lm_dir), str(tmp_path / "real"),
+                             SCORING, None, 0, dataset_source="anthropic_jsonl")
+    assert real["gold_reward_mean"] is None and real["gold_reward_sem"] is None
+    written = json.loads((tmp_path / "real" / "metrics.json").read_text())
+    assert written["gold_reward_mean"] is None and written["reward_sem"] is not None

@@ -6,12 +6,14 @@ import pandas as pd
 import pytest
 
 from rrhf.io import write_parquet
-from rrhf.tables import TABLE6_COLUMNS, plot_loss_curve, table6, table7
+from rrhf.tables import TABLE6_COLUMNS, TABLE7_COLUMNS, plot_loss_curve, table6, table7
 
 
-def metrics_file(folder, name, reward, ppl):
+def metrics_file(folder, name, reward, ppl, gold=None, **extra):
     path = folder / f"{name}.json"
-    path.write_text(json.dumps({"reward_mean": reward, "ppl": ppl, "n": 3}))
+    path.write_text(json.dumps({"reward_mean": reward, "reward_sem": 0.1, "gold_reward_mean": gold,
+                                "gold_reward_sem": None if gold is None else 0.05, "repetition": 0.01, "ppl": ppl,
+                                "n": 3, **extra}))
     return str(path)
 
 
@@ -24,7 +26,7 @@ def scored_file(folder, name, rewards_by_prompt):
 
 def test_table6_values_by_hand(tmp_path):
     rows = [{"policy": "tiny-base", "setting": "DP"}, {"policy": "tiny-instruct", "setting": "P"}]
-    metrics = [metrics_file(tmp_path, "a", 1.5, 7.0), metrics_file(tmp_path, "b", -0.5, 3.0)]
+    metrics = [metrics_file(tmp_path, "a", 1.5, 7.0, gold=0.25), metrics_file(tmp_path, "b", -0.5, 3.0, gold=0.5)]
     scored = [scored_file(tmp_path, "a", {"p1": [0.0, 2.0], "p2": [1.0, 1.0]}),
               scored_file(tmp_path, "b", {"p1": [-1.0, 3.0]})]
     table = table6(rows, metrics, scored, str(tmp_path / "table6.csv"))
@@ -33,6 +35,8 @@ def test_table6_values_by_hand(tmp_path):
     pd.testing.assert_frame_equal(written, table, check_dtype=False)
     first = written.iloc[0]
     assert (first["policy"], first["setting"], first["ppl"], first["reward"]) == ("tiny-base", "DP", 7.0, 1.5)
+    assert (first["reward_sem"], first["gold_reward"], first["gold_reward_sem"], first["repetition"]) == (
+        0.1, 0.25, 0.05, 0.01)
     assert first["train_reward_mean"] == pytest.approx(1.0)  # (0 + 2 + 1 + 1) / 4
     assert first["train_reward_std"] == pytest.approx(0.5 ** 0.5)  # population std of 0, 2, 1, 1
     assert first["train_reward_max"] == pytest.approx(1.5)  # mean of the best per prompt: (2 + 1) / 2
@@ -54,6 +58,17 @@ def test_non_finite_value_names_the_row_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"ppl of row 1 \(B, DP\)"):
         table7(rows, metrics, str(tmp_path / "table7.csv"))
     assert list(tmp_path.glob("*.csv")) == [] and list(tmp_path.glob(".table7*")) == []
+
+
+def test_gold_columns_are_empty_where_the_data_has_no_gold_reward(tmp_path):
+    rows = [{"policy": "A", "setting": "BP", "rank_weight": 1.0}, {"policy": "A", "setting": "BP-norank",
+                                                                   "rank_weight": 0.0}]
+    metrics = [metrics_file(tmp_path, "bp", 2.0, 5.0), metrics_file(tmp_path, "norank", 1.0, 4.0, gold=0.5)]
+    table7(rows, metrics, str(tmp_path / "table7.csv"))
+    lines = (tmp_path / "table7.csv").read_text().splitlines()
+    assert lines[0].split(",") == TABLE7_COLUMNS
+    assert lines[1] == "A,BP,1,5,2,0.1,,,0.01"  # gold_reward and gold_reward_sem empty
+    assert lines[2] == "A,BP-norank,0,4,1,0.1,0.5,0.05,0.01"
 
 
 def test_missing_metric_names_the_file(tmp_path):

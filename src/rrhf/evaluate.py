@@ -12,10 +12,12 @@ import pandas as pd
 import torch
 
 from rrhf.data import select_prompts
+from rrhf.gold_reward import gold_rewards
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
 from rrhf.models import encode_pair, load_causal_lm, resolve_device, span_logprobs, usable_length
 from rrhf.rewards import score_frame
 from rrhf.sampling import generate_responses
+from rrhf.text_metrics import distinct_n, repetition, words
 from rrhf.training import pad_batch
 
 log = logging.getLogger("rrhf")
@@ -56,18 +58,50 @@ def perplexity(nll_and_counts: list[tuple[float, int]]) -> float:
     return math.exp(sum(nll for nll, _ in nll_and_counts) / tokens) if tokens else float("nan")
 
 
+def mean_and_sem(values: pd.Series) -> tuple[float | None, float | None]:
+    """(mean, standard error of the mean = sample std / sqrt(n)) of the non-missing values; None where undefined."""
+    values = values.dropna().astype(float)
+    mean = float(values.mean()) if len(values) else None
+    sem = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    return mean, sem
+
+
+def summarise_generations(frame: pd.DataFrame) -> dict[str, Any]:
+    """The metrics of an evaluated frame (one row per prompt).
+
+    Needs ``response``, ``reward``, ``nll`` and ``n_tokens`` (the evaluation LM's
+    NLL and token count of the response), and ``gold_reward`` (NaN where there is none).
+    Gives the mean reward and its standard error, the same for the gold reward
+    (None without one), the token-weighted perplexity, the mean per-response
+    distinct-2 and repetition (share of repeated word 3-grams), and the mean length
+    in words and in evaluation-LM tokens.
+    """
+    reward_mean, reward_sem = mean_and_sem(frame["reward"])
+    gold_mean, gold_sem = mean_and_sem(frame["gold_reward"])
+    responses = list(frame["response"])
+    return {"n": len(frame), "n_empty": int((frame["n_tokens"] == 0).sum()),
+            "reward_mean": reward_mean, "reward_sem": reward_sem,
+            "gold_reward_mean": gold_mean, "gold_reward_sem": gold_sem,
+            "ppl": perplexity(list(zip(frame["nll"], frame["n_tokens"]))),
+            "distinct_2": float(sum(map(distinct_n, responses)) / len(responses)),
+            "repetition": float(sum(map(repetition, responses)) / len(responses)),
+            "response_words": float(sum(len(words(r)) for r in responses) / len(responses)),
+            "response_tokens": float(frame["n_tokens"].mean())}
+
+
 def score_generations(frame: pd.DataFrame, reward_model: str, evaluation_model: str, scoring: dict[str, Any],
-                      device: str) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Add ``reward``, ``nll`` and ``n_tokens`` to a frame of (prompt, response); return it and the metrics."""
+                      device: str, dataset_source: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Add ``reward``, ``gold_reward``, ``nll`` and ``n_tokens`` to a frame of (prompt, response); return it and
+    :func:`summarise_generations`'s metrics. The gold reward is that of ``dataset_source``
+    where the source defines one (``synthetic``), NaN otherwise."""
     frame = score_frame(frame, reward_model, scoring["batch_size"], scoring["max_length"], device,
                         origin="evaluation")
+    frame["gold_reward"] = gold_rewards(frame, dataset_source)
     lm, lm_tokenizer = load_causal_lm(evaluation_model, resolve_device(device))
     nll = response_nll(lm, lm_tokenizer, list(frame["prompt"]), list(frame["response"]), scoring["max_length"])
     frame["nll"] = [value for value, _ in nll]
     frame["n_tokens"] = [count for _, count in nll]
-    metrics = {"reward_mean": float(frame["reward"].mean()), "ppl": perplexity(nll), "n": len(frame),
-               "n_empty": int((frame["n_tokens"] == 0).sum())}
-    return frame, metrics
+    return frame, summarise_generations(frame)
 
 
 def write_evaluation(frame: pd.DataFrame, metrics: dict[str, Any], output_dir: str, provenance: dict) -> None:
@@ -78,7 +112,8 @@ def write_evaluation(frame: pd.DataFrame, metrics: dict[str, Any], output_dir: s
 
 def evaluate_policy(policy: str, test_data: str, reward_model: str, evaluation_model: str, output_dir: str,
                     decoding: dict[str, Any], scoring: dict[str, Any], limit: int | None, selection_seed: int,
-                    device: str = "auto", log_path: str | None = None) -> dict[str, float]:
+                    device: str = "auto", dataset_source: str | None = None,
+                    log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: generate on the test prompts with ``decoding``, cut, score; write the evaluation."""
     setup_logging(log_path)
     test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed)
@@ -90,7 +125,7 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str, evaluation_m
     frame = test[["prompt_id", "prompt"]].copy()
     frame["raw_response"] = [texts[0] for texts in generated]
     frame["response"] = [cut_at_turn(text) for text in frame["raw_response"]]
-    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device)
+    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device, dataset_source)
     log.info("evaluated %s on %d prompts: %s", policy, len(frame), metrics)
     write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_policy", "policy": policy,
                                                   "decoding": decoding, "reward_model": reward_model,
@@ -100,7 +135,7 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str, evaluation_m
 
 def evaluate_provided(test_data: str, source: str, reward_model: str, evaluation_model: str, output_dir: str,
                       scoring: dict[str, Any], limit: int | None, selection_seed: int, device: str = "auto",
-                      log_path: str | None = None) -> dict[str, float]:
+                      dataset_source: str | None = None, log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: evaluate the dataset's own ``chosen`` or ``rejected`` replies (Table 2's good/bad rows)."""
     setup_logging(log_path)
     if source not in ("chosen", "rejected"):
@@ -108,7 +143,7 @@ def evaluate_provided(test_data: str, source: str, reward_model: str, evaluation
     test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt", source]), limit, selection_seed)
     frame = test[["prompt_id", "prompt"]].copy()
     frame["response"] = [cut_at_turn(text) for text in test[source]]
-    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device)
+    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device, dataset_source)
     log.info("evaluated the dataset's %s replies on %d prompts: %s", source, len(frame), metrics)
     write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_provided", "source": source,
                                                   "reward_model": reward_model,

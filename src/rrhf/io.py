@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -76,10 +77,30 @@ def read_parquet(path: str | os.PathLike, required_columns: list[str]) -> pd.Dat
     return frame
 
 
+def _finite_or_null(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite_or_null(value) for value in data]
+    return data
+
+
 def write_json(data: Any, path: str | os.PathLike) -> None:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented JSON, atomically; NaN and infinities become null."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(_finite_or_null(data), indent=2, sort_keys=True, default=str,
+                                  allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document at ``path``; an error names the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
 
 
 def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:

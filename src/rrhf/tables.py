@@ -2,34 +2,45 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rrhf.io import atomic_path, read_parquet, setup_logging
-from rrhf.rewards import training_set_stats
+from rrhf.io import atomic_path, read_json, read_parquet, setup_logging
+from rrhf.training_sets import training_set_stats
 
-TABLE6_COLUMNS = ["policy", "setting", "ppl", "reward", "train_reward_mean", "train_reward_std", "train_reward_max"]
-TABLE7_COLUMNS = ["policy", "setting", "rank_weight", "ppl", "reward"]
+EVALUATION_COLUMNS = ["ppl", "reward", "reward_sem", "gold_reward", "gold_reward_sem", "repetition"]
+TABLE6_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS, "train_reward_mean", "train_reward_std",
+                  "train_reward_max"]
+TABLE7_COLUMNS = ["policy", "setting", "rank_weight", *EVALUATION_COLUMNS]
+# Columns that may be empty: no gold reward on real data, no standard error from a single prompt.
+OPTIONAL_COLUMNS = ("reward_sem", "gold_reward", "gold_reward_sem")
 
 
 def read_metrics(path: str) -> dict[str, Any]:
     """An evaluation's metrics.json; raises naming the file when ``ppl`` or ``reward_mean`` is missing."""
-    metrics = json.loads(Path(path).read_text())
+    metrics = read_json(path)
     missing = [key for key in ("ppl", "reward_mean") if key not in metrics]
     if missing:
         raise ValueError(f"{path}: missing metric(s) {missing}")
     return metrics
 
 
+def evaluation_columns(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """A table's evaluation columns from an evaluation's metrics (None where a metric is absent)."""
+    return {"ppl": metrics["ppl"], "reward": metrics["reward_mean"], "reward_sem": metrics.get("reward_sem"),
+            "gold_reward": metrics.get("gold_reward_mean"), "gold_reward_sem": metrics.get("gold_reward_sem"),
+            "repetition": metrics.get("repetition")}
+
+
 def write_csv(frame: pd.DataFrame, output: str) -> None:
-    """Write a table atomically; refuses non-finite numbers, naming the row and column."""
-    for column in frame.select_dtypes("number").columns:
+    """Write a table atomically, empty cells where an optional column has no value; refuses any other
+    missing or non-finite number, naming the row and column."""
+    for column in frame.columns.difference(["policy", "setting", *OPTIONAL_COLUMNS]):
         for row, value in enumerate(frame[column]):
-            if not math.isfinite(value):
+            if value is None or not math.isfinite(value):
                 raise ValueError(f"{output}: {column} of row {row} ({frame.iloc[row]['policy']}, "
                                  f"{frame.iloc[row]['setting']}) is {value}")
     with atomic_path(output) as tmp:
@@ -38,14 +49,14 @@ def write_csv(frame: pd.DataFrame, output: str) -> None:
 
 def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: list[str], output: str,
            log_path: str | None = None) -> pd.DataFrame:
-    """Table 6: per row (policy display name, setting), the evaluation's PPL and reward, and the training set's
-    reward mean, std and mean-of-best. ``metrics_files`` and ``scored_files`` follow ``rows``."""
+    """Table 6: per row (policy display name, setting), the evaluation's PPL, reward (with its standard error),
+    gold reward and repetition, and the training set's reward mean, std and mean-of-best.
+    ``metrics_files`` and ``scored_files`` follow ``rows``."""
     records = []
     for row, metrics_file, scored_file in zip(rows, metrics_files, scored_files, strict=True):
-        metrics = read_metrics(metrics_file)
         stats = training_set_stats(read_parquet(scored_file, ["prompt_id", "reward"]))
-        records.append({"policy": row["policy"], "setting": row["setting"], "ppl": metrics["ppl"],
-                        "reward": metrics["reward_mean"], **stats})
+        records.append({"policy": row["policy"], "setting": row["setting"],
+                        **evaluation_columns(read_metrics(metrics_file)), **stats})
     frame = pd.DataFrame(records, columns=TABLE6_COLUMNS)
     write_csv(frame, output)
     setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
@@ -54,12 +65,11 @@ def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: l
 
 def table7(rows: list[dict[str, Any]], metrics_files: list[str], output: str,
            log_path: str | None = None) -> pd.DataFrame:
-    """Table 7: the ranking-loss ablation, per row (policy, setting, rank_weight) PPL and reward."""
+    """Table 7: the ranking-loss ablation, per row (policy, setting, rank_weight) the evaluation columns."""
     records = []
     for row, metrics_file in zip(rows, metrics_files, strict=True):
-        metrics = read_metrics(metrics_file)
         records.append({"policy": row["policy"], "setting": row["setting"], "rank_weight": row["rank_weight"],
-                        "ppl": metrics["ppl"], "reward": metrics["reward_mean"]})
+                        **evaluation_columns(read_metrics(metrics_file))})
     frame = pd.DataFrame(records, columns=TABLE7_COLUMNS)
     write_csv(frame, output)
     setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
 
+from rrhf.gold_reward import gold_rewards
 from rrhf.io import read_parquet, setup_logging
 from rrhf.models import encode_pair, load_tokenizer
+from rrhf.reward_agreement import ordered_like_gold
 from rrhf.rewards import score
 from rrhf.training import TrainingParams, pad_batch, train_model
 
@@ -43,12 +47,28 @@ def reward_pair_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tenso
     return bradley_terry_loss(chosen, rejected), {"accuracy": pairwise_accuracy(chosen.detach(), rejected.detach())}
 
 
+def held_out_metrics(test: pd.DataFrame, chosen: list[float], rejected: list[float],
+                     dataset_source: str | None) -> dict[str, Any]:
+    """Pairwise accuracy of rewards on held-out pairs: against the labels and, where the dataset has a gold
+    reward, against the gold order (pairs of equal gold skipped); also how often the labels follow gold."""
+    metrics: dict[str, Any] = {"test_accuracy": pairwise_accuracy(chosen, rejected), "test_pairs": len(test)}
+    gold_chosen = gold_rewards(test.rename(columns={"chosen": "response"}), dataset_source)
+    gold_rejected = gold_rewards(test.rename(columns={"rejected": "response"}), dataset_source)
+    if not any(math.isnan(g) for g in gold_chosen + gold_rejected):
+        right, total = ordered_like_gold(chosen, rejected, gold_chosen, gold_rejected)
+        labels_right, _ = ordered_like_gold([1.0] * len(test), [0.0] * len(test), gold_chosen, gold_rejected)
+        metrics.update(test_gold_accuracy=right / total if total else None, test_gold_pairs=total,
+                       test_label_gold_agreement=labels_right / total if total else None)
+    return metrics
+
+
 def train_reward_model(init_model: str, train_data: str, test_data: str, output_dir: str,
-                       training: dict[str, Any], log_path: str | None = None) -> dict[str, float]:
+                       training: dict[str, Any], dataset_source: str | None = None,
+                       log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: train the reward model, report held-out pairwise accuracy, save it.
 
-    Writes the model, ``train_log.parquet`` and ``metrics.json`` (``test_accuracy``,
-    ``test_pairs``) into ``output_dir``; returns the metrics.
+    Writes the model, ``train_log.parquet`` and ``metrics.json`` (:func:`held_out_metrics`
+    and ``final_train_loss``) into ``output_dir``; returns the metrics.
     """
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
@@ -68,9 +88,9 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     prompts = list(test["prompt"])
     chosen = score(plain, tokenizer, prompts, list(test["chosen"]), max_length=params.max_length)
     rejected = score(plain, tokenizer, prompts, list(test["rejected"]), max_length=params.max_length)
-    metrics = {"test_accuracy": pairwise_accuracy(chosen, rejected), "test_pairs": len(test),
-               "final_train_loss": result.rows[-1]["loss"]}
-    log.info("reward model held-out pairwise accuracy %.4f on %d pairs", metrics["test_accuracy"], len(test))
+    metrics = {**held_out_metrics(test, chosen, rejected, dataset_source), "final_train_loss": result.rows[-1]["loss"]}
+    log.info("reward model held-out pairwise accuracy %.4f on %d pairs; %s", metrics["test_accuracy"], len(test),
+             {k: v for k, v in metrics.items() if k.startswith("test_gold") or k.startswith("test_label")})
     result.save(output_dir, tokenizer, {"stage": "train_reward_model", "init": init_model, "training": training},
                 metrics)
     return metrics
