@@ -175,6 +175,17 @@ def evaluated_model_input(wildcards):
     return [evaluated_model(wildcards)]
 
 
+def agreement_training_sets():
+    """{policy}/{training set} -> scored file, for every training set a table row trains on."""
+    sets = {}
+    for table in ("table6", "table7"):
+        for row in TABLES[table]:
+            model, setting = POLICIES[row["policy"]], row["setting"]
+            if setting in SETTINGS:
+                sets[f"{model}/{SETTINGS[setting].get('training_set', setting)}"] = scored_file(model, setting)
+    return sets
+
+
 def table_rows(table):
     """A table's rows with the model name, display name and setting of each."""
     rows = []

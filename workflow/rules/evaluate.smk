@@ -20,6 +20,7 @@ rule evaluate_policy:
         limit=config["data"]["test_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
+        dataset_source=config["datasets"][config["data"]["dataset"]]["source"],
     log:
         "logs/evaluate_policy/{policy}_{setting}.log",
     benchmark:
@@ -49,6 +50,7 @@ rule evaluate_provided:
         limit=config["data"]["test_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
+        dataset_source=config["datasets"][config["data"]["dataset"]]["source"],
     log:
         "logs/evaluate_provided/{source}.log",
     benchmark:
@@ -61,3 +63,21 @@ rule evaluate_provided:
         ENV
     script:
         "../scripts/evaluate_provided.py"
+
+
+rule evaluate_reward_model:
+    input:
+        reward_model=model_input(REWARD_MODEL),
+        scored=list(agreement_training_sets().values()),
+    output:
+        metrics="results/eval/reward_model/metrics.json",
+    params:
+        reward_model=model_path(REWARD_MODEL),
+        names=list(agreement_training_sets()),
+        dataset_source=config["datasets"][config["data"]["dataset"]]["source"],
+    log:
+        "logs/evaluate_reward_model/reward_model.log",
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_reward_model.py"

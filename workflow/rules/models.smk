@@ -80,6 +80,7 @@ rule train_reward_model:
         init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
         training=lambda wildcards: build_spec(wildcards.name)["training"],
         accelerate_config=ACCELERATE_CONFIG,
+        dataset_source=lambda wildcards: config["datasets"][build_spec(wildcards.name)["dataset"]]["source"],
     log:
         "logs/train_reward_model/{name}.log",
     benchmark:

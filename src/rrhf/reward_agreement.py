@@ -1,0 +1,114 @@
+"""How well the reward model (the proxy) agrees with the gold reward, where a dataset has one.
+
+RRHF learns only from how each query's responses are ordered, so besides the
+rank correlation over a whole training set this reports the share of
+same-prompt response pairs that the proxy orders like gold.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from rrhf.gold_reward import gold_rewards
+from rrhf.io import read_json, read_parquet, setup_logging, write_json
+
+log = logging.getLogger("rrhf")
+
+
+def average_ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks of ``values``, ties sharing the mean of their ranks ([10, 20, 10] -> [1.5, 3, 1.5])."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation of two equal-length sequences; NaN when either is constant or shorter than 2."""
+    if len(x) != len(y):
+        raise ValueError(f"pearson: {len(x)} values against {len(y)}")
+    if len(x) < 2:
+        return math.nan
+    mean_x, mean_y = sum(x) / len(x), sum(y) / len(y)
+    cov = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y))
+    var_x = sum((a - mean_x) ** 2 for a in x)
+    var_y = sum((b - mean_y) ** 2 for b in y)
+    return cov / math.sqrt(var_x * var_y) if var_x > 0 and var_y > 0 else math.nan
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (Pearson correlation of the average ranks)."""
+    return pearson(average_ranks(x), average_ranks(y))
+
+
+def ordered_like_gold(reward_a: Sequence[float], reward_b: Sequence[float], gold_a: Sequence[float],
+                      gold_b: Sequence[float]) -> tuple[int, int]:
+    """(pairs the rewards order like gold, pairs whose gold differs); a reward tie counts as wrong."""
+    right = total = 0
+    for ra, rb, ga, gb in zip(reward_a, reward_b, gold_a, gold_b, strict=True):
+        if ga == gb:
+            continue
+        total += 1
+        right += (ra - rb) * (ga - gb) > 0
+    return right, total
+
+
+def within_prompt_pairs(frame: pd.DataFrame) -> tuple[int, int]:
+    """:func:`ordered_like_gold` over every pair of responses to the same prompt (``prompt_id``, ``reward``,
+    ``gold_reward`` columns)."""
+    right = total = 0
+    for _, group in frame.groupby("prompt_id", sort=False):
+        rewards, golds = list(group["reward"]), list(group["gold_reward"])
+        pairs = [(i, j) for i in range(len(group)) for j in range(i + 1, len(group))]
+        r, t = ordered_like_gold([rewards[i] for i, _ in pairs], [rewards[j] for _, j in pairs],
+                                 [golds[i] for i, _ in pairs], [golds[j] for _, j in pairs])
+        right, total = right + r, total + t
+    return right, total
+
+
+def training_set_agreement(frame: pd.DataFrame) -> dict[str, float]:
+    """Agreement of ``reward`` with ``gold_reward`` on one scored training set (rows without gold are skipped)."""
+    frame = frame.dropna(subset=["gold_reward"])
+    right, total = within_prompt_pairs(frame)
+    best_by_reward = frame.loc[frame.groupby("prompt_id")["reward"].idxmax(), "gold_reward"]
+    return {"responses": len(frame), "spearman": spearman(list(frame["reward"]), list(frame["gold_reward"])),
+            "within_prompt_pair_accuracy": right / total if total else math.nan, "within_prompt_pairs": total,
+            "gold_of_best_by_reward": float(best_by_reward.mean()),
+            "gold_of_best_by_gold": float(frame.groupby("prompt_id")["gold_reward"].max().mean())}
+
+
+def evaluate_reward_model(reward_model: str, scored: dict[str, str], dataset_source: str | None, output: str,
+                          log_path: str | None = None) -> dict:
+    """Stage entry point: the reward model's held-out metrics and its agreement with gold on scored training sets.
+
+    ``scored`` maps a name ("instruct/DP") to a scored training set. Writes
+    ``output`` (JSON): ``held_out``, the metrics.json that training wrote beside the
+    reward model (empty for a model not trained here), and ``training_sets``, per
+    name :func:`training_set_agreement` (empty without a gold reward).
+    """
+    setup_logging(log_path)
+    own_metrics = Path(reward_model) / "metrics.json"
+    result = {"reward_model": reward_model, "held_out": read_json(own_metrics) if own_metrics.exists() else {},
+              "training_sets": {}}
+    for name, path in scored.items():
+        frame = read_parquet(path, ["prompt_id", "prompt", "response", "reward"])
+        frame["gold_reward"] = gold_rewards(frame, dataset_source)
+        if frame["gold_reward"].notna().any():
+            result["training_sets"][name] = training_set_agreement(frame)
+            log.info("%s: %s", name, result["training_sets"][name])
+    if not result["training_sets"]:
+        log.info("dataset source %r has no gold reward: only the held-out metrics are reported", dataset_source)
+    write_json(result, output)
+    return result
