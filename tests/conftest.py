@@ -35,12 +35,13 @@ def tokenizer_dir(tmp_path_factory, synthetic_frame) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory, tokenizer_dir) -> Path:
-    """A randomly initialised 1-layer GPT-2 LM (with its tokenizer) saved with save_pretrained."""
+    """A randomly initialised 1-layer GPT-2-style LM (with its tokenizer) saved with save_pretrained."""
     from rrhf.models import load_tokenizer
-    from rrhf.tiny import new_gpt2
+    from rrhf.tiny import new_causal_lm
 
     tokenizer = load_tokenizer(str(tokenizer_dir))
-    model = new_gpt2(tokenizer, {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 256}, seed=0)
+    model = new_causal_lm(tokenizer, {"family": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2,
+                                       "n_positions": 256}, seed=0)
     path = tmp_path_factory.mktemp("tiny_lm")
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)

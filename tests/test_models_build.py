@@ -8,14 +8,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from rrhf.gold_reward import gold_reward
 from rrhf.io import read_provenance, write_parquet
 from rrhf.models import encode_pair, load_reward_model, load_tokenizer
 from rrhf.rewards import score
-from rrhf.tiny import EOS_TOKEN, PAD_TOKEN, train_tokenizer, transcripts
+from rrhf.tiny import EOS_TOKEN, PAD_TOKEN, llama_intermediate_size, new_causal_lm, train_tokenizer, transcripts
 from rrhf.train_lm import IGNORE_INDEX, lm_examples, pretrain_lm, train_sft
 from rrhf.train_reward import bradley_terry_loss, pairwise_accuracy, train_reward_model
 
-ARCHITECTURE = {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 256}
+ARCHITECTURE = {"family": "llama", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 256}
 TRAINING = {"epochs": 3, "learning_rate": 3e-3, "batch_size": 16, "max_length": 96, "seed": 0}
 LOG_COLUMNS = {"step", "epoch", "loss", "lr"}
 
@@ -52,7 +53,7 @@ def sft_dir(tmp_path_factory, pretrained_dir, data):
 def reward_dir(tmp_path_factory, pretrained_dir, data):
     output = tmp_path_factory.mktemp("reward") / "model"
     metrics = train_reward_model(str(pretrained_dir), str(data[0]), str(data[1]), str(output),
-                                 {**TRAINING, "epochs": 5})
+                                 {**TRAINING, "epochs": 5}, dataset_source="synthetic")
     return output, metrics
 
 
@@ -130,7 +131,8 @@ def test_encode_pair_truncation(tokenizer):
 def test_pretrain_lm(pretrained_dir, tokenizer):
     assert (pretrained_dir / "model.safetensors").exists()
     model = AutoModelForCausalLM.from_pretrained(pretrained_dir)
-    assert model.config.n_layer == 1 and model.config.n_embd == 32
+    assert model.config.model_type == "llama"
+    assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 32
     assert model.config.vocab_size == len(tokenizer)
     assert AutoTokenizer.from_pretrained(pretrained_dir).eos_token_id == tokenizer.eos_token_id
     log = pd.read_parquet(pretrained_dir / "train_log.parquet")
@@ -144,7 +146,7 @@ def test_train_sft(sft_dir, pretrained_dir):
     assert (sft_dir / "model.safetensors").exists()
     model = AutoModelForCausalLM.from_pretrained(sft_dir)
     before = AutoModelForCausalLM.from_pretrained(pretrained_dir)
-    assert not torch.equal(model.transformer.wte.weight, before.transformer.wte.weight)
+    assert not torch.equal(model.get_input_embeddings().weight, before.get_input_embeddings().weight)
     assert len(pd.read_parquet(sft_dir / "train_log.parquet")) == 3 * math.ceil(64 / 16)
     assert read_provenance(sft_dir / "train_log.parquet")["stage"] == "train_sft"
     assert loss_falls(sft_dir)
@@ -156,6 +158,11 @@ def test_train_reward_model(reward_dir, data):
     assert saved == metrics
     assert 0.0 <= saved["test_accuracy"] <= 1.0
     assert saved["test_pairs"] == len(pd.read_parquet(data[1])) == 32
+    test = pd.read_parquet(data[1])
+    gold = [(gold_reward(p, c), gold_reward(p, r)) for p, c, r in zip(test["prompt"], test["chosen"], test["rejected"])]
+    assert saved["test_gold_pairs"] == sum(c != r for c, r in gold)
+    assert saved["test_label_gold_agreement"] == pytest.approx(sum(c > r for c, r in gold) / saved["test_gold_pairs"])
+    assert 0.0 <= saved["test_gold_accuracy"] <= 1.0
     assert loss_falls(folder)
     assert "accuracy" in pd.read_parquet(folder / "train_log.parquet").columns
 
@@ -167,6 +174,21 @@ def test_train_reward_model(reward_dir, data):
     rejected = score(model, tokenizer, prompts, list(train["rejected"]), max_length=96)
     # About 0.95 is typical for 5 epochs on these 64 pairs; 0.75 leaves a wide margin and is far above chance.
     assert pairwise_accuracy(chosen, rejected) >= 0.75
+
+
+def test_new_causal_lm_families(tokenizer):
+    sizes = {"n_layer": 2, "n_embd": 48, "n_head": 4, "n_positions": 64}
+    llama = new_causal_lm(tokenizer, sizes, seed=0)  # LLaMA-style unless told otherwise
+    assert llama.config.model_type == "llama" and llama.config.num_hidden_layers == 2
+    assert llama.config.intermediate_size == llama_intermediate_size(48) == 128  # 8/3 * 48 = 128
+    assert llama.config.max_position_embeddings == 64 and llama.config.tie_word_embeddings
+    assert llama.config.pad_token_id == tokenizer.pad_token_id != llama.config.eos_token_id
+    gpt2 = new_causal_lm(tokenizer, {**sizes, "family": "gpt2"}, seed=0)
+    assert gpt2.config.model_type == "gpt2" and gpt2.config.n_layer == 2 and gpt2.config.n_positions == 64
+    same = new_causal_lm(tokenizer, sizes, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(llama.parameters(), same.parameters()))  # seeded
+    with pytest.raises(ValueError, match="family"):
+        new_causal_lm(tokenizer, {**sizes, "family": "rnn"}, seed=0)
 
 
 def test_load_reward_model_rejects_two_labels(tmp_path, tiny_lm_dir):

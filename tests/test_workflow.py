@@ -40,7 +40,7 @@ def test_models_are_built_in_hf_format(workdir):
     for name in ("base", "instruct"):
         folder = workdir / "resources/models" / name
         assert (folder / "model.safetensors").exists()
-        assert AutoModelForCausalLM.from_pretrained(folder).config.n_layer == 1
+        assert AutoModelForCausalLM.from_pretrained(folder).config.num_hidden_layers == 1
     reward = AutoModelForSequenceClassification.from_pretrained(workdir / "resources/models/reward")
     assert reward.config.num_labels == 1
     log = (workdir / "logs/train_reward_model/reward.log").read_text()

@@ -1,4 +1,4 @@
-"""Builds for the tiny default: a byte-level BPE tokenizer and small GPT-2-style models.
+"""Builds for the tiny default: a byte-level BPE tokenizer and small LLaMA- or GPT-2-style models.
 
 These play the roles of the paper's models (DESIGN.md §4) so the whole
 workflow runs offline on a CPU in minutes.
@@ -7,12 +7,13 @@ workflow runs offline on a CPU in minutes.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Iterable
 
 import pandas as pd
 import torch
 from tokenizers import ByteLevelBPETokenizer
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from rrhf.io import atomic_path, read_parquet, setup_logging
 
@@ -46,17 +47,33 @@ def build_tokenizer(train_data: str, output_dir: str, vocab_size: int, log_path:
         tokenizer.save_pretrained(tmp)
 
 
-def new_gpt2(tokenizer, architecture: dict[str, Any], seed: int) -> GPT2LMHeadModel:
-    """A freshly initialised GPT-2-style LM sized by ``architecture`` (n_layer, n_embd, n_head, n_positions)."""
+def llama_intermediate_size(hidden_size: int) -> int:
+    """LLaMA's SwiGLU width: 8/3 of the hidden size, rounded up to a multiple of 32."""
+    return 32 * math.ceil(8 * hidden_size / 3 / 32)
+
+
+def new_causal_lm(tokenizer, architecture: dict[str, Any], seed: int):
+    """A freshly initialised causal LM sized by ``architecture``.
+
+    ``family`` "llama" (default) gives a LLaMA-style decoder (rotary positions,
+    RMSNorm, SwiGLU, tied embeddings) like the paper's policies; "gpt2" a GPT-2
+    one (learned absolute positions) like the paper's evaluation LM. Sizes:
+    ``n_layer`` blocks, ``n_embd`` hidden size, ``n_head`` heads, ``n_positions``
+    longest sequence.
+    """
     torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=architecture.get("n_positions", 256),
-        n_embd=architecture.get("n_embd", 128),
-        n_layer=architecture.get("n_layer", 2),
-        n_head=architecture.get("n_head", 4),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return GPT2LMHeadModel(config)
+    family = architecture.get("family", "llama")
+    sizes = {"n_layer": architecture.get("n_layer", 2), "n_embd": architecture.get("n_embd", 128),
+             "n_head": architecture.get("n_head", 4), "n_positions": architecture.get("n_positions", 256)}
+    special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+               "pad_token_id": tokenizer.pad_token_id}
+    if family == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), **sizes, **special))
+    if family != "llama":
+        raise ValueError(f"architecture family must be 'llama' or 'gpt2', not {family!r}")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=sizes["n_embd"],
+                         intermediate_size=llama_intermediate_size(sizes["n_embd"]),
+                         num_hidden_layers=sizes["n_layer"], num_attention_heads=sizes["n_head"],
+                         num_key_value_heads=sizes["n_head"], max_position_embeddings=sizes["n_positions"],
+                         tie_word_embeddings=True, **special)
+    return LlamaForCausalLM(config)

@@ -12,7 +12,7 @@ import torch
 
 from rrhf.io import read_parquet, setup_logging
 from rrhf.models import encode_pair, load_causal_lm, load_tokenizer
-from rrhf.tiny import new_gpt2, transcripts
+from rrhf.tiny import new_causal_lm, transcripts
 from rrhf.training import TrainingParams, pad_batch, pad_right, train_model
 
 IGNORE_INDEX = -100
@@ -51,14 +51,14 @@ def fit_lm(model, tokenizer, examples, params: TrainingParams, description: str)
 
 def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, architecture: dict[str, Any],
                 training: dict[str, Any], log_path: str | None = None) -> None:
-    """Stage entry point: pre-train a fresh GPT-2-style LM on every training transcript."""
+    """Stage entry point: pre-train a fresh LM (LLaMA- or GPT-2-style) on every training transcript."""
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
     tokenizer = load_tokenizer(tokenizer_dir, padding_side="right")
     frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
     texts = transcripts(frame)
     examples = lm_examples(tokenizer, [""] * len(texts), texts, params.max_length, loss_on_prompt=True)
-    model = new_gpt2(tokenizer, architecture, params.seed)
+    model = new_causal_lm(tokenizer, architecture, params.seed)
     log.info("pre-training a %.2fM-parameter LM on %d transcripts", model.num_parameters() / 1e6, len(examples))
     result = fit_lm(model, tokenizer, examples, params, "pretrain")
     result.save(output_dir, tokenizer, {"stage": "pretrain_lm", "architecture": architecture, "training": training})
