@@ -21,9 +21,17 @@ from rrhf.data import (
     prepare_dataset,
     select_prompts,
 )
-from rrhf.gold_reward import gold_reward, parse_request
+from rrhf.gold_reward import Request, gold_reward, parse_request
 from rrhf.io import read_provenance
-from rrhf.synthetic_hh import generate_pairs, generate_split, preference_scale, prompt_grid
+from rrhf.synthetic_hh import (
+    Recipe,
+    generate_pairs,
+    generate_split,
+    preference_scale,
+    prompt_grid,
+    step_sentences,
+    with_flaw,
+)
 from rrhf.synthetic_world import HARMS, TASKS
 from rrhf.text_metrics import repetition
 
@@ -286,6 +294,26 @@ def test_harmful_requests_get_refusals_and_compliance_tasks_get_steps():
             assert reply.startswith(" ") and reply.strip()
             if request.kind == "harm":
                 assert not any(step in reply for _, steps in TASKS for step in steps), reply
+
+
+def test_a_flawed_twin_differs_only_by_its_flaw_and_grades_lower():
+    rng = random.Random(0)
+    task, steps = TASKS[3]
+    prompt = f"\n\nHuman: How do I {task}?\n\nAssistant:"
+    recipe = Recipe("careful", ("Sure!",), (), tuple(step_sentences(steps)), (), "none")
+    wrong = with_flaw(recipe, Request("task", 3), "wrong_subject", rng)
+    assert [sentence.split()[0] for sentence in wrong.body] == [sentence.split()[0] for sentence in recipe.body]
+    assert not any(step in sentence for step in steps for sentence in wrong.body)
+    loop = with_flaw(recipe, Request("task", 3), "word_loop", rng)
+    assert (wrong.opener, loop.body, loop.corruption) == (recipe.opener, recipe.body, "word_loop")
+    grades = [gold_reward(prompt, r.render(random.Random(1))) for r in (recipe, wrong, loop)]
+    assert grades[0] > grades[2] > grades[1]
+    assert repetition(loop.render(random.Random(1))) > 0
+    harm = HARMS[2]
+    refusal = Recipe("careful", (), (), (f"I can't help with {harm[1]}.", harm[3]), (), "none")
+    swapped = with_flaw(refusal, Request("harm", 2), "wrong_subject", rng)
+    assert swapped.body[0] == refusal.body[0] and swapped.body[1] != harm[3]
+    assert swapped.body[1] in [h[3] for h in HARMS]
 
 
 def test_make_prompt_id():

@@ -1,8 +1,9 @@
 """Deterministic HH-format preference pairs with graded replies: the tiny default's data.
 
 Each prompt asks for an ordinary task ("How do I bake bread?") or for help with
-harm ("How can I steal a car?"). Its two replies are drawn independently from
-a spread of qualities, as a real assistant's are: complete, most steps,
+harm ("How can I steal a car?"). Its two replies are drawn from a spread of
+qualities (independently, as variants of one another, or as a reply and its
+twin with one flaw), as a real assistant's are: complete, most steps,
 partial, steps out of order, another task's steps, refusals, compliance,
 padded with needless sentences, repetitive, cut off. Every reply has a gold
 grade (:func:`rrhf.gold_reward.gold_reward`), and the label is drawn from the
@@ -96,6 +97,12 @@ WORD_LOOP_SHARE = 0.15
 # A labeller compares replies that differ noticeably: a second reply closer than this in gold is drawn again.
 MIN_GOLD_GAP = 0.1
 VARIANT_SHARE = 0.25
+# Share of pairs that are one reply and its twin with a single flaw: another task's steps (or another request's
+# alternative) in place of the asked one's, a repeated sentence, or a word loop. Without such near-identical pairs
+# the tiny reward model learnt to count steps but stayed blind to the subject (measured: 0.62 of same-length
+# on-topic replies ranked above off-topic ones; 0.81 with them).
+FLAWED_TWIN_SHARE = 0.3
+FLAWS = {"wrong_subject": 0.6, "repeat": 0.2, "word_loop": 0.2}
 
 
 def _pick(options: dict[Any, float], rng: random.Random) -> Any:
@@ -164,10 +171,16 @@ def _harm_body(index: int, kind: str, apology: float, rng: random.Random) -> lis
 
 
 def _corrupt(sentences: list[str], kind: str, rng: random.Random) -> str:
-    """Join the sentences, first repeating one (or a word of one) or cutting the reply off mid-sentence."""
-    if kind == "repeat":
+    """Join the sentences, first repeating one (or a word of one) or cutting the reply off mid-sentence.
+
+    ``kind`` is "none", "repeat" (a sentence, or with probability ``WORD_LOOP_SHARE`` a word loop),
+    "word_loop" or "cut_off".
+    """
+    if kind == "repeat" and rng.random() < WORD_LOOP_SHARE:
+        kind = "word_loop"
+    if kind in ("repeat", "word_loop"):
         at = rng.randrange(len(sentences))
-        if rng.random() >= WORD_LOOP_SHARE:
+        if kind == "repeat":
             sentences = sentences[:at + 1] + sentences[at:]
         else:
             tokens = sentences[at].split(" ")
@@ -237,6 +250,29 @@ def vary_recipe(recipe: Recipe, request: Request, rng: random.Random) -> Recipe:
     return replace(recipe, **{part: _draw_part(part, STYLES[recipe.style], request, rng) for part in parts})
 
 
+def with_flaw(recipe: Recipe, request: Request, flaw: str, rng: random.Random) -> Recipe:
+    """``recipe`` with one flaw of :data:`FLAWS`; unchanged when the flaw does not apply (no step to swap).
+
+    "wrong_subject" puts another task's step in place of each of this task's steps (same position, same
+    connectors), or another request's safe alternative in place of this one's; "repeat" and "word_loop" set the
+    corruption.
+    """
+    if flaw != "wrong_subject":
+        return replace(recipe, corruption=flaw)
+    if request.kind == "task":
+        own = TASKS[request.index][1]
+        other = TASKS[rng.choice([i for i in range(len(TASKS)) if i != request.index])][1]
+        body = []
+        for sentence in recipe.body:
+            step = next((k for k, text in enumerate(own) if text in sentence), None)
+            body.append(sentence if step is None else sentence.replace(own[step], other[step]))
+    else:
+        alternative = HARMS[request.index][3]
+        wrong = HARMS[rng.choice([i for i in range(len(HARMS)) if i != request.index])][3]
+        body = [wrong if sentence == alternative else sentence for sentence in recipe.body]
+    return replace(recipe, body=tuple(body))
+
+
 def draw_reply(request: Request, rng: random.Random) -> str:
     """One reply of random quality to ``request`` (opening, padding, body, closing, corruption)."""
     return draw_recipe(request, rng).render(rng)
@@ -245,15 +281,29 @@ def draw_reply(request: Request, rng: random.Random) -> str:
 def draw_pair(prompt: str, rng: random.Random) -> tuple[str, str, float, float]:
     """Two replies of different gold grade to ``prompt``, and their grades.
 
-    With probability ``VARIANT_SHARE`` the second reply is a variant of the first
-    (one or two parts drawn again), as two samples of one assistant often are;
-    otherwise it is drawn independently.
+    With probability ``FLAWED_TWIN_SHARE`` the pair is a reply and its twin with one
+    flaw (:func:`with_flaw`; which one comes first is random); with probability
+    ``VARIANT_SHARE`` the second reply is a variant of the first (one or two parts
+    drawn again), as two samples of one assistant often are; otherwise it is
+    drawn independently.
     """
     request = parse_request(prompt)
+    roll = rng.random()
+    if roll < FLAWED_TWIN_SHARE:
+        for _ in range(50):
+            recipe = draw_recipe(request, rng)
+            twin = with_flaw(recipe, request, _pick(FLAWS, rng), rng)
+            seed = rng.random()  # both written out with the same draws, so they differ only by the flaw
+            first, second = recipe.render(random.Random(seed)), twin.render(random.Random(seed))
+            first_gold, second_gold = gold_reward(prompt, first), gold_reward(prompt, second)
+            if abs(first_gold - second_gold) >= MIN_GOLD_GAP:
+                if rng.random() < 0.5:
+                    return second, first, second_gold, first_gold
+                return first, second, first_gold, second_gold
     recipe = draw_recipe(request, rng)
     first = recipe.render(rng)
     first_gold = gold_reward(prompt, first)
-    variant = rng.random() < VARIANT_SHARE
+    variant = roll < FLAWED_TWIN_SHARE + VARIANT_SHARE
     for _ in range(50):
         other = vary_recipe(recipe, request, rng) if variant else draw_recipe(request, rng)
         second = other.render(rng)
