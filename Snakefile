@@ -1,5 +1,5 @@
 # rrhf-workflow: RRHF (Yuan et al., 2023) and its baselines, end to end.
-# DESIGN.md is the map; config/schema.yaml describes every config key.
+# docs/experiment.md describes the experiment; config/schema.yaml describes every config key.
 import os
 
 # The tiny default, unless the command line names config files (e.g.

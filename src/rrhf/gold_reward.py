@@ -1,6 +1,6 @@
 """The gold reward of the synthetic HH data: a transparent grade of a reply to a prompt.
 
-The tiny default's "true human preference" (DESIGN §4). Preference labels are
+The tiny default's "true human preference". Preference labels are
 drawn from it with noise, the reward model (the proxy) learns from those
 labels only, and evaluation reports it beside the proxy reward, so a policy
 that games the reward model shows it: proxy up, gold down.

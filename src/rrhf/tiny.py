@@ -1,6 +1,6 @@
 """Builds for the tiny default: a byte-level BPE tokenizer and small LLaMA- or GPT-2-style models.
 
-These play the roles of the paper's models (DESIGN.md §4) so the whole
+These play the roles of the paper's models so the whole
 workflow runs offline on a CPU in minutes.
 """
 

@@ -1,4 +1,4 @@
-"""The training set of each setting (DESIGN.md §2), assembled from scored parts, and its reward statistics.
+"""The training set of each setting, assembled from scored parts, and its reward statistics.
 
 Pandas only (no torch), so the jobs that use it start quickly.
 """
