@@ -57,3 +57,24 @@ def test_paper_config_replaces_the_tiny_one(tmp_path):
     assert paper.returncode == 0, paper.stderr[-3000:]
     assert "pretrain_lm" not in paper.stdout and "build_tokenizer" not in paper.stdout
     assert "train_sft" in paper.stdout  # Alpaca-sft is built from Alpaca
+
+
+def threads_by_rule(dry_run_output: str) -> dict[str, int]:
+    """Rule -> the threads its jobs get in a ``snakemake -n`` listing (1 where none is printed)."""
+    threads, rule = {}, None
+    for line in dry_run_output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            threads.setdefault(rule, 1)
+        elif line.strip().startswith("threads:") and rule:
+            threads[rule] = int(line.split(":")[1])
+    return threads
+
+
+def test_threads_come_from_the_resources_section(tmp_path):
+    config = broken(lambda c: c["resources"].update(threads=1, rules={"sample_responses": {"threads": 2}}))
+    threads = threads_by_rule(dry_run_with(tmp_path, config).stdout)
+    assert threads["sample_responses"] == 2
+    assert threads["pretrain_lm"] == threads["train_reward_model"] == threads["train_rrhf"] == 1
+    tiny = threads_by_rule(dry_run_with(tmp_path, TINY).stdout)
+    assert tiny["train_reward_model"] == 2 and tiny["pretrain_lm"] == tiny["train_rrhf"] == 1

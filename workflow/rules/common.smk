@@ -101,8 +101,14 @@ def dataset_file(dataset, split):
 
 def rule_resources(rule_name):
     """Default GPU-rule resources, replaced by the rule's own entry under resources.rules."""
-    defaults = {key: config["resources"][key] for key in ("gpu", "mem_mb", "runtime")}
-    return {**defaults, **config["resources"]["rules"].get(rule_name, {})}
+    keys = ("gpu", "mem_mb", "runtime")
+    own = config["resources"]["rules"].get(rule_name, {})
+    return {key: own.get(key, config["resources"][key]) for key in keys}
+
+
+def rule_threads(rule_name):
+    """CPU threads of a rule's jobs: its resources.rules entry, else resources.threads."""
+    return config["resources"]["rules"].get(rule_name, {}).get("threads", config["resources"]["threads"])
 
 
 def dataset_source_files(wildcards):

@@ -27,6 +27,7 @@ rule evaluate_policy:
         "benchmarks/evaluate_policy/{policy}_{setting}.tsv"
     wildcard_constraints:
         setting=names_pattern([*SETTINGS, "none"]),
+    threads: rule_threads("evaluate_policy")
     resources:
         **rule_resources("evaluate_policy"),
     conda:
@@ -57,6 +58,7 @@ rule evaluate_provided:
         "benchmarks/evaluate_provided/{source}.tsv"
     wildcard_constraints:
         source="chosen|rejected",
+    threads: rule_threads("evaluate_provided")
     resources:
         **rule_resources("evaluate_provided"),
     conda:
@@ -72,7 +74,7 @@ rule evaluate_reward_model:
     output:
         metrics="results/eval/reward_model/metrics.json",
     params:
-        reward_model=model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: model_path(REWARD_MODEL),
         names=list(agreement_training_sets()),
         dataset_source=config["datasets"][config["data"]["dataset"]]["source"],
     log:

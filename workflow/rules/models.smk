@@ -36,6 +36,7 @@ rule pretrain_lm:
         "benchmarks/pretrain_lm/{name}.tsv"
     wildcard_constraints:
         name=names_pattern(built_models("pretrain")),
+    threads: rule_threads("pretrain_lm")
     resources:
         **rule_resources("pretrain_lm"),
     conda:
@@ -61,6 +62,7 @@ rule train_sft:
         "benchmarks/train_sft/{name}.tsv"
     wildcard_constraints:
         name=names_pattern(built_models("sft")),
+    threads: rule_threads("train_sft")
     resources:
         **rule_resources("train_sft"),
     conda:
@@ -87,6 +89,7 @@ rule train_reward_model:
         "benchmarks/train_reward_model/{name}.tsv"
     wildcard_constraints:
         name=names_pattern(built_models("reward")),
+    threads: rule_threads("train_reward_model")
     resources:
         **rule_resources("train_reward_model"),
     conda:

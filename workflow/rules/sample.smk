@@ -24,6 +24,7 @@ rule sample_responses:
         sharded("logs/sample_responses/{policy}_{sampler}.log"),
     benchmark:
         sharded("benchmarks/sample_responses/{policy}_{sampler}.tsv")
+    threads: rule_threads("sample_responses")
     resources:
         **rule_resources("sample_responses"),
     conda:

@@ -16,6 +16,7 @@ rule score_samples:
         sharded("logs/score_samples/{policy}_{sampler}.log"),
     benchmark:
         sharded("benchmarks/score_samples/{policy}_{sampler}.tsv")
+    threads: rule_threads("score_samples")
     resources:
         **rule_resources("score_samples"),
     conda:
@@ -42,6 +43,7 @@ rule score_provided:
         sharded("logs/score_provided/provided.log"),
     benchmark:
         sharded("benchmarks/score_provided/provided.tsv")
+    threads: rule_threads("score_provided")
     resources:
         **rule_resources("score_provided"),
     conda:

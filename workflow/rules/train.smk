@@ -22,6 +22,7 @@ rule train_rrhf:
         "benchmarks/train_rrhf/{policy}_{setting}.tsv"
     wildcard_constraints:
         setting=names_pattern(SETTINGS),
+    threads: rule_threads("train_rrhf")
     resources:
         **rule_resources("train_rrhf"),
     conda:
