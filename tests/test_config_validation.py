@@ -77,4 +77,4 @@ def test_threads_come_from_the_resources_section(tmp_path):
     assert threads["sample_responses"] == 2
     assert threads["pretrain_lm"] == threads["train_reward_model"] == threads["train_rrhf"] == 1
     tiny = threads_by_rule(dry_run_with(tmp_path, TINY).stdout)
-    assert tiny["train_reward_model"] == 2 and tiny["pretrain_lm"] == tiny["train_rrhf"] == 1
+    assert tiny["train_reward_model"] == tiny["pretrain_lm"] == 2 and tiny["train_rrhf"] == 1

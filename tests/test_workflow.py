@@ -1,5 +1,6 @@
 """Real Snakemake runs of the tiny config (made smaller) from nothing, in a scratch folder."""
 
+import json
 import math
 import shutil
 
@@ -8,6 +9,7 @@ import pytest
 import yaml
 
 from rrhf.io import read_provenance
+from rrhf.text_metrics import words
 from workflow_helpers import FAST_OVERRIDES, jobs_by_rule, run_snakemake
 
 pytestmark = pytest.mark.workflow
@@ -97,15 +99,36 @@ def table_workdir(workdir):
 def test_table6_row_end_to_end(table_workdir):
     workdir, _ = table_workdir
     table = pd.read_csv(workdir / "results/table6.csv")
-    assert list(table.columns) == ["policy", "setting", "ppl", "reward", "train_reward_mean", "train_reward_std",
+    assert list(table.columns) == ["policy", "setting", "ppl", "reward", "reward_sem", "gold_reward",
+                                   "gold_reward_sem", "repetition", "train_reward_mean", "train_reward_std",
                                    "train_reward_max"]
     assert table[["policy", "setting"]].values.tolist() == [["tiny-instruct (Alpaca role)", "DP"]]
     numbers = table.drop(columns=["policy", "setting"])
-    assert numbers.map(lambda v: isinstance(v, float) and math.isfinite(v)).all().all()
+    assert all(pd.api.types.is_numeric_dtype(dtype) for dtype in numbers.dtypes)  # 0 reads back as an integer
+    assert numbers.map(lambda v: math.isfinite(v)).all().all()
     assert table["ppl"].iloc[0] > 1
+    assert -1 <= table["gold_reward"].iloc[0] <= 1
+    metrics = json.loads((workdir / "results/eval/instruct/DP/metrics.json").read_text())
+    generations = pd.read_parquet(workdir / "results/eval/instruct/DP/generations.parquet")
+    assert metrics["n"] == len(generations) == FAST_OVERRIDES["data"]["test_prompts"]
+    sem = generations["reward"].std(ddof=1) / math.sqrt(len(generations))
+    assert table["reward_sem"].iloc[0] == pytest.approx(sem, rel=1e-4, abs=1e-9)
+    assert table["gold_reward"].iloc[0] == pytest.approx(generations["gold_reward"].mean(), rel=1e-4)
+    assert 0 <= metrics["distinct_2"] <= 1
+    assert metrics["response_words"] == pytest.approx(generations["response"].map(lambda r: len(words(r))).mean())
     assert table["train_reward_max"].iloc[0] >= table["train_reward_mean"].iloc[0]
     log = pd.read_parquet(workdir / "results/models/instruct/DP/train_log.parquet")
     assert {"step", "epoch", "loss", "rank_loss", "ft_loss", "lr"} <= set(log.columns)
+
+
+def test_reward_model_is_judged_against_gold_on_the_training_sets(table_workdir):
+    workdir, overrides = table_workdir
+    run_snakemake(workdir, "results/eval/reward_model/metrics.json", overrides=overrides)
+    metrics = json.loads((workdir / "results/eval/reward_model/metrics.json").read_text())
+    agreement = metrics["training_sets"]["instruct/DP"]
+    assert agreement["responses"] == TRAIN_PROMPTS * TRAINING_ROWS_PER_PROMPT["DP"]
+    assert -1 <= agreement["spearman"] <= 1
+    assert 0 <= metrics["held_out"]["test_gold_accuracy"] <= 1
 
 
 def test_nothing_changed_means_nothing_to_do(table_workdir):

@@ -1,0 +1,87 @@
+"""Does the tiny default behave like a small version of the paper's experiment? Prints the figures.
+
+Run after `make run` (or any run of the tiny default), from the repository root:
+
+    .venv/bin/python benchmarks/tiny_science.py [--results results] [--policy instruct]
+
+It reads the evaluations, Table 6 and Table 7 and the reward model's agreement
+with gold, and prints, each with its numbers and PASS or FAIL:
+- the reward model: held-out accuracy on gold-ordered pairs (>= 0.85), Spearman
+  of reward and gold on the policy's DP training set (>= 0.7);
+- RRHF-DP against the untrained policy: reward and gold reward up by more than
+  3 standard errors, perplexity at most 1.5x;
+- DP and BP beat P in gold reward, BP beats BP-norank;
+- no trained policy repeats itself more than 1.5x the dataset's chosen replies.
+Exits 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def difference_in_sems(a: dict, b: dict, key: str) -> float:
+    """(a - b) / sqrt(sem_a^2 + sem_b^2) for metric ``key`` (mean and sem)."""
+    sem = math.hypot(a[f"{key}_sem"], b[f"{key}_sem"])
+    return (a[f"{key}_mean"] - b[f"{key}_mean"]) / sem if sem else math.inf
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default="results", type=Path)
+    parser.add_argument("--policy", default="instruct", help="models entry of the Alpaca role")
+    args = parser.parse_args()
+    evaluations = args.results / "eval"
+    policy = evaluations / args.policy
+    checks: list[tuple[str, bool]] = []
+
+    agreement = load(evaluations / "reward_model" / "metrics.json")
+    held_out = agreement["held_out"]
+    dp_set = agreement["training_sets"][f"{args.policy}/DP"]
+    print(f"reward model: held-out accuracy {held_out['test_accuracy']:.3f} on labels, "
+          f"{held_out['test_gold_accuracy']:.3f} on gold-ordered pairs ({held_out['test_gold_pairs']}); "
+          f"labels agree with gold on {held_out['test_label_gold_agreement']:.3f}")
+    print(f"  {args.policy}/DP training set: Spearman(reward, gold) {dp_set['spearman']:.3f}, same-prompt pairs "
+          f"ordered like gold {dp_set['within_prompt_pair_accuracy']:.3f}; gold of the best-by-reward reply "
+          f"{dp_set['gold_of_best_by_reward']:.3f} (best by gold {dp_set['gold_of_best_by_gold']:.3f})")
+    checks.append(("reward model held-out gold-ordered accuracy >= 0.85", held_out["test_gold_accuracy"] >= 0.85))
+    checks.append(("Spearman(reward, gold) on the DP training set >= 0.7", dp_set["spearman"] >= 0.7))
+
+    metrics = {path.parent.name: load(path) for path in sorted(policy.glob("*/metrics.json"))}
+    chosen = load(evaluations / "dataset" / "chosen" / "metrics.json")
+    print(f"\n{'setting':<12} {'reward':>16} {'gold':>16} {'ppl':>7} {'repetition':>10} {'words':>6}")
+    for name, m in [("dataset:chosen", chosen), *metrics.items()]:
+        print(f"{name:<12} {m['reward_mean']:>8.3f} ± {m['reward_sem']:.3f} {m['gold_reward_mean']:>8.3f} ± "
+              f"{m['gold_reward_sem']:.3f} {m['ppl']:>7.2f} {m['repetition']:>10.4f} {m['response_words']:>6.1f}")
+    none, dp = metrics["none"], metrics["DP"]
+    print()
+    for key in ("reward", "gold_reward"):
+        sems = difference_in_sems(dp, none, key)
+        print(f"DP - untrained, {key}: {dp[key + '_mean'] - none[key + '_mean']:+.3f} ({sems:.1f} standard errors)")
+        checks.append((f"RRHF-DP raises {key} by > 3 standard errors", sems > 3))
+    checks.append((f"RRHF-DP perplexity {dp['ppl']:.2f} <= 1.5 x untrained {none['ppl']:.2f}",
+                   dp["ppl"] <= 1.5 * none["ppl"]))
+    for better, worse in (("DP", "P"), ("BP", "P"), ("BP", "BP-norank")):
+        sems = difference_in_sems(metrics[better], metrics[worse], "gold_reward")
+        checks.append((f"{better} beats {worse} in gold reward ({sems:+.1f} standard errors)", sems > 0))
+    limit = 1.5 * chosen["repetition"]
+    for name, m in metrics.items():
+        if name != "none":
+            checks.append((f"{name} repetition {m['repetition']:.4f} <= 1.5 x chosen's ({limit:.4f})",
+                           m["repetition"] <= limit))
+    print()
+    for text, passed in checks:
+        print(f"{'PASS' if passed else 'FAIL'}  {text}")
+    return 0 if all(passed for _, passed in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
