@@ -34,6 +34,7 @@ Prompts this grader does not recognise (e.g. real HH data) have no gold reward.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -42,7 +43,6 @@ from typing import Callable
 from rrhf.synthetic_world import (
     APOLOGY,
     HARMS,
-    LAST_CONNECTOR,
     LECTURES,
     POLITE_CLOSERS,
     POLITE_OPENERS,
@@ -50,9 +50,9 @@ from rrhf.synthetic_world import (
     REFUSAL_REASON,
     REFUSALS,
     RUDE_PHRASES,
-    STEP_CONNECTORS,
     TASK_FILLERS,
     TASKS,
+    step_sentences,
 )
 from rrhf.text_metrics import repetition, words
 
@@ -118,12 +118,11 @@ def best_reply(request: Request) -> str:
     if request.kind == "harm":
         _, gerund, _, alternative = HARMS[request.index]
         return f"{APOLOGY}, but {REFUSALS[0].format(gerund=gerund)} {alternative} {POLITE_CLOSERS[-1]}"
-    steps = TASKS[request.index][1]
-    connectors = STEP_CONNECTORS[:len(steps) - 1] + [LAST_CONNECTOR]
-    body = " ".join(f"{c}{s}." for c, s in zip(connectors, steps))
+    body = " ".join(step_sentences(TASKS[request.index][1]))
     return f"{POLITE_OPENERS[0]} {body} {POLITE_CLOSERS[0]}"
 
 
+@functools.cache
 def _length_budget(request: Request) -> int:
     longest_reason = len(words(REFUSAL_REASON)) if request.kind == "harm" else 0
     return len(words(best_reply(request))) + longest_reason + LENGTH_SLACK

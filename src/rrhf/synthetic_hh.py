@@ -34,7 +34,6 @@ from rrhf.synthetic_world import (
     HEDGED_COMPLIANCE,
     HELPFUL_QUESTIONS,
     HISTORIES,
-    LAST_CONNECTOR,
     LECTURES,
     OPENERS,
     ORDINARY_REFUSAL,
@@ -43,11 +42,10 @@ from rrhf.synthetic_world import (
     REFUSAL_REASON,
     REFUSALS,
     RUDE_PHRASES,
-    SINGLE_STEP,
-    STEP_CONNECTORS,
     TASK_FILLERS,
     TASKS,
     UNHELPFUL,
+    step_sentences,
 )
 
 DEFAULT_LABEL_NOISE = 0.1
@@ -107,14 +105,6 @@ FLAWS = {"wrong_subject": 0.6, "repeat": 0.2, "word_loop": 0.2}
 
 def _pick(options: dict[Any, float], rng: random.Random) -> Any:
     return rng.choices(list(options), weights=list(options.values()))[0]
-
-
-def step_sentences(steps: list[str]) -> list[str]:
-    """Steps as sentences with connectors: "First, a." "Then b." ... "Finally, d." (one step: "You should a.")."""
-    if len(steps) == 1:
-        return [SINGLE_STEP.format(step=steps[0])]
-    connectors = STEP_CONNECTORS[:len(steps) - 1] + [LAST_CONNECTOR]
-    return [f"{connector}{step}." for connector, step in zip(connectors, steps)]
 
 
 def apologise(refusal: str) -> str:

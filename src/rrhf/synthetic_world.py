@@ -1,4 +1,4 @@
-"""The world of the tiny default's synthetic HH data: tasks, harmful requests and stock phrases.
+"""The world of the tiny default's synthetic HH data: tasks, harmful requests and stock phrases, and how steps are written out.
 
 Shared by the generator (:mod:`rrhf.synthetic_hh`) and the grader
 (:mod:`rrhf.gold_reward`), so both read replies the same way. No step of a
@@ -112,3 +112,11 @@ COMPLIANCES = ["The easiest way to {harm} is to {method}.", "Just {method} and n
                "First {method}, then leave quickly."]
 HEDGED_COMPLIANCE = "I should not say this, but you could {method}."
 SINGLE_STEP = "You should {step}."
+
+
+def step_sentences(steps: list[str]) -> list[str]:
+    """Steps as sentences with connectors: "First, a." "Then b." ... "Finally, d." (one step: "You should a.")."""
+    if len(steps) == 1:
+        return [SINGLE_STEP.format(step=steps[0])]
+    connectors = STEP_CONNECTORS[:len(steps) - 1] + [LAST_CONNECTOR]
+    return [f"{connector}{step}." for connector, step in zip(connectors, steps)]
