@@ -22,30 +22,17 @@ log = logging.getLogger("rrhf")
 
 def average_ranks(values: Sequence[float]) -> list[float]:
     """1-based ranks of ``values``, ties sharing the mean of their ranks ([10, 20, 10] -> [1.5, 3, 1.5])."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            ranks[order[position]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
+    return pd.Series(values, dtype=float).rank(method="average").tolist()
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:
     """Pearson correlation of two equal-length sequences; NaN when either is constant or shorter than 2."""
     if len(x) != len(y):
         raise ValueError(f"pearson: {len(x)} values against {len(y)}")
-    if len(x) < 2:
+    x, y = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
+    if len(x) < 2 or x.nunique() < 2 or y.nunique() < 2:
         return math.nan
-    mean_x, mean_y = sum(x) / len(x), sum(y) / len(y)
-    cov = sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y))
-    var_x = sum((a - mean_x) ** 2 for a in x)
-    var_y = sum((b - mean_y) ** 2 for b in y)
-    return cov / math.sqrt(var_x * var_y) if var_x > 0 and var_y > 0 else math.nan
+    return float(x.corr(y))
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
