@@ -72,6 +72,7 @@ def check_references(config):
 
 
 check_references(config)
+DATASET_SOURCE = config["datasets"][config["data"]["dataset"]]["source"]  # its gold reward, if any, grades evaluations
 
 
 def names_pattern(names):

@@ -20,7 +20,7 @@ rule evaluate_policy:
         limit=config["data"]["test_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
-        dataset_source=config["datasets"][config["data"]["dataset"]]["source"],
+        dataset_source=DATASET_SOURCE,
     log:
         "logs/evaluate_policy/{policy}_{setting}.log",
     benchmark:
@@ -51,7 +51,7 @@ rule evaluate_provided:
         limit=config["data"]["test_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
-        dataset_source=config["datasets"][config["data"]["dataset"]]["source"],
+        dataset_source=DATASET_SOURCE,
     log:
         "logs/evaluate_provided/{source}.log",
     benchmark:
@@ -76,7 +76,7 @@ rule evaluate_reward_model:
     params:
         reward_model=lambda wildcards: model_path(REWARD_MODEL),
         names=list(agreement_training_sets()),
-        dataset_source=config["datasets"][config["data"]["dataset"]]["source"],
+        dataset_source=DATASET_SOURCE,
     log:
         "logs/evaluate_reward_model/reward_model.log",
     conda:
