@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -18,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from rrhf.io import atomic_path, write_json, write_parquet
 
@@ -38,6 +39,9 @@ class TrainingParams:
     max_grad_norm: float = 1.0
     max_length: int = 192
     seed: int = 0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_epsilon: float = 1e-8
+    lr_schedule: str = "linear"
 
     @classmethod
     def from_config(cls, values: dict[str, Any]) -> "TrainingParams":
@@ -75,6 +79,116 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[to
     return pad_right(sequences, pad_token_id), pad_right([[1] * len(s) for s in sequences], 0)
 
 
+class Trainer:
+    """A model prepared by ``accelerate`` with its AdamW optimiser and learning-rate schedule.
+
+    :meth:`run_epochs` steps it over a list of examples; it can be called again
+    (PPO calls it once per iteration on fresh rollouts) and the optimiser state,
+    the schedule and the log rows carry over. :func:`train_model` is the
+    one-call form every other trainer uses. Only parameters with
+    ``requires_grad`` are optimised.
+    """
+
+    def __init__(self, model: torch.nn.Module, params: TrainingParams, total_steps: int, description: str = "train"):
+        set_seed(params.seed)
+        self.params = params
+        self.description = description
+        self.total_steps = max(1, total_steps)
+        self.accelerator = Accelerator(gradient_accumulation_steps=params.gradient_accumulation_steps)
+        self.model = self.accelerator.prepare(model)  # wrap first (FSDP shards it), then optimise what it trains
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, betas=tuple(params.adam_betas),
+                                      eps=params.adam_epsilon, weight_decay=params.weight_decay)
+        warmup = int(params.warmup_ratio * self.total_steps)
+        if params.lr_schedule == "constant":
+            scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
+        elif params.lr_schedule == "linear":
+            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
+        else:
+            raise ValueError(f"lr_schedule must be 'linear' or 'constant', not {params.lr_schedule!r}")
+        self.optimizer, self.scheduler = self.accelerator.prepare(optimizer, scheduler)
+        self.trainable = trainable
+        self.rows: list[dict[str, float]] = []
+        self.model.train()
+        self.progress = tqdm(total=self.total_steps, desc=description,
+                             disable=not self.accelerator.is_local_main_process)
+
+    def batches_per_epoch(self, count: int) -> int:
+        """Micro-batches each process runs per pass over ``count`` examples; raises when that is none."""
+        processes = self.accelerator.num_processes
+        per_epoch = math.ceil(count / self.params.batch_size) // processes
+        if per_epoch == 0:
+            raise ValueError(f"{count} examples make no batch of {self.params.batch_size} "
+                             f"for each of {processes} processes")
+        return per_epoch
+
+    def run_epochs(
+        self,
+        examples: Sequence[Any],
+        lengths: Sequence[int],
+        collate: Callable[[list[Any]], dict[str, torch.Tensor]],
+        compute_loss: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]],
+        epochs: float,
+        seed: int,
+        after_step: Callable[[dict[str, float]], None] | None = None,
+    ) -> list[dict[str, float]]:
+        """Train on ``examples`` for ``epochs`` passes (fractions allowed); return this call's log rows.
+
+        ``compute_loss(model, batch)`` returns the scalar loss and extra scalars to
+        log. Each row has ``step, epoch, loss, lr`` plus those extras, averaged over
+        the accumulated micro-batches and over processes. Batches are
+        :func:`length_bucketed_batches` seeded with ``seed + epoch``.
+        ``after_step(row)`` runs after every optimiser step.
+        """
+        accelerator, params = self.accelerator, self.params
+        processes = accelerator.num_processes
+        per_epoch = self.batches_per_epoch(len(examples))
+        total_micro = int(round(epochs * per_epoch))
+        first_row = len(self.rows)
+        pending: list[dict[str, float]] = []
+        micro = 0
+        for epoch in range(max(1, math.ceil(epochs))):
+            batches = length_bucketed_batches(lengths, params.batch_size, seed + epoch)
+            # Under `accelerate launch` each process takes every n-th batch (the same number each).
+            for batch_indices in batches[accelerator.process_index: per_epoch * processes: processes]:
+                if micro >= total_micro:
+                    break
+                batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batch_indices]).items()}
+                with accelerator.accumulate(self.model):
+                    loss, extras = compute_loss(self.model, batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and params.max_grad_norm:
+                        accelerator.clip_grad_norm_(self.trainable, params.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                micro += 1
+                pending.append({"loss": float(loss.detach()), **extras})
+                if accelerator.sync_gradients:
+                    row = _mean_over_processes(accelerator, {key: _nan_mean([p[key] for p in pending])
+                                                             for key in pending[0]})
+                    row.update(step=len(self.rows) + 1, epoch=micro / per_epoch, lr=self.scheduler.get_last_lr()[0])
+                    self.rows.append(row)
+                    pending = []
+                    self._report(row)
+                    if after_step is not None:
+                        after_step(row)
+        return self.rows[first_row:]
+
+    def _report(self, row: dict[str, float]) -> None:
+        self.progress.update(1)
+        self.progress.set_postfix(loss=f"{row['loss']:.4f}")
+        if len(self.rows) % 10 == 0 or len(self.rows) == self.total_steps:
+            log.info("%s step %d/%d loss %.4f", self.description, len(self.rows), self.total_steps, row["loss"])
+
+    def finish(self) -> "TrainingResult":
+        """Close the progress bar, put the model in eval mode, and return it with every log row."""
+        self.progress.close()
+        self.model.eval()
+        self.accelerator.wait_for_everyone()
+        return TrainingResult(self.accelerator, self.model, self.rows)
+
+
 def train_model(
     model: torch.nn.Module,
     examples: Sequence[Any],
@@ -84,65 +198,18 @@ def train_model(
     params: TrainingParams,
     description: str = "train",
 ) -> "TrainingResult":
-    """Train ``model`` in place; return it with one log row per optimiser step.
+    """Train ``model`` in place for ``params.epochs``; return it with one log row per optimiser step.
 
     ``compute_loss(model, batch)`` returns the scalar loss and extra scalars to
-    log. Each row has ``step, epoch, loss, lr`` plus those extras, averaged over
-    the accumulated micro-batches and over processes.
+    log (see :meth:`Trainer.run_epochs`).
     """
-    set_seed(params.seed)
-    accelerator = Accelerator(gradient_accumulation_steps=params.gradient_accumulation_steps)
-    epochs = max(1, math.ceil(params.epochs))
-    processes = accelerator.num_processes
-    batches_per_epoch = math.ceil(len(examples) / params.batch_size) // processes
-    if batches_per_epoch == 0:
-        raise ValueError(f"{len(examples)} examples make no batch of {params.batch_size} "
-                         f"for each of {processes} processes")
-    total_micro = int(round(params.epochs * batches_per_epoch))
-    total_steps = max(1, math.ceil(total_micro / params.gradient_accumulation_steps))
-    model = accelerator.prepare(model)  # wrap first (FSDP shards it), then build the optimizer on what it trains
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(params.warmup_ratio * total_steps), total_steps)
-    optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
-    model.train()
-
-    rows: list[dict[str, float]] = []
-    pending: list[dict[str, float]] = []
-    micro = 0
-    progress = tqdm(total=total_steps, desc=description, disable=not accelerator.is_local_main_process)
-    for epoch in range(epochs):
-        batches = length_bucketed_batches(lengths, params.batch_size, params.seed + epoch)
-        # Under `accelerate launch` each process takes every n-th batch (the same number each).
-        mine = batches[accelerator.process_index: batches_per_epoch * processes: processes]
-        for batch_indices in mine:
-            if micro >= total_micro:
-                break
-            batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batch_indices]).items()}
-            with accelerator.accumulate(model):
-                loss, extras = compute_loss(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and params.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), params.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            micro += 1
-            pending.append({"loss": float(loss.detach()), **extras})
-            if accelerator.sync_gradients:
-                row = _mean_over_processes(accelerator, {key: _nan_mean([p[key] for p in pending])
-                                                         for key in pending[0]})
-                row.update(step=len(rows) + 1, epoch=epoch + (micro - epoch * batches_per_epoch) / batches_per_epoch,
-                           lr=scheduler.get_last_lr()[0])
-                rows.append(row)
-                pending = []
-                progress.update(1)
-                progress.set_postfix(loss=f"{row['loss']:.4f}")
-                if len(rows) % 10 == 0 or len(rows) == total_steps:
-                    log.info("%s step %d/%d loss %.4f", description, len(rows), total_steps, row["loss"])
-    progress.close()
-    model.eval()
-    accelerator.wait_for_everyone()
-    return TrainingResult(accelerator, model, rows)
+    # Steps are counted before the accelerator exists: one process unless launched with more.
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    per_epoch = math.ceil(len(examples) / params.batch_size) // processes
+    total_micro = int(round(params.epochs * per_epoch))
+    trainer = Trainer(model, params, math.ceil(total_micro / params.gradient_accumulation_steps), description)
+    trainer.run_epochs(examples, lengths, collate, compute_loss, params.epochs, params.seed)
+    return trainer.finish()
 
 
 def _mean_over_processes(accelerator: Accelerator, row: dict[str, float]) -> dict[str, float]:
