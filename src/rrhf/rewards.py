@@ -17,10 +17,39 @@ from rrhf.training import pad_batch
 log = logging.getLogger("rrhf")
 
 
+def reward_special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """(ids before, ids after) the text of a reward model's input.
+
+    An encoder's tokenizer (one with a ``cls_token``: BERT, RoBERTa, DeBERTa)
+    gives ([CLS], [SEP]), as its classifier pools the first token; a decoder's
+    (GPT-2, LLaMA, the project's BPE) gives ([], []), as its classifier reads
+    the last real token, the EOS that :func:`rrhf.models.encode_pair` appends.
+    """
+    if tokenizer.cls_token_id is None:
+        return [], []
+    return [tokenizer.cls_token_id], [] if tokenizer.sep_token_id is None else [tokenizer.sep_token_id]
+
+
+def encode_for_reward(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
+    """Token ids, at most ``max_length`` of them, that a reward model scores for one (prompt, response).
+
+    Decoder: ``encode_pair``'s prompt + response + EOS, exactly. Encoder:
+    [CLS] + prompt + response + [SEP] (no EOS), the text cut as ``encode_pair``
+    cuts it (the prompt from the left) to fit ``max_length`` with the two
+    special tokens. Training (``train_reward``) and scoring use this one encoding.
+    """
+    before, after = reward_special_tokens(tokenizer)
+    if not before and not after:
+        return encode_pair(tokenizer, prompt, response, max_length)[0]
+    ids, _ = encode_pair(tokenizer, prompt, response, max_length - len(before) - len(after), add_eos=False)
+    return before + ids + after
+
+
 @torch.no_grad()
 def score(reward_model, tokenizer, prompts: list[str], responses: list[str], batch_size: int = 32,
           max_length: int = 512, show_progress: bool = False) -> list[float]:
-    """Reward of each (prompt, response) pair: the model's single logit on prompt + response + EOS.
+    """Reward of each (prompt, response) pair: the model's single logit on :func:`encode_for_reward`'s ids
+    (prompt + response + EOS for a decoder, [CLS] prompt + response [SEP] for an encoder).
 
     Sequences are sorted by length and scored in right-padded batches of
     ``batch_size``; rewards come back in the input order. Sequences longer than
@@ -30,7 +59,7 @@ def score(reward_model, tokenizer, prompts: list[str], responses: list[str], bat
         raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
     device = next(reward_model.parameters()).device
     max_length = usable_length(reward_model, max_length)
-    encoded = [encode_pair(tokenizer, p, r, max_length)[0] for p, r in zip(prompts, responses)]
+    encoded = [encode_for_reward(tokenizer, p, r, max_length) for p, r in zip(prompts, responses)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     rewards = [0.0] * len(encoded)
     pad = tokenizer.pad_token_id

@@ -14,9 +14,9 @@ from transformers import AutoModelForSequenceClassification
 
 from rrhf.gold_reward import gold_rewards
 from rrhf.io import read_parquet, setup_logging
-from rrhf.models import encode_pair, load_tokenizer
+from rrhf.models import load_tokenizer
 from rrhf.reward_agreement import ordered_like_gold
-from rrhf.rewards import score
+from rrhf.rewards import encode_for_reward, score
 from rrhf.training import TrainingParams, pad_batch, train_model
 
 log = logging.getLogger("rrhf")
@@ -74,7 +74,8 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     params = TrainingParams.from_config(training)
     tokenizer = load_tokenizer(init_model, padding_side="right")
     frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
-    examples = [(encode_pair(tokenizer, p, c, params.max_length)[0], encode_pair(tokenizer, p, r, params.max_length)[0])
+    examples = [(encode_for_reward(tokenizer, p, c, params.max_length),
+                 encode_for_reward(tokenizer, p, r, params.max_length))
                 for p, c, r in zip(frame["prompt"], frame["chosen"], frame["rejected"])]
     set_seed(params.seed)  # the new one-label head is initialised here, before train_model seeds
     model = AutoModelForSequenceClassification.from_pretrained(init_model, num_labels=1)
