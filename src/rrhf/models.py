@@ -66,6 +66,20 @@ def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos:
     return prompt_ids + response_ids, len(prompt_ids)
 
 
+def _span_log_softmax(logits: torch.Tensor, input_ids: torch.Tensor,
+                      spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(log_softmax (M, V) float32, target token ids (M,), per-row sizes) for the span tokens of every row."""
+    rows, positions, sizes = [], [], []
+    for row, (start, end) in enumerate(spans):
+        start = max(int(start), 1)
+        rows += [row] * (int(end) - start)
+        positions += range(start, int(end))
+        sizes.append(int(end) - start)
+    rows_t = torch.tensor(rows, dtype=torch.long, device=input_ids.device)
+    positions_t = torch.tensor(positions, dtype=torch.long, device=input_ids.device)
+    return torch.log_softmax(logits[rows_t, positions_t - 1].float(), dim=-1), input_ids[rows_t, positions_t], sizes
+
+
 def span_logprobs(logits: torch.Tensor, input_ids: torch.Tensor,
                   spans: list[tuple[int, int]]) -> list[torch.Tensor]:
     """log P(token t | tokens before t) for t in [max(start, 1), end) of each row's span.
@@ -75,14 +89,12 @@ def span_logprobs(logits: torch.Tensor, input_ids: torch.Tensor,
     runs on those positions only, in one call, not on prompts or padding (at 7B
     scale a full-sequence float32 log-softmax costs gigabytes).
     """
-    rows, positions, sizes = [], [], []
-    for row, (start, end) in enumerate(spans):
-        start = max(int(start), 1)
-        rows += [row] * (int(end) - start)
-        positions += range(start, int(end))
-        sizes.append(int(end) - start)
-    rows_t = torch.tensor(rows, dtype=torch.long, device=input_ids.device)
-    positions_t = torch.tensor(positions, dtype=torch.long, device=input_ids.device)
-    logprobs = torch.log_softmax(logits[rows_t, positions_t - 1].float(), dim=-1)
-    picked = logprobs.gather(-1, input_ids[rows_t, positions_t].unsqueeze(-1)).squeeze(-1)
-    return list(picked.split(sizes))
+    logprobs, targets, sizes = _span_log_softmax(logits, input_ids, spans)
+    return list(logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).split(sizes))
+
+
+def span_entropies(logits: torch.Tensor, input_ids: torch.Tensor,
+                   spans: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Entropy of the model's next-token distribution at each span token (same shapes as :func:`span_logprobs`)."""
+    logprobs, _, sizes = _span_log_softmax(logits, input_ids, spans)
+    return list((-(logprobs.exp() * logprobs).sum(-1)).split(sizes))

@@ -1,0 +1,300 @@
+"""PPO training of a policy against the reward model, with trlX's HH settings (rrhf.ppo has the pieces).
+
+Each iteration samples ``num_rollouts`` responses (``chunk_size`` prompts at a
+time), cuts them at the next "Human:"/"Assistant:" turn, scores them, and then
+runs ``ppo_epochs`` passes of minibatch updates over them through the shared
+training loop (:class:`rrhf.training.Trainer`). The MDP is token-level: each
+response token is an action whose reward is -kl_coef * (log pi - log rho), and
+the last one also gets the reward model's (clipped, scaled) score of the whole
+response. Dropout is off throughout, so the rollout's log-probabilities are
+those the update starts from.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from accelerate.utils import set_seed
+
+from rrhf.data import select_prompts
+from rrhf.evaluate import TURN_MARKER
+from rrhf.gold_reward import gold_rewards
+from rrhf.io import read_parquet, setup_logging
+from rrhf.models import load_causal_lm, load_reward_model, span_entropies, span_logprobs
+from rrhf.ppo import (
+    RunningMoments,
+    advantages_and_returns,
+    kl_controller,
+    policy_loss,
+    scale_scores,
+    sequence_kl,
+    token_rewards,
+    value_loss,
+    whiten,
+)
+from rrhf.ppo_models import CausalLMWithValueHead, FrozenReference, freeze_bottom_layers
+from rrhf.rewards import score
+from rrhf.training import Trainer, TrainingParams, TrainingResult, pad_batch
+
+log = logging.getLogger("rrhf")
+
+
+@dataclass
+class Rollout:
+    """One sampled response: prompt + response token ids, where the response starts, and per action (n,)
+    its log-probability and value under the rollout policy and its reward."""
+
+    sequence: list[int]
+    start: int
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+
+
+def pad_rows(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) float tensor of B 1-d tensors right-padded with 0, and its (B, T) bool mask of real entries."""
+    width = max(len(r) for r in rows)
+    out = torch.zeros(len(rows), width, device=rows[0].device)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool, device=rows[0].device)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+        mask[i, : len(row)] = True
+    return out, mask
+
+
+def action_tensors(logits: torch.Tensor, values: torch.Tensor, input_ids: torch.Tensor,
+                   spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logprobs, values, mask), each (B, T), of the response tokens (actions) of each row.
+
+    logits: (B, L, V) and values: (B, L) of the model on input_ids (B, L); spans:
+    (start, end) of each row's response. The action at t is scored by the
+    logits and value at t - 1 (the state it is taken in).
+    """
+    logprobs, mask = pad_rows(span_logprobs(logits, input_ids, spans))
+    action_values, _ = pad_rows([values[row, start - 1:end - 1] for row, (start, end) in enumerate(spans)])
+    return logprobs, action_values, mask
+
+
+def collate_rollouts(rollouts: list[Rollout], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Tensors of a minibatch: input_ids / attention_mask (B, L); starts, ends (B,); old_logprobs,
+    old_values, rewards and mask (B, T)."""
+    input_ids, attention_mask = pad_batch([r.sequence for r in rollouts], pad_token_id)
+    old_logprobs, mask = pad_rows([r.logprobs for r in rollouts])
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "starts": torch.tensor([r.start for r in rollouts]),
+            "ends": torch.tensor([len(r.sequence) for r in rollouts]),
+            "old_logprobs": old_logprobs, "old_values": pad_rows([r.values for r in rollouts])[0],
+            "rewards": pad_rows([r.rewards for r in rollouts])[0], "mask": mask}
+
+
+def make_ppo_loss(gamma: float, lam: float, cliprange: float, cliprange_value: float, vf_coef: float):
+    """A ``compute_loss(model, batch)`` for :meth:`rrhf.training.Trainer.run_epochs`: the clipped surrogate
+    plus vf_coef times the clipped value loss, with GAE advantages whitened over the minibatch (as trlX)."""
+
+    def compute_loss(model, batch):
+        logits, values = model(batch["input_ids"], batch["attention_mask"])
+        spans = list(zip(batch["starts"].tolist(), batch["ends"].tolist()))
+        logprobs, values, _ = action_tensors(logits, values, batch["input_ids"], spans)
+        mask = batch["mask"]
+        advantages, returns = advantages_and_returns(batch["old_values"], batch["rewards"], mask, gamma, lam)
+        advantages = whiten(advantages, mask)
+        pg_loss, clip_fraction, approx_kl = policy_loss(logprobs, batch["old_logprobs"], advantages, mask, cliprange)
+        vf_loss, value_clip_fraction = value_loss(values, batch["old_values"], returns, mask, cliprange_value)
+        return pg_loss + vf_coef * vf_loss, {"policy_loss": float(pg_loss.detach()),
+                                             "value_loss": float(vf_loss.detach()), "clip_fraction": clip_fraction,
+                                             "value_clip_fraction": value_clip_fraction, "approx_kl": approx_kl}
+
+    return compute_loss
+
+
+def cut_tokens_at_turn(tokenizer, ids: list[int]) -> tuple[str, int]:
+    """(text, k): the response cut before the next "Human:"/"Assistant:" turn, and the number of its tokens kept.
+
+    The kept tokens are the longest prefix of ``ids`` that decodes to text before
+    the turn marker, so the actions PPO trains on are the sampled tokens
+    themselves (re-encoding the text could give other tokens). The text is
+    stripped on the right, like the evaluation's ``cut_at_turn``.
+    """
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    turn = TURN_MARKER.search(text)
+    if not turn:
+        return text.rstrip(), len(ids)
+    kept = 0
+    while kept < len(ids) and len(tokenizer.decode(ids[: kept + 1], skip_special_tokens=True)) <= turn.start():
+        kept += 1
+    return text[: turn.start()].rstrip(), kept
+
+
+@torch.no_grad()
+def sample_actions(lm, tokenizer, prompts: list[str], generation: dict[str, Any], max_prompt_tokens: int,
+                   seed: int) -> list[tuple[list[int], list[int], str]]:
+    """(prompt ids, response ids, response text) per prompt: one top-k / top-p sample, cut at the next turn.
+
+    The response ends with EOS when the model ended it (EOS or a new turn, see
+    :func:`cut_tokens_at_turn`); one cut off at ``max_new_tokens`` has none. The prompt keeps its last
+    ``max_prompt_tokens`` tokens.
+    """
+    eos = tokenizer.eos_token_id
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:] for p in prompts]
+    width = max(map(len, prompt_ids))
+    device = next(lm.parameters()).device
+    input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompt_ids], device=device)
+    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
+    torch.manual_seed(seed)
+    output = lm.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=True,
+                         top_k=generation["top_k"], top_p=generation["top_p"],
+                         temperature=generation["temperature"], max_new_tokens=generation["max_new_tokens"],
+                         eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    samples = []
+    for ids, generated in zip(prompt_ids, output[:, width:].tolist()):
+        ended = eos in generated
+        response = generated[: generated.index(eos)] if ended else generated
+        text, cut = cut_tokens_at_turn(tokenizer, response)
+        response = response[:cut]
+        if ended or cut < len(generated) or not response:
+            response = response + [eos]
+        samples.append((ids, response, text))
+    return samples
+
+
+@dataclass
+class RolloutContext:
+    """What collecting rollouts needs besides the prompts."""
+
+    policy: CausalLMWithValueHead
+    tokenizer: Any
+    reference: FrozenReference
+    reward_model: Any
+    reward_tokenizer: Any
+    moments: RunningMoments
+    ppo: dict[str, Any]
+    max_prompt_tokens: int
+    dataset_source: str | None
+
+
+@torch.no_grad()
+def collect_rollouts(context: RolloutContext, prompts: list[str], chosen: list[str], kl_coef: float,
+                     seed: int) -> tuple[list[Rollout], dict[str, float]]:
+    """Sample, score and evaluate one rollout per prompt, ``chunk_size`` at a time; return them and the
+    iteration's rollout statistics (reward, score, gold reward, KL, response length, entropy)."""
+    ppo, policy = context.ppo, context.policy
+    rollouts, stats = [], {key: [] for key in ("reward", "score", "gold_reward", "kl", "response_length",
+                                               "entropy")}
+    for chunk_start in range(0, len(prompts), ppo["chunk_size"]):
+        chunk = slice(chunk_start, chunk_start + ppo["chunk_size"])
+        samples = sample_actions(policy.lm, context.tokenizer, prompts[chunk], ppo["generation"],
+                                 context.max_prompt_tokens, seed + chunk_start)
+        texts = [text for _, _, text in samples]
+        rewards = torch.tensor(score(context.reward_model, context.reward_tokenizer, prompts[chunk], texts))
+        scores = rewards - torch.tensor(score(context.reward_model, context.reward_tokenizer, prompts[chunk],
+                                              chosen[chunk])) if ppo["delta_reward"] else rewards
+        sequences = [p + r for p, r, _ in samples]
+        spans = [(len(p), len(p) + len(r)) for p, r, _ in samples]
+        device = next(policy.parameters()).device
+        input_ids, attention_mask = (t.to(device) for t in pad_batch(sequences, context.tokenizer.pad_token_id))
+        logits, values = policy(input_ids, attention_mask)
+        logprobs, values, mask = action_tensors(logits, values, input_ids, spans)
+        reference_logits = context.reference.logits(policy.lm, input_ids, attention_mask)
+        ref_logprobs, _ = pad_rows(span_logprobs(reference_logits, input_ids, spans))
+        scaled = scale_scores(scores.to(device), context.moments, ppo["scale_reward"], ppo["cliprange_reward"])
+        per_token = token_rewards(logprobs, ref_logprobs, mask, scaled, kl_coef)
+        for row, (sequence, (start, end)) in enumerate(zip(sequences, spans)):
+            n = end - start
+            rollouts.append(Rollout(sequence, start, logprobs[row, :n].cpu(), values[row, :n].cpu(),
+                                    per_token[row, :n].cpu()))
+        frame = pd.DataFrame({"prompt": prompts[chunk], "response": texts})
+        stats["reward"] += rewards.tolist()
+        stats["score"] += scores.tolist()
+        stats["gold_reward"] += gold_rewards(frame, context.dataset_source)
+        stats["kl"] += sequence_kl(logprobs, ref_logprobs, mask).tolist()
+        stats["response_length"] += [end - start for start, end in spans]
+        stats["entropy"] += [float(e.mean()) for e in span_entropies(logits, input_ids, spans)]
+    return rollouts, {key: float(pd.Series(values, dtype=float).mean()) for key, values in stats.items()}
+
+
+def ppo_schedule(ppo: dict[str, Any], params: TrainingParams) -> tuple[int, int]:
+    """(iterations, optimiser steps per iteration) that make at least ``ppo.total_steps`` optimiser steps."""
+    micro_batches = -(-ppo["num_rollouts"] // params.batch_size)
+    per_iteration = max(1, ppo["ppo_epochs"] * micro_batches // params.gradient_accumulation_steps)
+    return -(-ppo["total_steps"] // per_iteration), per_iteration
+
+
+def prompt_stream(count: int, seed: int):
+    """Indices 0..count-1 in a seeded shuffled order, reshuffled on every pass, forever."""
+    rng = random.Random(seed)
+    while True:
+        order = list(range(count))
+        rng.shuffle(order)
+        yield from order
+
+
+def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, ppo: dict[str, Any],
+              training: dict[str, Any], limit: int | None, selection_seed: int, dataset_source: str | None = None,
+              log_path: str | None = None) -> dict[str, Any]:
+    """Stage entry point: PPO-train ``policy`` on the selected training prompts; save it, its value head, a
+    per-iteration ``train_log.parquet`` and ``metrics.json``.
+
+    The log has one row per iteration: iteration, step, reward (reward-model score),
+    score (what PPO maximises: the reward, or its gap to the dataset's chosen reply
+    with ``delta_reward``), gold_reward (NaN without one), kl, kl_coef,
+    policy_loss, value_loss, clip_fraction, value_clip_fraction, approx_kl,
+    entropy, response_length and lr.
+    """
+    setup_logging(log_path)
+    params = TrainingParams.from_config(training)
+    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen"]), limit, selection_seed)
+    lm, tokenizer = load_causal_lm(policy)
+    freeze_bottom_layers(lm, ppo["num_layers_unfrozen"])
+    reference = FrozenReference(lm)
+    set_seed(params.seed)  # the value head is initialised here
+    iterations, per_iteration = ppo_schedule(ppo, params)
+    trainer = Trainer(CausalLMWithValueHead(lm), params, iterations * per_iteration, "ppo")
+    trainer.model.eval()  # no dropout: rollout and update see the same policy
+    device = trainer.accelerator.device
+    reward, reward_tokenizer = load_reward_model(reward_model, device)
+    reward.requires_grad_(False)
+    policy_model = trainer.accelerator.unwrap_model(trainer.model)
+    context = RolloutContext(policy_model, tokenizer, reference, reward, reward_tokenizer, RunningMoments(), ppo,
+                             params.max_length - ppo["generation"]["max_new_tokens"], dataset_source)
+    controller = kl_controller(ppo["kl"])
+    trainable = sum(p.numel() for p in policy_model.parameters() if p.requires_grad)
+    log.info("PPO on %s: %d prompts, %d iterations of %d rollouts, %d steps each; %d trainable parameters, "
+             "reference holds %d", policy, len(frame), iterations, ppo["num_rollouts"], per_iteration, trainable,
+             reference.parameter_count)
+    stream = prompt_stream(len(frame), params.seed)
+    prompts, chosen = list(frame["prompt"]), list(frame["chosen"])
+    rows = []
+    for iteration in range(iterations):
+        picked = [next(stream) for _ in range(ppo["num_rollouts"])]
+        kl_coef = controller.value
+        rollouts, stats = collect_rollouts(context, [prompts[i] for i in picked], [chosen[i] for i in picked],
+                                           kl_coef, params.seed + 1000 * iteration)
+        steps = trainer.run_epochs(rollouts, [len(r.sequence) for r in rollouts],
+                                   lambda batch: collate_rollouts(batch, tokenizer.pad_token_id),
+                                   make_ppo_loss(ppo["gamma"], ppo["lam"], ppo["cliprange"], ppo["cliprange_value"],
+                                                 ppo["vf_coef"]),
+                                   ppo["ppo_epochs"], params.seed + iteration * ppo["ppo_epochs"],
+                                   after_step=lambda _: controller.update(stats["kl"], params.batch_size))
+        losses = pd.DataFrame(steps).mean(numeric_only=True)
+        rows.append({"iteration": iteration + 1, "step": len(trainer.rows), **stats, "kl_coef": kl_coef,
+                     **{key: float(losses[key]) for key in ("policy_loss", "value_loss", "clip_fraction",
+                                                            "value_clip_fraction", "approx_kl", "lr")}})
+        log.info("PPO iteration %d/%d: reward %.4f gold %.4f kl %.3f kl_coef %.4f", iteration + 1, iterations,
+                 stats["reward"], stats["gold_reward"], stats["kl"], kl_coef)
+    result = trainer.finish()
+    table = pd.DataFrame(rows)
+    metrics = {"iterations": iterations, "steps": len(trainer.rows), "prompts": len(frame),
+               "trainable_parameters": trainable, "reference_parameters": reference.parameter_count,
+               **{f"first_{key}": table[key].iloc[0] for key in ("reward", "gold_reward", "kl")},
+               **{f"last_{key}": table[key].iloc[-1] for key in ("reward", "gold_reward", "kl", "kl_coef")}}
+    log.info("PPO done: %s", metrics)
+    TrainingResult(result.accelerator, result.model, rows).save(
+        output_dir, tokenizer, {"stage": "train_ppo", "policy": policy, "reward_model": reward_model, "ppo": ppo,
+                                "training": training}, {k: float(v) if k.startswith(("first", "last")) else v
+                                                        for k, v in metrics.items()})
+    return metrics
