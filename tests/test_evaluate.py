@@ -10,10 +10,12 @@ from transformers import AutoModelForCausalLM
 
 from rrhf.evaluate import (
     cut_at_turn,
+    evaluate_best_of_n,
     evaluate_policy,
     evaluate_provided,
     mean_and_sem,
     perplexity,
+    pick_best,
     response_nll,
     summarise_generations,
 )
@@ -173,3 +175,29 @@ def test_evaluation_reports_gold_only_where_the_dataset_has_it(tmp_path, tiny_lm
     assert real["gold_reward_mean"] is None and real["gold_reward_sem"] is None
     written = json.loads((tmp_path / "real" / "metrics.json").read_text())
     assert written["gold_reward_mean"] is None and written["reward_sem"] is not None
+
+
+def test_best_of_n_picks_the_argmax_per_prompt():
+    scored = pd.DataFrame({"prompt_id": [7, 7, 7, 3, 3, 3], "response_index": [0, 1, 2, 0, 1, 2],
+                           "response": ["a", "b", "c", "d", "e", "f"], "reward": [0.1, 2.0, -1.0, 5.0, 5.0, 4.0]},
+                          index=[10, 11, 12, 13, 14, 15])
+    best = pick_best(scored)
+    assert best["prompt_id"].tolist() == [7, 3]  # prompts in their first-seen order
+    assert best["response"].tolist() == ["b", "d"]  # the maximum; the first one on a tie
+
+
+def test_best_of_n_evaluation(tmp_path, test_split, tiny_lm_dir, tiny_reward_dir):
+    path, _ = test_split
+    sampling = {"top_p": 1.0, "temperature": 1.0, "max_new_tokens": 10, "seed": 0, "batch_size": 4}
+    metrics = evaluate_best_of_n(str(tiny_lm_dir), str(path), str(tiny_reward_dir), str(tmp_path), 3, sampling,
+                                 SCORING, limit=4, selection_seed=0)
+    samples = pd.read_parquet(tmp_path / "samples.parquet")
+    kept = pd.read_parquet(tmp_path / "generations.parquet")
+    assert len(samples) == 12 and samples.groupby("prompt_id").size().eq(3).all()
+    assert len(kept) == metrics["n"] == 4
+    best = samples.groupby("prompt_id")["reward"].max()
+    assert kept.set_index("prompt_id")["reward"].to_dict() == best.to_dict()
+    assert metrics["reward_mean"] == pytest.approx(best.mean())
+    assert metrics["reward_mean"] >= metrics["sampled_reward_mean"]
+    assert metrics["ppl"] is None and metrics["best_of"] == 3
+    assert json.loads((tmp_path / "metrics.json").read_text())["ppl"] is None

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from rrhf.io import write_parquet
-from rrhf.tables import TABLE6_COLUMNS, TABLE7_COLUMNS, plot_loss_curve, table6, table7
+from rrhf.tables import TABLE2_COLUMNS, TABLE6_COLUMNS, TABLE7_COLUMNS, plot_loss_curve, table2, table5, table6, table7
 
 
 def metrics_file(folder, name, reward, ppl, gold=None, **extra):
@@ -55,7 +55,7 @@ def test_table7_and_row_order(tmp_path):
 def test_non_finite_value_names_the_row_and_writes_nothing(tmp_path):
     rows = [{"policy": "A", "setting": "BP", "rank_weight": 1.0}, {"policy": "B", "setting": "DP", "rank_weight": 1.0}]
     metrics = [metrics_file(tmp_path, "ok", 2.0, 5.0), metrics_file(tmp_path, "nan", 1.0, float("nan"))]
-    with pytest.raises(ValueError, match=r"ppl of row 1 \(B, DP\)"):
+    with pytest.raises(ValueError, match=r"nan.*metric ppl is nan"):
         table7(rows, metrics, str(tmp_path / "table7.csv"))
     assert list(tmp_path.glob("*.csv")) == [] and list(tmp_path.glob(".table7*")) == []
 
@@ -74,7 +74,7 @@ def test_gold_columns_are_empty_where_the_data_has_no_gold_reward(tmp_path):
 def test_missing_metric_names_the_file(tmp_path):
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"ppl": 3.0}))
-    with pytest.raises(ValueError, match=r"m\.json.*reward_mean"):
+    with pytest.raises(ValueError, match=r"m\.json: metric reward_mean is missing"):
         table7([{"policy": "A", "setting": "BP", "rank_weight": 1.0}], [str(path)], str(tmp_path / "t.csv"))
 
 
@@ -85,3 +85,30 @@ def test_loss_curve_is_a_png(tmp_path):
     plot_loss_curve(str(tmp_path), "title", str(tmp_path / "curve.png"))
     data = (tmp_path / "curve.png").read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+
+
+def test_table2_leaves_perplexity_empty_for_best_of_n_only(tmp_path):
+    rows = [{"policy": "dataset", "setting": "good responses"}, {"policy": "A", "setting": "best-of-4"}]
+    metrics = [metrics_file(tmp_path, "good", 1.0, 20.0, gold=0.5),
+               metrics_file(tmp_path, "best", 2.0, None, gold=0.25, best_of=4)]
+    table2(rows, metrics, str(tmp_path / "table2.csv"))
+    lines = (tmp_path / "table2.csv").read_text().splitlines()
+    assert lines[0].split(",") == TABLE2_COLUMNS
+    assert lines[1] == "dataset,good responses,20,1,0.1,0.5,0.05,0.01"
+    assert lines[2] == "A,best-of-4,,2,0.1,0.25,0.05,0.01"
+    policy_without_ppl = metrics_file(tmp_path, "policy", 2.0, None)
+    with pytest.raises(ValueError, match=r"policy\.json: metric ppl is None"):
+        table2(rows[:1], [policy_without_ppl], str(tmp_path / "other.csv"))
+    assert not (tmp_path / "other.csv").exists()
+
+
+def test_table5_rows_in_order(tmp_path):
+    files = []
+    for name, accuracy in (("rm", 0.75), ("policy", 0.5)):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps({"accuracy": accuracy, "pairs": 8, "scorer": name, "model": name}))
+    rows = [{"policy": "RM", "setting": "reward model"}, {"policy": "A", "setting": "PPO"}]
+    table = table5(rows, list(map(str, files)), str(tmp_path / "table5.csv"))
+    assert pd.read_csv(tmp_path / "table5.csv").values.tolist() == [["RM", "reward model", 0.75, 8],
+                                                                   ["A", "PPO", 0.5, 8]]
+    assert table["accuracy"].tolist() == [0.75, 0.5]

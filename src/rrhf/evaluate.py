@@ -69,24 +69,33 @@ def mean_and_sem(values: pd.Series) -> tuple[float | None, float | None]:
 def summarise_generations(frame: pd.DataFrame) -> dict[str, Any]:
     """The metrics of an evaluated frame (one row per prompt).
 
-    Needs ``response``, ``reward``, ``nll`` and ``n_tokens`` (the evaluation LM's
-    NLL and token count of the response), and ``gold_reward`` (NaN where there is none).
-    Gives the mean reward and its standard error, the same for the gold reward
-    (None without one), the token-weighted perplexity, the mean per-response
-    distinct-2 and repetition (share of repeated word 3-grams), and the mean length
-    in words and in evaluation-LM tokens.
+    Needs ``response``, ``reward`` and ``gold_reward`` (NaN where there is none),
+    and, for perplexity, ``nll`` and ``n_tokens`` (the evaluation LM's NLL and
+    token count of the response). Gives the mean reward and its standard error,
+    the same for the gold reward (None without one), the token-weighted perplexity
+    (None without ``nll``), the mean per-response distinct-2 and repetition (share
+    of repeated word 3-grams), and the mean length in words and in evaluation-LM
+    tokens.
     """
     reward_mean, reward_sem = mean_and_sem(frame["reward"])
     gold_mean, gold_sem = mean_and_sem(frame["gold_reward"])
     responses = list(frame["response"])
-    return {"n": len(frame), "n_empty": int((frame["n_tokens"] == 0).sum()),
+    has_lm = "nll" in frame
+    return {"n": len(frame),
+            "n_empty": int((frame["n_tokens"] == 0).sum()) if has_lm else sum(not r.strip() for r in responses),
             "reward_mean": reward_mean, "reward_sem": reward_sem,
             "gold_reward_mean": gold_mean, "gold_reward_sem": gold_sem,
-            "ppl": perplexity(list(zip(frame["nll"], frame["n_tokens"]))),
+            "ppl": perplexity(list(zip(frame["nll"], frame["n_tokens"]))) if has_lm else None,
             "distinct_2": float(sum(map(distinct_n, responses)) / len(responses)),
             "repetition": float(sum(map(repetition, responses)) / len(responses)),
             "response_words": float(sum(len(words(r)) for r in responses) / len(responses)),
-            "response_tokens": float(frame["n_tokens"].mean())}
+            "response_tokens": float(frame["n_tokens"].mean()) if has_lm else None}
+
+
+def pick_best(scored: pd.DataFrame) -> pd.DataFrame:
+    """The highest-reward row of each ``prompt_id`` (the first one on ties), prompts in their first-seen order."""
+    scored = scored.reset_index(drop=True)
+    return scored.loc[scored.groupby("prompt_id", sort=False)["reward"].idxmax()].reset_index(drop=True)
 
 
 def score_generations(frame: pd.DataFrame, reward_model: str, evaluation_model: str, scoring: dict[str, Any],
@@ -148,4 +157,38 @@ def evaluate_provided(test_data: str, source: str, reward_model: str, evaluation
     write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_provided", "source": source,
                                                   "reward_model": reward_model,
                                                   "evaluation_model": evaluation_model})
+    return metrics
+
+
+def evaluate_best_of_n(policy: str, test_data: str, reward_model: str, output_dir: str, n: int,
+                       sampling: dict[str, Any], scoring: dict[str, Any], limit: int | None, selection_seed: int,
+                       device: str = "auto", dataset_source: str | None = None,
+                       log_path: str | None = None) -> dict[str, Any]:
+    """Stage entry point: best-of-n, an evaluation without training. Sample ``n`` top-p responses per test prompt,
+    cut each at the next turn, keep the one the reward model scores highest.
+
+    Writes ``samples.parquet`` (all n per prompt, with rewards), ``generations.parquet``
+    (the kept ones) and ``metrics.json`` (:func:`summarise_generations`; no
+    perplexity, as in the paper; ``best_of`` n and the mean reward of all samples).
+    """
+    setup_logging(log_path)
+    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    model, tokenizer = load_causal_lm(policy, resolve_device(device))
+    generated = generate_responses(model, tokenizer, list(test["prompt"]), "top_p", num_responses=n,
+                                   show_progress=True, **sampling)
+    del model
+    samples = pd.DataFrame([(pid, prompt, k, raw) for pid, prompt, texts in
+                            zip(test["prompt_id"], test["prompt"], generated) for k, raw in enumerate(texts)],
+                           columns=["prompt_id", "prompt", "response_index", "raw_response"])
+    samples["response"] = [cut_at_turn(text) for text in samples["raw_response"]]
+    samples = score_frame(samples, reward_model, scoring["batch_size"], scoring["max_length"], device,
+                          origin="best-of-n evaluation")
+    best = pick_best(samples)
+    best["gold_reward"] = gold_rewards(best, dataset_source)
+    metrics = {**summarise_generations(best), "best_of": n, "sampled_reward_mean": float(samples["reward"].mean())}
+    log.info("best-of-%d of %s on %d prompts: %s", n, policy, len(best), metrics)
+    provenance = {"stage": "evaluate_best_of_n", "policy": policy, "n": n, "sampling": sampling,
+                  "reward_model": reward_model}
+    write_parquet(samples, Path(output_dir) / "samples.parquet", provenance)
+    write_evaluation(best, metrics, output_dir, provenance)
     return metrics

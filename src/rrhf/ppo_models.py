@@ -30,18 +30,22 @@ class CausalLMWithValueHead(nn.Module):
 
     ``forward(input_ids, attention_mask)`` with (n, L) inputs returns
     (logits (n, L, V), values (n, L)); values[:, t] estimates the return of the
-    state after token t, i.e. before the action at t + 1.
+    state after token t, i.e. before the action at t + 1. The logits are the LM's
+    divided by ``temperature``: the policy PPO trains is the distribution its
+    rollouts are sampled from.
     """
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, temperature: float = 1.0):
         super().__init__()
         self.lm = lm
+        self.temperature = temperature
         self.value_head = value_head(lm.config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         output = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         hidden = output.hidden_states[-1]
-        return output.logits, self.value_head(hidden.to(self.value_head[0].weight.dtype)).squeeze(-1)
+        values = self.value_head(hidden.to(self.value_head[0].weight.dtype)).squeeze(-1)
+        return output.logits / self.temperature, values
 
     def save_pretrained(self, folder, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """The LM as a plain Hugging Face checkpoint in ``folder`` (so every stage loads it as a policy), and the

@@ -15,16 +15,23 @@ EVALUATION_COLUMNS = ["ppl", "reward", "reward_sem", "gold_reward", "gold_reward
 TABLE6_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS, "train_reward_mean", "train_reward_std",
                   "train_reward_max"]
 TABLE7_COLUMNS = ["policy", "setting", "rank_weight", *EVALUATION_COLUMNS]
-# Columns that may be empty: no gold reward on real data, no standard error from a single prompt.
-OPTIONAL_COLUMNS = ("reward_sem", "gold_reward", "gold_reward_sem")
+TABLE2_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS]
+TABLE5_COLUMNS = ["policy", "setting", "accuracy", "pairs"]
+# Columns that may be empty: no gold reward on real data, no standard error from a single prompt,
+# no perplexity for best-of-n (read_metrics has checked ppl is a number everywhere else).
+OPTIONAL_COLUMNS = ("ppl", "reward_sem", "gold_reward", "gold_reward_sem")
 
 
 def read_metrics(path: str) -> dict[str, Any]:
-    """An evaluation's metrics.json; raises naming the file when ``ppl`` or ``reward_mean`` is missing."""
+    """An evaluation's metrics.json; raises naming the file when ``reward_mean`` or ``ppl`` is missing or not a
+    finite number (``ppl`` may be null for best-of-n, which reports none, as in the paper)."""
     metrics = read_json(path)
-    missing = [key for key in ("ppl", "reward_mean") if key not in metrics]
-    if missing:
-        raise ValueError(f"{path}: missing metric(s) {missing}")
+    for key in ("ppl", "reward_mean"):
+        value = metrics.get(key)
+        if key == "ppl" and value is None and "best_of" in metrics:
+            continue
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{path}: metric {key} is {'missing' if key not in metrics else value}")
     return metrics
 
 
@@ -71,6 +78,33 @@ def table7(rows: list[dict[str, Any]], metrics_files: list[str], output: str,
         records.append({"policy": row["policy"], "setting": row["setting"], "rank_weight": row["rank_weight"],
                         **evaluation_columns(read_metrics(metrics_file))})
     frame = pd.DataFrame(records, columns=TABLE7_COLUMNS)
+    write_csv(frame, output)
+    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
+    return frame
+
+
+def table2(rows: list[dict[str, str]], metrics_files: list[str], output: str,
+           log_path: str | None = None) -> pd.DataFrame:
+    """Table 2: the main comparison. Per row (label, setting) the evaluation columns; ``metrics_files`` follow
+    ``rows``."""
+    records = [{"policy": row["policy"], "setting": row["setting"], **evaluation_columns(read_metrics(path))}
+               for row, path in zip(rows, metrics_files, strict=True)]
+    frame = pd.DataFrame(records, columns=TABLE2_COLUMNS)
+    write_csv(frame, output)
+    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
+    return frame
+
+
+def table5(rows: list[dict[str, str]], accuracy_files: list[str], output: str,
+           log_path: str | None = None) -> pd.DataFrame:
+    """Table 5: per row (label, setting) the share of test pairs whose chosen reply the scorer prefers
+    (rrhf.pair_accuracy); ``accuracy_files`` follow ``rows``."""
+    records = []
+    for row, path in zip(rows, accuracy_files, strict=True):
+        result = read_json(path)
+        records.append({"policy": row["policy"], "setting": row["setting"], "accuracy": result["accuracy"],
+                        "pairs": result["pairs"]})
+    frame = pd.DataFrame(records, columns=TABLE5_COLUMNS)
     write_csv(frame, output)
     setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
     return frame

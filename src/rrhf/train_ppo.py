@@ -199,7 +199,7 @@ def collect_rollouts(context: RolloutContext, prompts: list[str], chosen: list[s
         input_ids, attention_mask = (t.to(device) for t in pad_batch(sequences, context.tokenizer.pad_token_id))
         logits, values = policy(input_ids, attention_mask)
         logprobs, values, mask = action_tensors(logits, values, input_ids, spans)
-        reference_logits = context.reference.logits(policy.lm, input_ids, attention_mask)
+        reference_logits = context.reference.logits(policy.lm, input_ids, attention_mask) / policy.temperature
         ref_logprobs, _ = pad_rows(span_logprobs(reference_logits, input_ids, spans))
         scaled = scale_scores(scores.to(device), context.moments, ppo["scale_reward"], ppo["cliprange_reward"])
         per_token = token_rewards(logprobs, ref_logprobs, mask, scaled, kl_coef)
@@ -253,7 +253,8 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
     reference = FrozenReference(lm)
     set_seed(params.seed)  # the value head is initialised here
     iterations, per_iteration = ppo_schedule(ppo, params)
-    trainer = Trainer(CausalLMWithValueHead(lm), params, iterations * per_iteration, "ppo")
+    trainer = Trainer(CausalLMWithValueHead(lm, ppo["generation"]["temperature"]), params,
+                      iterations * per_iteration, "ppo")
     trainer.model.eval()  # no dropout: rollout and update see the same policy
     device = trainer.accelerator.device
     reward, reward_tokenizer = load_reward_model(reward_model, device)

@@ -132,9 +132,11 @@ def policy_rank_accuracy(model, tokenizer, frame: pd.DataFrame, max_length: int,
                          batch_size: int = 8) -> float:
     """How often ``model``'s length-normalised log-probabilities order a scored set's responses like the rewards."""
     examples = build_examples(frame, tokenizer, max_length)
+    device = next(model.parameters()).device
     right = total = 0
     for start in range(0, len(examples), batch_size):
-        batch = collate_queries(examples[start:start + batch_size], tokenizer.pad_token_id, 1 << 20)
+        batch = {key: value.to(device) for key, value in
+                 collate_queries(examples[start:start + batch_size], tokenizer.pad_token_id, 1 << 20).items()}
         token_logprobs, mask = response_logprobs(model, batch)
         counts = rank_pair_counts(sequence_scores(token_logprobs, mask, length_penalty), batch["rewards"],
                                   mask.any(-1))
