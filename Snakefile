@@ -22,6 +22,8 @@ include: "workflow/rules/tables.smk"
 rule all:
     default_target: True
     input:
+        "results/table2.csv",
+        "results/table5.csv",
         "results/table6.csv",
         "results/table7.csv",
         [f"results/figures/loss_curve_{r['model']}_{r['setting']}.png" for r in TABLE6_ROWS],

@@ -9,6 +9,7 @@ from workflow_helpers import REPO, snakemake, write_config
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 NONE_ROW_TABLES = REPO / "tests" / "fixtures" / "tables_with_untrained_row.yaml"
+BAD_TABLE2_ROWS = REPO / "tests" / "fixtures" / "tables_with_bad_table2_rows.yaml"
 
 
 def dry_run_with(tmp_path, config):
@@ -33,6 +34,12 @@ CASES = {
     "unknown reward model": (lambda c: c.update(reward_model="rm"), "reward_model"),
     "wrong type": (lambda c: c["data"].update(train_prompts="many"), "many"),
     "untrained row in table 6": (lambda c: c.update(tables=str(NONE_ROW_TABLES)), "table6 row 1 setting"),
+    "best-of-0 in table 2": (lambda c: c.update(tables=str(BAD_TABLE2_ROWS)), "table2 row 1 setting: 'best-of-0'"),
+    "unknown dataset row in table 2": (lambda c: c.update(tables=str(BAD_TABLE2_ROWS)),
+                                       "table2 row 2: a responses row"),
+    "best-of-n in table 5": (lambda c: c.update(tables=str(BAD_TABLE2_ROWS)), "table5 row 1 setting: 'best-of-4'"),
+    "a setting named PPO": (lambda c: c["settings"].update(PPO={"sampler": "beam", "provided": True}), "PPO"),
+    "unknown KL controller": (lambda c: c.update(ppo={"kl": {"controller": "proportional"}}), "proportional"),
 }
 
 

@@ -167,3 +167,63 @@ def test_sharded_sampling_and_scoring_gather_to_the_same_training_set(workdir, t
         scored[scored["source"] != "diverse_beam"][provided].sort_values(provided[:2]).reset_index(drop=True),
         unsharded[unsharded["source"] != "diverse_beam"][provided].sort_values(provided[:2]).reset_index(drop=True),
         atol=1e-5)
+
+
+TINY_PPO = {"training": {"learning_rate": 1e-4, "batch_size": 4, "max_length": 128, "seed": 1,
+                         "lr_schedule": "constant", "warmup_ratio": 0.0},
+            "total_steps": 8, "num_rollouts": 8, "chunk_size": 8, "ppo_epochs": 1,  # 4 iterations of 2 steps
+            "generation": {"max_new_tokens": 12, "temperature": 0.5}}
+
+
+@pytest.fixture(scope="module")
+def baseline_workdir(workdir):
+    """The same folder, with Table 2 reduced to one row of each new kind and Table 5 to two, built end to end."""
+    tables = workdir / "baseline_tables.yaml"
+    tables.write_text(yaml.safe_dump({
+        "table2": [{"responses": "chosen"}, {"policy": "Alpaca", "setting": "best-of-2"},
+                   {"policy": "Alpaca", "setting": "PPO"}],
+        "table5": [{"reward_model": True}, {"policy": "Alpaca", "setting": "PPO"}]}))
+    overrides = {**FAST_OVERRIDES, "tables": str(tables), "ppo": TINY_PPO,
+                 "evaluation": {**FAST_OVERRIDES["evaluation"], "best_of_n": {"max_new_tokens": 12, "batch_size": 8}}}
+    planned = jobs_by_rule(run_snakemake(workdir, "-n", "results/table2.csv", "results/table5.csv",
+                                         overrides=overrides).stdout)
+    run_snakemake(workdir, "results/table2.csv", "results/table5.csv", overrides=overrides)
+    return workdir, overrides, planned
+
+
+def test_table2_rows_of_each_new_kind(baseline_workdir):
+    workdir, _, planned = baseline_workdir
+    assert {key: planned[key] for key in ("train_ppo", "evaluate_best_of_n", "evaluate_policy",
+                                          "evaluate_provided")} == {
+        "train_ppo": 1, "evaluate_best_of_n": 1, "evaluate_policy": 1, "evaluate_provided": 1}
+    table = pd.read_csv(workdir / "results/table2.csv", keep_default_na=False)
+    assert list(table.columns) == ["policy", "setting", "ppl", "reward", "reward_sem", "gold_reward",
+                                   "gold_reward_sem", "repetition"]
+    assert table[["policy", "setting"]].values.tolist() == [
+        ["dataset", "good responses"], ["tiny-instruct (Alpaca role)", "best-of-2"],
+        ["tiny-instruct (Alpaca role)", "PPO"]]
+    assert table["ppl"].tolist()[1] == ""  # best-of-n reports no perplexity
+    assert float(table["ppl"].iloc[0]) > 1 and float(table["ppl"].iloc[2]) > 1
+    best = pd.read_parquet(workdir / "results/eval/instruct/best-of-2/samples.parquet")
+    assert best.groupby("prompt_id").size().eq(2).all()
+    assert float(table["reward"].iloc[1]) == pytest.approx(best.groupby("prompt_id")["reward"].max().mean(), rel=1e-5)
+
+
+def test_ppo_run_in_the_workflow(baseline_workdir):
+    workdir, _, _ = baseline_workdir
+    model = workdir / "results/models/instruct/PPO"
+    log = pd.read_parquet(model / "train_log.parquet")
+    assert len(log) == 4 and log["kl"].map(math.isfinite).all() and log["gold_reward"].notna().all()
+    assert (model / "value_head.safetensors").exists() and (model / "model.safetensors").exists()
+    assert (workdir / "logs/train_ppo/instruct.log").read_text().count("PPO iteration") == 4
+    assert read_provenance(model / "train_log.parquet")["stage"] == "train_ppo"
+
+
+def test_table5_reward_model_and_policy_rows(baseline_workdir):
+    workdir, _, _ = baseline_workdir
+    table = pd.read_csv(workdir / "results/table5.csv")
+    assert table[["policy", "setting"]].values.tolist() == [["tiny-reward (gptj-rm-static role)", "reward model"],
+                                                           ["tiny-instruct (Alpaca role)", "PPO"]]
+    test_pairs = len(pd.read_parquet(workdir / "resources/data/synthetic_hh/test.parquet"))
+    assert table["pairs"].tolist() == [test_pairs, test_pairs]
+    assert table["accuracy"].between(0, 1).all()

@@ -31,6 +31,32 @@ TABLES = yaml.safe_load(TABLES_FILE.read_text())
 ACCELERATE_CONFIG = str(Path(workflow.basedir, config["accelerate_config"])) if config["accelerate_config"] else None
 
 
+BEST_OF = re.compile(r"best-of-([1-9][0-9]*)")
+# Settings a table row may name besides the RRHF ones of `settings`.
+EXTRA_SETTINGS = {"table6": [], "table7": [], "table2": ["none", "PPO", "best-of-{n}"], "table5": ["none", "PPO"]}
+# Rows of a table that are not a policy: Table 2's dataset replies, Table 5's reward model.
+OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True])}
+
+
+def table_row_problems(table, row, where):
+    """What is wrong with one row of config/tables.yaml (an empty list when nothing is)."""
+    if table not in EXTRA_SETTINGS:
+        return [f"{where}: unknown table {table!r}; expected one of {sorted(EXTRA_SETTINGS)}"]
+    key, values = OTHER_ROWS.get(table, (None, []))
+    if key in row:
+        if set(row) != {key} or row[key] not in values:
+            return [f"{where}: a {key} row is {{{key}: one of {values}}}, not {row}"]
+        return []
+    problems = []
+    if row.get("policy") not in POLICIES:
+        problems.append(f"{where} policy: {row.get('policy')!r} is not one of {sorted(POLICIES)}")
+    setting = row.get("setting")
+    allowed = [*SETTINGS, *EXTRA_SETTINGS[table]]
+    if setting not in allowed and not ("best-of-{n}" in allowed and BEST_OF.fullmatch(str(setting))):
+        problems.append(f"{where} setting: {setting!r} is not one of {allowed}")
+    return problems
+
+
 def check_references(config):
     """Stop before any job starts when a name points at nothing; the message names the key."""
     problems = []
@@ -62,11 +88,8 @@ def check_references(config):
             own = [s for s, v in SETTINGS.items() if "training_set" not in v]
             expect(spec["training_set"], own, f"settings.{name}.training_set")
     for table, rows in TABLES.items():
-        # Tables 6 and 7 report trained runs (training-set statistics, rank weight); others may show "none".
-        settings = [*SETTINGS] if table in ("table6", "table7") else [*SETTINGS, "none"]
         for number, row in enumerate(rows, start=1):
-            expect(row.get("policy"), POLICIES, f"{TABLES_FILE.name}: {table} row {number} policy")
-            expect(row.get("setting"), settings, f"{TABLES_FILE.name}: {table} row {number} setting")
+            problems.extend(table_row_problems(table, row, f"{TABLES_FILE.name}: {table} row {number}"))
     if problems:
         raise ValueError("config error(s):\n  " + "\n  ".join(problems))
 
@@ -170,7 +193,7 @@ def setting_rank_weight(setting):
 
 
 def evaluated_model(wildcards):
-    """The model an evaluation generates with: the RRHF-trained one, or the untrained policy for "none"."""
+    """The model an evaluation uses: the RRHF- or PPO-trained one, or the untrained policy for "none"."""
     if wildcards.setting == "none":
         return model_path(wildcards.policy)
     return f"results/models/{wildcards.policy}/{wildcards.setting}"
@@ -194,13 +217,42 @@ def agreement_training_sets():
 
 
 def table_rows(table):
-    """A table's rows with the model name, display name and setting of each."""
+    """A table's policy rows with the model name, display name and setting of each."""
     rows = []
-    for row in TABLES[table]:
+    for row in TABLES.get(table, []):
         model = POLICIES[row["policy"]]
         rows.append({"model": model, "policy": MODELS[model]["display_name"], "setting": row["setting"],
                      "rank_weight": setting_rank_weight(row["setting"]) if row["setting"] in SETTINGS else None})
     return rows
+
+
+def table2_entries():
+    """(label row, metrics file) of each Table 2 row: the dataset's good / bad replies, or a policy's evaluation."""
+    entries = []
+    for row in TABLES.get("table2", []):
+        if "responses" in row:
+            label = {"chosen": "good responses", "rejected": "bad responses"}[row["responses"]]
+            entries.append(({"policy": "dataset", "setting": label},
+                            f"results/eval/dataset/{row['responses']}/metrics.json"))
+        else:
+            model = POLICIES[row["policy"]]
+            entries.append(({"policy": MODELS[model]["display_name"], "setting": row["setting"]},
+                            f"results/eval/{model}/{row['setting']}/metrics.json"))
+    return entries
+
+
+def table5_entries():
+    """(label row, accuracy file) of each Table 5 row: the reward model, or a policy (untrained or trained)."""
+    entries = []
+    for row in TABLES.get("table5", []):
+        if "reward_model" in row:
+            entries.append(({"policy": MODELS[REWARD_MODEL]["display_name"], "setting": "reward model"},
+                            "results/eval/reward_model/pair_accuracy.json"))
+        else:
+            model = POLICIES[row["policy"]]
+            entries.append(({"policy": MODELS[model]["display_name"], "setting": row["setting"]},
+                            f"results/eval/{model}/{row['setting']}/pair_accuracy.json"))
+    return entries
 
 
 wildcard_constraints:

@@ -1,5 +1,5 @@
-# Evaluation stage: one generation per test prompt, cut at the next turn,
-# scored by the reward model and the evaluation LM (perplexity).
+# Evaluation stage: one generation per test prompt, cut at the next turn, scored by the
+# reward model and the evaluation LM (perplexity); best-of-n; Table 5's pair accuracy.
 
 
 rule evaluate_policy:
@@ -26,7 +26,7 @@ rule evaluate_policy:
     benchmark:
         "benchmarks/evaluate_policy/{policy}_{setting}.tsv"
     wildcard_constraints:
-        setting=names_pattern([*SETTINGS, "none"]),
+        setting=names_pattern([*SETTINGS, "none", "PPO"]),
     threads: rule_threads("evaluate_policy")
     resources:
         **rule_resources("evaluate_policy"),
@@ -83,3 +83,87 @@ rule evaluate_reward_model:
         ENV
     script:
         "../scripts/evaluate_reward_model.py"
+
+
+rule evaluate_best_of_n:
+    input:
+        test_data=dataset_file(config["data"]["dataset"], "test"),
+        policy=lambda wildcards: model_input(wildcards.policy),
+        reward_model=model_input(REWARD_MODEL),
+    output:
+        samples="results/eval/{policy}/best-of-{n}/samples.parquet",
+        generations="results/eval/{policy}/best-of-{n}/generations.parquet",
+        metrics="results/eval/{policy}/best-of-{n}/metrics.json",
+    params:
+        policy=lambda wildcards: model_path(wildcards.policy),
+        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        n=lambda wildcards: int(wildcards.n),
+        sampling=config["evaluation"]["best_of_n"],
+        scoring=config["scoring"],
+        limit=config["data"]["test_prompts"],
+        selection_seed=config["data"]["selection_seed"],
+        device=config["device"],
+        dataset_source=DATASET_SOURCE,
+    log:
+        "logs/evaluate_best_of_n/{policy}_{n}.log",
+    benchmark:
+        "benchmarks/evaluate_best_of_n/{policy}_{n}.tsv"
+    wildcard_constraints:
+        n="[1-9][0-9]*",
+    threads: rule_threads("evaluate_best_of_n")
+    resources:
+        **rule_resources("evaluate_best_of_n"),
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_best_of_n.py"
+
+
+rule policy_pair_accuracy:
+    input:
+        test_data=dataset_file(config["data"]["dataset"], "test"),
+        policy=evaluated_model_input,
+    output:
+        accuracy="results/eval/{policy}/{setting}/pair_accuracy.json",
+    params:
+        scorer="policy",
+        model=evaluated_model,
+        batch_size=config["scoring"]["batch_size"],
+        max_length=config["scoring"]["max_length"],
+        length_penalty=config["rrhf"]["length_penalty"],
+        device=config["device"],
+    log:
+        "logs/pair_accuracy/{policy}_{setting}.log",
+    wildcard_constraints:
+        setting=names_pattern([*SETTINGS, "none", "PPO"]),
+    threads: rule_threads("pair_accuracy")
+    resources:
+        **rule_resources("pair_accuracy"),
+    conda:
+        ENV
+    script:
+        "../scripts/pair_accuracy.py"
+
+
+rule reward_model_pair_accuracy:
+    input:
+        test_data=dataset_file(config["data"]["dataset"], "test"),
+        reward_model=model_input(REWARD_MODEL),
+    output:
+        accuracy="results/eval/reward_model/pair_accuracy.json",
+    params:
+        scorer="reward_model",
+        model=lambda wildcards: model_path(REWARD_MODEL),
+        batch_size=config["scoring"]["batch_size"],
+        max_length=config["scoring"]["max_length"],
+        length_penalty=config["rrhf"]["length_penalty"],
+        device=config["device"],
+    log:
+        "logs/pair_accuracy/reward_model.log",
+    threads: rule_threads("pair_accuracy")
+    resources:
+        **rule_resources("pair_accuracy"),
+    conda:
+        ENV
+    script:
+        "../scripts/pair_accuracy.py"

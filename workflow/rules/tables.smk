@@ -2,12 +2,46 @@
 
 TABLE6_ROWS = table_rows("table6")
 TABLE7_ROWS = table_rows("table7")
+TABLE2_ENTRIES = table2_entries()
+TABLE5_ENTRIES = table5_entries()
 
 
 localrules:
+    table2,
+    table5,
     table6,
     table7,
     plot_loss_curve,
+
+
+rule table2:
+    input:
+        metrics=[path for _, path in TABLE2_ENTRIES],
+    output:
+        table="results/table2.csv",
+    params:
+        rows=[row for row, _ in TABLE2_ENTRIES],
+    log:
+        "logs/tables/table2.log",
+    conda:
+        ENV
+    script:
+        "../scripts/table2.py"
+
+
+rule table5:
+    input:
+        accuracy=[path for _, path in TABLE5_ENTRIES],
+    output:
+        table="results/table5.csv",
+    params:
+        rows=[row for row, _ in TABLE5_ENTRIES],
+    log:
+        "logs/tables/table5.log",
+    conda:
+        ENV
+    script:
+        "../scripts/table5.py"
 
 
 rule table6:

@@ -29,3 +29,31 @@ rule train_rrhf:
         ENV
     script:
         "../scripts/train_rrhf.py"
+
+
+rule train_ppo:
+    input:
+        train_data=dataset_file(config["data"]["dataset"], "train"),
+        policy=lambda wildcards: model_input(wildcards.policy),
+        reward_model=model_input(REWARD_MODEL),
+    output:
+        model=directory("results/models/{policy}/PPO"),
+    params:
+        policy=lambda wildcards: model_path(wildcards.policy),
+        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        ppo={key: value for key, value in config["ppo"].items() if key != "training"},
+        training=config["ppo"]["training"],
+        limit=config["data"]["train_prompts"],
+        selection_seed=config["data"]["selection_seed"],
+        dataset_source=DATASET_SOURCE,
+    log:
+        "logs/train_ppo/{policy}.log",
+    benchmark:
+        "benchmarks/train_ppo/{policy}.tsv"
+    threads: rule_threads("train_ppo")
+    resources:
+        **rule_resources("train_ppo"),
+    conda:
+        ENV
+    script:
+        "../scripts/train_ppo.py"
