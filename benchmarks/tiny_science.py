@@ -11,7 +11,10 @@ with gold, and prints, each with its numbers and PASS or FAIL:
 - RRHF-DP against the untrained policy: reward and gold reward up by more than
   3 standard errors, perplexity at most 1.5x;
 - DP and BP beat P in gold reward, BP beats BP-norank;
-- no trained policy repeats itself more than 1.5x the dataset's chosen replies.
+- no trained policy repeats itself more than 1.5x the dataset's chosen replies;
+- PPO raises the reward over the untrained policy (> 2 standard errors); its
+  gold reward is printed beside it, and called reward gaming when it falls by
+  more than 2 standard errors while the reward rises.
 Exits 1 when any check fails.
 """
 
@@ -59,8 +62,9 @@ def main() -> int:
     chosen = load(evaluations / "dataset" / "chosen" / "metrics.json")
     print(f"\n{'setting':<12} {'reward':>16} {'gold':>16} {'ppl':>7} {'repetition':>10} {'words':>6}")
     for name, m in [("dataset:chosen", chosen), *metrics.items()]:
+        ppl = "-" if m["ppl"] is None else f"{m['ppl']:.2f}"  # best-of-n reports none
         print(f"{name:<12} {m['reward_mean']:>8.3f} ± {m['reward_sem']:.3f} {m['gold_reward_mean']:>8.3f} ± "
-              f"{m['gold_reward_sem']:.3f} {m['ppl']:>7.2f} {m['repetition']:>10.4f} {m['response_words']:>6.1f}")
+              f"{m['gold_reward_sem']:.3f} {ppl:>7} {m['repetition']:>10.4f} {m['response_words']:>6.1f}")
     none, dp = metrics["none"], metrics["DP"]
     print()
     for key in ("reward", "gold_reward"):
@@ -72,6 +76,15 @@ def main() -> int:
     for better, worse in (("DP", "P"), ("BP", "P"), ("BP", "BP-norank")):
         sems = difference_in_sems(metrics[better], metrics[worse], "gold_reward")
         checks.append((f"{better} beats {worse} in gold reward ({sems:+.1f} standard errors)", sems > 0))
+    if "PPO" in metrics:
+        ppo = metrics["PPO"]
+        reward_sems, gold_sems = (difference_in_sems(ppo, none, key) for key in ("reward", "gold_reward"))
+        gaming = reward_sems > 2 and gold_sems < -2
+        print(f"PPO - untrained: reward {ppo['reward_mean'] - none['reward_mean']:+.3f} ({reward_sems:.1f} standard "
+              f"errors), gold {ppo['gold_reward_mean'] - none['gold_reward_mean']:+.3f} ({gold_sems:.1f}): "
+              f"{'the proxy rises while gold falls, PPO games the reward model' if gaming else 'no reward gaming'}")
+        checks.append((f"PPO raises the reward over the untrained policy ({reward_sems:+.1f} standard errors)",
+                       reward_sems > 2))
     limit = 1.5 * chosen["repetition"]
     for name, m in metrics.items():
         if name != "none":
