@@ -9,7 +9,8 @@ with gold, and prints, each with its numbers and PASS or FAIL:
 - the reward model: held-out accuracy on gold-ordered pairs (>= 0.85), Spearman
   of reward and gold on the policy's DP training set (>= 0.7);
 - RRHF-DP against the untrained policy: reward and gold reward up by more than
-  3 standard errors, perplexity at most 1.5x;
+  3 standard errors, perplexity at most 1.5x (differences are paired over the
+  same test prompts);
 - DP and BP beat P in gold reward, BP beats BP-norank;
 - no trained policy repeats itself more than 1.5x the dataset's chosen replies;
 - PPO raises the reward over the untrained policy (> 2 standard errors); its
@@ -31,10 +32,16 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def difference_in_sems(a: dict, b: dict, key: str) -> float:
-    """(a - b) / sqrt(sem_a^2 + sem_b^2) for metric ``key`` (mean and sem)."""
-    sem = math.hypot(a[f"{key}_sem"], b[f"{key}_sem"])
-    return (a[f"{key}_mean"] - b[f"{key}_mean"]) / sem if sem else math.inf
+def paired_difference(a: Path, b: Path, key: str) -> tuple[float, float]:
+    """(mean of a - b, that mean in standard errors) for metric ``key`` of two evaluations of the same test
+    prompts (their generations.parquet), paired by prompt."""
+    import pandas as pd
+
+    first = pd.read_parquet(a / "generations.parquet").set_index("prompt_id")[key]
+    second = pd.read_parquet(b / "generations.parquet").set_index("prompt_id")[key]
+    difference = (first - second.loc[first.index]).astype(float)
+    sem = difference.std(ddof=1) / math.sqrt(len(difference))
+    return float(difference.mean()), float(difference.mean() / sem) if sem else math.inf
 
 
 def main() -> int:
@@ -68,20 +75,20 @@ def main() -> int:
     none, dp = metrics["none"], metrics["DP"]
     print()
     for key in ("reward", "gold_reward"):
-        sems = difference_in_sems(dp, none, key)
-        print(f"DP - untrained, {key}: {dp[key + '_mean'] - none[key + '_mean']:+.3f} ({sems:.1f} standard errors)")
+        difference, sems = paired_difference(policy / "DP", policy / "none", key)
+        print(f"DP - untrained, {key}: {difference:+.3f} ({sems:.1f} standard errors)")
         checks.append((f"RRHF-DP raises {key} by > 3 standard errors", sems > 3))
     checks.append((f"RRHF-DP perplexity {dp['ppl']:.2f} <= 1.5 x untrained {none['ppl']:.2f}",
                    dp["ppl"] <= 1.5 * none["ppl"]))
     for better, worse in (("DP", "P"), ("BP", "P"), ("BP", "BP-norank")):
-        sems = difference_in_sems(metrics[better], metrics[worse], "gold_reward")
+        _, sems = paired_difference(policy / better, policy / worse, "gold_reward")
         checks.append((f"{better} beats {worse} in gold reward ({sems:+.1f} standard errors)", sems > 0))
     if "PPO" in metrics:
-        ppo = metrics["PPO"]
-        reward_sems, gold_sems = (difference_in_sems(ppo, none, key) for key in ("reward", "gold_reward"))
+        (reward, reward_sems), (gold, gold_sems) = (paired_difference(policy / "PPO", policy / "none", key)
+                                                    for key in ("reward", "gold_reward"))
         gaming = reward_sems > 2 and gold_sems < -2
-        print(f"PPO - untrained: reward {ppo['reward_mean'] - none['reward_mean']:+.3f} ({reward_sems:.1f} standard "
-              f"errors), gold {ppo['gold_reward_mean'] - none['gold_reward_mean']:+.3f} ({gold_sems:.1f}): "
+        print(f"PPO - untrained: reward {reward:+.3f} ({reward_sems:.1f} standard errors), gold {gold:+.3f} "
+              f"({gold_sems:.1f}): "
               f"{'the proxy rises while gold falls, PPO games the reward model' if gaming else 'no reward gaming'}")
         checks.append((f"PPO raises the reward over the untrained policy ({reward_sems:+.1f} standard errors)",
                        reward_sems > 2))

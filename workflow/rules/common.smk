@@ -208,10 +208,10 @@ def evaluated_model_input(wildcards):
 def agreement_training_sets():
     """{policy}/{training set} -> scored file, for every training set a table row trains on."""
     sets = {}
-    for table in ("table6", "table7"):
-        for row in TABLES[table]:
-            model, setting = POLICIES[row["policy"]], row["setting"]
-            if setting in SETTINGS:
+    for rows in TABLES.values():
+        for row in rows:
+            if row.get("setting") in SETTINGS:
+                model, setting = POLICIES[row["policy"]], row["setting"]
                 sets[f"{model}/{SETTINGS[setting].get('training_set', setting)}"] = scored_file(model, setting)
     return sets
 
