@@ -212,7 +212,7 @@ def test_value_head_is_saved_apart_and_the_policy_loads_as_a_plain_lm(two_layer_
 
 
 TINY_PPO = {
-    "num_rollouts": 24, "chunk_size": 12, "ppo_epochs": 2, "total_steps": 60, "num_layers_unfrozen": None,
+    "num_rollouts": 48, "chunk_size": 24, "ppo_epochs": 2, "total_steps": 60, "num_layers_unfrozen": None,
     "gamma": 1.0, "lam": 0.95, "cliprange": 0.2, "cliprange_value": 0.2, "vf_coef": 1.0,
     "kl": {"controller": "adaptive", "init_coef": 0.05, "target": 6, "horizon": 10000},
     "scale_reward": "running", "cliprange_reward": 10, "delta_reward": False,
@@ -254,7 +254,7 @@ def ppo_run(tmp_path_factory, synthetic_frame, tiny_lm_dir):
     policy.save_pretrained(folder / "policy")
     tokenizer.save_pretrained(folder / "policy")
     write_parquet(frame, folder / "train.parquet", {"stage": "test"})
-    training = {"learning_rate": 3e-3, "batch_size": 6, "max_length": 96, "seed": 3, "warmup_ratio": 0.0,
+    training = {"learning_rate": 3e-3, "batch_size": 12, "max_length": 96, "seed": 3, "warmup_ratio": 0.0,
                 "lr_schedule": "constant"}
     metrics = train_ppo(str(folder / "policy"), str(folder / "reward"), str(folder / "train.parquet"),
                         str(folder / "model"), TINY_PPO, training, limit=48, selection_seed=0)

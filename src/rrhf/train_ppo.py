@@ -269,18 +269,19 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
              reference.parameter_count)
     stream = prompt_stream(len(frame), params.seed)
     prompts, chosen = list(frame["prompt"]), list(frame["chosen"])
+    loss = make_ppo_loss(ppo["gamma"], ppo["lam"], ppo["cliprange"], ppo["cliprange_value"], ppo["vf_coef"])
     rows = []
     for iteration in range(iterations):
         picked = [next(stream) for _ in range(ppo["num_rollouts"])]
         kl_coef = controller.value
         rollouts, stats = collect_rollouts(context, [prompts[i] for i in picked], [chosen[i] for i in picked],
                                            kl_coef, params.seed + 1000 * iteration)
-        steps = trainer.run_epochs(rollouts, [len(r.sequence) for r in rollouts],
-                                   lambda batch: collate_rollouts(batch, tokenizer.pad_token_id),
-                                   make_ppo_loss(ppo["gamma"], ppo["lam"], ppo["cliprange"], ppo["cliprange_value"],
-                                                 ppo["vf_coef"]),
-                                   ppo["ppo_epochs"], params.seed + iteration * ppo["ppo_epochs"],
-                                   after_step=lambda _: controller.update(stats["kl"], params.batch_size))
+        steps = []
+        for epoch in range(ppo["ppo_epochs"]):
+            steps += trainer.run_epochs(rollouts, [len(r.sequence) for r in rollouts],
+                                        lambda batch: collate_rollouts(batch, tokenizer.pad_token_id), loss, 1,
+                                        params.seed + iteration * ppo["ppo_epochs"] + epoch)
+            controller.update(stats["kl"], params.batch_size)  # as trlX: after each PPO epoch, n_steps = batch size
         losses = pd.DataFrame(steps).mean(numeric_only=True)
         rows.append({"iteration": iteration + 1, "step": len(trainer.rows), **stats, "kl_coef": kl_coef,
                      **{key: float(losses[key]) for key in ("policy_loss", "value_loss", "clip_fraction",

@@ -130,7 +130,6 @@ class Trainer:
         compute_loss: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]],
         epochs: float,
         seed: int,
-        after_step: Callable[[dict[str, float]], None] | None = None,
     ) -> list[dict[str, float]]:
         """Train on ``examples`` for ``epochs`` passes (fractions allowed); return this call's log rows.
 
@@ -138,7 +137,6 @@ class Trainer:
         log. Each row has ``step, epoch, loss, lr`` plus those extras, averaged over
         the accumulated micro-batches and over processes. Batches are
         :func:`length_bucketed_batches` seeded with ``seed + epoch``.
-        ``after_step(row)`` runs after every optimiser step.
         """
         accelerator, params = self.accelerator, self.params
         processes = accelerator.num_processes
@@ -171,8 +169,6 @@ class Trainer:
                     self.rows.append(row)
                     pending = []
                     self._report(row)
-                    if after_step is not None:
-                        after_step(row)
         return self.rows[first_row:]
 
     def _report(self, row: dict[str, float]) -> None:

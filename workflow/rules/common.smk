@@ -87,6 +87,8 @@ def check_references(config):
         if "training_set" in spec:
             own = [s for s, v in SETTINGS.items() if "training_set" not in v]
             expect(spec["training_set"], own, f"settings.{name}.training_set")
+    if config["resources"]["rules"].get("train_ppo", {}).get("gpu", config["resources"]["gpu"]) > 1:
+        problems.append("resources.rules.train_ppo.gpu: PPO runs in one process on one GPU; set it to 1 (or 0)")
     for table, rows in TABLES.items():
         for number, row in enumerate(rows, start=1):
             problems.extend(table_row_problems(table, row, f"{TABLES_FILE.name}: {table} row {number}"))
