@@ -33,19 +33,23 @@ def tokenizer_dir(tmp_path_factory, synthetic_frame) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_lm_dir(tmp_path_factory, tokenizer_dir) -> Path:
-    """A randomly initialised 1-layer GPT-2-style LM (with its tokenizer) saved with save_pretrained."""
+def save_new_lm(folder: Path, tokenizer_dir: Path, architecture: dict) -> Path:
+    """A randomly initialised causal LM of ``architecture`` (rrhf.tiny.new_causal_lm, seed 0) and its tokenizer,
+    saved with save_pretrained in ``folder``."""
     from rrhf.models import load_tokenizer
     from rrhf.tiny import new_causal_lm
 
     tokenizer = load_tokenizer(str(tokenizer_dir))
-    model = new_causal_lm(tokenizer, {"family": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2,
-                                       "n_positions": 256}, seed=0)
-    path = tmp_path_factory.mktemp("tiny_lm")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    new_causal_lm(tokenizer, {"n_positions": 256, **architecture}, seed=0).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A randomly initialised 1-layer GPT-2-style LM (with its tokenizer) saved with save_pretrained."""
+    return save_new_lm(tmp_path_factory.mktemp("tiny_lm"), tokenizer_dir,
+                       {"family": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2})
 
 
 @pytest.fixture(scope="session")

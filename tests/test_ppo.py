@@ -5,6 +5,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import save_new_lm
 
 from rrhf.ppo import (
     AdaptiveKLController,
@@ -139,16 +140,8 @@ def test_scores_are_clipped_then_scaled_by_the_running_std():
 @pytest.fixture(scope="module")
 def two_layer_lm_dir(tmp_path_factory, tokenizer_dir):
     """A 2-layer LLaMA-style LM saved with its tokenizer."""
-    from rrhf.models import load_tokenizer
-    from rrhf.tiny import new_causal_lm
-
-    tokenizer = load_tokenizer(str(tokenizer_dir))
-    model = new_causal_lm(tokenizer, {"family": "llama", "n_layer": 2, "n_embd": 32, "n_head": 2,
-                                       "n_positions": 256}, seed=0)
-    path = tmp_path_factory.mktemp("two_layer_lm")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_new_lm(tmp_path_factory.mktemp("two_layer_lm"), tokenizer_dir,
+                       {"family": "llama", "n_layer": 2, "n_embd": 32, "n_head": 2})
 
 
 @pytest.mark.parametrize("unfrozen", [None, 1])

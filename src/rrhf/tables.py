@@ -54,6 +54,15 @@ def write_csv(frame: pd.DataFrame, output: str) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def finish_table(records: list[dict[str, Any]], columns: list[str], output: str,
+                 log_path: str | None) -> pd.DataFrame:
+    """The table of ``records`` in ``columns`` order, written with :func:`write_csv` and logged."""
+    frame = pd.DataFrame(records, columns=columns)
+    write_csv(frame, output)
+    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
+    return frame
+
+
 def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: list[str], output: str,
            log_path: str | None = None) -> pd.DataFrame:
     """Table 6: per row (policy display name, setting), the evaluation's PPL, reward (with its standard error),
@@ -64,10 +73,7 @@ def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: l
         stats = training_set_stats(read_parquet(scored_file, ["prompt_id", "reward"]))
         records.append({"policy": row["policy"], "setting": row["setting"],
                         **evaluation_columns(read_metrics(metrics_file)), **stats})
-    frame = pd.DataFrame(records, columns=TABLE6_COLUMNS)
-    write_csv(frame, output)
-    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
-    return frame
+    return finish_table(records, TABLE6_COLUMNS, output, log_path)
 
 
 def table7(rows: list[dict[str, Any]], metrics_files: list[str], output: str,
@@ -77,10 +83,7 @@ def table7(rows: list[dict[str, Any]], metrics_files: list[str], output: str,
     for row, metrics_file in zip(rows, metrics_files, strict=True):
         records.append({"policy": row["policy"], "setting": row["setting"], "rank_weight": row["rank_weight"],
                         **evaluation_columns(read_metrics(metrics_file))})
-    frame = pd.DataFrame(records, columns=TABLE7_COLUMNS)
-    write_csv(frame, output)
-    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
-    return frame
+    return finish_table(records, TABLE7_COLUMNS, output, log_path)
 
 
 def table2(rows: list[dict[str, str]], metrics_files: list[str], output: str,
@@ -89,10 +92,7 @@ def table2(rows: list[dict[str, str]], metrics_files: list[str], output: str,
     ``rows``."""
     records = [{"policy": row["policy"], "setting": row["setting"], **evaluation_columns(read_metrics(path))}
                for row, path in zip(rows, metrics_files, strict=True)]
-    frame = pd.DataFrame(records, columns=TABLE2_COLUMNS)
-    write_csv(frame, output)
-    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
-    return frame
+    return finish_table(records, TABLE2_COLUMNS, output, log_path)
 
 
 def table5(rows: list[dict[str, str]], accuracy_files: list[str], output: str,
@@ -104,10 +104,7 @@ def table5(rows: list[dict[str, str]], accuracy_files: list[str], output: str,
         result = read_json(path)
         records.append({"policy": row["policy"], "setting": row["setting"], "accuracy": result["accuracy"],
                         "pairs": result["pairs"]})
-    frame = pd.DataFrame(records, columns=TABLE5_COLUMNS)
-    write_csv(frame, output)
-    setup_logging(log_path).info("wrote %s (%d rows):\n%s", output, len(frame), frame.to_string(index=False))
-    return frame
+    return finish_table(records, TABLE5_COLUMNS, output, log_path)
 
 
 def plot_loss_curve(model_dir: str, title: str, output: str, log_path: str | None = None) -> None:
