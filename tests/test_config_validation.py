@@ -40,6 +40,8 @@ CASES = {
     "best-of-n in table 5": (lambda c: c.update(tables=str(BAD_TABLE2_ROWS)), "table5 row 1 setting: 'best-of-4'"),
     "a setting named PPO": (lambda c: c["settings"].update(PPO={"sampler": "beam", "provided": True}), "PPO"),
     "unknown KL controller": (lambda c: c.update(ppo={"kl": {"controller": "proportional"}}), "proportional"),
+    "PPO prompt with no room": (lambda c: c["ppo"]["generation"].update(max_new_tokens=400),
+                                "ppo.training.max_length must exceed ppo.generation.max_new_tokens"),
     "PPO on several GPUs": (lambda c: c["resources"]["rules"].update(train_ppo={"gpu": 2}),
                             "resources.rules.train_ppo.gpu"),
 }

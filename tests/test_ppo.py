@@ -285,3 +285,13 @@ def test_ppo_checkpoint_loads_as_a_policy(ppo_run):
     changed = [not torch.equal(a, b) for a, b in zip(trained.parameters(), rho.parameters())]
     assert any(changed)
     assert pd.Series(changed).all()  # full fine-tuning: every tensor moved
+
+
+def test_ppo_refuses_a_prompt_with_no_room_before_loading_anything(tmp_path):
+    from rrhf.train_ppo import train_ppo
+
+    ppo = {**TINY_PPO, "generation": {**TINY_PPO["generation"], "max_new_tokens": 96}}
+    with pytest.raises(ValueError, match=r"ppo.training.max_length \(96\) must exceed"):
+        train_ppo("no-such-policy", "no-such-reward", str(tmp_path / "missing.parquet"), str(tmp_path / "out"), ppo,
+                  {"max_length": 96}, limit=None, selection_seed=0)
+    assert not (tmp_path / "out").exists()

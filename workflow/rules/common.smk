@@ -87,6 +87,8 @@ def check_references(config):
         if "training_set" in spec:
             own = [s for s, v in SETTINGS.items() if "training_set" not in v]
             expect(spec["training_set"], own, f"settings.{name}.training_set")
+    if config["ppo"]["training"]["max_length"] <= config["ppo"]["generation"]["max_new_tokens"]:
+        problems.append("ppo.training.max_length must exceed ppo.generation.max_new_tokens (the prompt keeps the rest)")
     if config["resources"]["rules"].get("train_ppo", {}).get("gpu", config["resources"]["gpu"]) > 1:
         problems.append("resources.rules.train_ppo.gpu: PPO runs in one process on one GPU; set it to 1 (or 0)")
     for table, rows in TABLES.items():
