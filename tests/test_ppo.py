@@ -147,7 +147,7 @@ def two_layer_lm_dir(tmp_path_factory, tokenizer_dir):
 @pytest.mark.parametrize("unfrozen", [None, 1])
 def test_reference_stays_rho_while_the_policy_trains(two_layer_lm_dir, unfrozen):
     from rrhf.models import load_causal_lm
-    from rrhf.ppo_models import FrozenReference, freeze_bottom_layers
+    from rrhf.ppo_models import CausalLMWithValueHead, FrozenReference, freeze_bottom_layers
 
     lm, _ = load_causal_lm(str(two_layer_lm_dir))
     rho, _ = load_causal_lm(str(two_layer_lm_dir))
@@ -172,7 +172,7 @@ def test_reference_stays_rho_while_the_policy_trains(two_layer_lm_dir, unfrozen)
         expected = rho(input_ids=ids, attention_mask=mask).logits
         changed = lm(input_ids=ids, attention_mask=mask).logits
     assert not torch.allclose(changed, expected, atol=1e-3)
-    assert torch.allclose(reference.logits(lm, ids, mask), expected, atol=1e-5)
+    assert torch.allclose(reference.logits(CausalLMWithValueHead(lm), ids, mask), expected, atol=1e-5)
 
 
 def test_too_many_unfrozen_layers_is_an_error(two_layer_lm_dir):

@@ -93,8 +93,10 @@ def span_logprobs(logits: torch.Tensor, input_ids: torch.Tensor,
     return list(logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).split(sizes))
 
 
-def span_entropies(logits: torch.Tensor, input_ids: torch.Tensor,
-                   spans: list[tuple[int, int]]) -> list[torch.Tensor]:
-    """Entropy of the model's next-token distribution at each span token (same shapes as :func:`span_logprobs`)."""
-    logprobs, _, sizes = _span_log_softmax(logits, input_ids, spans)
-    return list((-(logprobs.exp() * logprobs).sum(-1)).split(sizes))
+def span_logprobs_and_entropies(logits: torch.Tensor, input_ids: torch.Tensor,
+                                spans: list[tuple[int, int]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """:func:`span_logprobs` and, from the same log-softmax, the entropy of the model's next-token
+    distribution at each span token (same shapes)."""
+    logprobs, targets, sizes = _span_log_softmax(logits, input_ids, spans)
+    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return list(picked.split(sizes)), list((-(logprobs.exp() * logprobs).sum(-1)).split(sizes))

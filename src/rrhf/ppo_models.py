@@ -97,9 +97,10 @@ class FrozenReference:
         return sum(p.numel() for p in self.snapshot.values())
 
     @torch.no_grad()
-    def logits(self, lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(n, L, V) logits of rho on (n, L) inputs."""
-        output = functional_call(lm, self.snapshot, args=(), kwargs={"input_ids": input_ids,
-                                                                     "attention_mask": attention_mask},
+    def logits(self, policy: CausalLMWithValueHead, input_ids: torch.Tensor,
+               attention_mask: torch.Tensor) -> torch.Tensor:
+        """(n, L, V) logits of rho on (n, L) inputs, at the policy's temperature (so KL compares like with like)."""
+        output = functional_call(policy.lm, self.snapshot, args=(), kwargs={"input_ids": input_ids,
+                                                                            "attention_mask": attention_mask},
                                  strict=False)
-        return output.logits
+        return output.logits / policy.temperature

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -25,7 +26,7 @@ from rrhf.data import select_prompts
 from rrhf.evaluate import TURN_MARKER
 from rrhf.gold_reward import gold_rewards
 from rrhf.io import read_parquet, setup_logging
-from rrhf.models import load_causal_lm, load_reward_model, span_entropies, span_logprobs
+from rrhf.models import load_causal_lm, load_reward_model, span_logprobs, span_logprobs_and_entropies
 from rrhf.ppo import (
     RunningMoments,
     advantages_and_returns,
@@ -39,7 +40,7 @@ from rrhf.ppo import (
 )
 from rrhf.ppo_models import CausalLMWithValueHead, FrozenReference, freeze_bottom_layers
 from rrhf.rewards import score
-from rrhf.training import Trainer, TrainingParams, TrainingResult, pad_batch
+from rrhf.training import Trainer, TrainingParams, micro_batches_per_epoch, pad_batch
 
 log = logging.getLogger("rrhf")
 
@@ -76,8 +77,12 @@ def action_tensors(logits: torch.Tensor, values: torch.Tensor, input_ids: torch.
     logits and value at t - 1 (the state it is taken in).
     """
     logprobs, mask = pad_rows(span_logprobs(logits, input_ids, spans))
-    action_values, _ = pad_rows([values[row, start - 1:end - 1] for row, (start, end) in enumerate(spans)])
-    return logprobs, action_values, mask
+    return logprobs, action_values(values, spans), mask
+
+
+def action_values(values: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """(B, T) values of the states the response tokens are taken in: values[b, t - 1] for t in each span."""
+    return pad_rows([values[row, start - 1:end - 1] for row, (start, end) in enumerate(spans)])[0]
 
 
 def collate_rollouts(rollouts: list[Rollout], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -198,9 +203,11 @@ def collect_rollouts(context: RolloutContext, prompts: list[str], chosen: list[s
         device = next(policy.parameters()).device
         input_ids, attention_mask = (t.to(device) for t in pad_batch(sequences, context.tokenizer.pad_token_id))
         logits, values = policy(input_ids, attention_mask)
-        logprobs, values, mask = action_tensors(logits, values, input_ids, spans)
-        reference_logits = context.reference.logits(policy.lm, input_ids, attention_mask) / policy.temperature
-        ref_logprobs, _ = pad_rows(span_logprobs(reference_logits, input_ids, spans))
+        token_logprobs, entropies = span_logprobs_and_entropies(logits, input_ids, spans)
+        logprobs, mask = pad_rows(token_logprobs)
+        values = action_values(values, spans)
+        ref_logprobs, _ = pad_rows(span_logprobs(context.reference.logits(policy, input_ids, attention_mask),
+                                                 input_ids, spans))
         scaled = scale_scores(scores.to(device), context.moments, ppo["scale_reward"], ppo["cliprange_reward"])
         per_token = token_rewards(logprobs, ref_logprobs, mask, scaled, kl_coef)
         for row, (sequence, (start, end)) in enumerate(zip(sequences, spans)):
@@ -213,13 +220,13 @@ def collect_rollouts(context: RolloutContext, prompts: list[str], chosen: list[s
         stats["gold_reward"] += gold_rewards(frame, context.dataset_source)
         stats["kl"] += sequence_kl(logprobs, ref_logprobs, mask).tolist()
         stats["response_length"] += [end - start for start, end in spans]
-        stats["entropy"] += [float(e.mean()) for e in span_entropies(logits, input_ids, spans)]
+        stats["entropy"] += [float(e.mean()) for e in entropies]
     return rollouts, {key: float(pd.Series(values, dtype=float).mean()) for key, values in stats.items()}
 
 
 def ppo_schedule(ppo: dict[str, Any], params: TrainingParams) -> tuple[int, int]:
     """(iterations, optimiser steps per iteration) that make at least ``ppo.total_steps`` optimiser steps."""
-    micro_batches = -(-ppo["num_rollouts"] // params.batch_size)
+    micro_batches = micro_batches_per_epoch(ppo["num_rollouts"], params.batch_size, processes=1)
     per_iteration = max(1, ppo["ppo_epochs"] * micro_batches // params.gradient_accumulation_steps)
     return -(-ppo["total_steps"] // per_iteration), per_iteration
 
@@ -273,16 +280,16 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
     stream = prompt_stream(len(frame), params.seed)
     prompts, chosen = list(frame["prompt"]), list(frame["chosen"])
     loss = make_ppo_loss(ppo["gamma"], ppo["lam"], ppo["cliprange"], ppo["cliprange_value"], ppo["vf_coef"])
+    collate = partial(collate_rollouts, pad_token_id=tokenizer.pad_token_id)
     rows = []
     for iteration in range(iterations):
         picked = [next(stream) for _ in range(ppo["num_rollouts"])]
         kl_coef = controller.value
         rollouts, stats = collect_rollouts(context, [prompts[i] for i in picked], [chosen[i] for i in picked],
                                            kl_coef, params.seed + 1000 * iteration)
-        steps = []
+        steps, lengths = [], [len(r.sequence) for r in rollouts]
         for epoch in range(ppo["ppo_epochs"]):
-            steps += trainer.run_epochs(rollouts, [len(r.sequence) for r in rollouts],
-                                        lambda batch: collate_rollouts(batch, tokenizer.pad_token_id), loss, 1,
+            steps += trainer.run_epochs(rollouts, lengths, collate, loss, 1,
                                         params.seed + iteration * ppo["ppo_epochs"] + epoch)
             controller.update(stats["kl"], params.batch_size)  # as trlX: after each PPO epoch, n_steps = batch size
         losses = pd.DataFrame(steps).mean(numeric_only=True)
@@ -291,15 +298,14 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
                                                             "value_clip_fraction", "approx_kl", "lr")}})
         log.info("PPO iteration %d/%d: reward %.4f gold %.4f kl %.3f kl_coef %.4f", iteration + 1, iterations,
                  stats["reward"], stats["gold_reward"], stats["kl"], kl_coef)
-    result = trainer.finish()
+    result = trainer.finish()  # its rows are per optimiser step; the saved log is per iteration
     table = pd.DataFrame(rows)
     metrics = {"iterations": iterations, "steps": len(trainer.rows), "prompts": len(frame),
                "trainable_parameters": trainable, "reference_parameters": reference.parameter_count,
-               **{f"first_{key}": table[key].iloc[0] for key in ("reward", "gold_reward", "kl")},
-               **{f"last_{key}": table[key].iloc[-1] for key in ("reward", "gold_reward", "kl", "kl_coef")}}
+               **{f"first_{key}": float(table[key].iloc[0]) for key in ("reward", "gold_reward", "kl")},
+               **{f"last_{key}": float(table[key].iloc[-1]) for key in ("reward", "gold_reward", "kl", "kl_coef")}}
     log.info("PPO done: %s", metrics)
-    TrainingResult(result.accelerator, result.model, rows).save(
-        output_dir, tokenizer, {"stage": "train_ppo", "policy": policy, "reward_model": reward_model, "ppo": ppo,
-                                "training": training}, {k: float(v) if k.startswith(("first", "last")) else v
-                                                        for k, v in metrics.items()})
+    replace(result, rows=rows).save(output_dir, tokenizer, {"stage": "train_ppo", "policy": policy,
+                                                            "reward_model": reward_model, "ppo": ppo,
+                                                            "training": training}, metrics)
     return metrics

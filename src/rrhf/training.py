@@ -79,6 +79,11 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[to
     return pad_right(sequences, pad_token_id), pad_right([[1] * len(s) for s in sequences], 0)
 
 
+def micro_batches_per_epoch(count: int, batch_size: int, processes: int) -> int:
+    """Micro-batches each of ``processes`` runs per pass over ``count`` examples (the last batch may be short)."""
+    return math.ceil(count / batch_size) // processes
+
+
 class Trainer:
     """A model prepared by ``accelerate`` with its AdamW optimiser and learning-rate schedule.
 
@@ -116,7 +121,7 @@ class Trainer:
     def batches_per_epoch(self, count: int) -> int:
         """Micro-batches each process runs per pass over ``count`` examples; raises when that is none."""
         processes = self.accelerator.num_processes
-        per_epoch = math.ceil(count / self.params.batch_size) // processes
+        per_epoch = micro_batches_per_epoch(count, self.params.batch_size, processes)
         if per_epoch == 0:
             raise ValueError(f"{count} examples make no batch of {self.params.batch_size} "
                              f"for each of {processes} processes")
@@ -200,8 +205,7 @@ def train_model(
     log (see :meth:`Trainer.run_epochs`).
     """
     # Steps are counted before the accelerator exists: one process unless launched with more.
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    per_epoch = math.ceil(len(examples) / params.batch_size) // processes
+    per_epoch = micro_batches_per_epoch(len(examples), params.batch_size, int(os.environ.get("WORLD_SIZE", "1")))
     total_micro = int(round(params.epochs * per_epoch))
     trainer = Trainer(model, params, math.ceil(total_micro / params.gradient_accumulation_steps), description)
     trainer.run_epochs(examples, lengths, collate, compute_loss, params.epochs, params.seed)
