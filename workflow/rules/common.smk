@@ -31,9 +31,8 @@ TABLES = yaml.safe_load(TABLES_FILE.read_text())
 ACCELERATE_CONFIG = str(Path(workflow.basedir, config["accelerate_config"])) if config["accelerate_config"] else None
 
 
-BEST_OF = re.compile(r"best-of-([1-9][0-9]*)")
-# Settings a table row may name besides the RRHF ones of `settings`.
-EXTRA_SETTINGS = {"table6": [], "table7": [], "table2": ["none", "PPO", "best-of-{n}"], "table5": ["none", "PPO"]}
+# Settings a table row may name besides the RRHF ones of `settings` (a pattern per table).
+EXTRA_SETTINGS = {"table6": None, "table7": None, "table2": "none|PPO|best-of-[1-9][0-9]*", "table5": "none|PPO"}
 # Rows of a table that are not a policy: Table 2's dataset replies, Table 5's reward model.
 OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True])}
 
@@ -50,10 +49,10 @@ def table_row_problems(table, row, where):
     problems = []
     if row.get("policy") not in POLICIES:
         problems.append(f"{where} policy: {row.get('policy')!r} is not one of {sorted(POLICIES)}")
-    setting = row.get("setting")
-    allowed = [*SETTINGS, *EXTRA_SETTINGS[table]]
-    if setting not in allowed and not ("best-of-{n}" in allowed and BEST_OF.fullmatch(str(setting))):
-        problems.append(f"{where} setting: {setting!r} is not one of {allowed}")
+    setting, pattern = row.get("setting"), EXTRA_SETTINGS[table]
+    if setting not in SETTINGS and not (pattern and re.fullmatch(pattern, str(setting))):
+        other = f" nor matches {pattern!r}" if pattern else ""
+        problems.append(f"{where} setting: {setting!r} is not one of {sorted(SETTINGS)}{other}")
     return problems
 
 
