@@ -75,3 +75,30 @@ def test_chunked_forward_equals_one_padded_forward(tiny_lm_dir, synthetic_frame)
     # Each response's mask covers its tokens and EOS exactly.
     first = examples[0]
     assert int(mask_a[0, 0].sum()) == len(first.sequences[0]) - first.starts[0]
+
+
+def test_each_run_epochs_call_ends_with_an_optimiser_step():
+    """With gradient accumulation, a call whose micro-batches do not fill the last group still steps on them,
+    so nothing carries over into the next call (a PPO iteration, an online sampling round)."""
+    from rrhf.training import Trainer, TrainingParams
+
+    model = torch.nn.Linear(3, 1)
+    params = TrainingParams(learning_rate=0.1, batch_size=1, gradient_accumulation_steps=2, warmup_ratio=0.0,
+                            lr_schedule="constant", max_grad_norm=0.0)
+    trainer = Trainer(model, params, total_steps=4)
+    examples = [torch.ones(3), 2 * torch.ones(3), 3 * torch.ones(3)]
+
+    def compute_loss(module, batch):
+        return module(batch["x"]).sum(), {}
+
+    def collate(chunk):
+        return {"x": torch.stack(chunk)}
+
+    def optimiser_steps():
+        return int(trainer.optimizer.optimizer.state[model.weight]["step"])
+
+    rows = trainer.run_epochs(examples, [1, 1, 1], collate, compute_loss, 1, seed=0)
+    assert len(rows) == 2 and optimiser_steps() == 2  # micro-batches 1+2 in one step, 3 alone in the second
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    assert len(trainer.run_epochs(examples[:1], [1], collate, compute_loss, 1, seed=1)) == 1
+    assert optimiser_steps() == 3

@@ -227,7 +227,8 @@ def collect_rollouts(context: RolloutContext, prompts: list[str], chosen: list[s
 def ppo_schedule(ppo: dict[str, Any], params: TrainingParams) -> tuple[int, int]:
     """(iterations, optimiser steps per iteration) that make at least ``ppo.total_steps`` optimiser steps."""
     micro_batches = micro_batches_per_epoch(ppo["num_rollouts"], params.batch_size, processes=1)
-    per_iteration = max(1, ppo["ppo_epochs"] * micro_batches // params.gradient_accumulation_steps)
+    # Each iteration's last micro-batches step even when they do not fill an accumulation group (run_epochs).
+    per_iteration = -(-ppo["ppo_epochs"] * micro_batches // params.gradient_accumulation_steps)
     return -(-ppo["total_steps"] // per_iteration), per_iteration
 
 

@@ -141,7 +141,10 @@ class Trainer:
         ``compute_loss(model, batch)`` returns the scalar loss and extra scalars to
         log. Each row has ``step, epoch, loss, lr`` plus those extras, averaged over
         the accumulated micro-batches and over processes. Batches are
-        :func:`length_bucketed_batches` seeded with ``seed + epoch``.
+        :func:`length_bucketed_batches` seeded with ``seed + epoch``. The call ends
+        with an optimiser step even when its micro-batches do not fill the last
+        accumulation group, so no gradient carries over into the next call (PPO's
+        next iteration, online RRHF's next sampling round).
         """
         accelerator, params = self.accelerator, self.params
         processes = accelerator.num_processes
@@ -157,6 +160,8 @@ class Trainer:
                 if micro >= total_micro:
                     break
                 batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batch_indices]).items()}
+                if micro == total_micro - 1:  # accelerate.accumulate() then counts this micro-batch as a group's last
+                    accelerator.step = params.gradient_accumulation_steps - 1
                 with accelerator.accumulate(self.model):
                     loss, extras = compute_loss(self.model, batch)
                     accelerator.backward(loss)
@@ -240,8 +245,9 @@ class TrainingResult:
         return self.accelerator.unwrap_model(self.model)
 
     def save(self, output_dir: str, tokenizer, provenance: dict[str, Any],
-             metrics: dict[str, Any] | None = None) -> None:
-        """Write the model (safetensors), tokenizer, ``train_log.parquet`` and, if given, ``metrics.json``.
+             metrics: dict[str, Any] | None = None, tables: dict[str, pd.DataFrame] | None = None) -> None:
+        """Write the model (safetensors), tokenizer, ``train_log.parquet`` and, if given, ``metrics.json`` and
+        ``tables`` (file name -> frame, written as Parquet with the same provenance).
 
         The folder appears complete or not at all (written aside, then renamed),
         and only the main process writes it; every process must call this
@@ -255,4 +261,6 @@ class TrainingResult:
                 write_parquet(pd.DataFrame(self.rows), tmp / "train_log.parquet", provenance)
                 if metrics is not None:
                     write_json(metrics, tmp / "metrics.json")
+                for name, frame in (tables or {}).items():
+                    write_parquet(frame, tmp / name, provenance)
         self.accelerator.wait_for_everyone()
