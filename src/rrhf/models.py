@@ -66,17 +66,22 @@ def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos:
     return prompt_ids + response_ids, len(prompt_ids)
 
 
-def _span_log_softmax(logits: torch.Tensor, input_ids: torch.Tensor,
-                      spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """(log_softmax (M, V) float32, target token ids (M,), per-row sizes) for the span tokens of every row."""
+def _span_positions(spans: list[tuple[int, int]], device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(rows (M,), positions (M,), per-row sizes) of the tokens t in [max(start, 1), end) of every row's span."""
     rows, positions, sizes = [], [], []
     for row, (start, end) in enumerate(spans):
         start = max(int(start), 1)
         rows += [row] * (int(end) - start)
         positions += range(start, int(end))
         sizes.append(int(end) - start)
-    rows_t = torch.tensor(rows, dtype=torch.long, device=input_ids.device)
-    positions_t = torch.tensor(positions, dtype=torch.long, device=input_ids.device)
+    return (torch.tensor(rows, dtype=torch.long, device=device),
+            torch.tensor(positions, dtype=torch.long, device=device), sizes)
+
+
+def _span_log_softmax(logits: torch.Tensor, input_ids: torch.Tensor,
+                      spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(log_softmax (M, V) float32, target token ids (M,), per-row sizes) for the span tokens of every row."""
+    rows_t, positions_t, sizes = _span_positions(spans, input_ids.device)
     return torch.log_softmax(logits[rows_t, positions_t - 1].float(), dim=-1), input_ids[rows_t, positions_t], sizes
 
 
@@ -100,3 +105,18 @@ def span_logprobs_and_entropies(logits: torch.Tensor, input_ids: torch.Tensor,
     logprobs, targets, sizes = _span_log_softmax(logits, input_ids, spans)
     picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return list(picked.split(sizes)), list((-(logprobs.exp() * logprobs).sum(-1)).split(sizes))
+
+
+def span_kl(logits: torch.Tensor, reference_logits: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """(n,) KL(pi || rho) of each row's span: sum over its tokens t of the exact KL between the two models'
+    next-token distributions given the tokens before t (summed over the vocabulary).
+
+    logits, reference_logits: (n, L, V) of pi and rho on the same inputs; spans: one (start, end) per row, as
+    in :func:`span_logprobs`. Each term is >= 0, so the sum is 0 exactly when pi = rho on the span and
+    positive otherwise.
+    """
+    rows_t, positions_t, sizes = _span_positions(spans, logits.device)
+    log_pi = torch.log_softmax(logits[rows_t, positions_t - 1].float(), dim=-1)
+    log_rho = torch.log_softmax(reference_logits[rows_t, positions_t - 1].float(), dim=-1)
+    per_token = (log_pi.exp() * (log_pi - log_rho)).sum(-1).clamp_min(0.0)
+    return torch.stack([part.sum() for part in per_token.split(sizes)])

@@ -97,10 +97,14 @@ class FrozenReference:
         return sum(p.numel() for p in self.snapshot.values())
 
     @torch.no_grad()
+    def lm_logits(self, lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(n, L, V) logits of rho on (n, L) inputs: ``lm`` (the policy being trained) run with the snapshot."""
+        output = functional_call(lm, self.snapshot, args=(), kwargs={"input_ids": input_ids,
+                                                                     "attention_mask": attention_mask},
+                                 strict=False)
+        return output.logits
+
     def logits(self, policy: CausalLMWithValueHead, input_ids: torch.Tensor,
                attention_mask: torch.Tensor) -> torch.Tensor:
         """(n, L, V) logits of rho on (n, L) inputs, at the policy's temperature (so KL compares like with like)."""
-        output = functional_call(policy.lm, self.snapshot, args=(), kwargs={"input_ids": input_ids,
-                                                                            "attention_mask": attention_mask},
-                                 strict=False)
-        return output.logits / policy.temperature
+        return self.lm_logits(policy.lm, input_ids, attention_mask) / policy.temperature

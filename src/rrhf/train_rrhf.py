@@ -144,6 +144,14 @@ def policy_rank_accuracy(model, tokenizer, frame: pd.DataFrame, max_length: int,
     return right / total if total else float("nan")
 
 
+def run_metrics(rows: pd.DataFrame) -> dict[str, float]:
+    """Steps, final loss and mean rank accuracy of the first and last epoch, from an RRHF run's log rows."""
+    first_epoch, last_epoch = rows[rows["epoch"] <= 1], rows[rows["epoch"] > rows["epoch"].max() - 1]
+    return {"steps": len(rows), "final_loss": float(rows["loss"].iloc[-1]),
+            "rank_accuracy_first_epoch": float(first_epoch["rank_accuracy"].mean()),
+            "rank_accuracy_last_epoch": float(last_epoch["rank_accuracy"].mean())}
+
+
 def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, Any], rank_weight: float = 1.0,
                length_penalty: float = 1.0, ft_reduction: str = "token_mean", max_tokens_per_forward: int = 4096,
                log_path: str | None = None) -> dict[str, float]:
@@ -162,12 +170,7 @@ def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, An
     result = train_model(model, examples, [e.length for e in examples],
                          lambda b: collate_queries(b, tokenizer.pad_token_id, max_tokens_per_forward),
                          make_rrhf_loss(rank_weight, length_penalty, ft_reduction), params, "rrhf")
-    rows = pd.DataFrame(result.rows)
-    first_epoch, last_epoch = rows[rows["epoch"] <= 1], rows[rows["epoch"] > rows["epoch"].max() - 1]
-    metrics = {"steps": len(rows), "queries": len(examples), "responses": len(frame),
-               "final_loss": float(rows["loss"].iloc[-1]),
-               "rank_accuracy_first_epoch": float(first_epoch["rank_accuracy"].mean()),
-               "rank_accuracy_last_epoch": float(last_epoch["rank_accuracy"].mean()),
+    metrics = {**run_metrics(pd.DataFrame(result.rows)), "queries": len(examples), "responses": len(frame),
                "rank_weight": rank_weight, "length_penalty": length_penalty, "ft_reduction": ft_reduction}
     log.info("RRHF done: %s", metrics)
     result.save(output_dir, tokenizer, {"stage": "train_rrhf", "policy": policy, "scored": scored,

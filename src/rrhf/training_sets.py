@@ -24,26 +24,36 @@ def assemble_training_set(sampled: str | None, provided: str | None, output: str
     continues after the samples'). Only prompts present in every part are kept.
     """
     setup_logging(log_path)
-    parts = [read_parquet(path, SCORED_COLUMNS) for path in (sampled, provided) if path]
-    if not parts:
+    paths = [path for path in (sampled, provided) if path]
+    if not paths:
         raise ValueError(f"setting {setting!r} has neither sampled nor provided responses")
-    common = set.intersection(*(set(p["prompt_id"]) for p in parts))
-    if not common:
-        raise ValueError(f"setting {setting!r}: {sampled} and {provided} share no prompt_id")
-    dropped = set.union(*(set(p["prompt_id"]) for p in parts)) - common
-    if dropped:
-        log.warning("setting %s: dropped %d prompts missing from one part, e.g. %s", setting, len(dropped),
-                    sorted(dropped)[:3])
-    parts = [p[p["prompt_id"].isin(common)] for p in parts]
-    if len(parts) == 2:
-        offset = int(parts[0]["response_index"].max()) + 1
-        parts[1] = parts[1].assign(response_index=parts[1]["response_index"] + offset)
-    frame = pd.concat(parts, ignore_index=True).sort_values(["prompt_id", "response_index"], kind="stable")
-    frame = frame[SCORED_COLUMNS].reset_index(drop=True)
-    log.info("setting %s: %d prompts, %d responses, reward mean %.4f", setting, len(common), len(frame),
-             frame["reward"].mean())
+    frame = combine_parts([read_parquet(path, SCORED_COLUMNS)[SCORED_COLUMNS] for path in paths],
+                          f"setting {setting}")
+    log.info("setting %s: %d prompts, %d responses, reward mean %.4f", setting, frame["prompt_id"].nunique(),
+             len(frame), frame["reward"].mean())
     write_parquet(frame, output, {"stage": "assemble_training_set", "setting": setting,
                                   "sampled": sampled, "provided": provided})
+
+
+def combine_parts(parts: list[pd.DataFrame], what: str) -> pd.DataFrame:
+    """One training set from scored parts (sampled, then provided): the rows of the prompts every part has,
+    with the later part's ``response_index`` continuing after the earlier one's, sorted by prompt and index.
+
+    ``what`` names the set in the warning about dropped prompts and in the error when no prompt is shared.
+    Extra columns of the parts are kept (missing ones become NaN).
+    """
+    common = set.intersection(*(set(p["prompt_id"]) for p in parts))
+    if not common:
+        raise ValueError(f"{what}: its {len(parts)} parts share no prompt_id")
+    dropped = set.union(*(set(p["prompt_id"]) for p in parts)) - common
+    if dropped:
+        log.warning("%s: dropped %d prompts missing from one part, e.g. %s", what, len(dropped), sorted(dropped)[:3])
+    parts = [p[p["prompt_id"].isin(common)] for p in parts]
+    for number in range(1, len(parts)):
+        offset = int(parts[number - 1]["response_index"].max()) + 1
+        parts[number] = parts[number].assign(response_index=parts[number]["response_index"] + offset)
+    frame = pd.concat(parts, ignore_index=True).sort_values(["prompt_id", "response_index"], kind="stable")
+    return frame.reset_index(drop=True)
 
 
 def training_set_stats(frame: pd.DataFrame) -> dict[str, Any]:
