@@ -26,7 +26,8 @@ rule all:
         "results/table5.csv",
         "results/table6.csv",
         "results/table7.csv",
-        [f"results/figures/loss_curve_{r['model']}_{r['setting']}.png" for r in TABLE6_ROWS],
+        # (IP-1's curve is resampling.setting's: the same model.)
+        sorted({f"results/figures/loss_curve_{r['model']}_{trained_setting(r['setting'])}.png" for r in TABLE6_ROWS}),
         # What the rows are judged against: each untrained policy, the dataset's own replies, the reward model.
         [f"results/eval/{model}/none/metrics.json" for model in sorted({r["model"] for r in TABLE6_ROWS})],
         "results/eval/dataset/chosen/metrics.json",

@@ -44,6 +44,13 @@ CASES = {
                                 "ppo.training.max_length must exceed ppo.generation.max_new_tokens"),
     "PPO on several GPUs": (lambda c: c["resources"]["rules"].update(train_ppo={"gpu": 2}),
                             "resources.rules.train_ppo.gpu"),
+    "online RRHF on several GPUs": (lambda c: c["resources"]["rules"].update(train_online_rrhf={"gpu": 4}),
+                                    "resources.rules.train_online_rrhf.gpu"),
+    "resampling a setting with no sampler": (lambda c: c["resampling"].update(setting="P"), "resampling.setting"),
+    "a table setting renamed to nothing": (lambda c: c["table_settings"].update({"OP-32": "OQ-2"}),
+                                           "table_settings.OP-32: 'OQ-2'"),
+    "a setting named like an iteration": (lambda c: c["settings"].update({"IP-4": {"sampler": "beam",
+                                                                                  "provided": True}}), "IP-4"),
 }
 
 

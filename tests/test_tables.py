@@ -43,6 +43,18 @@ def test_table6_values_by_hand(tmp_path):
     assert written.iloc[1]["train_reward_max"] == pytest.approx(3.0)
 
 
+def test_table6_online_row_has_no_training_set_statistics(tmp_path):
+    rows = [{"policy": "tiny-instruct", "setting": "IP-2"}, {"policy": "tiny-instruct", "setting": "OP-2+KL"}]
+    metrics = [metrics_file(tmp_path, "ip", 1.0, 5.0), metrics_file(tmp_path, "op", 2.0, 9.0)]
+    scored = [scored_file(tmp_path, "ip", {"p1": [0.0, 4.0]}), None]
+    table6(rows, metrics, scored, str(tmp_path / "table6.csv"))
+    written = pd.read_csv(tmp_path / "table6.csv", keep_default_na=False)
+    assert float(written["train_reward_max"].iloc[0]) == 4.0
+    online = written.iloc[1]
+    assert (online["setting"], online["reward"], online["ppl"]) == ("OP-2+KL", 2.0, 9.0)
+    assert [online[c] for c in ("train_reward_mean", "train_reward_std", "train_reward_max")] == ["", "", ""]
+
+
 def test_table7_and_row_order(tmp_path):
     rows = [{"policy": "A", "setting": "BP", "rank_weight": 1.0}, {"policy": "A", "setting": "BP-norank",
                                                                    "rank_weight": 0.0}]

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shutil
 
 import pandas as pd
@@ -227,3 +228,97 @@ def test_table5_reward_model_and_policy_rows(baseline_workdir):
     test_pairs = len(pd.read_parquet(workdir / "resources/data/synthetic_hh/test.parquet"))
     assert table["pairs"].tolist() == [test_pairs, test_pairs]
     assert table["accuracy"].between(0, 1).all()
+
+
+def planned_jobs(dry_run_output: str) -> list[tuple[str, str, str]]:
+    """(rule, wildcards, input) of every job in a ``snakemake -n`` listing (empty strings where none)."""
+    jobs = []
+    for block in dry_run_output.split("\nrule ")[1:]:
+        lines = block.splitlines()
+        fields = {line.strip().split(":")[0]: line.split(":", 1)[1].strip() for line in lines[1:] if ":" in line}
+        jobs.append((lines[0].rstrip(":"), fields.get("wildcards", ""), fields.get("input", "")))
+    return jobs
+
+
+ONLINE_TABLES = {"table6": [{"policy": "Alpaca", "setting": "DP"}, {"policy": "Alpaca", "setting": "IP-2"},
+                            {"policy": "Alpaca", "setting": "OP-32+KL"}]}
+
+
+@pytest.fixture(scope="module")
+def online_workdir(workdir, tmp_path_factory):
+    """A copy of that folder, with Table 6 reduced to DP, IP-2 and an online row (the paper's OP-32+KL, run as
+    OP-1+KL: the shrunken run has 3 optimisation steps), built end to end. RRHF's learning rate is raised so
+    that 3 steps change the shrunken policy's beam search."""
+    copy = tmp_path_factory.mktemp("online") / "workflow"
+    shutil.copytree(workdir, copy, symlinks=True)
+    workdir = copy
+    tables = workdir / "online_tables.yaml"
+    tables.write_text(yaml.safe_dump(ONLINE_TABLES))
+    overrides = {**FAST_OVERRIDES, "tables": str(tables), "table_settings": {"OP-32+KL": "OP-1+KL"},
+                 "resampling": {"kl_coef": 0.5},
+                 "rrhf": {"training": {**FAST_OVERRIDES["rrhf"]["training"], "learning_rate": 3e-3}}}
+    chain = run_snakemake(workdir, "-n", "--forceall", "results/eval/instruct/IP-3/metrics.json",
+                          overrides=overrides).stdout
+    run_snakemake(workdir, "results/table6.csv", overrides=overrides)
+    return workdir, overrides, chain
+
+
+def test_dry_run_of_ip3_lists_exactly_its_chain(online_workdir):
+    _, _, chain = online_workdir
+    jobs = planned_jobs(chain)
+    iterated = {rule: sorted(w for r, w, _ in jobs if r == rule) for rule in
+                ("train_rrhf", "assemble_training_set", "sample_iterated_responses", "sample_responses")}
+    assert iterated["train_rrhf"] == [f"policy=instruct, setting={s}" for s in ("DP", "IP-2", "IP-3")]
+    assert iterated["assemble_training_set"] == [f"policy=instruct, setting={s}" for s in ("DP", "IP-2", "IP-3")]
+    assert iterated["sample_iterated_responses"] == [
+        f"policy=instruct, iteration={i}, sampler=diverse_beam" for i in ("IP-2", "IP-3")]
+    assert iterated["sample_responses"] == ["policy=instruct, sampler=diverse_beam"]
+    samplers = {w: i for r, w, i in jobs if r == "sample_iterated_responses"}
+    assert "results/models/instruct/DP" in samplers["policy=instruct, iteration=IP-2, sampler=diverse_beam"]
+    assert "results/models/instruct/IP-2" in samplers["policy=instruct, iteration=IP-3, sampler=diverse_beam"]
+    # Nothing else: the data, the models the chain needs, and one evaluation.
+    assert jobs_by_rule(chain) == {
+        "prepare_dataset": 2, "build_tokenizer": 1, "pretrain_lm": 2, "train_sft": 1, "train_reward_model": 1,
+        "sample_responses": 1, "score_samples": 1, "score_provided": 1, "assemble_training_set": 3,
+        "train_rrhf": 3, "sample_iterated_responses": 2, "score_iterated_samples": 2, "evaluate_policy": 1}
+
+
+def test_ip2_samples_from_ip1s_model(online_workdir):
+    workdir, _, _ = online_workdir
+    first = pd.read_parquet(workdir / "results/samples/instruct/diverse_beam.parquet")
+    second = pd.read_parquet(workdir / "results/samples/instruct/IP-2/diverse_beam.parquet")
+    assert read_provenance(workdir / "results/samples/instruct/IP-2/diverse_beam.parquet")["policy"] == \
+        "results/models/instruct/DP"
+    keys = ["prompt_id", "response_index"]
+    assert first[keys].equals(second[keys])  # the same prompts and slots...
+    assert (first["response"] != second["response"]).any()  # ...answered by another model
+    scored = pd.read_parquet(workdir / "results/scored/instruct/IP-2.parquet")
+    assert scored.groupby("prompt_id").size().eq(TRAINING_ROWS_PER_PROMPT["DP"]).all()
+    assert read_provenance(workdir / "results/models/instruct/IP-2/train_log.parquet")["policy"] == \
+        "results/models/instruct/DP"
+
+
+def test_online_row_samples_during_training(online_workdir):
+    workdir, overrides, _ = online_workdir
+    model = workdir / "results/models/instruct/OP-1+KL"
+    metrics = json.loads((model / "metrics.json").read_text())
+    steps = math.ceil(TRAIN_PROMPTS / overrides["rrhf"]["training"]["batch_size"])
+    assert metrics["steps"] == metrics["rounds"] == steps  # k = 1: a round before every step
+    samples = pd.read_parquet(model / "online_samples.parquet")
+    assert sorted(samples["step"].unique()) == list(range(steps))
+    assert samples.groupby("step")["prompt_id"].nunique().sum() == TRAIN_PROMPTS  # each query once per epoch
+    assert samples["training_reward"].to_numpy() == pytest.approx(
+        (samples["reward"] - overrides["resampling"]["kl_coef"] * samples["kl"]).to_numpy())
+    assert (samples.loc[samples["step"] == 0, "kl"].abs() < 1e-5).all() and (samples["kl"] > 0).any()
+    log = (workdir / "logs/train_online_rrhf/instruct_OP-1+KL.log").read_text()
+    assert re.findall(r"sampling round (\d+) at step (\d+)", log) == [(str(s), str(s)) for s in range(steps)]
+
+
+def test_table6_with_iterated_and_online_rows(online_workdir):
+    workdir, _, _ = online_workdir
+    table = pd.read_csv(workdir / "results/table6.csv", keep_default_na=False)
+    assert table["setting"].tolist() == ["DP", "IP-2", "OP-1+KL"]  # the online row says which k ran
+    assert table.iloc[2]["train_reward_mean"] == "" and table.iloc[1]["train_reward_mean"] != ""
+    assert float(table.iloc[1]["train_reward_mean"]) == pytest.approx(
+        pd.read_parquet(workdir / "results/scored/instruct/IP-2.parquet")["reward"].mean(), rel=1e-5)
+    assert table["ppl"].map(float).gt(1).all()

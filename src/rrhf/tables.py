@@ -12,14 +12,15 @@ from rrhf.io import atomic_path, read_json, read_parquet, setup_logging
 from rrhf.training_sets import training_set_stats
 
 EVALUATION_COLUMNS = ["ppl", "reward", "reward_sem", "gold_reward", "gold_reward_sem", "repetition"]
-TABLE6_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS, "train_reward_mean", "train_reward_std",
-                  "train_reward_max"]
 TABLE7_COLUMNS = ["policy", "setting", "rank_weight", *EVALUATION_COLUMNS]
 TABLE2_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS]
 TABLE5_COLUMNS = ["policy", "setting", "accuracy", "pairs"]
 # Columns that may be empty: no gold reward on real data, no standard error from a single prompt,
-# no perplexity for best-of-n (read_metrics has checked ppl is a number everywhere else).
-OPTIONAL_COLUMNS = ("ppl", "reward_sem", "gold_reward", "gold_reward_sem")
+# no perplexity for best-of-n (read_metrics has checked ppl is a number everywhere else), no training-set
+# statistics for online settings (OP-k), which sample during training, as in the paper.
+TRAIN_COLUMNS = ["train_reward_mean", "train_reward_std", "train_reward_max"]
+OPTIONAL_COLUMNS = ("ppl", "reward_sem", "gold_reward", "gold_reward_sem", *TRAIN_COLUMNS)
+TABLE6_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS, *TRAIN_COLUMNS]
 
 
 def read_metrics(path: str) -> dict[str, Any]:
@@ -63,14 +64,15 @@ def finish_table(records: list[dict[str, Any]], columns: list[str], output: str,
     return frame
 
 
-def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: list[str], output: str,
+def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: list[str | None], output: str,
            log_path: str | None = None) -> pd.DataFrame:
     """Table 6: per row (policy display name, setting), the evaluation's PPL, reward (with its standard error),
-    gold reward and repetition, and the training set's reward mean, std and mean-of-best.
-    ``metrics_files`` and ``scored_files`` follow ``rows``."""
+    gold reward and repetition, and the training set's reward mean, std and mean-of-best (empty where the
+    scored file is None: an online row has no fixed training set). ``metrics_files`` and ``scored_files``
+    follow ``rows``."""
     records = []
     for row, metrics_file, scored_file in zip(rows, metrics_files, scored_files, strict=True):
-        stats = training_set_stats(read_parquet(scored_file, ["prompt_id", "reward"]))
+        stats = training_set_stats(read_parquet(scored_file, ["prompt_id", "reward"])) if scored_file else {}
         records.append({"policy": row["policy"], "setting": row["setting"],
                         **evaluation_columns(read_metrics(metrics_file)), **stats})
     return finish_table(records, TABLE6_COLUMNS, output, log_path)

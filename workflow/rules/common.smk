@@ -26,12 +26,23 @@ SHARDS = config["shards"]
 REWARD_MODEL = config["reward_model"]
 EVALUATION_MODEL = config["evaluation_model"]
 TABLES_FILE = Path(workflow.basedir, config["tables"])
-TABLES = yaml.safe_load(TABLES_FILE.read_text())
+RESAMPLING = config["resampling"]  # IP-{n} and OP-{k}[+KL]: the setting they follow, the KL coefficient
+# Rows of config/tables.yaml whose setting this config runs under another name (e.g. the tiny OP-32 -> OP-2).
+TABLES = {
+    table: [{**row, "setting": config["table_settings"].get(row["setting"], row["setting"])} if "setting" in row
+            else row for row in rows]
+    for table, rows in yaml.safe_load(TABLES_FILE.read_text()).items()
+}
 # accelerate config of training rules with gpu > 1 (e.g. FSDP), relative to the workflow folder.
 ACCELERATE_CONFIG = str(Path(workflow.basedir, config["accelerate_config"])) if config["accelerate_config"] else None
 
 
-# Settings a table row may name besides the RRHF ones of `settings` (a pattern per table).
+# Settings named by a pattern, their number taken from the target path: IP-{n} (iterated: IP-1 is
+# resampling.setting, IP-n for n >= 2 is trained by train_rrhf) and OP-{k}[+KL] (online, train_online_rrhf).
+ITERATED_PATTERN = r"IP-[1-9][0-9]*"
+LATER_ITERATION_PATTERN = r"IP-(?:[2-9]|[1-9][0-9]+)"
+ONLINE_PATTERN = r"OP-[1-9][0-9]*(?:\+KL)?"
+# Settings a table row may name besides the RRHF ones (`settings`, IP-{n}, OP-{k}[+KL]): a pattern per table.
 EXTRA_SETTINGS = {"table6": None, "table7": None, "table2": "none|PPO|best-of-[1-9][0-9]*", "table5": "none|PPO"}
 # Rows of a table that are not a policy: Table 2's dataset replies, Table 5's reward model.
 OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True])}
@@ -50,10 +61,41 @@ def table_row_problems(table, row, where):
     if row.get("policy") not in POLICIES:
         problems.append(f"{where} policy: {row.get('policy')!r} is not one of {sorted(POLICIES)}")
     setting, pattern = row.get("setting"), EXTRA_SETTINGS[table]
-    if setting not in SETTINGS and not (pattern and re.fullmatch(pattern, str(setting))):
-        other = f" nor matches {pattern!r}" if pattern else ""
-        problems.append(f"{where} setting: {setting!r} is not one of {sorted(SETTINGS)}{other}")
+    if not rrhf_setting(setting) and not (pattern and re.fullmatch(pattern, str(setting))):
+        other = f", {pattern!r}" if pattern else ""
+        problems.append(f"{where} setting: {setting!r} is not one of {sorted(SETTINGS)} nor matches "
+                        f"{ITERATED_PATTERN!r}, {ONLINE_PATTERN!r}{other}")
     return problems
+
+
+def rrhf_setting(setting):
+    """Whether a setting trains with RRHF: a name of `settings`, IP-{n} or OP-{k}[+KL]."""
+    return setting in SETTINGS or bool(re.fullmatch(f"{ITERATED_PATTERN}|{ONLINE_PATTERN}", str(setting)))
+
+
+def iteration_number(setting):
+    """n of an IP-{n} setting, else None."""
+    match = re.fullmatch(r"IP-([1-9][0-9]*)", setting)
+    return int(match.group(1)) if match else None
+
+
+def online_schedule(setting):
+    """(k, with_kl) of an OP-{k}[+KL] setting, else None."""
+    match = re.fullmatch(r"OP-([1-9][0-9]*)(\+KL)?", setting)
+    return (int(match.group(1)), bool(match.group(2))) if match else None
+
+
+def trained_setting(setting):
+    """The setting whose model and training set a setting's are: IP-1 is resampling.setting, the rest themselves."""
+    return RESAMPLING["setting"] if iteration_number(setting) == 1 else setting
+
+
+def setting_spec(setting):
+    """The `settings` entry a setting follows (its sampler, provided responses, rank weight): IP-{n} and
+    OP-{k}[+KL] follow resampling.setting."""
+    if iteration_number(setting) or online_schedule(setting):
+        return SETTINGS[RESAMPLING["setting"]]
+    return SETTINGS[setting]
 
 
 def check_references(config):
@@ -86,10 +128,17 @@ def check_references(config):
         if "training_set" in spec:
             own = [s for s, v in SETTINGS.items() if "training_set" not in v]
             expect(spec["training_set"], own, f"settings.{name}.training_set")
+    expect(RESAMPLING["setting"], [s for s, v in SETTINGS.items() if v.get("sampler")], "resampling.setting")
+    for name, setting in config["table_settings"].items():
+        if not rrhf_setting(setting):
+            problems.append(f"table_settings.{name}: {setting!r} is not one of {sorted(SETTINGS)} nor matches "
+                            f"{ITERATED_PATTERN!r}, {ONLINE_PATTERN!r}")
     if config["ppo"]["training"]["max_length"] <= config["ppo"]["generation"]["max_new_tokens"]:
         problems.append("ppo.training.max_length must exceed ppo.generation.max_new_tokens (the prompt keeps the rest)")
-    if config["resources"]["rules"].get("train_ppo", {}).get("gpu", config["resources"]["gpu"]) > 1:
-        problems.append("resources.rules.train_ppo.gpu: PPO runs in one process on one GPU; set it to 1 (or 0)")
+    for rule_name, what in (("train_ppo", "PPO"), ("train_online_rrhf", "Online RRHF (OP-k)")):
+        if config["resources"]["rules"].get(rule_name, {}).get("gpu", config["resources"]["gpu"]) > 1:
+            problems.append(f"resources.rules.{rule_name}.gpu: {what} runs in one process on one GPU; "
+                            "set it to 1 (or 0)")
     for table, rows in TABLES.items():
         for number, row in enumerate(rows, start=1):
             problems.extend(table_row_problems(table, row, f"{TABLES_FILE.name}: {table} row {number}"))
@@ -164,6 +213,12 @@ def sharded(path):
     return f"{root}/shard{{shard}}{extension}" if SHARDS > 1 else path
 
 
+def sampler_params(sampler):
+    """A sampler's settings (sampling.samplers) with the sampling seed and batch size."""
+    return {**config["sampling"]["samplers"][sampler], "seed": config["sampling"]["seed"],
+            "batch_size": config["sampling"]["batch_size"]}
+
+
 def shard_of(wildcards):
     """(index, count) of a shard job, or None when sampling and scoring are not sharded."""
     shard = getattr(wildcards, "shard", None)
@@ -171,11 +226,13 @@ def shard_of(wildcards):
 
 
 def setting_parts(wildcards):
-    """The scored parts a setting is made of: sampled responses and/or the provided ones."""
-    spec = SETTINGS[wildcards.setting]
+    """The scored parts a setting is made of: sampled responses and/or the provided ones. IP-{n}'s samples
+    come from IP-(n-1)'s model, under results/rewards/{policy}/IP-{n}/."""
+    spec = setting_spec(wildcards.setting)
+    folder = f"{wildcards.policy}/{wildcards.setting}" if iteration_number(wildcards.setting) else wildcards.policy
     parts = {}
     if spec["sampler"]:
-        parts["sampled"] = f"results/rewards/{wildcards.policy}/{spec['sampler']}.parquet"
+        parts["sampled"] = f"results/rewards/{folder}/{spec['sampler']}.parquet"
     if spec["provided"]:
         parts["provided"] = "results/rewards/provided.parquet"
     return parts
@@ -187,19 +244,52 @@ def own_training_sets():
 
 
 def scored_file(policy, setting):
-    """The training set a setting trains on (its own, or the one it reuses)."""
-    return f"results/scored/{policy}/{SETTINGS[setting].get('training_set', setting)}.parquet"
+    """The training set a setting trains on (its own, or the one it reuses); None for OP-{k}[+KL], whose
+    responses are sampled during training (results/models/{policy}/{setting}/online_samples.parquet)."""
+    if online_schedule(setting):
+        return None
+    setting = trained_setting(setting)
+    own = setting if iteration_number(setting) else SETTINGS[setting].get("training_set", setting)
+    return f"results/scored/{policy}/{own}.parquet"
 
 
 def setting_rank_weight(setting):
-    return SETTINGS[setting].get("rank_weight", config["rrhf"]["rank_weight"])
+    return setting_spec(setting).get("rank_weight", config["rrhf"]["rank_weight"])
+
+
+def starting_model(policy, setting):
+    """The model a setting's training starts from (and IP-{n} samples with): IP-(n-1)'s for IP-{n}, n >= 2;
+    the untrained policy otherwise."""
+    n = iteration_number(setting)
+    if n and n > 1:
+        return f"results/models/{policy}/{trained_setting(f'IP-{n - 1}')}"
+    return model_path(policy)
+
+
+def starting_model_input(policy, setting):
+    n = iteration_number(setting)
+    return [starting_model(policy, setting)] if n and n > 1 else model_input(policy)
+
+
+def online_params(wildcards):
+    """What train_online_rrhf needs to know of an OP-{k}[+KL] setting: k, the KL coefficient (0 without +KL)
+    and the sampler it draws with."""
+    steps_per_sample, with_kl = online_schedule(wildcards.setting)
+    sampler = setting_spec(wildcards.setting)["sampler"]
+    return {"steps_per_sample": steps_per_sample, "kl_coef": RESAMPLING["kl_coef"] if with_kl else 0.0,
+            "sampler": sampler, "sampler_params": sampler_params(sampler)}
+
+
+def online_provided_input(wildcards):
+    """The scored provided responses an OP-{k} run adds to its samples, if its setting has them."""
+    return {"provided": "results/rewards/provided.parquet"} if setting_spec(wildcards.setting)["provided"] else {}
 
 
 def evaluated_model(wildcards):
     """The model an evaluation uses: the RRHF- or PPO-trained one, or the untrained policy for "none"."""
     if wildcards.setting == "none":
         return model_path(wildcards.policy)
-    return f"results/models/{wildcards.policy}/{wildcards.setting}"
+    return f"results/models/{wildcards.policy}/{trained_setting(wildcards.setting)}"
 
 
 def evaluated_model_input(wildcards):
@@ -213,10 +303,16 @@ def agreement_training_sets():
     sets = {}
     for rows in TABLES.values():
         for row in rows:
-            if row.get("setting") in SETTINGS:
-                model, setting = POLICIES[row["policy"]], row["setting"]
-                sets[f"{model}/{SETTINGS[setting].get('training_set', setting)}"] = scored_file(model, setting)
+            if rrhf_setting(row.get("setting")):
+                path = scored_file(POLICIES[row["policy"]], row["setting"])
+                if path:
+                    sets[path.removeprefix("results/scored/").removesuffix(".parquet")] = path
     return sets
+
+
+def evaluation_file(model, setting, name):
+    """A table row's evaluation file; an IP-1 row reads resampling.setting's (the same model, evaluated once)."""
+    return f"results/eval/{model}/{trained_setting(setting)}/{name}"
 
 
 def table_rows(table):
@@ -225,7 +321,7 @@ def table_rows(table):
     for row in TABLES.get(table, []):
         model = POLICIES[row["policy"]]
         rows.append({"model": model, "policy": MODELS[model]["display_name"], "setting": row["setting"],
-                     "rank_weight": setting_rank_weight(row["setting"]) if row["setting"] in SETTINGS else None})
+                     "rank_weight": setting_rank_weight(row["setting"]) if rrhf_setting(row["setting"]) else None})
     return rows
 
 
@@ -240,7 +336,7 @@ def table2_entries():
         else:
             model = POLICIES[row["policy"]]
             entries.append(({"policy": MODELS[model]["display_name"], "setting": row["setting"]},
-                            f"results/eval/{model}/{row['setting']}/metrics.json"))
+                            evaluation_file(model, row["setting"], "metrics.json")))
     return entries
 
 
@@ -254,8 +350,12 @@ def table5_entries():
         else:
             model = POLICIES[row["policy"]]
             entries.append(({"policy": MODELS[model]["display_name"], "setting": row["setting"]},
-                            f"results/eval/{model}/{row['setting']}/pair_accuracy.json"))
+                            evaluation_file(model, row["setting"], "pair_accuracy.json")))
     return entries
+
+
+# Settings an evaluation accepts: the untrained policy, PPO, and every RRHF setting.
+EVALUATED_SETTINGS = "|".join([names_pattern([*SETTINGS, "none", "PPO"]), ITERATED_PATTERN, ONLINE_PATTERN])
 
 
 wildcard_constraints:

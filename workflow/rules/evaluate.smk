@@ -26,7 +26,7 @@ rule evaluate_policy:
     benchmark:
         "benchmarks/evaluate_policy/{policy}_{setting}.tsv"
     wildcard_constraints:
-        setting=names_pattern([*SETTINGS, "none", "PPO"]),
+        setting=EVALUATED_SETTINGS,
     threads: rule_threads("evaluate_policy")
     resources:
         **rule_resources("evaluate_policy"),
@@ -135,7 +135,7 @@ rule policy_pair_accuracy:
     log:
         "logs/pair_accuracy/{policy}_{setting}.log",
     wildcard_constraints:
-        setting=names_pattern([*SETTINGS, "none", "PPO"]),
+        setting=EVALUATED_SETTINGS,
     threads: rule_threads("pair_accuracy")
     resources:
         **rule_resources("pair_accuracy"),

@@ -1,5 +1,5 @@
 # Scoring stage: rewards for sampled and provided responses, and the training
-# set of each setting, results/scored/{policy}/{setting}.parquet.
+# set of each setting (IP-{n} included), results/scored/{policy}/{setting}.parquet.
 
 rule score_samples:
     input:
@@ -24,6 +24,20 @@ rule score_samples:
     script:
         "../scripts/score_samples.py"
 
+
+# IP-{n}'s samples (sample_iterated_responses), scored the same way.
+use rule score_samples as score_iterated_samples with:
+    input:
+        samples=sharded("results/samples/{policy}/{iteration}/{sampler}.parquet"),
+        reward_model=model_input(REWARD_MODEL),
+    output:
+        rewards=sharded("results/rewards/{policy}/{iteration}/{sampler}.parquet"),
+    log:
+        sharded("logs/score_samples/{policy}_{iteration}_{sampler}.log"),
+    benchmark:
+        sharded("benchmarks/score_samples/{policy}_{iteration}_{sampler}.tsv")
+    wildcard_constraints:
+        iteration=LATER_ITERATION_PATTERN,
 
 rule score_provided:
     input:
@@ -60,7 +74,7 @@ rule assemble_training_set:
     log:
         "logs/assemble_training_set/{policy}_{setting}.log",
     wildcard_constraints:
-        setting=names_pattern(own_training_sets()),
+        setting=f"{names_pattern(own_training_sets())}|{LATER_ITERATION_PATTERN}",
     conda:
         ENV
     script:
@@ -81,7 +95,7 @@ if SHARDS > 1:
             "logs/gather_shards/{stage}/{path}.log",
         wildcard_constraints:
             stage="samples|rewards",
-            path=r"[^/]+/[^/]+|provided",
+            path=rf"[^/]+/(?:{LATER_ITERATION_PATTERN}/)?[^/]+|provided",
         conda:
             ENV
         script:

@@ -46,12 +46,14 @@ rule table5:
 
 rule table6:
     input:
-        metrics=[f"results/eval/{r['model']}/{r['setting']}/metrics.json" for r in TABLE6_ROWS],
-        scored=[scored_file(r["model"], r["setting"]) for r in TABLE6_ROWS],
+        metrics=[evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE6_ROWS],
+        scored=[path for r in TABLE6_ROWS if (path := scored_file(r["model"], r["setting"]))],
     output:
         table="results/table6.csv",
     params:
         rows=[{"policy": r["policy"], "setting": r["setting"]} for r in TABLE6_ROWS],
+        # Per row its training set, or None for online rows (sampled during training: no statistics).
+        scored=[scored_file(r["model"], r["setting"]) for r in TABLE6_ROWS],
     log:
         "logs/tables/table6.log",
     conda:
@@ -62,7 +64,7 @@ rule table6:
 
 rule table7:
     input:
-        metrics=[f"results/eval/{r['model']}/{r['setting']}/metrics.json" for r in TABLE7_ROWS],
+        metrics=[evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE7_ROWS],
     output:
         table="results/table7.csv",
     params:
@@ -85,7 +87,7 @@ rule plot_loss_curve:
     log:
         "logs/plot_loss_curve/{policy}_{setting}.log",
     wildcard_constraints:
-        setting=names_pattern(SETTINGS),
+        setting=f"{names_pattern(SETTINGS)}|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}",
     conda:
         ENV
     script:

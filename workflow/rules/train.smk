@@ -1,15 +1,16 @@
-# Training stage: RRHF on a setting's scored training set,
-# results/models/{policy}/{setting}/ (safetensors, train_log.parquet, metrics.json).
+# Training stage: RRHF on a setting's scored training set (IP-{n} starting from IP-(n-1)'s model), online
+# RRHF (OP-{k}[+KL]) and PPO: results/models/{policy}/{setting}/ (safetensors, train_log.parquet,
+# metrics.json).
 
 
 rule train_rrhf:
     input:
         scored=lambda wildcards: scored_file(wildcards.policy, wildcards.setting),
-        policy=lambda wildcards: model_input(wildcards.policy),
+        policy=lambda wildcards: starting_model_input(wildcards.policy, wildcards.setting),
     output:
         model=directory("results/models/{policy}/{setting}"),
     params:
-        policy=lambda wildcards: model_path(wildcards.policy),
+        policy=lambda wildcards: starting_model(wildcards.policy, wildcards.setting),
         training=config["rrhf"]["training"],
         accelerate_config=ACCELERATE_CONFIG,
         rank_weight=lambda wildcards: setting_rank_weight(wildcards.setting),
@@ -21,7 +22,7 @@ rule train_rrhf:
     benchmark:
         "benchmarks/train_rrhf/{policy}_{setting}.tsv"
     wildcard_constraints:
-        setting=names_pattern(SETTINGS),
+        setting=f"{names_pattern(SETTINGS)}|{LATER_ITERATION_PATTERN}",
     threads: rule_threads("train_rrhf")
     resources:
         **rule_resources("train_rrhf"),
@@ -29,6 +30,42 @@ rule train_rrhf:
         ENV
     script:
         "../scripts/train_rrhf.py"
+
+
+rule train_online_rrhf:
+    input:
+        unpack(online_provided_input),
+        train_data=dataset_file(config["data"]["dataset"], "train"),
+        policy=lambda wildcards: model_input(wildcards.policy),
+        reward_model=model_input(REWARD_MODEL),
+    output:
+        model=directory("results/models/{policy}/{setting}"),
+    params:
+        policy=lambda wildcards: model_path(wildcards.policy),
+        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        online=online_params,
+        training=config["rrhf"]["training"],
+        rank_weight=lambda wildcards: setting_rank_weight(wildcards.setting),
+        length_penalty=config["rrhf"]["length_penalty"],
+        ft_reduction=config["rrhf"]["ft_reduction"],
+        max_tokens_per_forward=config["rrhf"]["max_tokens_per_forward"],
+        scoring=config["scoring"],
+        limit=config["data"]["train_prompts"],
+        selection_seed=config["data"]["selection_seed"],
+        dataset_source=DATASET_SOURCE,
+    log:
+        "logs/train_online_rrhf/{policy}_{setting}.log",
+    benchmark:
+        "benchmarks/train_online_rrhf/{policy}_{setting}.tsv"
+    wildcard_constraints:
+        setting=ONLINE_PATTERN,
+    threads: rule_threads("train_online_rrhf")
+    resources:
+        **rule_resources("train_online_rrhf"),
+    conda:
+        ENV
+    script:
+        "../scripts/train_online_rrhf.py"
 
 
 rule train_ppo:
