@@ -15,7 +15,12 @@ with gold, and prints, each with its numbers and PASS or FAIL:
 - no trained policy repeats itself more than 1.5x the dataset's chosen replies;
 - PPO raises the reward over the untrained policy (> 2 standard errors); its
   gold reward is printed beside it, and called reward gaming when it falls by
-  more than 2 standard errors while the reward rises.
+  more than 2 standard errors while the reward rises;
+- iterated RRHF: IP-2 and IP-3 against the iteration before (IP-1 is DP), and
+  the training sets' mean reward rising from one iteration to the next;
+- online RRHF: each OP-k[+KL] row against DP (reward, gold, perplexity, the
+  same gaming verdict), and OP-k+KL against OP-k with the KL its samples had
+  from rho at the end of training.
 Exits 1 when any check fails.
 """
 
@@ -41,7 +46,55 @@ def paired_difference(a: Path, b: Path, key: str) -> tuple[float, float]:
     second = pd.read_parquet(b / "generations.parquet").set_index("prompt_id")[key]
     difference = (first - second.loc[first.index]).astype(float)
     sem = difference.std(ddof=1) / math.sqrt(len(difference))
-    return float(difference.mean()), float(difference.mean() / sem) if sem else math.inf
+    if not sem:  # the same on every prompt (e.g. two rows that trained identically): no difference at all
+        return float(difference.mean()), 0.0 if difference.mean() == 0 else math.copysign(math.inf, difference.mean())
+    return float(difference.mean()), float(difference.mean() / sem)
+
+
+def verdict(policy: Path, setting: str, baseline: str) -> str:
+    """One line: paired reward and gold differences of two rows, their perplexities, and whether it is gaming."""
+    (reward, reward_sems), (gold, gold_sems) = (paired_difference(policy / setting, policy / baseline, key)
+                                                for key in ("reward", "gold_reward"))
+    ppl = {name: load(policy / name / "metrics.json")["ppl"] for name in (setting, baseline)}
+    gaming = reward_sems > 2 and gold_sems < -2
+    return (f"{setting} - {baseline}: reward {reward:+.3f} ({reward_sems:+.1f} standard errors), gold {gold:+.3f} "
+            f"({gold_sems:+.1f}), PPL {ppl[setting]:.2f} against {ppl[baseline]:.2f}: "
+            f"{'the proxy rises while gold falls: reward gaming' if gaming else 'no reward gaming'}")
+
+
+def resampling_story(results: Path, policy: Path, metrics: dict) -> list[tuple[str, bool]]:
+    """Print the IP-n and OP-k rows against the rows they grow from; return the checks on them."""
+    import pandas as pd
+
+    checks = []
+    iterations = sorted(int(name[3:]) for name in metrics if name.startswith("IP-") and name[3:].isdigit())
+    if iterations:
+        print()
+        scored = results / "scored" / policy.name
+        means = {1: float(pd.read_parquet(scored / "DP.parquet")["reward"].mean())}
+        for n in iterations:
+            if n > 1:
+                means[n] = float(pd.read_parquet(scored / f"IP-{n}.parquet")["reward"].mean())
+                previous = "DP" if n == 2 else f"IP-{n - 1}"
+                print(verdict(policy, f"IP-{n}", previous))
+        print("training-set mean reward by iteration: " + ", ".join(f"IP-{n} {m:.3f}" for n, m in means.items()))
+        rising = all(means[a] < means[b] for a, b in zip(means, list(means)[1:]))
+        checks.append(("each iteration's samples score higher than the last's (IP-n trains on better replies)",
+                       rising))
+    online = sorted(name for name in metrics if name.startswith("OP-"))
+    if online:
+        print()
+    for name in online:
+        print(verdict(policy, name, "DP"))
+        model = json.loads((results / "models" / policy.name / name / "metrics.json").read_text())
+        print(f"  {model['rounds']} sampling rounds; their samples' reward {model['sample_reward_first_round']:.3f} "
+              f"-> {model['sample_reward_last_round']:.3f}, gold {model['sample_gold_reward_first_round']:.3f} -> "
+              f"{model['sample_gold_reward_last_round']:.3f}"
+              + (f", KL from rho {model['sample_kl_last_round']:.3f} at the end (kl_coef {model['kl_coef']})"
+                 if name.endswith("+KL") else ""))
+        if name.endswith("+KL") and name[: -len("+KL")] in metrics:
+            print("  " + verdict(policy, name, name[: -len("+KL")]))
+    return checks
 
 
 def main() -> int:
@@ -92,6 +145,7 @@ def main() -> int:
               f"{'the proxy rises while gold falls, PPO games the reward model' if gaming else 'no reward gaming'}")
         checks.append((f"PPO raises the reward over the untrained policy ({reward_sems:+.1f} standard errors)",
                        reward_sems > 2))
+    checks += resampling_story(args.results, policy, metrics)
     limit = 1.5 * chosen["repetition"]
     for name, m in metrics.items():
         if name != "none":
