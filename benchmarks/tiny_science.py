@@ -51,11 +51,11 @@ def paired_difference(a: Path, b: Path, key: str) -> tuple[float, float]:
     return float(difference.mean()), float(difference.mean() / sem)
 
 
-def verdict(policy: Path, setting: str, baseline: str) -> str:
+def verdict(policy: Path, metrics: dict, setting: str, baseline: str) -> str:
     """One line: paired reward and gold differences of two rows, their perplexities, and whether it is gaming."""
     (reward, reward_sems), (gold, gold_sems) = (paired_difference(policy / setting, policy / baseline, key)
                                                 for key in ("reward", "gold_reward"))
-    ppl = {name: load(policy / name / "metrics.json")["ppl"] for name in (setting, baseline)}
+    ppl = {name: metrics[name]["ppl"] for name in (setting, baseline)}
     gaming = reward_sems > 2 and gold_sems < -2
     return (f"{setting} - {baseline}: reward {reward:+.3f} ({reward_sems:+.1f} standard errors), gold {gold:+.3f} "
             f"({gold_sems:+.1f}), PPL {ppl[setting]:.2f} against {ppl[baseline]:.2f}: "
@@ -76,7 +76,7 @@ def resampling_story(results: Path, policy: Path, metrics: dict) -> list[tuple[s
             if n > 1:
                 means[n] = float(pd.read_parquet(scored / f"IP-{n}.parquet")["reward"].mean())
                 previous = "DP" if n == 2 else f"IP-{n - 1}"
-                print(verdict(policy, f"IP-{n}", previous))
+                print(verdict(policy, metrics, f"IP-{n}", previous))
         print("training-set mean reward by iteration: " + ", ".join(f"IP-{n} {m:.3f}" for n, m in means.items()))
         rising = all(means[a] < means[b] for a, b in zip(means, list(means)[1:]))
         checks.append(("each iteration's samples score higher than the last's (IP-n trains on better replies)",
@@ -85,7 +85,7 @@ def resampling_story(results: Path, policy: Path, metrics: dict) -> list[tuple[s
     if online:
         print()
     for name in online:
-        print(verdict(policy, name, "DP"))
+        print(verdict(policy, metrics, name, "DP"))
         model = json.loads((results / "models" / policy.name / name / "metrics.json").read_text())
         print(f"  {model['rounds']} sampling rounds; their samples' reward {model['sample_reward_first_round']:.3f} "
               f"-> {model['sample_reward_last_round']:.3f}, gold {model['sample_gold_reward_first_round']:.3f} -> "
@@ -93,7 +93,7 @@ def resampling_story(results: Path, policy: Path, metrics: dict) -> list[tuple[s
               + (f", KL from rho {model['sample_kl_last_round']:.3f} at the end (kl_coef {model['kl_coef']})"
                  if name.endswith("+KL") else ""))
         if name.endswith("+KL") and name[: -len("+KL")] in metrics:
-            print("  " + verdict(policy, name, name[: -len("+KL")]))
+            print("  " + verdict(policy, metrics, name, name[: -len("+KL")]))
     return checks
 
 

@@ -198,15 +198,14 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
     result = trainer.finish()
     samples = pd.concat(drawn, ignore_index=True)
     samples = samples[["step", "round", *SAMPLE_COLUMNS, "reward", "kl", "training_reward", "gold_reward"]]
-    rounds = samples.groupby("round")
+    round_means = samples.groupby("round")[["reward", "gold_reward", "kl"]].mean()
     metrics = {**run_metrics(pd.DataFrame(result.rows)), "queries": len(queries), "rounds": len(windows),
                "responses_drawn": len(samples), "steps_per_sample": online_params.steps_per_sample,
                "kl_coef": online_params.kl_coef, "sampler": online_params.sampler, "rank_weight": rank_weight,
-               "length_penalty": length_penalty, "ft_reduction": ft_reduction,
-               **{f"sample_{column}_{end}": float(values.iloc[position])
-                  for column in ("reward", "gold_reward", "kl")
-                  for end, position in (("first_round", 0), ("last_round", -1))
-                  for values in [rounds[column].mean()]}}
+               "length_penalty": length_penalty, "ft_reduction": ft_reduction}
+    for column in round_means:
+        metrics[f"sample_{column}_first_round"] = float(round_means[column].iloc[0])
+        metrics[f"sample_{column}_last_round"] = float(round_means[column].iloc[-1])
     log.info("online RRHF done: %s", metrics)
     result.save(output_dir, tokenizer, {"stage": "train_online_rrhf", "policy": policy, "online": online,
                                         "training": training}, metrics, tables={"online_samples.parquet": samples})

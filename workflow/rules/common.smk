@@ -257,18 +257,21 @@ def setting_rank_weight(setting):
     return setting_spec(setting).get("rank_weight", config["rrhf"]["rank_weight"])
 
 
+def previous_iteration_model(policy, setting):
+    """The model IP-(n-1) trained, for IP-{n} with n >= 2 (IP-1's is resampling.setting's); None otherwise."""
+    n = iteration_number(setting)
+    return f"results/models/{policy}/{trained_setting(f'IP-{n - 1}')}" if n and n > 1 else None
+
+
 def starting_model(policy, setting):
     """The model a setting's training starts from (and IP-{n} samples with): IP-(n-1)'s for IP-{n}, n >= 2;
     the untrained policy otherwise."""
-    n = iteration_number(setting)
-    if n and n > 1:
-        return f"results/models/{policy}/{trained_setting(f'IP-{n - 1}')}"
-    return model_path(policy)
+    return previous_iteration_model(policy, setting) or model_path(policy)
 
 
 def starting_model_input(policy, setting):
-    n = iteration_number(setting)
-    return [starting_model(policy, setting)] if n and n > 1 else model_input(policy)
+    previous = previous_iteration_model(policy, setting)
+    return [previous] if previous else model_input(policy)
 
 
 def online_params(wildcards):
