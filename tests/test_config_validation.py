@@ -89,8 +89,8 @@ def threads_by_rule(dry_run_output: str) -> dict[str, int]:
     return threads
 
 
-def test_threads_come_from_the_resources_section(tmp_path):
-    config = broken(lambda c: c["resources"].update(threads=1, rules={"sample_responses": {"threads": 2}}))
+def test_threads_are_the_cpus_per_task_of_the_resources_section(tmp_path):
+    config = broken(lambda c: c["resources"].update(cpus_per_task=1, rules={"sample_responses": {"cpus_per_task": 2}}))
     threads = threads_by_rule(dry_run_with(tmp_path, config).stdout)
     assert threads["sample_responses"] == 2
     assert threads["pretrain_lm"] == threads["train_reward_model"] == threads["train_rrhf"] == 1

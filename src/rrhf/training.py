@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from rrhf.io import atomic_path, write_json, write_parquet
 
@@ -42,6 +42,9 @@ class TrainingParams:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_epsilon: float = 1e-8
     lr_schedule: str = "linear"
+    mixed_precision: str = "auto"  # accelerate's: no / bf16 / fp16; auto - bf16 on CUDA, no on the CPU
+    gradient_checkpointing: bool = False
+    lora: dict[str, Any] | None = None  # LoRA adapter settings (rrhf.adapters); None - full fine-tuning
 
     @classmethod
     def from_config(cls, values: dict[str, Any]) -> "TrainingParams":
@@ -79,6 +82,28 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[to
     return pad_right(sequences, pad_token_id), pad_right([[1] * len(s) for s in sequences], 0)
 
 
+def resolve_mixed_precision(name: str) -> str | None:
+    """accelerate's mixed_precision for ``name``: ``auto`` is bf16 on CUDA and no on the CPU. Under
+    ``accelerate launch`` (ACCELERATE_MIXED_PRECISION set) None, so the launch config decides."""
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return None
+    if name == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    return name
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
+    """Turn on activation recomputation in every transformers model inside ``model`` (the model itself, PPO's
+    policy inside its value-head wrapper, a peft-wrapped model); return how many were found (0: unsupported)."""
+    found = 0
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
+            # Non-reentrant: correct when the inputs of a checkpointed block need no gradient (frozen embeddings).
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            found += 1
+    return found
+
+
 def micro_batches_per_epoch(count: int, batch_size: int, processes: int) -> int:
     """Micro-batches each of ``processes`` runs per pass over ``count`` examples (the last batch may be short)."""
     return math.ceil(count / batch_size) // processes
@@ -99,7 +124,11 @@ class Trainer:
         self.params = params
         self.description = description
         self.total_steps = max(1, total_steps)
-        self.accelerator = Accelerator(gradient_accumulation_steps=params.gradient_accumulation_steps)
+        self.accelerator = Accelerator(gradient_accumulation_steps=params.gradient_accumulation_steps,
+                                       mixed_precision=resolve_mixed_precision(params.mixed_precision))
+        if params.gradient_checkpointing and not enable_gradient_checkpointing(model):
+            raise ValueError(f"gradient_checkpointing: {type(model).__name__} has no transformers model that "
+                             "supports it")
         self.model = self.accelerator.prepare(model)  # wrap first (FSDP shards it), then optimise what it trains
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, betas=tuple(params.adam_betas),

@@ -176,15 +176,23 @@ def dataset_file(dataset, split):
 
 
 def rule_resources(rule_name):
-    """Default GPU-rule resources, replaced by the rule's own entry under resources.rules."""
-    keys = ("gpu", "mem_mb", "runtime")
+    """A heavy rule's cluster resources (gpu, cpus_per_task, mem_mb, runtime): the config's resources section,
+    replaced key by key by the rule's own entry under resources.rules."""
+    keys = ("gpu", "cpus_per_task", "mem_mb", "runtime")
     own = config["resources"]["rules"].get(rule_name, {})
     return {key: own.get(key, config["resources"][key]) for key in keys}
 
 
 def rule_threads(rule_name):
-    """CPU threads of a rule's jobs: its resources.rules entry, else resources.threads."""
-    return config["resources"]["rules"].get(rule_name, {}).get("threads", config["resources"]["threads"])
+    """Threads of a rule's jobs: its cpus_per_task (what SLURM gives it, and what it uses locally)."""
+    return rule_resources(rule_name)["cpus_per_task"]
+
+
+def training_settings(block):
+    """A training block of the config with the run-wide precision settings every trainer reads."""
+    precision = config["precision"]
+    return {**block, "mixed_precision": precision["mixed_precision"],
+            "gradient_checkpointing": precision["gradient_checkpointing"]}
 
 
 def dataset_source_files(wildcards):

@@ -27,7 +27,7 @@ rule pretrain_lm:
         model=directory("resources/models/{name}"),
     params:
         architecture=lambda wildcards: build_spec(wildcards.name)["architecture"],
-        training=lambda wildcards: build_spec(wildcards.name)["training"],
+        training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
         accelerate_config=ACCELERATE_CONFIG,
         tokenizer=lambda wildcards: model_path(build_spec(wildcards.name)["tokenizer"]),
     log:
@@ -53,7 +53,7 @@ rule train_sft:
         model=directory("resources/models/{name}"),
     params:
         init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
-        training=lambda wildcards: build_spec(wildcards.name)["training"],
+        training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
         accelerate_config=ACCELERATE_CONFIG,
         max_examples=lambda wildcards: build_spec(wildcards.name)["max_examples"],
     log:
@@ -80,7 +80,7 @@ rule train_reward_model:
         model=directory("resources/models/{name}"),
     params:
         init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
-        training=lambda wildcards: build_spec(wildcards.name)["training"],
+        training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
         accelerate_config=ACCELERATE_CONFIG,
         dataset_source=lambda wildcards: config["datasets"][build_spec(wildcards.name)["dataset"]]["source"],
     log:
