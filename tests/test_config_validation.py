@@ -49,6 +49,15 @@ CASES = {
     "resampling a setting with no sampler": (lambda c: c["resampling"].update(setting="P"), "resampling.setting"),
     "a table setting renamed to nothing": (lambda c: c["table_settings"].update({"OP-32": "OQ-2"}),
                                            "table_settings.OP-32: 'OQ-2'"),
+    "LoRA on a pre-training build": (lambda c: c["models"]["base"]["build"]["training"].update(lora={"r": 4}),
+                                     "models.base.build.training.lora: a pretrain build"),
+    "LoRA under FSDP": (lambda c: c.update(accelerate_config="envs/accelerate/fsdp_full_shard.yaml",
+                                           rrhf={"training": {"lora": {"r": 4}}},
+                                           resources={"rules": {"train_rrhf": {"gpu": 8}}}),
+                        "rrhf.training.lora: LoRA with FSDP"),
+    "a value-head reward model without its backbone": (
+        lambda c: c["models"].update(reward={"display_name": "rm", "path": "x/hf_ckpt.pt",
+                                             "format": "value_head_checkpoint"}), "needs `path` (the checkpoint) and"),
     "a setting named like an iteration": (lambda c: c["settings"].update({"IP-4": {"sampler": "beam",
                                                                                   "provided": True}}), "IP-4"),
 }

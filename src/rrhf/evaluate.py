@@ -99,14 +99,15 @@ def pick_best(scored: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_generations(frame: pd.DataFrame, reward_model: str, evaluation_model: str, scoring: dict[str, Any],
-                      device: str, dataset_source: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                      device: str, dataset_source: str | None = None,
+                      dtype: str = "auto") -> tuple[pd.DataFrame, dict[str, Any]]:
     """Add ``reward``, ``gold_reward``, ``nll`` and ``n_tokens`` to a frame of (prompt, response); return it and
     :func:`summarise_generations`'s metrics. The gold reward is that of ``dataset_source``
     where the source defines one (``synthetic``), NaN otherwise."""
     frame = score_frame(frame, reward_model, scoring["batch_size"], scoring["max_length"], device,
-                        origin="evaluation")
+                        origin="evaluation", dtype=dtype)
     frame["gold_reward"] = gold_rewards(frame, dataset_source)
-    lm, lm_tokenizer = load_causal_lm(evaluation_model, resolve_device(device))
+    lm, lm_tokenizer = load_causal_lm(evaluation_model, resolve_device(device), dtype)
     nll = response_nll(lm, lm_tokenizer, list(frame["prompt"]), list(frame["response"]), scoring["max_length"])
     frame["nll"] = [value for value, _ in nll]
     frame["n_tokens"] = [count for _, count in nll]
@@ -121,12 +122,12 @@ def write_evaluation(frame: pd.DataFrame, metrics: dict[str, Any], output_dir: s
 
 def evaluate_policy(policy: str, test_data: str, reward_model: str, evaluation_model: str, output_dir: str,
                     decoding: dict[str, Any], scoring: dict[str, Any], limit: int | None, selection_seed: int,
-                    device: str = "auto", dataset_source: str | None = None,
+                    device: str = "auto", dtype: str = "auto", dataset_source: str | None = None,
                     log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: generate on the test prompts with ``decoding``, cut, score; write the evaluation."""
     setup_logging(log_path)
     test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed)
-    model, tokenizer = load_causal_lm(policy, resolve_device(device))
+    model, tokenizer = load_causal_lm(policy, resolve_device(device), dtype)
     params = {k: v for k, v in decoding.items() if k != "method"}
     generated = generate_responses(model, tokenizer, list(test["prompt"]), decoding["method"], num_responses=1,
                                    show_progress=True, **params)
@@ -134,7 +135,7 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str, evaluation_m
     frame = test[["prompt_id", "prompt"]].copy()
     frame["raw_response"] = [texts[0] for texts in generated]
     frame["response"] = [cut_at_turn(text) for text in frame["raw_response"]]
-    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device, dataset_source)
+    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device, dataset_source, dtype)
     log.info("evaluated %s on %d prompts: %s", policy, len(frame), metrics)
     write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_policy", "policy": policy,
                                                   "decoding": decoding, "reward_model": reward_model,
@@ -144,7 +145,8 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str, evaluation_m
 
 def evaluate_provided(test_data: str, source: str, reward_model: str, evaluation_model: str, output_dir: str,
                       scoring: dict[str, Any], limit: int | None, selection_seed: int, device: str = "auto",
-                      dataset_source: str | None = None, log_path: str | None = None) -> dict[str, Any]:
+                      dtype: str = "auto", dataset_source: str | None = None,
+                      log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: evaluate the dataset's own ``chosen`` or ``rejected`` replies (Table 2's good/bad rows)."""
     setup_logging(log_path)
     if source not in ("chosen", "rejected"):
@@ -152,7 +154,7 @@ def evaluate_provided(test_data: str, source: str, reward_model: str, evaluation
     test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt", source]), limit, selection_seed)
     frame = test[["prompt_id", "prompt"]].copy()
     frame["response"] = [cut_at_turn(text) for text in test[source]]
-    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device, dataset_source)
+    frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device, dataset_source, dtype)
     log.info("evaluated the dataset's %s replies on %d prompts: %s", source, len(frame), metrics)
     write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_provided", "source": source,
                                                   "reward_model": reward_model,
@@ -162,7 +164,7 @@ def evaluate_provided(test_data: str, source: str, reward_model: str, evaluation
 
 def evaluate_best_of_n(policy: str, test_data: str, reward_model: str, output_dir: str, n: int,
                        sampling: dict[str, Any], scoring: dict[str, Any], limit: int | None, selection_seed: int,
-                       device: str = "auto", dataset_source: str | None = None,
+                       device: str = "auto", dtype: str = "auto", dataset_source: str | None = None,
                        log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: best-of-n, an evaluation without training. Sample ``n`` top-p responses per test prompt,
     cut each at the next turn, keep the one the reward model scores highest.
@@ -173,7 +175,7 @@ def evaluate_best_of_n(policy: str, test_data: str, reward_model: str, output_di
     """
     setup_logging(log_path)
     test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed)
-    model, tokenizer = load_causal_lm(policy, resolve_device(device))
+    model, tokenizer = load_causal_lm(policy, resolve_device(device), dtype)
     generated = generate_responses(model, tokenizer, list(test["prompt"]), "top_p", num_responses=n,
                                    show_progress=True, **sampling)
     del model
@@ -182,7 +184,7 @@ def evaluate_best_of_n(policy: str, test_data: str, reward_model: str, output_di
                            columns=["prompt_id", "prompt", "response_index", "raw_response"])
     samples["response"] = [cut_at_turn(text) for text in samples["raw_response"]]
     samples = score_frame(samples, reward_model, scoring["batch_size"], scoring["max_length"], device,
-                          origin="best-of-n evaluation")
+                          origin="best-of-n evaluation", dtype=dtype)
     best = pick_best(samples)
     best["gold_reward"] = gold_rewards(best, dataset_source)
     metrics = {**summarise_generations(best), "best_of": n, "sampled_reward_mean": float(samples["reward"].mean())}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from rrhf.value_head_reward import load_value_head_reward_model
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -13,28 +17,59 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def load_tokenizer(path: str, padding_side: str = "left"):
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """The torch dtype of config ``precision.dtype``: ``auto`` is bfloat16 on CUDA (when the GPU has it) and
+    float32 elsewhere; ``float32``, ``bfloat16``, ``float16`` or a torch dtype are taken as they are."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name == "auto":
+        cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"precision.dtype: {name!r} is not one of {['auto', *DTYPES]}")
+    return DTYPES[name]
+
+
+def load_tokenizer(path: str, padding_side: str = "left", trust_remote_code: bool = False):
     """A tokenizer with a pad token (the EOS token when it has none) and the given padding side."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
     return tokenizer
 
 
-def load_causal_lm(path: str, device: str | torch.device = "cpu"):
-    """(model in eval mode on ``device``, tokenizer padded on the left) from a hub id or folder."""
+def load_causal_lm(path: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"):
+    """(model in eval mode on ``device`` with weights in ``dtype`` (:func:`resolve_dtype`), tokenizer padded on
+    the left) from a hub id or folder."""
     tokenizer = load_tokenizer(path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer
 
 
-def load_reward_model(path: str, device: str | torch.device = "cpu"):
-    """(one-label sequence classifier in eval mode, tokenizer padded on the right)."""
-    tokenizer = load_tokenizer(path, padding_side="right")
-    model = AutoModelForSequenceClassification.from_pretrained(path)
+def load_reward_model(source: str | dict[str, Any], device: str | torch.device = "cpu",
+                      dtype: str | torch.dtype = "float32"):
+    """(reward model in eval mode with weights in ``dtype``, tokenizer padded on the right).
+
+    ``source`` is a path or hub id of a one-label ``AutoModelForSequenceClassification``, or a dict with
+    ``path``, ``format`` (``transformers``, or ``value_head_checkpoint`` for a raw backbone + ``v_head``
+    state dict such as Dahoas/gptj-rm-static's: :mod:`rrhf.value_head_reward`), ``backbone`` and
+    ``trust_remote_code``. Either way ``model(input_ids=..., attention_mask=...).logits`` is (n, 1).
+    """
+    spec = {"path": source} if isinstance(source, str) else source
+    path, trust_remote_code = spec["path"], spec.get("trust_remote_code", False)
+    if spec.get("format", "transformers") == "value_head_checkpoint":
+        model, tokenizer = load_value_head_reward_model(path, spec["backbone"], resolve_dtype(dtype, device),
+                                                        trust_remote_code=trust_remote_code)
+        return model.to(device).eval(), tokenizer
+    tokenizer = load_tokenizer(path, padding_side="right", trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=resolve_dtype(dtype, device),
+                                                               trust_remote_code=trust_remote_code)
     if model.config.num_labels != 1:
         raise ValueError(f"reward model {path!r} has {model.config.num_labels} labels; a reward model has 1")
     if model.config.pad_token_id is None:

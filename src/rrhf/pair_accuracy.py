@@ -43,7 +43,8 @@ def policy_accuracy(model, tokenizer, test: pd.DataFrame, batch_size: int, max_l
 
 
 def pair_accuracy(test_data: str, scorer: str, model_path: str, output: str, batch_size: int, max_length: int,
-                  length_penalty: float = 1.0, device: str = "auto", log_path: str | None = None) -> dict[str, Any]:
+                  length_penalty: float = 1.0, device: str = "auto", dtype: str = "auto",
+                  log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: the accuracy of ``scorer`` ("reward_model" or "policy", loaded from ``model_path``)
     on every pair of the test split; writes ``output`` (JSON: accuracy, pairs, scorer, model)."""
     setup_logging(log_path)
@@ -51,10 +52,10 @@ def pair_accuracy(test_data: str, scorer: str, model_path: str, output: str, bat
         raise ValueError(f"scorer must be one of {SCORERS}, not {scorer!r}")
     test = read_parquet(test_data, ["prompt_id", "prompt", "chosen", "rejected"])
     if scorer == "reward_model":
-        model, tokenizer = load_reward_model(model_path, resolve_device(device))
+        model, tokenizer = load_reward_model(model_path, resolve_device(device), dtype)
         accuracy = reward_model_accuracy(model, tokenizer, test, batch_size, max_length)
     else:
-        model, tokenizer = load_causal_lm(model_path, resolve_device(device))
+        model, tokenizer = load_causal_lm(model_path, resolve_device(device), dtype)
         accuracy = policy_accuracy(model, tokenizer, test, batch_size, max_length, length_penalty)
     result = {"accuracy": accuracy, "pairs": len(test), "scorer": scorer, "model": model_path}
     log.info("%s %s prefers the chosen reply on %.4f of %d test pairs", scorer, model_path, accuracy, len(test))

@@ -84,9 +84,9 @@ def check_finite(frame: pd.DataFrame, origin: str) -> None:
 
 
 def score_frame(frame: pd.DataFrame, reward_model_path: str, batch_size: int, max_length: int,
-                device: str, origin: str) -> pd.DataFrame:
+                device: str, origin: str, dtype: str = "auto") -> pd.DataFrame:
     """``frame`` (with prompt and response columns) plus a ``reward`` column; stops on a non-finite reward."""
-    model, tokenizer = load_reward_model(reward_model_path, resolve_device(device))
+    model, tokenizer = load_reward_model(reward_model_path, resolve_device(device), dtype)
     out = frame.copy()
     out["reward"] = score(model, tokenizer, list(frame["prompt"]), list(frame["response"]), batch_size,
                           max_length, show_progress=True)
@@ -95,11 +95,11 @@ def score_frame(frame: pd.DataFrame, reward_model_path: str, batch_size: int, ma
 
 
 def score_samples(samples: str, reward_model: str, output: str, batch_size: int, max_length: int,
-                  device: str = "auto", log_path: str | None = None) -> None:
+                  device: str = "auto", dtype: str = "auto", log_path: str | None = None) -> None:
     """Stage entry point: rewards for a policy's sampled responses."""
     setup_logging(log_path)
     frame = read_parquet(samples, ["prompt_id", "prompt", "response_index", "response", "source"])
-    scored = score_frame(frame, reward_model, batch_size, max_length, device, origin=samples)
+    scored = score_frame(frame, reward_model, batch_size, max_length, device, origin=samples, dtype=dtype)
     log.info("scored %d responses from %s: mean reward %.4f", len(scored), samples, scored["reward"].mean())
     write_parquet(scored, output, {"stage": "score_samples", "reward_model": reward_model,
                                    "samples": read_provenance(samples)})
@@ -118,14 +118,15 @@ def provided_responses(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_provided(train_data: str, reward_model: str, output: str, limit: int | None, seed: int,
-                   batch_size: int, max_length: int, device: str = "auto", shard: tuple[int, int] | None = None,
-                   log_path: str | None = None) -> None:
+                   batch_size: int, max_length: int, device: str = "auto", dtype: str = "auto",
+                   shard: tuple[int, int] | None = None, log_path: str | None = None) -> None:
     """Stage entry point: rewards for the dataset's chosen and rejected replies of the selected training
     prompts (or one shard of them)."""
     setup_logging(log_path)
     frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen", "rejected"]), limit, seed,
                            shard)
-    scored = score_frame(provided_responses(frame), reward_model, batch_size, max_length, device, origin=train_data)
+    scored = score_frame(provided_responses(frame), reward_model, batch_size, max_length, device,
+                         origin=train_data, dtype=dtype)
     log.info("scored %d provided responses: chosen beat rejected on %.1f%% of prompts", len(scored),
              100 * _chosen_win_rate(scored))
     write_parquet(scored.reset_index(drop=True), output,

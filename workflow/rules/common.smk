@@ -98,6 +98,38 @@ def setting_spec(setting):
     return SETTINGS[setting]
 
 
+def rule_resources(rule_name):
+    """A heavy rule's cluster resources (gpu, cpus_per_task, mem_mb, runtime): the config's resources section,
+    replaced key by key by the rule's own entry under resources.rules."""
+    keys = ("gpu", "cpus_per_task", "mem_mb", "runtime")
+    own = config["resources"]["rules"].get(rule_name, {})
+    return {key: own.get(key, config["resources"][key]) for key in keys}
+
+
+def rule_threads(rule_name):
+    """Threads of a rule's jobs: its cpus_per_task (what SLURM gives it, and what it uses locally)."""
+    return rule_resources(rule_name)["cpus_per_task"]
+
+
+def lora_problems(config):
+    """LoRA where it cannot work: a pre-training build (nothing trained to adapt) or an FSDP launch (the merge
+    before saving needs whole weights)."""
+    problems = []
+    accelerate = yaml.safe_load(Path(ACCELERATE_CONFIG).read_text()) if ACCELERATE_CONFIG else {}
+    blocks = [(f"models.{name}.build.training.lora", spec["build"].get("kind"),
+               {"sft": "train_sft", "reward": "train_reward_model"}.get(spec["build"].get("kind")))
+              for name, spec in MODELS.items() if "build" in spec and "lora" in spec["build"].get("training", {})]
+    blocks += [(f"{section}.training.lora", section, rule) for section, rule in (("rrhf", "train_rrhf"),)
+               if "lora" in config[section]["training"]]
+    for key, kind, rule in blocks:
+        if kind == "pretrain":
+            problems.append(f"{key}: a pretrain build trains a new model in full; LoRA adapts a trained one")
+        elif accelerate.get("distributed_type") == "FSDP" and rule and rule_resources(rule)["gpu"] > 1:
+            problems.append(f"{key}: LoRA with FSDP (accelerate_config {config['accelerate_config']}) is not "
+                            "supported; use envs/accelerate/ddp.yaml, or one GPU")
+    return problems
+
+
 def check_references(config):
     """Stop before any job starts when a name points at nothing; the message names the key."""
     problems = []
@@ -120,6 +152,19 @@ def check_references(config):
             expect(build.get("init"), MODELS, f"models.{name}.build.init")
         if build["kind"] == "pretrain":
             expect(build.get("tokenizer"), MODELS, f"models.{name}.build.tokenizer")
+    for name, spec in MODELS.items():
+        if spec.get("format", "transformers") == "value_head_checkpoint":
+            if "path" not in spec or "backbone" not in spec:
+                problems.append(f"models.{name}: format value_head_checkpoint needs `path` (the checkpoint) and "
+                                "`backbone` (the folder or hub id of its config and tokenizer)")
+            roles = [f"policies.{role}" for role, model in POLICIES.items() if model == name]
+            roles += ["evaluation_model"] if EVALUATION_MODEL == name else []
+            roles += [f"models.{other}.build.init" for other, o in MODELS.items()
+                      if o.get("build", {}).get("init") == name]
+            if roles:
+                problems.append(f"models.{name}: a value_head_checkpoint model can only be the reward_model, "
+                                f"but {', '.join(roles)} names it")
+    problems.extend(lora_problems(config))
     for name, spec in config["datasets"].items():
         needed = {"hub": "name", "anthropic_jsonl": "files"}.get(spec["source"])
         if needed and needed not in spec:
@@ -171,21 +216,24 @@ def model_input(name):
     return [path] if "build" in MODELS[name] or Path(path).exists() else []
 
 
+def reward_model_source():
+    """How jobs load the reward model: its path, or, for another format or with trust_remote_code, a dict of
+    path, format, backbone and trust_remote_code (rrhf.models.load_reward_model takes either)."""
+    spec = MODELS[REWARD_MODEL]
+    if spec.get("format", "transformers") == "transformers" and not spec.get("trust_remote_code", False):
+        return model_path(REWARD_MODEL)
+    return {"path": model_path(REWARD_MODEL), "format": spec.get("format", "transformers"),
+            "backbone": spec.get("backbone"), "trust_remote_code": spec.get("trust_remote_code", False)}
+
+
+def reward_model_input():
+    """The reward model (and a local backbone folder) as job inputs: nothing for hub ids."""
+    backbone = MODELS[REWARD_MODEL].get("backbone")
+    return model_input(REWARD_MODEL) + ([backbone] if backbone and Path(backbone).exists() else [])
+
+
 def dataset_file(dataset, split):
     return f"resources/data/{dataset}/{split}.parquet"
-
-
-def rule_resources(rule_name):
-    """A heavy rule's cluster resources (gpu, cpus_per_task, mem_mb, runtime): the config's resources section,
-    replaced key by key by the rule's own entry under resources.rules."""
-    keys = ("gpu", "cpus_per_task", "mem_mb", "runtime")
-    own = config["resources"]["rules"].get(rule_name, {})
-    return {key: own.get(key, config["resources"][key]) for key in keys}
-
-
-def rule_threads(rule_name):
-    """Threads of a rule's jobs: its cpus_per_task (what SLURM gives it, and what it uses locally)."""
-    return rule_resources(rule_name)["cpus_per_task"]
 
 
 def training_settings(block):

@@ -6,20 +6,21 @@ rule evaluate_policy:
     input:
         test_data=dataset_file(config["data"]["dataset"], "test"),
         policy=evaluated_model_input,
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
         evaluation_model=model_input(EVALUATION_MODEL),
     output:
         generations="results/eval/{policy}/{setting}/generations.parquet",
         metrics="results/eval/{policy}/{setting}/metrics.json",
     params:
         policy=evaluated_model,
-        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: reward_model_source(),
         evaluation_model=lambda wildcards: model_path(EVALUATION_MODEL),
         decoding=config["evaluation"]["decoding"],
         scoring=config["scoring"],
         limit=config["data"]["test_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
         dataset_source=DATASET_SOURCE,
     log:
         "logs/evaluate_policy/{policy}_{setting}.log",
@@ -39,18 +40,19 @@ rule evaluate_policy:
 rule evaluate_provided:
     input:
         test_data=dataset_file(config["data"]["dataset"], "test"),
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
         evaluation_model=model_input(EVALUATION_MODEL),
     output:
         generations="results/eval/dataset/{source}/generations.parquet",
         metrics="results/eval/dataset/{source}/metrics.json",
     params:
-        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: reward_model_source(),
         evaluation_model=lambda wildcards: model_path(EVALUATION_MODEL),
         scoring=config["scoring"],
         limit=config["data"]["test_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
         dataset_source=DATASET_SOURCE,
     log:
         "logs/evaluate_provided/{source}.log",
@@ -69,12 +71,12 @@ rule evaluate_provided:
 
 rule evaluate_reward_model:
     input:
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
         scored=list(agreement_training_sets().values()),
     output:
         metrics="results/eval/reward_model/metrics.json",
     params:
-        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: reward_model_source(),
         names=list(agreement_training_sets()),
         dataset_source=DATASET_SOURCE,
     log:
@@ -89,20 +91,21 @@ rule evaluate_best_of_n:
     input:
         test_data=dataset_file(config["data"]["dataset"], "test"),
         policy=lambda wildcards: model_input(wildcards.policy),
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
     output:
         samples="results/eval/{policy}/best-of-{n}/samples.parquet",
         generations="results/eval/{policy}/best-of-{n}/generations.parquet",
         metrics="results/eval/{policy}/best-of-{n}/metrics.json",
     params:
         policy=lambda wildcards: model_path(wildcards.policy),
-        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: reward_model_source(),
         n=lambda wildcards: int(wildcards.n),
         sampling=config["evaluation"]["best_of_n"],
         scoring=config["scoring"],
         limit=config["data"]["test_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
         dataset_source=DATASET_SOURCE,
     log:
         "logs/evaluate_best_of_n/{policy}_{n}.log",
@@ -132,6 +135,7 @@ rule policy_pair_accuracy:
         max_length=config["scoring"]["max_length"],
         length_penalty=config["rrhf"]["length_penalty"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
     log:
         "logs/pair_accuracy/{policy}_{setting}.log",
     wildcard_constraints:
@@ -148,16 +152,17 @@ rule policy_pair_accuracy:
 rule reward_model_pair_accuracy:
     input:
         test_data=dataset_file(config["data"]["dataset"], "test"),
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
     output:
         accuracy="results/eval/reward_model/pair_accuracy.json",
     params:
         scorer="reward_model",
-        model=lambda wildcards: model_path(REWARD_MODEL),
+        model=lambda wildcards: reward_model_source(),
         batch_size=config["scoring"]["batch_size"],
         max_length=config["scoring"]["max_length"],
         length_penalty=config["rrhf"]["length_penalty"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
     log:
         "logs/pair_accuracy/reward_model.log",
     threads: rule_threads("pair_accuracy")

@@ -4,14 +4,15 @@
 rule score_samples:
     input:
         samples=sharded("results/samples/{policy}/{sampler}.parquet"),
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
     output:
         rewards=sharded("results/rewards/{policy}/{sampler}.parquet"),
     params:
-        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: reward_model_source(),
         batch_size=config["scoring"]["batch_size"],
         max_length=config["scoring"]["max_length"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
     log:
         sharded("logs/score_samples/{policy}_{sampler}.log"),
     benchmark:
@@ -29,7 +30,7 @@ rule score_samples:
 use rule score_samples as score_iterated_samples with:
     input:
         samples=sharded("results/samples/{policy}/{iteration}/{sampler}.parquet"),
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
     output:
         rewards=sharded("results/rewards/{policy}/{iteration}/{sampler}.parquet"),
     log:
@@ -42,16 +43,17 @@ use rule score_samples as score_iterated_samples with:
 rule score_provided:
     input:
         data=dataset_file(config["data"]["dataset"], "train"),
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
     output:
         rewards=sharded("results/rewards/provided.parquet"),
     params:
-        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: reward_model_source(),
         limit=config["data"]["train_prompts"],
         selection_seed=config["data"]["selection_seed"],
         batch_size=config["scoring"]["batch_size"],
         max_length=config["scoring"]["max_length"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
         shard=shard_of,
     log:
         sharded("logs/score_provided/provided.log"),

@@ -2,5 +2,6 @@ from rrhf.rewards import score_provided
 
 score_provided(snakemake.input.data, snakemake.params.reward_model, snakemake.output.rewards,
                snakemake.params.limit, snakemake.params.selection_seed, snakemake.params.batch_size,
-               snakemake.params.max_length, device=snakemake.params.device, shard=snakemake.params.shard,
+               snakemake.params.max_length, device=snakemake.params.device,
+               dtype=snakemake.params.dtype, shard=snakemake.params.shard,
                log_path=snakemake.log[0])
