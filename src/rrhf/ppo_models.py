@@ -5,7 +5,9 @@ trlX's HH configuration, 2 layers) and the reference keeps a frozen copy of just
 those layers: the rest of the network is shared between the two, like trlX's
 "hydra" heads. Without it the whole policy trains and the reference is a full
 frozen copy. Either way the reference is "the policy's frozen parameters, with
-the trained ones swapped for their snapshot".
+the trained ones swapped for their snapshot". With LoRA adapters (rrhf.adapters)
+every base weight is frozen, ``num_layers_unfrozen`` is not used, and the
+reference is the base model: the policy with its adapters switched off.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 from torch.func import functional_call
+
+from rrhf.adapters import adapters_disabled, has_lora
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -85,11 +89,14 @@ class FrozenReference:
     """The reference rho: a frozen snapshot of the parameters the policy trains, the others shared with it.
 
     Built before training, so it is rho exactly. :meth:`logits` runs the policy's
-    LM with the snapshot in place of the trained parameters.
+    LM with the snapshot in place of the trained parameters. For an LM with LoRA
+    adapters (build it after adding them) it holds nothing: rho is the LM with
+    its adapters off, whose base weights never train.
     """
 
     def __init__(self, lm: nn.Module):
-        self.snapshot = {name: p.detach().clone() for name, p in lm.named_parameters() if p.requires_grad}
+        self.snapshot = {} if has_lora(lm) else {name: p.detach().clone() for name, p in lm.named_parameters()
+                                                 if p.requires_grad}
 
     @property
     def parameter_count(self) -> int:
@@ -99,9 +106,10 @@ class FrozenReference:
     @torch.no_grad()
     def lm_logits(self, lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(n, L, V) logits of rho on (n, L) inputs: ``lm`` (the policy being trained) run with the snapshot."""
-        output = functional_call(lm, self.snapshot, args=(), kwargs={"input_ids": input_ids,
-                                                                     "attention_mask": attention_mask},
-                                 strict=False)
+        with adapters_disabled(lm):
+            output = functional_call(lm, self.snapshot, args=(), kwargs={"input_ids": input_ids,
+                                                                         "attention_mask": attention_mask},
+                                     strict=False)
         return output.logits
 
     def logits(self, policy: CausalLMWithValueHead, input_ids: torch.Tensor,

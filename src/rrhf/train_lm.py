@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from rrhf.adapters import add_lora
 from rrhf.io import read_parquet, setup_logging
 from rrhf.models import encode_pair, load_causal_lm, load_tokenizer
 from rrhf.tiny import new_causal_lm, transcripts
@@ -54,6 +55,9 @@ def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, architectu
     """Stage entry point: pre-train a fresh LM (LLaMA- or GPT-2-style) on every training transcript."""
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
+    if params.lora is not None:
+        raise ValueError("build.training.lora: a pre-trained LM is trained in full (LoRA adapters need trained "
+                         "weights to adapt); remove the lora key from this pretrain build")
     tokenizer = load_tokenizer(tokenizer_dir, padding_side="right")
     frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
     texts = transcripts(frame)
@@ -70,6 +74,8 @@ def train_sft(init_model: str, train_data: str, output_dir: str, training: dict[
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
     model, tokenizer = load_causal_lm(init_model)
+    if params.lora is not None:
+        model = add_lora(model, params.lora)
     frame = read_parquet(train_data, ["prompt", "chosen"])
     if max_examples is not None:
         frame = frame.sample(n=min(max_examples, len(frame)), random_state=params.seed)

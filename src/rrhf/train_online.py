@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from rrhf.adapters import add_lora
 from rrhf.data import select_prompts
 from rrhf.gold_reward import gold_rewards
 from rrhf.io import read_parquet, setup_logging
@@ -137,7 +138,8 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
                       training: dict[str, Any], provided: str | None = None, rank_weight: float = 1.0,
                       length_penalty: float = 1.0, ft_reduction: str = "sum", max_tokens_per_forward: int = 4096,
                       scoring: dict[str, Any] | None = None, limit: int | None = None, selection_seed: int = 0,
-                      dataset_source: str | None = None, log_path: str | None = None) -> dict[str, Any]:
+                      dataset_source: str | None = None, dtype: str = "auto",
+                      log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: online RRHF of ``policy`` on the selected training prompts; save it like
     :func:`rrhf.train_rrhf.train_rrhf` does, plus ``online_samples.parquet``.
 
@@ -159,13 +161,15 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
             raise ValueError(f"{provided}: no provided responses for {len(missing)} of the {len(queries)} selected "
                              f"prompts, e.g. {missing[:3]}; was it scored with another data.train_prompts?")
     model, tokenizer = load_causal_lm(policy)
-    reference = FrozenReference(model) if online_params.kl_coef > 0 else None
+    if params.lora is not None:
+        model = add_lora(model, params.lora)
+    reference = FrozenReference(model) if online_params.kl_coef > 0 else None  # with LoRA: the adapters off
     per_window = online_params.steps_per_sample * params.batch_size * params.gradient_accumulation_steps
     windows = query_windows(len(queries), per_window, params.epochs, params.seed)
     accumulation = params.gradient_accumulation_steps  # each round ends with a step (Trainer.run_epochs)
     steps = sum(math.ceil(math.ceil(len(window) / params.batch_size) / accumulation) for window in windows)
     trainer = Trainer(model, params, steps, "online rrhf")
-    reward, reward_tokenizer = load_reward_model(reward_model, trainer.accelerator.device)
+    reward, reward_tokenizer = load_reward_model(reward_model, trainer.accelerator.device, dtype)
     context = OnlineContext(tokenizer, reward, reward_tokenizer, reference, online_params, scoring,
                             params.max_length, dataset_source)
     log.info("online RRHF of %s: %d queries, %d sampling rounds (every %d steps, %d queries each), %s sampling, "

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from accelerate.utils import set_seed
 
+from rrhf.adapters import add_lora
 from rrhf.data import select_prompts
 from rrhf.evaluate import TURN_MARKER
 from rrhf.gold_reward import gold_rewards
@@ -243,7 +244,7 @@ def prompt_stream(count: int, seed: int):
 
 def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, ppo: dict[str, Any],
               training: dict[str, Any], limit: int | None, selection_seed: int, dataset_source: str | None = None,
-              log_path: str | None = None) -> dict[str, Any]:
+              dtype: str = "auto", log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: PPO-train ``policy`` on the selected training prompts; save it, its value head, a
     per-iteration ``train_log.parquet`` and ``metrics.json``.
 
@@ -260,15 +261,21 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
                          f"({ppo['generation']['max_new_tokens']}): the prompt keeps the difference")
     frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen"]), limit, selection_seed)
     lm, tokenizer = load_causal_lm(policy)
-    freeze_bottom_layers(lm, ppo["num_layers_unfrozen"])
-    reference = FrozenReference(lm)
-    set_seed(params.seed)  # the value head is initialised here
+    if params.lora is None:
+        freeze_bottom_layers(lm, ppo["num_layers_unfrozen"])
+    elif ppo["num_layers_unfrozen"] is not None:
+        log.warning("ppo.num_layers_unfrozen is not used with training.lora: every base weight is frozen and "
+                    "every layer gets adapters")
+    set_seed(params.seed)  # the value head is initialised here (then the adapters, with LoRA)
+    model = CausalLMWithValueHead(lm, ppo["generation"]["temperature"])
+    if params.lora is not None:
+        add_lora(model, params.lora)
+    reference = FrozenReference(model.lm)  # with LoRA: the policy's LM with its adapters off
     iterations, per_iteration = ppo_schedule(ppo, params)
-    trainer = Trainer(CausalLMWithValueHead(lm, ppo["generation"]["temperature"]), params,
-                      iterations * per_iteration, "ppo")
+    trainer = Trainer(model, params, iterations * per_iteration, "ppo")
     trainer.model.eval()  # no dropout: rollout and update see the same policy
     device = trainer.accelerator.device
-    reward, reward_tokenizer = load_reward_model(reward_model, device)
+    reward, reward_tokenizer = load_reward_model(reward_model, device, dtype)
     reward.requires_grad_(False)
     policy_model = trainer.accelerator.unwrap_model(trainer.model)
     context = RolloutContext(policy_model, tokenizer, reference, reward, reward_tokenizer, RunningMoments(), ppo,

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from rrhf.adapters import add_lora
 from rrhf.io import read_parquet, setup_logging
 from rrhf.losses import rank_accuracy, rank_pair_counts, rrhf_loss, sequence_scores
 from rrhf.models import encode_pair, load_causal_lm, span_logprobs
@@ -163,6 +164,8 @@ def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, An
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
     model, tokenizer = load_causal_lm(policy)
+    if params.lora is not None:
+        model = add_lora(model, params.lora)
     frame = read_parquet(scored, SCORED_COLUMNS)
     examples = build_examples(frame, tokenizer, params.max_length)
     log.info("RRHF on %s: %d queries, %d responses, rank_weight %s, length_penalty %s, ft %s",

@@ -21,6 +21,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
+from rrhf.adapters import check_not_fsdp, has_lora, merge_lora
 from rrhf.io import atomic_path, write_json, write_parquet
 
 log = logging.getLogger("rrhf")
@@ -99,7 +100,7 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
             # Non-reentrant: correct when the inputs of a checkpointed block need no gradient (frozen embeddings).
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             found += 1
     return found
 
@@ -280,12 +281,18 @@ class TrainingResult:
 
         The folder appears complete or not at all (written aside, then renamed),
         and only the main process writes it; every process must call this
-        (FSDP gathers the weights from all of them).
+        (FSDP gathers the weights from all of them). LoRA adapters (rrhf.adapters) are merged into the
+        model's weights first, in place, so the folder is a plain checkpoint.
         """
-        state = self.accelerator.get_state_dict(self.model)
+        plain, state = self.plain_model, None
+        if has_lora(plain):
+            check_not_fsdp(self.accelerator.distributed_type)
+            plain = merge_lora(plain)
+        else:
+            state = self.accelerator.get_state_dict(self.model)
         if self.accelerator.is_main_process:
             with atomic_path(output_dir, directory=True) as tmp:
-                self.plain_model.save_pretrained(tmp, state_dict=state)
+                plain.save_pretrained(tmp, state_dict=state)
                 tokenizer.save_pretrained(tmp)
                 write_parquet(pd.DataFrame(self.rows), tmp / "train_log.parquet", provenance)
                 if metrics is not None:

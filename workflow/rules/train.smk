@@ -37,12 +37,12 @@ rule train_online_rrhf:
         unpack(online_provided_input),
         train_data=dataset_file(config["data"]["dataset"], "train"),
         policy=lambda wildcards: model_input(wildcards.policy),
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
     output:
         model=directory("results/models/{policy}/{setting}"),
     params:
         policy=lambda wildcards: model_path(wildcards.policy),
-        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: reward_model_source(),
         online=online_params,
         training=training_settings(config["rrhf"]["training"]),
         rank_weight=lambda wildcards: setting_rank_weight(wildcards.setting),
@@ -53,6 +53,7 @@ rule train_online_rrhf:
         limit=config["data"]["train_prompts"],
         selection_seed=config["data"]["selection_seed"],
         dataset_source=DATASET_SOURCE,
+        dtype=config["precision"]["dtype"],
     log:
         "logs/train_online_rrhf/{policy}_{setting}.log",
     benchmark:
@@ -72,17 +73,18 @@ rule train_ppo:
     input:
         train_data=dataset_file(config["data"]["dataset"], "train"),
         policy=lambda wildcards: model_input(wildcards.policy),
-        reward_model=model_input(REWARD_MODEL),
+        reward_model=reward_model_input(),
     output:
         model=directory("results/models/{policy}/PPO"),
     params:
         policy=lambda wildcards: model_path(wildcards.policy),
-        reward_model=lambda wildcards: model_path(REWARD_MODEL),
+        reward_model=lambda wildcards: reward_model_source(),
         ppo={key: value for key, value in config["ppo"].items() if key != "training"},
         training=training_settings(config["ppo"]["training"]),
         limit=config["data"]["train_prompts"],
         selection_seed=config["data"]["selection_seed"],
         dataset_source=DATASET_SOURCE,
+        dtype=config["precision"]["dtype"],
     log:
         "logs/train_ppo/{policy}.log",
     benchmark:

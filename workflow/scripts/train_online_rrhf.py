@@ -6,4 +6,5 @@ train_online_rrhf(snakemake.params.policy, snakemake.params.reward_model, snakem
                   length_penalty=snakemake.params.length_penalty, ft_reduction=snakemake.params.ft_reduction,
                   max_tokens_per_forward=snakemake.params.max_tokens_per_forward, scoring=snakemake.params.scoring,
                   limit=snakemake.params.limit, selection_seed=snakemake.params.selection_seed,
-                  dataset_source=snakemake.params.dataset_source, log_path=snakemake.log[0])
+                  dataset_source=snakemake.params.dataset_source, dtype=snakemake.params.dtype,
+                  log_path=snakemake.log[0])
