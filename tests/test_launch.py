@@ -17,9 +17,9 @@ TRAINING = {"epochs": 2, "learning_rate": 3e-3, "batch_size": 4, "warmup_ratio":
 
 
 def test_launch_command():
-    command = launch_command("train_rrhf", "/tmp/args.json", 8, "envs/accelerate_fsdp.yaml")
+    command = launch_command("train_rrhf", "/tmp/args.json", 8, "envs/accelerate/fsdp_full_shard.yaml")
     assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert command[3:7] == ["--num_processes", "8", "--config_file", "envs/accelerate_fsdp.yaml"]
+    assert command[3:7] == ["--num_processes", "8", "--config_file", "envs/accelerate/fsdp_full_shard.yaml"]
     assert command[-4:] == ["-m", "rrhf.launch", "train_rrhf", "/tmp/args.json"]
     assert "--config_file" not in launch_command("train_sft", "a.json", 2)
 

@@ -1,9 +1,10 @@
 """Run a training stage in this process, or in several under ``accelerate launch``.
 
-A rule with ``gpu: 1`` (or 0) calls the trainer directly. With more GPUs, the
-trainer's keyword arguments go to a JSON file and ``accelerate launch`` starts
-one process per GPU running ``python -m rrhf.launch TRAINER ARGS.json``, with
-the given accelerate config (e.g. envs/accelerate_fsdp.yaml for FSDP).
+With no accelerate config and ``gpu: 1`` (or 0) the rule calls the trainer
+directly. With more GPUs, or with an accelerate config (envs/accelerate/: one
+GPU, DDP, FSDP full-shard, FSDP with CPU offload), the trainer's keyword
+arguments go to a JSON file and ``accelerate launch`` starts one process per GPU
+(at least one) running ``python -m rrhf.launch TRAINER ARGS.json``.
 """
 
 from __future__ import annotations
@@ -41,12 +42,19 @@ def launch_command(trainer: str, arguments_file: str, num_processes: int,
     return command + ["-m", "rrhf.launch", trainer, str(arguments_file)]
 
 
+def needs_launch(num_processes: int, accelerate_config: str | None) -> bool:
+    """Whether a trainer runs under ``accelerate launch``: several GPUs, or an accelerate config to apply."""
+    return num_processes > 1 or bool(accelerate_config)
+
+
 def run_trainer(trainer: str, arguments: dict[str, Any], num_processes: int = 1,
                 accelerate_config: str | None = None) -> Any:
-    """Call ``trainer(**arguments)`` here, or under ``accelerate launch`` when ``num_processes`` > 1."""
+    """Call ``trainer(**arguments)`` here, or under ``accelerate launch`` when ``num_processes`` > 1 or an
+    ``accelerate_config`` is given (e.g. FSDP with CPU offload on one GPU)."""
     function = trainer_function(trainer)
-    if num_processes <= 1:
+    if not needs_launch(num_processes, accelerate_config):
         return function(**arguments)
+    num_processes = max(1, num_processes)
     with tempfile.TemporaryDirectory(prefix="rrhf-launch-") as folder:
         arguments_file = Path(folder) / "arguments.json"
         arguments_file.write_text(json.dumps(arguments))
