@@ -145,29 +145,49 @@ def test_changing_the_decoding_reruns_only_evaluation_and_tables(table_workdir):
     assert jobs_by_rule(result.stdout) == {"evaluate_policy": 1, "table6": 1}
 
 
-def test_sharded_sampling_and_scoring_gather_to_the_same_training_set(workdir, tmp_path):
-    # Reuse the built data and models; sample and score again in 2 shards.
-    shutil.copytree(workdir / "resources", tmp_path / "resources", copy_function=shutil.copy2)
-    overrides = {**FAST_OVERRIDES, "shards": 2}
-    targets = ["results/scored/instruct/DP.parquet", "results/samples/instruct/diverse_beam.parquet"]
-    planned = jobs_by_rule(run_snakemake(tmp_path, "-n", *targets, overrides=overrides).stdout)
-    assert planned == {"sample_responses": 2, "score_samples": 2, "score_provided": 2, "gather_shards": 3,
-                       "assemble_training_set": 1}
-    run_snakemake(tmp_path, *targets, overrides=overrides)
-    shards = [pd.read_parquet(tmp_path / f"results/samples/instruct/diverse_beam/shard{i}.parquet") for i in (0, 1)]
-    assert not set(shards[0]["prompt_id"]) & set(shards[1]["prompt_id"])
-    gathered = pd.read_parquet(tmp_path / "results/samples/instruct/diverse_beam.parquet")
-    assert len(gathered) == sum(map(len, shards)) == TRAINING_ROWS_PER_PROMPT["D"] * TRAIN_PROMPTS
-    unsharded = pd.read_parquet(workdir / "results/scored/instruct/DP.parquet")
-    scored = pd.read_parquet(tmp_path / "results/scored/instruct/DP.parquet")
-    assert list(scored.columns) == SCORED_COLUMNS
-    assert sorted(set(scored["prompt_id"])) == sorted(set(unsharded["prompt_id"]))
-    assert len(scored) == len(unsharded)
-    provided = ["prompt_id", "source", "reward"]
-    pd.testing.assert_frame_equal(  # the provided replies' rewards do not depend on sharding
-        scored[scored["source"] != "diverse_beam"][provided].sort_values(provided[:2]).reset_index(drop=True),
-        unsharded[unsharded["source"] != "diverse_beam"][provided].sort_values(provided[:2]).reset_index(drop=True),
-        atol=1e-5)
+def test_sharded_sampling_and_scoring_equal_unsharded_and_a_lost_shard_reruns_alone(workdir, tmp_path):
+    # Reuse the built data and models; sample (beam and top-p) and score without shards and in 2 shards, with
+    # generation batches of 4 prompts (3 batches: shard 0 runs batches 0 and 2, shard 1 batch 1).
+    sampling = {**FAST_OVERRIDES["sampling"], "batch_size": 4}
+    scored = ["results/scored/instruct/DP.parquet", "results/rewards/instruct/top_p.parquet"]
+    targets = [*scored, *(f"results/samples/instruct/{sampler}.parquet" for sampler in ("diverse_beam", "top_p"))]
+    runs = {}
+    for shards in (1, 2):
+        folder = tmp_path / f"shards{shards}"
+        shutil.copytree(workdir / "resources", folder / "resources", copy_function=shutil.copy2)
+        overrides = {**FAST_OVERRIDES, "sampling": sampling, "shards": shards}
+        if shards == 2:
+            planned = jobs_by_rule(run_snakemake(folder, "-n", *targets, overrides=overrides).stdout)
+            assert planned == {"sample_responses": 4, "score_samples": 4, "score_provided": 2, "gather_shards": 5,
+                               "assemble_training_set": 1}
+        run_snakemake(folder, *targets, overrides=overrides)
+        runs[shards] = folder
+    one, two = runs[1], runs[2]
+    for sampler in ("diverse_beam", "top_p"):
+        shard_ids = [set(pd.read_parquet(two / f"results/samples/instruct/{sampler}/shard{i}.parquet")["prompt_id"])
+                     for i in (0, 1)]
+        assert shard_ids[0] and shard_ids[1] and not shard_ids[0] & shard_ids[1]
+        # The same text, row for row: shards run whole batches of the unsharded run with the same seeds.
+        pd.testing.assert_frame_equal(pd.read_parquet(two / f"results/samples/instruct/{sampler}.parquet"),
+                                      pd.read_parquet(one / f"results/samples/instruct/{sampler}.parquet"))
+    for path in scored:
+        sharded, unsharded = pd.read_parquet(two / path), pd.read_parquet(one / path)
+        assert list(sharded.columns) == list(unsharded.columns)
+        pd.testing.assert_frame_equal(sharded.drop(columns="reward"), unsharded.drop(columns="reward"))
+        # Rewards: the same sequences scored in differently padded batches, equal to float32 rounding.
+        assert (sharded["reward"] - unsharded["reward"]).abs().max() < 1e-5
+    assert len(pd.read_parquet(two / targets[0])) == TRAINING_ROWS_PER_PROMPT["DP"] * TRAIN_PROMPTS
+
+    # A failed shard re-runs alone. The state a failure of top-p sampling's shard 1 leaves (under --keep-going):
+    # no shard 1, nothing gathered or scored from it; shard 0 and its scores are kept and not run again.
+    for stage in ("samples", "rewards"):
+        (two / f"results/{stage}/instruct/top_p/shard1.parquet").unlink()
+        (two / f"results/{stage}/instruct/top_p.parquet").unlink()
+    redo = planned_jobs(run_snakemake(two, "-n", *targets, overrides={**FAST_OVERRIDES, "sampling": sampling,
+                                                                           "shards": 2}).stdout)
+    assert sorted((rule, wildcards) for rule, wildcards, _ in redo if rule in ("sample_responses", "score_samples")) \
+        == [("sample_responses", "policy=instruct, sampler=top_p, shard=1"),
+            ("score_samples", "policy=instruct, sampler=top_p, shard=1")]
 
 
 TINY_PPO = {"training": {"learning_rate": 1e-4, "batch_size": 4, "max_length": 128, "seed": 1,

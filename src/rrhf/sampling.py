@@ -39,11 +39,27 @@ def _generate_batch(model, tokenizer, encoded, method: str, num_responses: int, 
                           num_return_sequences=num_responses, **common)
 
 
+def generation_batches(prompts: list[str], batch_size: int,
+                       shard: tuple[int, int] | None = None) -> list[tuple[int, list[int]]]:
+    """(batch number, prompt indices) of each generation batch: prompts sorted by length (stable), cut into
+    batches of ``batch_size``. With ``shard=(i, n)`` only batches i, i + n, i + 2n, ...: a shard runs whole
+    batches of the unsharded run, with their numbers (their seeds), so sharded output equals unsharded."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    batches = list(enumerate(order[start:start + batch_size] for start in range(0, len(order), batch_size)))
+    if shard is None:
+        return batches
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count} does not exist")
+    return batches[index::count]
+
+
 @torch.no_grad()
 def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num_responses: int = 4,
                        max_new_tokens: int = 128, num_beams: int = 4, num_beam_groups: int = 4,
                        diversity_penalty: float = 1.0, top_p: float = 1.0, temperature: float = 0.8,
-                       seed: int = 0, batch_size: int = 8, show_progress: bool = False) -> list[list[str]]:
+                       seed: int = 0, batch_size: int = 8, shard: tuple[int, int] | None = None,
+                       show_progress: bool = False) -> list[list[str]]:
     """The ``num_responses`` responses of each prompt, with the prompt removed.
 
     ``method`` is ``greedy`` (one response), ``beam`` (``num_beams`` beams), ``diverse_beam`` (``num_beams``
@@ -51,19 +67,18 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
     ``top_p`` (nucleus sampling at ``temperature``). Beam methods return the
     responses best first. Prompts are sorted by length and generated in
     left-padded batches of ``batch_size``; sampling batch i is seeded with
-    ``seed + i``, so the same inputs give the same outputs. Responses are
-    decoded with ``skip_special_tokens=True``.
+    ``seed + i``, so the same inputs give the same outputs. With ``shard``, only
+    that shard's batches run (:func:`generation_batches`) and the other prompts
+    get no responses. Responses are decoded with ``skip_special_tokens=True``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; expected one of {METHODS}")
     if tokenizer.padding_side != "left":
         raise ValueError("generate_responses needs a tokenizer with padding_side='left'")
     device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[list[str]] = [[] for _ in prompts]
-    starts = list(range(0, len(order), batch_size))
-    for batch_number, start in enumerate(tqdm(starts, desc=f"sample {method}", disable=not show_progress)):
-        chunk = order[start:start + batch_size]
+    batches = generation_batches(prompts, batch_size, shard)
+    for batch_number, chunk in tqdm(batches, desc=f"sample {method}", disable=not show_progress):
         encoded = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(device)
         torch.manual_seed(seed + batch_number)
@@ -76,17 +91,19 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
 
 
 def sample_responses(policy_path: str, train_data: str, output: str, method: str, params: dict[str, Any],
-                     limit: int | None, selection_seed: int, device: str = "auto", shard: tuple[int, int] | None = None,
-                     log_path: str | None = None) -> pd.DataFrame:
-    """Stage entry point: sample responses for the selected training prompts (or one shard of them).
+                     limit: int | None, selection_seed: int, device: str = "auto", dtype: str = "auto",
+                     shard: tuple[int, int] | None = None, log_path: str | None = None) -> pd.DataFrame:
+    """Stage entry point: sample responses for the selected training prompts (or one shard of them: whole
+    generation batches of the unsharded run, so the gathered shards equal the unsharded output).
 
     Writes one row per response, sorted by ``prompt_id, response_index``.
     """
     setup_logging(log_path)
-    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed, shard)
-    model, tokenizer = load_causal_lm(policy_path, resolve_device(device))
+    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    model, tokenizer = load_causal_lm(policy_path, resolve_device(device), dtype)
     log.info("sampling %s responses from %s for %d prompts with %s", method, policy_path, len(frame), params)
-    responses = generate_responses(model, tokenizer, list(frame["prompt"]), method, show_progress=True, **params)
+    responses = generate_responses(model, tokenizer, list(frame["prompt"]), method, shard=shard, show_progress=True,
+                                   **params)
     rows = [(pid, prompt, k, text, method)
             for pid, prompt, texts in zip(frame["prompt_id"], frame["prompt"], responses)
             for k, text in enumerate(texts)]

@@ -15,6 +15,7 @@ rule sample_responses:
         limit=config["data"]["train_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
         shard=shard_of,
     log:
         sharded("logs/sample_responses/{policy}_{sampler}.log"),
@@ -43,6 +44,7 @@ use rule sample_responses as sample_iterated_responses with:
         limit=config["data"]["train_prompts"],
         selection_seed=config["data"]["selection_seed"],
         device=config["device"],
+        dtype=config["precision"]["dtype"],
         shard=shard_of,
     log:
         sharded("logs/sample_responses/{policy}_{iteration}_{sampler}.log"),

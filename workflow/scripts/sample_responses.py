@@ -2,5 +2,6 @@ from rrhf.sampling import sample_responses
 
 sample_responses(snakemake.params.policy, snakemake.input.data, snakemake.output.samples,
                  snakemake.wildcards.sampler, snakemake.params.sampler_params, snakemake.params.limit,
-                 snakemake.params.selection_seed, device=snakemake.params.device, shard=snakemake.params.shard,
+                 snakemake.params.selection_seed, device=snakemake.params.device,
+                 dtype=snakemake.params.dtype, shard=snakemake.params.shard,
                  log_path=snakemake.log[0])
