@@ -8,7 +8,7 @@ CORES ?= 2
 TARGET ?= all
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test lint clean setup
+.PHONY: run test test-slurm lint clean setup
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The workflow through the SLURM profile on a one-node cluster that the test starts (as root; tests/slurm/).
+test-slurm: $(STAMP)
+	RRHF_TEST_SLURM=1 $(BIN)/pytest tests/test_slurm.py
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
