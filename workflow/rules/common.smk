@@ -119,12 +119,12 @@ def lora_problems(config):
     blocks = [(f"models.{name}.build.training.lora", spec["build"].get("kind"),
                {"sft": "train_sft", "reward": "train_reward_model"}.get(spec["build"].get("kind")))
               for name, spec in MODELS.items() if "build" in spec and "lora" in spec["build"].get("training", {})]
-    blocks += [(f"{section}.training.lora", section, rule) for section, rule in (("rrhf", "train_rrhf"),)
+    blocks += [(f"{section}.training.lora", section, trainer) for section, trainer in (("rrhf", "train_rrhf"),)
                if "lora" in config[section]["training"]]
-    for key, kind, rule in blocks:
+    for key, kind, trainer in blocks:
         if kind == "pretrain":
             problems.append(f"{key}: a pretrain build trains a new model in full; LoRA adapts a trained one")
-        elif accelerate.get("distributed_type") == "FSDP" and rule and rule_resources(rule)["gpu"] > 1:
+        elif accelerate.get("distributed_type") == "FSDP" and trainer and rule_resources(trainer)["gpu"] > 1:
             problems.append(f"{key}: LoRA with FSDP (accelerate_config {config['accelerate_config']}) is not "
                             "supported; use envs/accelerate/ddp.yaml, or one GPU")
     return problems
