@@ -45,10 +45,12 @@ def check_not_fsdp(distributed_type: Any = None) -> None:
                          "adapters needs whole weights): drop training.lora or launch without FSDP")
 
 
-def add_lora(model: nn.Module, settings: dict[str, Any], task: str = "causal_lm") -> nn.Module:
+def add_lora(model: nn.Module, settings: dict[str, Any] | None, task: str = "causal_lm") -> nn.Module:
     """``model`` with LoRA adapters: a transformers model comes back as a peft model; a wrapper holding one as
     ``.lm`` (PPO's policy with its value head) comes back itself with ``.lm`` replaced, its other parameters
-    left trainable. Every base weight is frozen."""
+    left trainable. Every base weight is frozen. ``settings`` None (no ``training.lora``): ``model`` as it is."""
+    if settings is None:
+        return model
     check_not_fsdp()
     if isinstance(model, PreTrainedModel):
         model = get_peft_model(model, lora_config(settings, task))

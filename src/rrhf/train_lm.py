@@ -74,8 +74,7 @@ def train_sft(init_model: str, train_data: str, output_dir: str, training: dict[
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
     model, tokenizer = load_causal_lm(init_model)
-    if params.lora is not None:
-        model = add_lora(model, params.lora)
+    model = add_lora(model, params.lora)
     frame = read_parquet(train_data, ["prompt", "chosen"])
     if max_examples is not None:
         frame = frame.sample(n=min(max_examples, len(frame)), random_state=params.seed)

@@ -161,8 +161,7 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
             raise ValueError(f"{provided}: no provided responses for {len(missing)} of the {len(queries)} selected "
                              f"prompts, e.g. {missing[:3]}; was it scored with another data.train_prompts?")
     model, tokenizer = load_causal_lm(policy)
-    if params.lora is not None:
-        model = add_lora(model, params.lora)
+    model = add_lora(model, params.lora)
     reference = FrozenReference(model) if online_params.kl_coef > 0 else None  # with LoRA: the adapters off
     per_window = online_params.steps_per_sample * params.batch_size * params.gradient_accumulation_steps
     windows = query_windows(len(queries), per_window, params.epochs, params.seed)

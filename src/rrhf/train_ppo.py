@@ -268,8 +268,7 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
                     "every layer gets adapters")
     set_seed(params.seed)  # the value head is initialised here (then the adapters, with LoRA)
     model = CausalLMWithValueHead(lm, ppo["generation"]["temperature"])
-    if params.lora is not None:
-        add_lora(model, params.lora)
+    add_lora(model, params.lora)
     reference = FrozenReference(model.lm)  # with LoRA: the policy's LM with its adapters off
     iterations, per_iteration = ppo_schedule(ppo, params)
     trainer = Trainer(model, params, iterations * per_iteration, "ppo")

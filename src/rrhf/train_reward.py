@@ -81,8 +81,7 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     set_seed(params.seed)  # the new one-label head is initialised here, before train_model seeds
     model = AutoModelForSequenceClassification.from_pretrained(init_model, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
-    if params.lora is not None:  # the score head trains in full, the rest through adapters
-        model = add_lora(model, params.lora, "sequence_classification")
+    model = add_lora(model, params.lora, "sequence_classification")  # with LoRA the score head trains in full
     log.info("training a reward model from %s on %d pairs", init_model, len(examples))
     result = train_model(model, examples, [max(len(a), len(b)) for a, b in examples],
                          lambda b: collate_pairs(b, tokenizer.pad_token_id), reward_pair_loss, params, "reward")

@@ -164,8 +164,7 @@ def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, An
     setup_logging(log_path)
     params = TrainingParams.from_config(training)
     model, tokenizer = load_causal_lm(policy)
-    if params.lora is not None:
-        model = add_lora(model, params.lora)
+    model = add_lora(model, params.lora)
     frame = read_parquet(scored, SCORED_COLUMNS)
     examples = build_examples(frame, tokenizer, params.max_length)
     log.info("RRHF on %s: %d queries, %d responses, rank_weight %s, length_penalty %s, ft %s",

@@ -112,21 +112,22 @@ def rule_threads(rule_name):
 
 
 def lora_problems(config):
-    """LoRA where it cannot work: a pre-training build (nothing trained to adapt) or an FSDP launch (the merge
-    before saving needs whole weights)."""
-    problems = []
+    """LoRA where it cannot work: a pre-training build (nothing trained to adapt), or a trainer that runs under
+    an FSDP accelerate_config (every launched trainer does, on any number of GPUs: rrhf.launch.needs_launch),
+    as merging the adapters before saving needs whole weights."""
     accelerate = yaml.safe_load(Path(ACCELERATE_CONFIG).read_text()) if ACCELERATE_CONFIG else {}
-    blocks = [(f"models.{name}.build.training.lora", spec["build"].get("kind"),
-               {"sft": "train_sft", "reward": "train_reward_model"}.get(spec["build"].get("kind")))
-              for name, spec in MODELS.items() if "build" in spec and "lora" in spec["build"].get("training", {})]
-    blocks += [(f"{section}.training.lora", section, trainer) for section, trainer in (("rrhf", "train_rrhf"),)
-               if "lora" in config[section]["training"]]
-    for key, kind, trainer in blocks:
+    fsdp = accelerate.get("distributed_type") == "FSDP"
+    problems = []
+    for key, training, kind in [("rrhf.training", config["rrhf"]["training"], "rrhf")] + [
+            (f"models.{name}.build.training", spec["build"]["training"], spec["build"]["kind"])
+            for name, spec in MODELS.items() if "training" in spec.get("build", {})]:
+        if "lora" not in training:
+            continue
         if kind == "pretrain":
-            problems.append(f"{key}: a pretrain build trains a new model in full; LoRA adapts a trained one")
-        elif accelerate.get("distributed_type") == "FSDP" and trainer and rule_resources(trainer)["gpu"] > 1:
-            problems.append(f"{key}: LoRA with FSDP (accelerate_config {config['accelerate_config']}) is not "
-                            "supported; use envs/accelerate/ddp.yaml, or one GPU")
+            problems.append(f"{key}.lora: a pretrain build trains a new model in full; LoRA adapts a trained one")
+        elif fsdp:
+            problems.append(f"{key}.lora: LoRA with FSDP (accelerate_config {config['accelerate_config']}) is not "
+                            "supported; use envs/accelerate/ddp.yaml, or accelerate_config null on one GPU")
     return problems
 
 
