@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from workflow_helpers import REPO, snakemake, write_config
+from workflow_helpers import REPO, dry_run_jobs, snakemake, write_config
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 NONE_ROW_TABLES = REPO / "tests" / "fixtures" / "tables_with_untrained_row.yaml"
@@ -88,14 +88,7 @@ def test_paper_config_replaces_the_tiny_one(tmp_path):
 
 def threads_by_rule(dry_run_output: str) -> dict[str, int]:
     """Rule -> the threads its jobs get in a ``snakemake -n`` listing (1 where none is printed)."""
-    threads, rule = {}, None
-    for line in dry_run_output.splitlines():
-        if line.startswith(("rule ", "localrule ")):
-            rule = line.split()[1].rstrip(":")
-            threads.setdefault(rule, 1)
-        elif line.strip().startswith("threads:") and rule:
-            threads[rule] = int(line.split(":")[1])
-    return threads
+    return {job["rule"]: int(job.get("threads", 1)) for job in dry_run_jobs(dry_run_output)}
 
 
 def test_threads_are_the_cpus_per_task_of_the_resources_section(tmp_path):

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from workflow_helpers import REPO, SNAKEMAKE
+from workflow_helpers import REPO, SNAKEMAKE, dry_run_jobs, key_values
 
 HEAVY = {"sample_responses", "sample_iterated_responses", "score_samples", "score_iterated_samples",
          "score_provided", "train_sft", "train_rrhf", "train_online_rrhf", "train_ppo", "evaluate_policy"}
@@ -21,13 +21,8 @@ def planned_resources(*args: str) -> dict[str, list[dict[str, str]]]:
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs: dict[str, list[dict[str, str]]] = {}
-    current = None
-    for line in result.stdout.splitlines():
-        if line.startswith(("rule ", "localrule ")):
-            current = {}
-            jobs.setdefault(line.split()[1].rstrip(":"), []).append(current)
-        elif line.strip().startswith("resources:") and current is not None:
-            current.update(item.strip().split("=", 1) for item in line.split(":", 1)[1].split(","))
+    for job in dry_run_jobs(result.stdout):
+        jobs.setdefault(job["rule"], []).append(key_values(job.get("resources", "")))
     return jobs
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_helpers import FAST_OVERRIDES, REPO
+from workflow_helpers import FAST_OVERRIDES, REPO, dry_run_jobs, key_values
 
 SLURM_SCRIPTS = REPO / "tests" / "slurm"
 ROWS = [{"policy": "Alpaca", "setting": "DP"}, {"policy": "Alpaca", "setting": "P"}]
@@ -88,21 +88,12 @@ def slurm_env():
 def planned_jobs(dry_run: str) -> dict[str, dict]:
     """The jobs of a ``snakemake -n`` output, keyed by the sbatch --comment the SLURM plugin gives them
     (rule_<rule>, or rule_<rule>_wildcards_<values joined by _>), with their threads and resources."""
-    jobs, job = [], None
-    for line in dry_run.splitlines():
-        if match := re.fullmatch(r"(?:local)?rule (\w+):", line.strip()):
-            job = {"rule": match.group(1), "wildcards": {}, "threads": 1, "resources": {}}
-            jobs.append(job)
-        elif job and (match := re.fullmatch(r"(wildcards|resources|threads): (.*)", line.strip())):
-            key, value = match.groups()
-            if key == "threads":
-                job["threads"] = int(value)
-            else:
-                job[key] = dict(item.split("=", 1) for item in value.split(", "))
     planned = {}
-    for job in jobs:
-        values = "_".join(job["wildcards"].values()).replace("/", "_")
-        planned[f"rule_{job['rule']}" + (f"_wildcards_{values}" if values else "")] = job
+    for job in dry_run_jobs(dry_run):
+        values = "_".join(key_values(job.get("wildcards", "")).values()).replace("/", "_")
+        planned[f"rule_{job['rule']}" + (f"_wildcards_{values}" if values else "")] = {
+            "rule": job["rule"], "threads": int(job.get("threads", 1)),
+            "resources": key_values(job.get("resources", ""))}
     return planned
 
 

@@ -1,6 +1,7 @@
 """Running real Snakemake on the tiny config, made smaller still, in a scratch folder."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,23 @@ def jobs_by_rule(dry_run_output: str) -> dict[str, int]:
         if parts[0] != "total":
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def dry_run_jobs(dry_run_output: str) -> list[dict[str, str]]:
+    """Every job of a ``snakemake -n`` listing, in order: its ``rule`` and each ``key: value`` line under it
+    (input, output, wildcards, resources, threads, ...) as printed."""
+    jobs: list[dict[str, str]] = []
+    for line in dry_run_output.splitlines():
+        if match := re.fullmatch(r"(?:local)?rule (\S+):", line.strip()):
+            jobs.append({"rule": match.group(1)})
+        elif jobs and (match := re.fullmatch(r"(\w+): (.*)", line.strip())):
+            jobs[-1].setdefault(*match.groups())
+    return jobs
+
+
+def key_values(field: str) -> dict[str, str]:
+    """A dry run's ``a=1, b=2`` (wildcards, resources) as {"a": "1", "b": "2"}; {} for an empty field."""
+    return dict(item.split("=", 1) for item in field.split(", ")) if field else {}
 
 
 def write_config(folder: Path, overrides: dict, name: str = "overrides.yaml") -> Path:
