@@ -36,4 +36,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results resources logs benchmarks/*/ .snakemake
+	rm -rf results resources logs checkpoints benchmarks/*/ .snakemake

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -22,21 +23,54 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PROVENANCE_KEY = b"rrhf"
+PARTIAL_MARK = ".partial-"  # in the name of every file or folder being written aside (".NAME.partial-XXXX")
+log = logging.getLogger("rrhf")
+
+
+def remove_partials(folder: str | os.PathLike, pattern: str) -> list[Path]:
+    """Remove the entries of ``folder`` whose names fully match the regular expression ``pattern`` (what a
+    killed job left half-written); return them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        if re.fullmatch(pattern, entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
+    """Remove what an earlier, killed write of ``path`` left beside it (``.NAME.partial-*``); return it.
+
+    Only one job writes a given output, so a partial copy of it that exists when the job starts is stale.
+    """
+    path = Path(path)
+    removed = remove_partials(path.parent, re.escape(f".{path.name}{PARTIAL_MARK}") + ".*")
+    for entry in removed:
+        log.info("removed a half-written copy of %s left by an earlier run: %s", path, entry)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+    """Yield a temporary path beside ``path`` (``.NAME.partial-XXXX``); rename it onto ``path`` on success.
 
     On an exception the temporary file or folder is removed and nothing is left
-    at ``path``.
+    at ``path``. A kill leaves it behind; the next write of ``path`` removes it
+    first (:func:`remove_stale_partials`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path)
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{PARTIAL_MARK}", dir=path.parent))
     else:
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}{PARTIAL_MARK}", dir=path.parent)
         os.close(handle)
         tmp = Path(name)
     try:
@@ -104,7 +138,11 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
-    """Send the ``rrhf`` logger to stderr and, from the first process only, to ``log_path``; return it."""
+    """Send the ``rrhf`` logger to stderr and, from the first process only, to ``log_path``; return it.
+
+    An exception that ends the process from here on is logged there too, with its traceback (Snakemake
+    points at the rule's log when a job fails).
+    """
     logger = logging.getLogger("rrhf")
     logger.setLevel(logging.INFO)
     for handler in list(logger.handlers):
@@ -120,7 +158,22 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
         file_handler.setFormatter(formatter)
         logger.addHandler(file_handler)
     logger.propagate = False
+    sys.excepthook = _log_uncaught
     return logger
+
+
+def start_job(log_path: str | os.PathLike | None, output: str | os.PathLike) -> logging.Logger:
+    """:func:`setup_logging`, then remove (from the first process) what a killed earlier run of this job left
+    half-written beside ``output``, saying so in the log; return the logger."""
+    logger = setup_logging(log_path)
+    if int(os.environ.get("RANK", "0")) == 0:
+        remove_stale_partials(output)
+    return logger
+
+
+def _log_uncaught(kind, value, traceback) -> None:
+    """sys.excepthook once logging is set up: the traceback goes to the rule's log as well as stderr."""
+    logging.getLogger("rrhf").error("%s: %s", kind.__name__, value, exc_info=(kind, value, traceback))
 
 
 def gather_parquet(inputs: list[str], output: str, sort_by: list[str], log_path: str | None = None) -> pd.DataFrame:

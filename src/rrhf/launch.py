@@ -5,6 +5,9 @@ directly. With more GPUs, or with an accelerate config (envs/accelerate/: one
 GPU, DDP, FSDP full-shard, FSDP with CPU offload), the trainer's keyword
 arguments go to a JSON file and ``accelerate launch`` starts one process per GPU
 (at least one) running ``python -m rrhf.launch TRAINER ARGS.json``.
+
+Either way the job's ``checkpoint`` settings get the job's fingerprint, so the
+trainer resumes only from checkpoints of this very job (rrhf.checkpoints).
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rrhf.checkpoints import job_fingerprint
+
 TRAINERS = {
     "pretrain_lm": "rrhf.train_lm:pretrain_lm",
     "train_sft": "rrhf.train_lm:train_sft",
     "train_reward_model": "rrhf.train_reward:train_reward_model",
     "train_rrhf": "rrhf.train_rrhf:train_rrhf",
+    "train_ppo": "rrhf.train_ppo:train_ppo",
+    "train_online_rrhf": "rrhf.train_online:train_online_rrhf",
 }
 
 
@@ -52,6 +59,8 @@ def run_trainer(trainer: str, arguments: dict[str, Any], num_processes: int = 1,
     """Call ``trainer(**arguments)`` here, or under ``accelerate launch`` when ``num_processes`` > 1 or an
     ``accelerate_config`` is given (e.g. FSDP with CPU offload on one GPU)."""
     function = trainer_function(trainer)
+    if arguments.get("checkpoint"):
+        arguments = {**arguments, "checkpoint": {**arguments["checkpoint"], "fingerprint": job_fingerprint(arguments)}}
     if not needs_launch(num_processes, accelerate_config):
         return function(**arguments)
     num_processes = max(1, num_processes)

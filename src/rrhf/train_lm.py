@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from rrhf.adapters import add_lora
-from rrhf.io import read_parquet, setup_logging
+from rrhf.io import read_parquet, start_job
 from rrhf.models import encode_pair, load_causal_lm, load_tokenizer
 from rrhf.tiny import new_causal_lm, transcripts
 from rrhf.training import TrainingParams, pad_batch, pad_right, train_model
@@ -43,17 +43,20 @@ def lm_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[s
     return model(**batch).loss, {}
 
 
-def fit_lm(model, tokenizer, examples, params: TrainingParams, description: str):
-    """Train a causal LM on (input_ids, labels) examples; returns the TrainingResult."""
+def fit_lm(model, tokenizer, examples, params: TrainingParams, description: str,
+           checkpoint: dict[str, Any] | None = None):
+    """Train a causal LM on (input_ids, labels) examples (resuming from ``checkpoint``'s latest); returns the
+    TrainingResult."""
     pad = tokenizer.pad_token_id
     return train_model(model, examples, [len(e[0]) for e in examples], lambda b: collate_lm(b, pad),
-                       lm_loss, params, description)
+                       lm_loss, params, description, checkpoint)
 
 
 def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, architecture: dict[str, Any],
-                training: dict[str, Any], log_path: str | None = None) -> None:
+                training: dict[str, Any], checkpoint: dict[str, Any] | None = None,
+                log_path: str | None = None) -> None:
     """Stage entry point: pre-train a fresh LM (LLaMA- or GPT-2-style) on every training transcript."""
-    setup_logging(log_path)
+    start_job(log_path, output_dir)
     params = TrainingParams.from_config(training)
     if params.lora is not None:
         raise ValueError("build.training.lora: a pre-trained LM is trained in full (LoRA adapters need trained "
@@ -64,14 +67,15 @@ def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, architectu
     examples = lm_examples(tokenizer, [""] * len(texts), texts, params.max_length, loss_on_prompt=True)
     model = new_causal_lm(tokenizer, architecture, params.seed)
     log.info("pre-training a %.2fM-parameter LM on %d transcripts", model.num_parameters() / 1e6, len(examples))
-    result = fit_lm(model, tokenizer, examples, params, "pretrain")
+    result = fit_lm(model, tokenizer, examples, params, "pretrain", checkpoint)
     result.save(output_dir, tokenizer, {"stage": "pretrain_lm", "architecture": architecture, "training": training})
 
 
 def train_sft(init_model: str, train_data: str, output_dir: str, training: dict[str, Any],
-              max_examples: int | None = None, log_path: str | None = None) -> None:
+              max_examples: int | None = None, checkpoint: dict[str, Any] | None = None,
+              log_path: str | None = None) -> None:
     """Stage entry point: supervised fine-tuning on prompt + chosen, loss on the response tokens only."""
-    setup_logging(log_path)
+    start_job(log_path, output_dir)
     params = TrainingParams.from_config(training)
     model, tokenizer = load_causal_lm(init_model)
     model = add_lora(model, params.lora)
@@ -81,5 +85,5 @@ def train_sft(init_model: str, train_data: str, output_dir: str, training: dict[
     examples = lm_examples(tokenizer, list(frame["prompt"]), list(frame["chosen"]), params.max_length,
                            loss_on_prompt=False)
     log.info("SFT of %s on %d prompt+chosen examples", init_model, len(examples))
-    result = fit_lm(model, tokenizer, examples, params, "sft")
+    result = fit_lm(model, tokenizer, examples, params, "sft", checkpoint)
     result.save(output_dir, tokenizer, {"stage": "train_sft", "init": init_model, "training": training})

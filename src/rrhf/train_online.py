@@ -25,9 +25,10 @@ import pandas as pd
 import torch
 
 from rrhf.adapters import add_lora
+from rrhf.checkpoints import frame_from_json, frame_to_json
 from rrhf.data import select_prompts
 from rrhf.gold_reward import gold_rewards
-from rrhf.io import read_parquet, setup_logging
+from rrhf.io import read_parquet, start_job
 from rrhf.models import encode_pair, load_causal_lm, load_reward_model, span_kl
 from rrhf.ppo_models import FrozenReference
 from rrhf.rewards import check_finite, score
@@ -139,16 +140,17 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
                       length_penalty: float = 1.0, ft_reduction: str = "sum", max_tokens_per_forward: int = 4096,
                       scoring: dict[str, Any] | None = None, limit: int | None = None, selection_seed: int = 0,
                       dataset_source: str | None = None, dtype: str = "auto",
-                      log_path: str | None = None) -> dict[str, Any]:
+                      checkpoint: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: online RRHF of ``policy`` on the selected training prompts; save it like
     :func:`rrhf.train_rrhf.train_rrhf` does, plus ``online_samples.parquet``.
 
     ``train_log.parquet`` rows also carry the sampling round their data came from and that round's mean
     sample reward, gold reward and KL. ``online_samples.parquet`` holds every drawn response with the
     optimisation step (0-based: the steps done before it) and round at which it was drawn, its reward,
-    ``kl``, ``training_reward`` and ``gold_reward``.
+    ``kl``, ``training_reward`` and ``gold_reward``. With ``checkpoint`` settings it saves a checkpoint at
+    the end of a sampling round once one is due, and a restarted job resumes after the last saved round.
     """
-    setup_logging(log_path)
+    start_job(log_path, output_dir)
     params = TrainingParams.from_config(training)
     online_params = OnlineParams(**online)
     scoring = scoring or {"batch_size": 32, "max_length": 512}
@@ -167,7 +169,7 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
     windows = query_windows(len(queries), per_window, params.epochs, params.seed)
     accumulation = params.gradient_accumulation_steps  # each round ends with a step (Trainer.run_epochs)
     steps = sum(math.ceil(math.ceil(len(window) / params.batch_size) / accumulation) for window in windows)
-    trainer = Trainer(model, params, steps, "online rrhf")
+    trainer = Trainer(model, params, steps, "online rrhf", checkpoint)
     reward, reward_tokenizer = load_reward_model(reward_model, trainer.accelerator.device, dtype)
     context = OnlineContext(tokenizer, reward, reward_tokenizer, reference, online_params, scoring,
                             params.max_length, dataset_source)
@@ -175,8 +177,12 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
              "kl_coef %s", policy, len(queries), len(windows), online_params.steps_per_sample, per_window,
              online_params.sampler, online_params.kl_coef)
     compute_loss = make_rrhf_loss(rank_weight, length_penalty, ft_reduction)
-    drawn, visited, seed = [], 0, online_params.sampler_params.get("seed", 0)
+    state = trainer.resume() or {"rounds": 0, "visited": 0, "seed": online_params.sampler_params.get("seed", 0)}
+    drawn = [frame_from_json(state["drawn"])] if "drawn" in state else []
+    visited, seed = state["visited"], state["seed"]
     for round_number, window in enumerate(windows):
+        if round_number < state["rounds"]:
+            continue
         step = len(trainer.rows)
         sampler_model = trainer.accelerator.unwrap_model(trainer.model).eval()
         samples = draw_samples(sampler_model, context, queries.iloc[window], seed)
@@ -198,6 +204,8 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
         for row in rows:
             row.update(summary, epoch=(visited + row["epoch"] * len(window)) / len(queries))
         visited += len(window)
+        trainer.checkpoint(lambda: {"rounds": round_number + 1, "visited": visited, "seed": seed,
+                                    "drawn": frame_to_json(pd.concat(drawn, ignore_index=True))})
     result = trainer.finish()
     samples = pd.concat(drawn, ignore_index=True)
     samples = samples[["step", "round", *SAMPLE_COLUMNS, "reward", "kl", "training_reward", "gold_reward"]]

@@ -26,7 +26,7 @@ from rrhf.adapters import add_lora
 from rrhf.data import select_prompts
 from rrhf.evaluate import TURN_MARKER
 from rrhf.gold_reward import gold_rewards
-from rrhf.io import read_parquet, setup_logging
+from rrhf.io import read_parquet, start_job
 from rrhf.models import load_causal_lm, load_reward_model, span_logprobs, span_logprobs_and_entropies
 from rrhf.ppo import (
     RunningMoments,
@@ -244,7 +244,8 @@ def prompt_stream(count: int, seed: int):
 
 def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, ppo: dict[str, Any],
               training: dict[str, Any], limit: int | None, selection_seed: int, dataset_source: str | None = None,
-              dtype: str = "auto", log_path: str | None = None) -> dict[str, Any]:
+              dtype: str = "auto", checkpoint: dict[str, Any] | None = None,
+              log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: PPO-train ``policy`` on the selected training prompts; save it, its value head, a
     per-iteration ``train_log.parquet`` and ``metrics.json``.
 
@@ -252,9 +253,11 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
     score (what PPO maximises: the reward, or its gap to the dataset's chosen reply
     with ``delta_reward``), gold_reward (NaN without one), kl, kl_coef,
     policy_loss, value_loss, clip_fraction, value_clip_fraction, approx_kl,
-    entropy, response_length and lr.
+    entropy, response_length and lr. With ``checkpoint`` settings it saves a checkpoint at the end of an
+    iteration once one is due (rollouts are not saved, so an iteration is the unit) and a restarted job
+    resumes after the last saved iteration.
     """
-    setup_logging(log_path)
+    start_job(log_path, output_dir)
     params = TrainingParams.from_config(training)
     if params.max_length <= ppo["generation"]["max_new_tokens"]:
         raise ValueError(f"ppo.training.max_length ({params.max_length}) must exceed ppo.generation.max_new_tokens "
@@ -271,7 +274,7 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
     add_lora(model, params.lora)
     reference = FrozenReference(model.lm)  # with LoRA: the policy's LM with its adapters off
     iterations, per_iteration = ppo_schedule(ppo, params)
-    trainer = Trainer(model, params, iterations * per_iteration, "ppo")
+    trainer = Trainer(model, params, iterations * per_iteration, "ppo", checkpoint)
     trainer.model.eval()  # no dropout: rollout and update see the same policy
     device = trainer.accelerator.device
     reward, reward_tokenizer = load_reward_model(reward_model, device, dtype)
@@ -288,8 +291,14 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
     prompts, chosen = list(frame["prompt"]), list(frame["chosen"])
     loss = make_ppo_loss(ppo["gamma"], ppo["lam"], ppo["cliprange"], ppo["cliprange_value"], ppo["vf_coef"])
     collate = partial(collate_rollouts, pad_token_id=tokenizer.pad_token_id)
-    rows = []
-    for iteration in range(iterations):
+    state = trainer.resume() or {"iterations": [], "kl_controller": vars(controller),
+                                 "moments": vars(context.moments)}
+    rows = state["iterations"]
+    vars(controller).update(state["kl_controller"])
+    vars(context.moments).update(state["moments"])
+    for _ in range(len(rows) * ppo["num_rollouts"]):  # the prompts the saved iterations drew
+        next(stream)
+    for iteration in range(len(rows), iterations):
         picked = [next(stream) for _ in range(ppo["num_rollouts"])]
         kl_coef = controller.value
         rollouts, stats = collect_rollouts(context, [prompts[i] for i in picked], [chosen[i] for i in picked],
@@ -305,6 +314,8 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
                                                             "value_clip_fraction", "approx_kl", "lr")}})
         log.info("PPO iteration %d/%d: reward %.4f gold %.4f kl %.3f kl_coef %.4f", iteration + 1, iterations,
                  stats["reward"], stats["gold_reward"], stats["kl"], kl_coef)
+        trainer.checkpoint(lambda: {"iterations": rows, "kl_controller": vars(controller),
+                                    "moments": vars(context.moments)})
     result = trainer.finish()  # its rows are per optimiser step; the saved log is per iteration
     table = pd.DataFrame(rows)
     metrics = {"iterations": iterations, "steps": len(trainer.rows), "prompts": len(frame),

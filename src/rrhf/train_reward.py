@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification
 
 from rrhf.adapters import add_lora
 from rrhf.gold_reward import gold_rewards
-from rrhf.io import read_parquet, setup_logging
+from rrhf.io import read_parquet, start_job
 from rrhf.models import load_tokenizer
 from rrhf.reward_agreement import ordered_like_gold
 from rrhf.rewards import encode_for_reward, score
@@ -65,13 +65,13 @@ def held_out_metrics(test: pd.DataFrame, chosen: list[float], rejected: list[flo
 
 def train_reward_model(init_model: str, train_data: str, test_data: str, output_dir: str,
                        training: dict[str, Any], dataset_source: str | None = None,
-                       log_path: str | None = None) -> dict[str, Any]:
+                       checkpoint: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: train the reward model, report held-out pairwise accuracy, save it.
 
     Writes the model, ``train_log.parquet`` and ``metrics.json`` (:func:`held_out_metrics`
     and ``final_train_loss``) into ``output_dir``; returns the metrics.
     """
-    setup_logging(log_path)
+    start_job(log_path, output_dir)
     params = TrainingParams.from_config(training)
     tokenizer = load_tokenizer(init_model, padding_side="right")
     frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
@@ -84,7 +84,8 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     model = add_lora(model, params.lora, "sequence_classification")  # with LoRA the score head trains in full
     log.info("training a reward model from %s on %d pairs", init_model, len(examples))
     result = train_model(model, examples, [max(len(a), len(b)) for a, b in examples],
-                         lambda b: collate_pairs(b, tokenizer.pad_token_id), reward_pair_loss, params, "reward")
+                         lambda b: collate_pairs(b, tokenizer.pad_token_id), reward_pair_loss, params, "reward",
+                         checkpoint)
 
     test = read_parquet(test_data, ["prompt", "chosen", "rejected"])
     plain = result.plain_model

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from rrhf.adapters import add_lora
-from rrhf.io import read_parquet, setup_logging
+from rrhf.io import read_parquet, start_job
 from rrhf.losses import rank_accuracy, rank_pair_counts, rrhf_loss, sequence_scores
 from rrhf.models import encode_pair, load_causal_lm, span_logprobs
 from rrhf.training import TrainingParams, pad_batch, train_model
@@ -155,13 +155,13 @@ def run_metrics(rows: pd.DataFrame) -> dict[str, float]:
 
 def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, Any], rank_weight: float = 1.0,
                length_penalty: float = 1.0, ft_reduction: str = "token_mean", max_tokens_per_forward: int = 4096,
-               log_path: str | None = None) -> dict[str, float]:
+               checkpoint: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, float]:
     """Stage entry point: RRHF-train ``policy`` on a scored training set; save it, its log and metrics.
 
     Writes ``output_dir``/model.safetensors (+ config, tokenizer), ``train_log.parquet``
     (step, epoch, loss, rank_loss, ft_loss, rank_accuracy, lr) and ``metrics.json``.
     """
-    setup_logging(log_path)
+    start_job(log_path, output_dir)
     params = TrainingParams.from_config(training)
     model, tokenizer = load_causal_lm(policy)
     model = add_lora(model, params.lora)
@@ -171,7 +171,7 @@ def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, An
              scored, len(examples), len(frame), rank_weight, length_penalty, ft_reduction)
     result = train_model(model, examples, [e.length for e in examples],
                          lambda b: collate_queries(b, tokenizer.pad_token_id, max_tokens_per_forward),
-                         make_rrhf_loss(rank_weight, length_penalty, ft_reduction), params, "rrhf")
+                         make_rrhf_loss(rank_weight, length_penalty, ft_reduction), params, "rrhf", checkpoint)
     metrics = {**run_metrics(pd.DataFrame(result.rows)), "queries": len(examples), "responses": len(frame),
                "rank_weight": rank_weight, "length_penalty": length_penalty, "ft_reduction": ft_reduction}
     log.info("RRHF done: %s", metrics)

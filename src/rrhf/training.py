@@ -2,7 +2,10 @@
 
 Built on ``accelerate``, so the same code runs on the CPU here and under
 ``accelerate launch`` (DDP or FSDP) on GPUs. Batches are bucketed by length so
-little compute goes to padding.
+little compute goes to padding. With a ``checkpoint`` setting the loop saves
+checkpoints at optimiser-step boundaries and a restarted job resumes from the
+latest (rrhf.checkpoints), ending with the same model and log rows as a run
+that was never interrupted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from rrhf.adapters import check_not_fsdp, has_lora, merge_lora
+from rrhf.checkpoints import Checkpoints, CheckpointSettings
 from rrhf.io import atomic_path, write_json, write_parquet
 
 log = logging.getLogger("rrhf")
@@ -118,9 +122,14 @@ class Trainer:
     the schedule and the log rows carry over. :func:`train_model` is the
     one-call form every other trainer uses. Only parameters with
     ``requires_grad`` are optimised.
+
+    ``checkpoint`` (the job's ``checkpoints:`` settings, see
+    :class:`rrhf.checkpoints.CheckpointSettings`) turns on checkpoints:
+    :meth:`resume` loads the latest, :meth:`checkpoint` saves one when due.
     """
 
-    def __init__(self, model: torch.nn.Module, params: TrainingParams, total_steps: int, description: str = "train"):
+    def __init__(self, model: torch.nn.Module, params: TrainingParams, total_steps: int, description: str = "train",
+                 checkpoint: dict[str, Any] | None = None):
         set_seed(params.seed)
         self.params = params
         self.description = description
@@ -144,9 +153,28 @@ class Trainer:
         self.optimizer, self.scheduler = self.accelerator.prepare(optimizer, scheduler)
         self.trainable = trainable
         self.rows: list[dict[str, float]] = []
+        settings = CheckpointSettings.from_config(checkpoint)
+        self.checkpoints = Checkpoints(settings, self.accelerator) if settings else None
         self.model.train()
         self.progress = tqdm(total=self.total_steps, desc=description,
                              disable=not self.accelerator.is_local_main_process)
+
+    def resume(self) -> dict[str, Any] | None:
+        """Load this job's latest checkpoint, if any, into the model, optimiser, schedule and RNGs and take its
+        log rows; return its saved loop state (what :meth:`checkpoint` was given), or None to start afresh."""
+        state = self.checkpoints.load() if self.checkpoints else None
+        if state is not None:
+            self.rows = state["rows"]
+            self.progress.update(len(self.rows))
+            log.info("%s resumes after step %d of %d", self.description, len(self.rows), self.total_steps)
+        return state
+
+    def checkpoint(self, loop_state: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """Save a checkpoint when one is due (every N steps or M minutes). Call it between optimiser steps;
+        ``loop_state`` (JSON, or a function that makes it) is what the caller needs to resume its loop there."""
+        if self.checkpoints and self.checkpoints.due(len(self.rows)):
+            state = loop_state() if callable(loop_state) else loop_state
+            self.checkpoints.save(len(self.rows), {**state, "rows": self.rows})
 
     def batches_per_epoch(self, count: int) -> int:
         """Micro-batches each process runs per pass over ``count`` examples; raises when that is none."""
@@ -165,6 +193,8 @@ class Trainer:
         compute_loss: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]],
         epochs: float,
         seed: int,
+        start_micro: int = 0,
+        on_step: Callable[[int], None] | None = None,
     ) -> list[dict[str, float]]:
         """Train on ``examples`` for ``epochs`` passes (fractions allowed); return this call's log rows.
 
@@ -175,6 +205,9 @@ class Trainer:
         with an optimiser step even when its micro-batches do not fill the last
         accumulation group, so no gradient carries over into the next call (PPO's
         next iteration, online RRHF's next sampling round).
+
+        A resumed call skips its first ``start_micro`` micro-batches (done before the checkpoint); ``on_step``
+        is called with the number of micro-batches done after each optimiser step (where a checkpoint can go).
         """
         accelerator, params = self.accelerator, self.params
         processes = accelerator.num_processes
@@ -189,6 +222,9 @@ class Trainer:
             for batch_indices in batches[accelerator.process_index: per_epoch * processes: processes]:
                 if micro >= total_micro:
                     break
+                if micro < start_micro:
+                    micro += 1
+                    continue
                 batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batch_indices]).items()}
                 if micro == total_micro - 1:  # accelerate.accumulate() then counts this micro-batch as a group's last
                     accelerator.step = params.gradient_accumulation_steps - 1
@@ -209,6 +245,8 @@ class Trainer:
                     self.rows.append(row)
                     pending = []
                     self._report(row)
+                    if on_step is not None:
+                        on_step(micro)
         return self.rows[first_row:]
 
     def _report(self, row: dict[str, float]) -> None:
@@ -222,7 +260,7 @@ class Trainer:
         self.progress.close()
         self.model.eval()
         self.accelerator.wait_for_everyone()
-        return TrainingResult(self.accelerator, self.model, self.rows)
+        return TrainingResult(self.accelerator, self.model, self.rows, self.checkpoints)
 
 
 def train_model(
@@ -233,17 +271,23 @@ def train_model(
     compute_loss: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]],
     params: TrainingParams,
     description: str = "train",
+    checkpoint: dict[str, Any] | None = None,
 ) -> "TrainingResult":
     """Train ``model`` in place for ``params.epochs``; return it with one log row per optimiser step.
 
     ``compute_loss(model, batch)`` returns the scalar loss and extra scalars to
-    log (see :meth:`Trainer.run_epochs`).
+    log (see :meth:`Trainer.run_epochs`). With ``checkpoint`` settings it saves
+    checkpoints as it goes and resumes from this job's latest one.
     """
     # Steps are counted before the accelerator exists: one process unless launched with more.
     per_epoch = micro_batches_per_epoch(len(examples), params.batch_size, int(os.environ.get("WORLD_SIZE", "1")))
     total_micro = int(round(params.epochs * per_epoch))
-    trainer = Trainer(model, params, math.ceil(total_micro / params.gradient_accumulation_steps), description)
-    trainer.run_epochs(examples, lengths, collate, compute_loss, params.epochs, params.seed)
+    trainer = Trainer(model, params, math.ceil(total_micro / params.gradient_accumulation_steps), description,
+                      checkpoint)
+    state = trainer.resume()
+    trainer.run_epochs(examples, lengths, collate, compute_loss, params.epochs, params.seed,
+                       start_micro=state["micro"] if state else 0,
+                       on_step=lambda micro: trainer.checkpoint({"micro": micro}))
     return trainer.finish()
 
 
@@ -268,6 +312,7 @@ class TrainingResult:
     accelerator: Accelerator
     model: torch.nn.Module
     rows: list[dict[str, float]]
+    checkpoints: Checkpoints | None = None
 
     @property
     def plain_model(self) -> torch.nn.Module:
@@ -282,7 +327,8 @@ class TrainingResult:
         The folder appears complete or not at all (written aside, then renamed),
         and only the main process writes it; every process must call this
         (FSDP gathers the weights from all of them). LoRA adapters (rrhf.adapters) are merged into the
-        model's weights first, in place, so the folder is a plain checkpoint.
+        model's weights first, in place, so the folder is a plain checkpoint. The job's resume checkpoints
+        are removed once it is in place (unless kept).
         """
         plain, state = self.plain_model, None
         if has_lora(plain):
@@ -300,3 +346,5 @@ class TrainingResult:
                 for name, frame in (tables or {}).items():
                     write_parquet(frame, tmp / name, provenance)
         self.accelerator.wait_for_everyone()
+        if self.checkpoints is not None:
+            self.checkpoints.finish()

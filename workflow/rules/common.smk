@@ -237,6 +237,11 @@ def dataset_file(dataset, split):
     return f"resources/data/{dataset}/{split}.parquet"
 
 
+def checkpoint_settings(output_path):
+    """A trainer's checkpoints block (rrhf.checkpoints): the config's, with the job's own folder under it."""
+    return {**config["checkpoints"], "job": str(output_path)}
+
+
 def training_settings(block):
     """A training block of the config with the run-wide precision settings every trainer reads."""
     precision = config["precision"]

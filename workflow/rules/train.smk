@@ -10,6 +10,7 @@ rule train_rrhf:
     output:
         model=directory("results/models/{policy}/{setting}"),
     params:
+        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         policy=lambda wildcards: starting_model(wildcards.policy, wildcards.setting),
         training=training_settings(config["rrhf"]["training"]),
         accelerate_config=ACCELERATE_CONFIG,
@@ -41,6 +42,7 @@ rule train_online_rrhf:
     output:
         model=directory("results/models/{policy}/{setting}"),
     params:
+        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         policy=lambda wildcards: model_path(wildcards.policy),
         reward_model=lambda wildcards: reward_model_source(),
         online=online_params,
@@ -77,6 +79,7 @@ rule train_ppo:
     output:
         model=directory("results/models/{policy}/PPO"),
     params:
+        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         policy=lambda wildcards: model_path(wildcards.policy),
         reward_model=lambda wildcards: reward_model_source(),
         ppo={key: value for key, value in config["ppo"].items() if key != "training"},

@@ -1,6 +1,10 @@
-from rrhf.train_ppo import train_ppo
+from rrhf.launch import run_trainer
 
-train_ppo(snakemake.params.policy, snakemake.params.reward_model, snakemake.input.train_data,
-          snakemake.output.model, snakemake.params.ppo, snakemake.params.training, snakemake.params.limit,
-          snakemake.params.selection_seed, dataset_source=snakemake.params.dataset_source, dtype=snakemake.params.dtype,
-          log_path=snakemake.log[0])
+run_trainer(
+    "train_ppo",
+    dict(policy=snakemake.params.policy, reward_model=snakemake.params.reward_model,
+         train_data=snakemake.input.train_data, output_dir=snakemake.output.model, ppo=snakemake.params.ppo,
+         training=snakemake.params.training, limit=snakemake.params.limit,
+         selection_seed=snakemake.params.selection_seed, dataset_source=snakemake.params.dataset_source,
+         dtype=snakemake.params.dtype, checkpoint=snakemake.params.checkpoint, log_path=snakemake.log[0]),
+)

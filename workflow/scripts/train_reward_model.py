@@ -4,7 +4,8 @@ run_trainer(
     "train_reward_model",
     dict(init_model=snakemake.params.init, train_data=snakemake.input.data, test_data=snakemake.input.test_data,
          output_dir=snakemake.output.model, training=snakemake.params.training,
-         dataset_source=snakemake.params.dataset_source, log_path=snakemake.log[0]),
+         dataset_source=snakemake.params.dataset_source, checkpoint=snakemake.params.checkpoint,
+         log_path=snakemake.log[0]),
     num_processes=snakemake.resources.gpu,
     accelerate_config=snakemake.params.accelerate_config,
 )
