@@ -98,3 +98,79 @@ def test_threads_are_the_cpus_per_task_of_the_resources_section(tmp_path):
     assert threads["pretrain_lm"] == threads["train_reward_model"] == threads["train_rrhf"] == 1
     tiny = threads_by_rule(dry_run_with(tmp_path, TINY).stdout)
     assert tiny["train_reward_model"] == tiny["pretrain_lm"] == 2 and tiny["train_rrhf"] == 1
+
+
+def test_impossible_samplers_device_and_model_paths_stop_before_any_job(tmp_path):
+    # rrhf.config_checks (tests/test_config_checks.py has each case); here: common.smk runs them, from the workdir.
+    def edit(config):
+        config["device"] = "cuda" if not torch_cuda_available() else "gpu"
+        config["sampling"]["samplers"]["diverse_beam"].update(num_beams=4, num_beam_groups=3)
+        config["sampling"]["samplers"]["beam"].update(num_responses=6, num_beams=4)
+        (tmp_path / "empty_model").mkdir()
+        config["models"]["base"] = {"display_name": "b", "path": "./no/such/model"}
+        config["models"]["instruct"] = {"display_name": "i", "path": "empty_model"}
+        config["models"]["evaluation_lm"] = {"display_name": "e", "path": "org/not-in-the-cache"}
+
+    result = dry_run_with(tmp_path, broken(edit))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for expected in ("sampling.samplers.beam.num_responses: 6 responses per prompt, but beam search keeps only "
+                     "num_beams 4",
+                     "sampling.samplers.diverse_beam.num_beams: 4 beams cannot be split into num_beam_groups 3",
+                     "device: ",
+                     f"models.base.path: './no/such/model' does not exist (looked for {tmp_path}/no/such/model)",
+                     "models.instruct.path: 'empty_model' is not a transformers model folder: it has no config.json",
+                     "models.evaluation_lm.path: 'org/not-in-the-cache' is not a local folder",
+                     "while the hub is offline"):
+        assert expected in output, expected
+    assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
+
+
+def torch_cuda_available():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def repository_with_config(folder, text):
+    """A copy of the workflow (links to its Snakefile, rules, library, envs) whose config/config.yaml is ``text``."""
+    (folder / "config").mkdir(parents=True)
+    for name in ("Snakefile", "workflow", "src", "envs"):
+        (folder / name).symlink_to(REPO / name)
+    for name in ("schema.yaml", "tables.yaml"):
+        (folder / "config" / name).symlink_to(REPO / "config" / name)
+    (folder / "config" / "config.yaml").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("offline: true\ndata:\n  dataset: x\n\ttrain_prompts: 3\n", "config.yaml:4:1: not valid YAML"),
+    ("", "config.yaml: the config file is empty"),
+])
+def test_a_broken_default_config_file_is_named_with_its_line(tmp_path, text, expected):
+    # Snakemake said only "Config file is not valid JSON or YAML" / "... with keys at top level".
+    repository = repository_with_config(tmp_path / "repository", text)
+    result = snakemake_with_snakefile(repository / "Snakefile", tmp_path / "work")
+    assert result.returncode != 0
+    assert f"{repository}/config/{expected}" in result.stdout + result.stderr
+
+
+def test_a_key_given_twice_in_a_configfile_is_named_with_its_lines(tmp_path):
+    # PyYAML (and so Snakemake) keeps the second `data:` block silently, dropping the first's other keys.
+    text = (REPO / "config" / "config.yaml").read_text() + "\ndata:\n  dataset: synthetic_hh\n  train_prompts: 5\n"
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    line = text.splitlines().index("data:", text.splitlines().index("data:") + 1) + 1
+    result = snakemake(tmp_path, [path], "-n", timeout=120)
+    assert result.returncode != 0
+    assert f"{path}:{line}:1: the key 'data' appears again (first on line " in result.stdout + result.stderr
+
+
+def snakemake_with_snakefile(snakefile, workdir):
+    import os
+    import subprocess
+
+    from workflow_helpers import SNAKEMAKE
+
+    return subprocess.run([str(SNAKEMAKE), "-s", str(snakefile), "-d", str(workdir), "-n", "--cores", "1"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -334,4 +334,39 @@ def test_select_prompts(synthetic_frame):
     assert len(everything) == len(synthetic_frame)
     assert sorted(everything["prompt_id"]) == sorted(synthetic_frame["prompt_id"])
     assert list(everything["prompt_id"][:25]) == list(a["prompt_id"])
-    assert len(select_prompts(synthetic_frame, 10_000, seed=7)) == len(synthetic_frame)
+    assert len(select_prompts(synthetic_frame, len(synthetic_frame), seed=7)) == len(synthetic_frame)
+
+
+def test_asking_for_more_prompts_than_there_are_names_the_key_and_file(synthetic_frame):
+    # These were cut silently to what the dataset had.
+    with pytest.raises(ValueError) as info:
+        select_prompts(synthetic_frame, 10_000, seed=7, origin="resources/data/x/test.parquet",
+                       key="data.test_prompts")
+    assert str(info.value).startswith(f"data.test_prompts: 10000 prompts asked for, but "
+                                      f"resources/data/x/test.parquet has only {len(synthetic_frame)}")
+
+
+def test_invalid_utf8_names_the_file_and_line(tmp_path):
+    good = json.dumps({"chosen": hh("q", "a"), "rejected": hh("q", "b")}).encode()
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(good + b"\n" + good + b"\n" + '{"chosen": "caf\u00e9"}'.encode("latin-1") + b"\n")
+    with pytest.raises(ValueError) as info:  # was: UnicodeDecodeError ... in position 295 (of a read chunk)
+        load_anthropic_jsonl(path)
+    assert str(info.value) == f"{path}:3: not valid UTF-8 (byte 0xe9 at column 16); save the file as UTF-8"
+
+
+def test_a_damaged_gzip_file_names_the_file_and_line(tmp_path):
+    lines = [json.dumps({"chosen": hh(f"q{i}", "a"), "rejected": hh(f"q{i}", "b")}) for i in range(3000)]
+    data = gzip.compress("".join(line + "\n" for line in lines).encode())
+    cases = {"truncated": data[: len(data) // 2], "corrupt": data[:20] + b"garbage" * 5 + data[55:],
+             "not gzip": lines[0].encode()}
+    for name, content in cases.items():  # were: EOFError / zlib.error / BadGzipFile, without the file
+        path = tmp_path / f"{name.replace(' ', '_')}.jsonl.gz"
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match="not a readable gzip file, damaged or cut short") as info:
+            load_anthropic_jsonl(path)
+        assert str(info.value).startswith(f"{path}:"), name
+    with pytest.raises(ValueError) as info:
+        load_anthropic_jsonl(tmp_path / "truncated.jsonl.gz")
+    line = int(re.search(r"after line (\d+)", str(info.value)).group(1))
+    assert 0 < line < len(lines) and f"truncated.jsonl.gz:{line + 1}:" in str(info.value)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from rrhf.io import write_parquet
-from rrhf.tables import TABLE2_COLUMNS, TABLE6_COLUMNS, TABLE7_COLUMNS, plot_loss_curve, table2, table5, table6, table7
+from rrhf.tables import TABLE2_COLUMNS, TABLE6_COLUMNS, TABLE7_COLUMNS, table2, table5, table6, table7
 
 
 def metrics_file(folder, name, reward, ppl, gold=None, **extra):
@@ -88,15 +88,6 @@ def test_missing_metric_names_the_file(tmp_path):
     path.write_text(json.dumps({"ppl": 3.0}))
     with pytest.raises(ValueError, match=r"m\.json: metric reward_mean is missing"):
         table7([{"policy": "A", "setting": "BP", "rank_weight": 1.0}], [str(path)], str(tmp_path / "t.csv"))
-
-
-def test_loss_curve_is_a_png(tmp_path):
-    log = pd.DataFrame({"step": [1, 2, 3], "loss": [3.0, 2.0, 1.5], "rank_loss": [2.0, 1.0, 0.5],
-                        "ft_loss": [1.0, 1.0, 1.0]})
-    write_parquet(log, tmp_path / "train_log.parquet", {"stage": "test"})
-    plot_loss_curve(str(tmp_path), "title", str(tmp_path / "curve.png"))
-    data = (tmp_path / "curve.png").read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
 
 
 def test_table2_leaves_perplexity_empty_for_best_of_n_only(tmp_path):

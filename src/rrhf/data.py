@@ -13,9 +13,10 @@ import gzip
 import hashlib
 import json
 import logging
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
@@ -77,10 +78,26 @@ def normalise_pairs(records: Iterable[tuple[str, str, str]], origin: str) -> tup
     return pd.DataFrame(rows, columns=COLUMNS), counts
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number from 1, text) of each line of a UTF-8 text file, gunzipped when it ends in ``.gz``; raises
+    ValueError naming the file and line for invalid UTF-8 and for a damaged or truncated gzip stream."""
+    path = Path(path)
+    line_number = 0
+    handle = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    try:
+        with handle:
+            for line_number, raw in enumerate(handle, start=1):
+                try:
+                    yield line_number, raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise ValueError(f"{path}:{line_number}: not valid UTF-8 (byte {raw[error.start]:#04x} at "
+                                     f"column {error.start + 1}); save the file as UTF-8") from None
+    except (OSError, EOFError, zlib.error) as error:
+        if path.suffix != ".gz":
+            raise
+        where = "before its first line" if line_number == 0 else f"after line {line_number}"
+        raise ValueError(f"{path}:{line_number + 1}: not a readable gzip file, damaged or cut short {where} "
+                         f"({type(error).__name__}: {error})") from None
 
 
 def read_anthropic_records(path: str | Path) -> tuple[list[tuple[str, str, str]], int]:
@@ -88,30 +105,30 @@ def read_anthropic_records(path: str | Path) -> tuple[list[tuple[str, str, str]]
 
     Returns the triples and the number of pairs whose two transcripts do not
     share a prompt (dropped). Raises ``ValueError`` naming the file and line
-    for a malformed line, a row that is not an object, or a missing field.
+    for a malformed line, a row that is not an object, a missing field, invalid
+    UTF-8 or a damaged ``.gz`` (:func:`read_lines`).
     """
     path = Path(path)
     triples: list[tuple[str, str, str]] = []
     mismatched = 0
-    with _open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            for key in ("chosen", "rejected"):
-                if not isinstance(row.get(key), str):
-                    raise ValueError(f"{path}:{line_number}: missing or non-string field {key!r}")
-            prompt, chosen = split_transcript(row["chosen"])
-            rejected_prompt, rejected = split_transcript(row["rejected"])
-            if not prompt or prompt != rejected_prompt:
-                mismatched += 1
-                continue
-            triples.append((prompt, chosen, rejected))
+    for line_number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+        for key in ("chosen", "rejected"):
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"{path}:{line_number}: missing or non-string field {key!r}")
+        prompt, chosen = split_transcript(row["chosen"])
+        rejected_prompt, rejected = split_transcript(row["rejected"])
+        if not prompt or prompt != rejected_prompt:
+            mismatched += 1
+            continue
+        triples.append((prompt, chosen, rejected))
     return triples, mismatched
 
 
@@ -160,13 +177,18 @@ def load_source(spec: dict[str, Any], split: str) -> tuple[pd.DataFrame, DropCou
     raise ValueError(f"unknown dataset source {source!r}")
 
 
-def select_prompts(frame: pd.DataFrame, limit: int | None, seed: int,
-                   shard: tuple[int, int] | None = None) -> pd.DataFrame:
+def select_prompts(frame: pd.DataFrame, limit: int | None, seed: int, shard: tuple[int, int] | None = None,
+                   origin: str | None = None, key: str = "data.train_prompts / data.test_prompts") -> pd.DataFrame:
     """A deterministic random subset of ``limit`` rows (all rows, shuffled, if ``limit`` is None).
 
     With ``shard=(i, n)``, only every n-th selected row starting at the i-th: the
-    n shards of a selection are disjoint and together make the whole of it.
+    n shards of a selection are disjoint and together make the whole of it. A
+    ``limit`` above the rows there are raises ValueError naming ``key`` (the config
+    key), ``origin`` (the file) and how many rows it has.
     """
+    if limit is not None and limit > len(frame):
+        raise ValueError(f"{key}: {limit} prompts asked for, but {origin or 'the dataset'} has only {len(frame)}; "
+                         f"ask for at most {len(frame)} (null takes them all)")
     shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     selected = shuffled if limit is None else shuffled.head(limit)
     if shard is not None:

@@ -34,10 +34,18 @@ def cut_at_turn(text: str) -> str:
 @torch.no_grad()
 def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max_length: int = 1024,
                  batch_size: int = 16) -> list[tuple[float, int]]:
-    """(summed negative log-likelihood, token count) of each response given its prompt, no EOS added."""
+    """(summed negative log-likelihood, token count) of each response given its prompt, no EOS added.
+
+    A pair longer than ``max_length`` (capped at the model's positions) loses the start of its prompt, as
+    :func:`rrhf.models.encode_pair` cuts it; how many were cut is logged."""
     device = next(model.parameters()).device
     max_length = usable_length(model, max_length)
     encoded = [encode_pair(tokenizer, p, r, max_length, add_eos=False) for p, r in zip(prompts, responses)]
+    lengths = [len(ids) for ids in tokenizer(list(prompts) + list(responses), add_special_tokens=False)["input_ids"]]
+    cut = sum(a + b > max_length for a, b in zip(lengths[:len(prompts)], lengths[len(prompts):]))
+    if cut:
+        log.warning("perplexity: cut %d of %d prompts from the left to fit prompt + response in %d tokens", cut,
+                    len(encoded), max_length)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
     for begin in range(0, len(order), batch_size):
@@ -126,7 +134,8 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str, evaluation_m
                     log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: generate on the test prompts with ``decoding``, cut, score; write the evaluation."""
     setup_logging(log_path)
-    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed,
+                          origin=test_data, key="data.test_prompts")
     model, tokenizer = load_causal_lm(policy, resolve_device(device), dtype)
     params = {k: v for k, v in decoding.items() if k != "method"}
     generated = generate_responses(model, tokenizer, list(test["prompt"]), decoding["method"], num_responses=1,
@@ -151,7 +160,8 @@ def evaluate_provided(test_data: str, source: str, reward_model: str, evaluation
     setup_logging(log_path)
     if source not in ("chosen", "rejected"):
         raise ValueError(f"source must be 'chosen' or 'rejected', not {source!r}")
-    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt", source]), limit, selection_seed)
+    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt", source]), limit, selection_seed,
+                          origin=test_data, key="data.test_prompts")
     frame = test[["prompt_id", "prompt"]].copy()
     frame["response"] = [cut_at_turn(text) for text in test[source]]
     frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device, dataset_source, dtype)
@@ -174,7 +184,8 @@ def evaluate_best_of_n(policy: str, test_data: str, reward_model: str, output_di
     perplexity, as in the paper; ``best_of`` n and the mean reward of all samples).
     """
     setup_logging(log_path)
-    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    test = select_prompts(read_parquet(test_data, ["prompt_id", "prompt"]), limit, selection_seed,
+                          origin=test_data, key="data.test_prompts")
     model, tokenizer = load_causal_lm(policy, resolve_device(device), dtype)
     generated = generate_responses(model, tokenizer, list(test["prompt"]), "top_p", num_responses=n,
                                    show_progress=True, **sampling)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import pandas as pd
 import torch
@@ -13,6 +12,7 @@ from rrhf.data import select_prompts
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models import encode_pair, load_reward_model, resolve_device, usable_length
 from rrhf.training import pad_batch
+from rrhf.training_sets import check_rewards
 
 log = logging.getLogger("rrhf")
 
@@ -75,12 +75,9 @@ def score(reward_model, tokenizer, prompts: list[str], responses: list[str], bat
 
 
 def check_finite(frame: pd.DataFrame, origin: str) -> None:
-    """Raise naming the first row whose reward is NaN or infinite."""
-    for row, value in enumerate(frame["reward"]):
-        if not math.isfinite(value):
-            item = frame.iloc[row]
-            where = ", ".join(f"{key} {item[key]}" for key in ("prompt_id", "response_index") if key in item)
-            raise ValueError(f"{origin}: reward {value} is not finite at row {row} ({where})")
+    """Raise naming ``origin`` and every row (up to five, then a count) whose reward is NaN or infinite:
+    a reward model that gives NaN stops scoring instead of writing it (:func:`rrhf.training_sets.check_rewards`)."""
+    check_rewards(frame.reset_index(drop=True), origin)
 
 
 def score_frame(frame: pd.DataFrame, reward_model_path: str, batch_size: int, max_length: int,
@@ -124,7 +121,7 @@ def score_provided(train_data: str, reward_model: str, output: str, limit: int |
     prompts (or one shard of them)."""
     setup_logging(log_path)
     frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen", "rejected"]), limit, seed,
-                           shard)
+                           shard, origin=train_data, key="data.train_prompts")
     scored = score_frame(provided_responses(frame), reward_model, batch_size, max_length, device,
                          origin=train_data, dtype=dtype)
     log.info("scored %d provided responses: chosen beat rejected on %.1f%% of prompts", len(scored),

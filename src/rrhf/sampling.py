@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from rrhf.data import select_prompts
 from rrhf.diverse_beam import group_beam_search
 from rrhf.io import read_parquet, setup_logging, write_parquet
-from rrhf.models import load_causal_lm, resolve_device
+from rrhf.models import load_causal_lm, resolve_device, usable_length
 
 METHODS = ("greedy", "beam", "diverse_beam", "top_p")
 SAMPLE_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source"]
@@ -54,6 +54,30 @@ def generation_batches(prompts: list[str], batch_size: int,
     return batches[index::count]
 
 
+def prompt_budget(model, max_new_tokens: int) -> int | None:
+    """Most prompt tokens that leave room for ``max_new_tokens`` within the model's positions (None when the
+    config names no limit); raises when ``max_new_tokens`` alone fills them."""
+    limit = usable_length(model, 1 << 62)
+    if limit == 1 << 62:
+        return None
+    if max_new_tokens >= limit:
+        raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt: the model has {limit} "
+                         "positions (config n_positions / max_position_embeddings) for prompt + response")
+    return limit - max_new_tokens
+
+
+def encode_prompts(tokenizer, texts: list[str], max_prompt_tokens: int | None):
+    """(left-padded batch of ``input_ids`` and ``attention_mask``, each (n, longest kept prompt), number of
+    prompts cut): a prompt longer than ``max_prompt_tokens`` keeps its last ones (the question being
+    answered), as scoring and training cut theirs. No special tokens are added."""
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    cut = 0
+    if max_prompt_tokens is not None:
+        cut = sum(len(row) > max_prompt_tokens for row in ids)
+        ids = [row[-max_prompt_tokens:] if len(row) > max_prompt_tokens else row for row in ids]
+    return tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt"), cut
+
+
 @torch.no_grad()
 def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num_responses: int = 4,
                        max_new_tokens: int = 128, num_beams: int = 4, num_beam_groups: int = 4,
@@ -70,6 +94,8 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
     ``seed + i``, so the same inputs give the same outputs. With ``shard``, only
     that shard's batches run (:func:`generation_batches`) and the other prompts
     get no responses. Responses are decoded with ``skip_special_tokens=True``.
+    A prompt longer than the model's positions minus ``max_new_tokens`` keeps its
+    last tokens (:func:`encode_prompts`); how many were cut is logged.
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; expected one of {METHODS}")
@@ -78,15 +104,20 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
     device = next(model.parameters()).device
     results: list[list[str]] = [[] for _ in prompts]
     batches = generation_batches(prompts, batch_size, shard)
+    budget, cut = prompt_budget(model, max_new_tokens), 0
     for batch_number, chunk in tqdm(batches, desc=f"sample {method}", disable=not show_progress):
-        encoded = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
+        encoded, batch_cut = encode_prompts(tokenizer, [prompts[i] for i in chunk], budget)
+        encoded, cut = encoded.to(device), cut + batch_cut
         torch.manual_seed(seed + batch_number)
         output = _generate_batch(model, tokenizer, encoded, method, num_responses, max_new_tokens, num_beams,
                                  num_beam_groups, diversity_penalty, top_p, temperature)
         texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
         for position, index in enumerate(chunk):
             results[index] = texts[position * num_responses:(position + 1) * num_responses]
+    if cut:
+        log.warning("cut %d of %d prompts to their last %d tokens: the model's %d positions hold prompt + "
+                    "max_new_tokens %d", cut, sum(len(chunk) for _, chunk in batches), budget,
+                    budget + max_new_tokens, max_new_tokens)
     return results
 
 
@@ -99,7 +130,8 @@ def sample_responses(policy_path: str, train_data: str, output: str, method: str
     Writes one row per response, sorted by ``prompt_id, response_index``.
     """
     setup_logging(log_path)
-    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed,
+                           origin=train_data, key="data.train_prompts")
     model, tokenizer = load_causal_lm(policy_path, resolve_device(device), dtype)
     log.info("sampling %s responses from %s for %d prompts with %s", method, policy_path, len(frame), params)
     responses = generate_responses(model, tokenizer, list(frame["prompt"]), method, shard=shard, show_progress=True,

@@ -1,15 +1,14 @@
-"""The paper's tables as CSV, from evaluation metrics and scored training sets; the loss-curve figure."""
+"""The paper's tables as CSV, from evaluation metrics and scored training sets (their figures: report_figures)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rrhf.io import atomic_path, read_json, read_parquet, setup_logging
-from rrhf.training_sets import training_set_stats
+from rrhf.io import atomic_path, read_json, setup_logging
+from rrhf.training_sets import read_scored_set, training_set_stats
 
 EVALUATION_COLUMNS = ["ppl", "reward", "reward_sem", "gold_reward", "gold_reward_sem", "repetition"]
 TABLE7_COLUMNS = ["policy", "setting", "rank_weight", *EVALUATION_COLUMNS]
@@ -72,7 +71,7 @@ def table6(rows: list[dict[str, str]], metrics_files: list[str], scored_files: l
     follow ``rows``."""
     records = []
     for row, metrics_file, scored_file in zip(rows, metrics_files, scored_files, strict=True):
-        stats = training_set_stats(read_parquet(scored_file, ["prompt_id", "reward"])) if scored_file else {}
+        stats = training_set_stats(read_scored_set(scored_file, ["prompt_id", "reward"])) if scored_file else {}
         records.append({"policy": row["policy"], "setting": row["setting"],
                         **evaluation_columns(read_metrics(metrics_file)), **stats})
     return finish_table(records, TABLE6_COLUMNS, output, log_path)
@@ -108,24 +107,3 @@ def table5(rows: list[dict[str, str]], accuracy_files: list[str], output: str,
                         "pairs": result["pairs"]})
     return finish_table(records, TABLE5_COLUMNS, output, log_path)
 
-
-def plot_loss_curve(model_dir: str, title: str, output: str, log_path: str | None = None) -> None:
-    """The paper's Figure 3 for one run: loss, rank loss and fine-tuning loss by step (from train_log.parquet)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    log = read_parquet(Path(model_dir) / "train_log.parquet", ["step", "loss", "rank_loss", "ft_loss"])
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    for column, label in (("loss", "loss"), ("rank_loss", "rank loss"), ("ft_loss", "ft loss")):
-        axis.plot(log["step"], log[column], label=label)
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_title(title)
-    axis.legend()
-    figure.tight_layout()
-    with atomic_path(output) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
-    plt.close(figure)
-    setup_logging(log_path).info("wrote %s from %d steps of %s", output, len(log), model_dir)
