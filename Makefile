@@ -1,5 +1,6 @@
 # `make run`: set up .venv and run the main job on the tiny default.
 # `make test`: set up .venv and run the test suite.
+# `make report`: `make run`, then the Snakemake report of it, results/report.html.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ CORES ?= 2
 TARGET ?= all
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test test-slurm lint clean setup
+.PHONY: run report test test-slurm lint clean setup
 
 setup: $(STAMP)
 
@@ -24,6 +25,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(TARGET)
+
+# The report of the run's target: its tables, figures and generations, one self-contained HTML file.
+report: run
+	$(BIN)/snakemake --cores $(CORES) --report=results/report.html $(TARGET)
 
 test: $(STAMP)
 	$(BIN)/pytest

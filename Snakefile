@@ -1,12 +1,26 @@
 # rrhf-workflow: RRHF (Yuan et al., 2023) and its baselines, end to end.
 # docs/experiment.md describes the experiment; config/schema.yaml describes every config key.
 import os
+import sys
+
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # rrhf.config_checks, for the checks before any job
+from rrhf.config_checks import check_config_files
+
+# A config file that is empty, not YAML, not a mapping, or gives a key twice stops here, named with its line.
+# (Snakemake itself reads --configfile files before this runs: for a broken one it prints an error without file
+# or line; `python -m rrhf.config_checks FILE` finds the line. It accepts a key given twice, which is caught here.)
+check_config_files(workflow.overwrite_configfiles or [os.path.join(workflow.basedir, "config/config.yaml")])
 
 # The tiny default, unless the command line names config files (e.g.
 # --configfile config/paper.yaml): those then replace it rather than merge into it.
 if not workflow.overwrite_configfiles:
 
     configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+# The report's front page (`snakemake --report results/report.html`); its items are flagged with report() in
+# workflow/rules/tables.smk and report.smk, their captions in workflow/report/.
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -17,6 +31,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -26,8 +41,9 @@ rule all:
         "results/table5.csv",
         "results/table6.csv",
         "results/table7.csv",
-        # (IP-1's curve is resampling.setting's: the same model.)
-        sorted({f"results/figures/loss_curve_{r['model']}_{trained_setting(r['setting'])}.png" for r in TABLE6_ROWS}),
+        # What the report shows beside the tables (report.smk): table pages, every trained model's training
+        # curves (IP-1's is resampling.setting's: the same model), reward figures, a few generations per row.
+        REPORT_FILES,
         # What the rows are judged against: each untrained policy, the dataset's own replies, the reward model.
         [f"results/eval/{model}/none/metrics.json" for model in sorted({r["model"] for r in TABLE6_ROWS})],
         "results/eval/dataset/chosen/metrics.json",

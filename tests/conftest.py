@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+
+from workflow_helpers import FAST_OVERRIDES, run_snakemake
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -62,3 +65,24 @@ def tiny_reward_dir(tmp_path_factory, tiny_lm_dir) -> Path:
     model.save_pretrained(path)
     AutoTokenizer.from_pretrained(tiny_lm_dir).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    """A folder where real Snakemake has built the scored training sets of the instruct policy from nothing
+    (tests/workflow_helpers.FAST_OVERRIDES). Shared by tests/test_workflow.py and tests/test_report.py."""
+    path = tmp_path_factory.mktemp("workflow")
+    run_snakemake(path, *(f"results/scored/instruct/{s}.parquet" for s in ("DP", "D", "P")),
+                  overrides=FAST_OVERRIDES)
+    return path
+
+
+@pytest.fixture(scope="session")
+def table_workdir(workdir):
+    """The same folder, with Table 6 reduced to one row (Alpaca, DP) and built end to end; (folder, overrides)."""
+    tables = workdir / "tables.yaml"
+    tables.write_text(yaml.safe_dump({"table6": [{"policy": "Alpaca", "setting": "DP"}],
+                                      "table7": [{"policy": "Alpaca", "setting": "DP"}]}))
+    overrides = {**FAST_OVERRIDES, "tables": str(tables)}
+    run_snakemake(workdir, "results/table6.csv", overrides=overrides)
+    return workdir, overrides

@@ -10,11 +10,11 @@ import sys
 import pandas as pd
 import pytest
 from safetensors.torch import load_file
+from test_ppo import short_prompts
 
 from rrhf.io import write_parquet
 from rrhf.launch import run_trainer
 from scored_sets import scored_set
-from test_ppo import short_prompts
 
 # A child process that runs one trainer through rrhf.launch.run_trainer (as the workflow's scripts do) and kills
 # itself with SIGKILL at a given optimiser step: right after the checkpoint of that step is in place, or after
@@ -58,7 +58,8 @@ def assert_same_result(resumed, uninterrupted):
         assert ours[name].equal(theirs[name]), name
     pd.testing.assert_frame_equal(pd.read_parquet(resumed / "train_log.parquet"),
                                   pd.read_parquet(uninterrupted / "train_log.parquet"), check_exact=True)
-    assert json.loads((resumed / "metrics.json").read_text()) == json.loads((uninterrupted / "metrics.json").read_text())
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (resumed, uninterrupted)]
+    assert metrics[0] == metrics[1]
 
 
 def kill_then_finish(trainer: str, arguments: dict, kills: list[dict]) -> list[str]:
@@ -109,8 +110,9 @@ def test_ppo_killed_between_and_at_checkpoints_ends_as_if_never_interrupted(tmp_
            "kl": {"controller": "adaptive", "init_coef": 0.05, "target": 6, "horizon": 100},
            "scale_reward": "running", "cliprange_reward": 10, "delta_reward": False,
            "generation": {"max_new_tokens": 6, "top_k": 0, "top_p": 1.0, "temperature": 1.0}}
-    arguments = dict(policy=str(tiny_lm_dir), reward_model=str(tiny_reward_dir), train_data=str(tmp_path / "train.parquet"),
-                     ppo=ppo, training={"learning_rate": 1e-3, "batch_size": 4, "max_length": 64, "seed": 3},
+    arguments = dict(policy=str(tiny_lm_dir), reward_model=str(tiny_reward_dir),
+                     train_data=str(tmp_path / "train.parquet"), ppo=ppo,
+                     training={"learning_rate": 1e-3, "batch_size": 4, "max_length": 64, "seed": 3},
                      limit=32, selection_seed=0)
     run_trainer("train_ppo", {**arguments, "output_dir": str(tmp_path / "uninterrupted")})
     interrupted = {**arguments, "output_dir": str(tmp_path / "resumed"), "log_path": str(tmp_path / "ppo.log"),

@@ -102,3 +102,22 @@ def test_each_run_epochs_call_ends_with_an_optimiser_step():
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
     assert len(trainer.run_epochs(examples[:1], [1], collate, compute_loss, 1, seed=1)) == 1
     assert optimiser_steps() == 3
+
+
+def test_reward_during_training_is_logged_at_intervals_and_changes_no_weight(tmp_path, tiny_lm_dir, tiny_reward_dir,
+                                                                             synthetic_frame):
+    from safetensors.torch import load_file
+
+    write_parquet(scored_set(synthetic_frame, 8), tmp_path / "scored.parquet", {"stage": "test"})
+    training = {"epochs": 2, "learning_rate": 3e-3, "batch_size": 2, "max_length": MAX_LENGTH, "seed": 0}
+    for name, monitor in (("plain", None), ("monitored", {"every_steps": 3, "prompts": 4, "max_new_tokens": 6})):
+        train_rrhf(str(tiny_lm_dir), str(tmp_path / "scored.parquet"), str(tmp_path / name), training,
+                   reward_model=str(tiny_reward_dir), reward_during_training=monitor, dataset_source="synthetic")
+    plain, monitored = (pd.read_parquet(tmp_path / name / "train_log.parquet") for name in ("plain", "monitored"))
+    measured = monitored.dropna(subset=["reward"])
+    assert measured["step"].tolist() == [3, 6, 8]  # every 3 steps and the last of 8
+    assert measured["gold_reward"].between(-1, 1).all()
+    assert "reward" not in plain.columns
+    pd.testing.assert_frame_equal(plain, monitored.drop(columns=["reward", "gold_reward"]), check_exact=True)
+    weights = [load_file(tmp_path / name / "model.safetensors") for name in ("plain", "monitored")]
+    assert all(weights[0][key].equal(weights[1][key]) for key in weights[0])

@@ -2,8 +2,13 @@
 
 import json
 import math
+import os
 import re
 import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,7 +16,16 @@ import yaml
 
 from rrhf.io import read_provenance
 from rrhf.text_metrics import words
-from workflow_helpers import FAST_OVERRIDES, jobs_by_rule, run_snakemake
+from workflow_helpers import (
+    FAST_OVERRIDES,
+    REPO,
+    jobs_by_rule,
+    run_snakemake,
+    snakemake,
+    snakemake_command,
+    snakemake_env,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 TRAIN_PROMPTS = FAST_OVERRIDES["data"]["train_prompts"]
@@ -19,13 +33,7 @@ SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source",
 TRAINING_ROWS_PER_PROMPT = {"DP": 6, "D": 4, "P": 2}
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A folder where the scored training sets of the instruct policy have been built from nothing."""
-    path = tmp_path_factory.mktemp("workflow")
-    run_snakemake(path, *(f"results/scored/instruct/{s}.parquet" for s in ("DP", "D", "P")),
-                  overrides=FAST_OVERRIDES)
-    return path
+# The fixtures workdir and table_workdir (shared with tests/test_report.py) are in conftest.py.
 
 
 def test_data_stage_writes_normalised_splits(workdir):
@@ -86,17 +94,6 @@ def test_second_run_has_nothing_to_do(workdir):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def table_workdir(workdir):
-    """The same folder, with Table 6 reduced to one row (Alpaca, DP) and built end to end."""
-    tables = workdir / "tables.yaml"
-    tables.write_text(yaml.safe_dump({"table6": [{"policy": "Alpaca", "setting": "DP"}],
-                                      "table7": [{"policy": "Alpaca", "setting": "DP"}]}))
-    overrides = {**FAST_OVERRIDES, "tables": str(tables)}
-    run_snakemake(workdir, "results/table6.csv", overrides=overrides)
-    return workdir, overrides
-
-
 def test_table6_row_end_to_end(table_workdir):
     workdir, _ = table_workdir
     table = pd.read_csv(workdir / "results/table6.csv")
@@ -143,6 +140,49 @@ def test_changing_the_decoding_reruns_only_evaluation_and_tables(table_workdir):
     changed = {**overrides, "evaluation": {"decoding": {"max_new_tokens": 10}}}
     result = run_snakemake(workdir, "-n", "results/table6.csv", overrides=changed)
     assert jobs_by_rule(result.stdout) == {"evaluate_policy": 1, "table6": 1}
+
+
+def job_processes(script_name: str, workdir) -> list[int]:
+    """PIDs of the processes running a Snakemake job's copy of ``script_name`` in ``workdir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            folder = os.readlink(entry / "cwd")
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and script_name in command and folder == str(workdir):
+            found.append(int(entry.name))
+    return found
+
+
+def test_train_rrhf_killed_by_sigkill_resumes_when_the_same_command_runs_again(table_workdir, tmp_path):
+    """kill -9 of a train_rrhf job after its first checkpoint; the same command then resumes from that step
+    (the rule's log says so) and writes the model, log and metrics the uninterrupted fixture run wrote."""
+    workdir, overrides = table_workdir
+    model = workdir / "results/models/instruct/DP"
+    shutil.copytree(model, tmp_path / "uninterrupted")
+    command = ["--forcerun=train_rrhf", "results/models/instruct/DP"]
+    configs = [REPO / "config/config.yaml", write_config(tmp_path, {**overrides, "checkpoints": {"every_steps": 1}})]
+    running = subprocess.Popen(snakemake_command(workdir, configs, *command), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=snakemake_env())
+    first = workdir / "checkpoints/results/models/instruct/DP/step-00000001"
+    deadline = time.monotonic() + 300
+    while not first.exists() and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed = job_processes("train_rrhf.py", workdir)
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    output = running.communicate(timeout=300)[0]
+    assert killed and running.returncode != 0, output[-3000:]
+    assert not model.exists()  # Snakemake removed the failed job's output; the checkpoint stays
+    resumed = snakemake(workdir, configs, *command)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = (workdir / "logs/train_rrhf/instruct_DP.log").read_text()
+    assert re.search(r"resuming from checkpoint \S+step-0000000[12]: step [12]", log), log
+    for name in ("train_log.parquet", "metrics.json", "model.safetensors"):
+        assert (model / name).read_bytes() == (tmp_path / "uninterrupted" / name).read_bytes(), name
+    assert not (workdir / "checkpoints/results/models/instruct/DP").exists()
 
 
 def test_sharded_sampling_and_scoring_equal_unsharded_and_a_lost_shard_reruns_alone(workdir, tmp_path):

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,12 +71,21 @@ def write_config(folder: Path, overrides: dict, name: str = "overrides.yaml") ->
     return path
 
 
+def snakemake_command(workdir: Path, configs: list[Path], *args: str) -> list[str]:
+    """The ``snakemake`` command line that runs the repository's Snakefile in ``workdir`` with these config files
+    (later ones win)."""
+    return [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            "--configfile", *map(str, configs), "--cores", "2", *args]
+
+
+def snakemake_env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
 def snakemake(workdir: Path, configs: list[Path], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run ``snakemake`` on the repository's Snakefile in ``workdir`` with these config files (later ones win)."""
-    command = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", *map(str, configs), "--cores", "2", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    """Run :func:`snakemake_command` and wait for it."""
+    return subprocess.run(snakemake_command(workdir, configs, *args), capture_output=True, text=True,
+                          timeout=timeout, env=snakemake_env())
 
 
 def run_snakemake(workdir: Path, *args: str, overrides: dict | None = None, check: bool = True,
@@ -88,3 +98,34 @@ def run_snakemake(workdir: Path, *args: str, overrides: dict | None = None, chec
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def chromium() -> str:
+    """Debian's headless-capable ``chromium``: found on PATH, or installed with apt-get when running as root
+    (CI); the calling test is skipped, saying why, when neither is possible."""
+    import pytest
+
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium is not installed and cannot be (not root, or no apt-get): "
+                    "apt-get install -y --no-install-recommends chromium")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    result = subprocess.run(install, capture_output=True, text=True, env=env)
+    if result.returncode != 0:  # a clean machine has no package lists yet
+        subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env)
+        result = subprocess.run(install, capture_output=True, text=True, env=env)
+    found = shutil.which("chromium")
+    if result.returncode != 0 or not found:
+        pytest.skip(f"could not install chromium with apt-get:\n{result.stdout[-1500:]}\n{result.stderr[-1500:]}")
+    return found
+
+
+def headless_chromium(browser: str, url: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Load ``url`` in headless Chromium with ``args`` (e.g. --dump-dom, --screenshot=PATH); JavaScript gets 5 s
+    of virtual time to render."""
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--virtual-time-budget=5000", *args, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)

@@ -154,7 +154,8 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
     params = TrainingParams.from_config(training)
     online_params = OnlineParams(**online)
     scoring = scoring or {"batch_size": 32, "max_length": 512}
-    queries = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed)
+    queries = select_prompts(read_parquet(train_data, ["prompt_id", "prompt"]), limit, selection_seed,
+                             origin=train_data, key="data.train_prompts")
     queries = queries[["prompt_id", "prompt"]]
     provided_frame = read_parquet(provided, SCORED_COLUMNS)[SCORED_COLUMNS] if provided else None
     if provided_frame is not None:

@@ -262,7 +262,8 @@ def train_ppo(policy: str, reward_model: str, train_data: str, output_dir: str, 
     if params.max_length <= ppo["generation"]["max_new_tokens"]:
         raise ValueError(f"ppo.training.max_length ({params.max_length}) must exceed ppo.generation.max_new_tokens "
                          f"({ppo['generation']['max_new_tokens']}): the prompt keeps the difference")
-    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen"]), limit, selection_seed)
+    frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen"]), limit, selection_seed,
+                           origin=train_data, key="data.train_prompts")
     lm, tokenizer = load_causal_lm(policy)
     if params.lora is None:
         freeze_bottom_layers(lm, ppo["num_layers_unfrozen"])

@@ -15,10 +15,12 @@ import pandas as pd
 import torch
 
 from rrhf.adapters import add_lora
-from rrhf.io import read_parquet, start_job
+from rrhf.io import start_job
 from rrhf.losses import rank_accuracy, rank_pair_counts, rrhf_loss, sequence_scores
-from rrhf.models import encode_pair, load_causal_lm, span_logprobs
+from rrhf.models import encode_pair, load_causal_lm, load_reward_model, span_logprobs
+from rrhf.reward_monitor import RewardMonitor, monitor_prompts
 from rrhf.training import TrainingParams, pad_batch, train_model
+from rrhf.training_sets import read_scored_set
 
 log = logging.getLogger("rrhf")
 SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "reward"]
@@ -153,25 +155,42 @@ def run_metrics(rows: pd.DataFrame) -> dict[str, float]:
             "rank_accuracy_last_epoch": float(last_epoch["rank_accuracy"].mean())}
 
 
+def reward_monitor(reward_model, settings: dict[str, Any] | None, tokenizer, frame: pd.DataFrame,
+                   dataset_source: str | None, dtype: str) -> RewardMonitor | None:
+    """The monitor of the policy's greedy reward on ``settings["prompts"]`` training prompts every
+    ``settings["every_steps"]`` steps; None when off (no reward model, or every_steps 0)."""
+    if reward_model is None or not settings or not settings.get("every_steps"):
+        return None
+    scorer, scorer_tokenizer = load_reward_model(reward_model, "cuda" if torch.cuda.is_available() else "cpu", dtype)
+    return RewardMonitor(scorer, scorer_tokenizer, tokenizer, monitor_prompts(frame, settings["prompts"]),
+                         settings["every_steps"], settings["max_new_tokens"], dataset_source)
+
+
 def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, Any], rank_weight: float = 1.0,
                length_penalty: float = 1.0, ft_reduction: str = "token_mean", max_tokens_per_forward: int = 4096,
-               checkpoint: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, float]:
+               reward_model: str | dict[str, Any] | None = None,
+               reward_during_training: dict[str, Any] | None = None, dataset_source: str | None = None,
+               dtype: str = "auto", checkpoint: dict[str, Any] | None = None,
+               log_path: str | None = None) -> dict[str, float]:
     """Stage entry point: RRHF-train ``policy`` on a scored training set; save it, its log and metrics.
 
     Writes ``output_dir``/model.safetensors (+ config, tokenizer), ``train_log.parquet``
-    (step, epoch, loss, rank_loss, ft_loss, rank_accuracy, lr) and ``metrics.json``.
+    (step, epoch, loss, rank_loss, ft_loss, rank_accuracy, lr; with ``reward_during_training``
+    ``{every_steps, prompts, max_new_tokens}`` and a ``reward_model`` also reward and gold_reward at those
+    steps, see rrhf.reward_monitor) and ``metrics.json``.
     """
     start_job(log_path, output_dir)
     params = TrainingParams.from_config(training)
     model, tokenizer = load_causal_lm(policy)
     model = add_lora(model, params.lora)
-    frame = read_parquet(scored, SCORED_COLUMNS)
+    frame = read_scored_set(scored, SCORED_COLUMNS)  # raises naming NaN / non-numeric rewards, repeated rows
     examples = build_examples(frame, tokenizer, params.max_length)
     log.info("RRHF on %s: %d queries, %d responses, rank_weight %s, length_penalty %s, ft %s",
              scored, len(examples), len(frame), rank_weight, length_penalty, ft_reduction)
     result = train_model(model, examples, [e.length for e in examples],
                          lambda b: collate_queries(b, tokenizer.pad_token_id, max_tokens_per_forward),
-                         make_rrhf_loss(rank_weight, length_penalty, ft_reduction), params, "rrhf", checkpoint)
+                         make_rrhf_loss(rank_weight, length_penalty, ft_reduction), params, "rrhf", checkpoint,
+                         reward_monitor(reward_model, reward_during_training, tokenizer, frame, dataset_source, dtype))
     metrics = {**run_metrics(pd.DataFrame(result.rows)), "queries": len(examples), "responses": len(frame),
                "rank_weight": rank_weight, "length_penalty": length_penalty, "ft_reduction": ft_reduction}
     log.info("RRHF done: %s", metrics)

@@ -126,10 +126,13 @@ class Trainer:
     ``checkpoint`` (the job's ``checkpoints:`` settings, see
     :class:`rrhf.checkpoints.CheckpointSettings`) turns on checkpoints:
     :meth:`resume` loads the latest, :meth:`checkpoint` saves one when due.
+    ``monitor(model, step, last)`` adds its measurements to each step's log row (e.g.
+    rrhf.reward_monitor); it runs in single-process training only.
     """
 
     def __init__(self, model: torch.nn.Module, params: TrainingParams, total_steps: int, description: str = "train",
-                 checkpoint: dict[str, Any] | None = None):
+                 checkpoint: dict[str, Any] | None = None,
+                 monitor: Callable[[torch.nn.Module, int, bool], dict[str, float]] | None = None):
         set_seed(params.seed)
         self.params = params
         self.description = description
@@ -155,6 +158,10 @@ class Trainer:
         self.rows: list[dict[str, float]] = []
         settings = CheckpointSettings.from_config(checkpoint)
         self.checkpoints = Checkpoints(settings, self.accelerator) if settings else None
+        self.monitor = monitor
+        if monitor is not None and self.accelerator.num_processes > 1:
+            log.warning("%s: the reward during training is measured in single-process runs only", description)
+            self.monitor = None
         self.model.train()
         self.progress = tqdm(total=self.total_steps, desc=description,
                              disable=not self.accelerator.is_local_main_process)
@@ -242,6 +249,9 @@ class Trainer:
                     row = _mean_over_processes(accelerator, {key: _nan_mean([p[key] for p in pending])
                                                              for key in pending[0]})
                     row.update(step=len(self.rows) + 1, epoch=micro / per_epoch, lr=self.scheduler.get_last_lr()[0])
+                    if self.monitor is not None:
+                        row.update(self.monitor(accelerator.unwrap_model(self.model), row["step"],
+                                                row["step"] == self.total_steps))
                     self.rows.append(row)
                     pending = []
                     self._report(row)
@@ -272,18 +282,19 @@ def train_model(
     params: TrainingParams,
     description: str = "train",
     checkpoint: dict[str, Any] | None = None,
+    monitor: Callable[[torch.nn.Module, int, bool], dict[str, float]] | None = None,
 ) -> "TrainingResult":
     """Train ``model`` in place for ``params.epochs``; return it with one log row per optimiser step.
 
     ``compute_loss(model, batch)`` returns the scalar loss and extra scalars to
     log (see :meth:`Trainer.run_epochs`). With ``checkpoint`` settings it saves
-    checkpoints as it goes and resumes from this job's latest one.
+    checkpoints as it goes and resumes from this job's latest one. ``monitor`` see :class:`Trainer`.
     """
     # Steps are counted before the accelerator exists: one process unless launched with more.
     per_epoch = micro_batches_per_epoch(len(examples), params.batch_size, int(os.environ.get("WORLD_SIZE", "1")))
     total_micro = int(round(params.epochs * per_epoch))
     trainer = Trainer(model, params, math.ceil(total_micro / params.gradient_accumulation_steps), description,
-                      checkpoint)
+                      checkpoint, monitor)
     state = trainer.resume()
     trainer.run_epochs(examples, lengths, collate, compute_loss, params.epochs, params.seed,
                        start_micro=state["micro"] if state else 0,

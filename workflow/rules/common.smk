@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import yaml
+from rrhf.config_checks import config_problems  # src/ is on sys.path (Snakefile)
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -166,6 +167,7 @@ def check_references(config):
                 problems.append(f"models.{name}: a value_head_checkpoint model can only be the reward_model, "
                                 f"but {', '.join(roles)} names it")
     problems.extend(lora_problems(config))
+    problems.extend(config_problems(config))  # samplers, device, model paths (rrhf.config_checks)
     for name, spec in config["datasets"].items():
         needed = {"hub": "name", "anthropic_jsonl": "files"}.get(spec["source"])
         if needed and needed not in spec:
@@ -235,11 +237,6 @@ def reward_model_input():
 
 def dataset_file(dataset, split):
     return f"resources/data/{dataset}/{split}.parquet"
-
-
-def checkpoint_settings(output_path):
-    """A trainer's checkpoints block (rrhf.checkpoints): the config's, with the job's own folder under it."""
-    return {**config["checkpoints"], "job": str(output_path)}
 
 
 def training_settings(block):

@@ -26,7 +26,6 @@ rule pretrain_lm:
     output:
         model=directory("resources/models/{name}"),
     params:
-        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         architecture=lambda wildcards: build_spec(wildcards.name)["architecture"],
         training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
         accelerate_config=ACCELERATE_CONFIG,
@@ -53,7 +52,6 @@ rule train_sft:
     output:
         model=directory("resources/models/{name}"),
     params:
-        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
         training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
         accelerate_config=ACCELERATE_CONFIG,
@@ -81,7 +79,6 @@ rule train_reward_model:
     output:
         model=directory("resources/models/{name}"),
     params:
-        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
         training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
         accelerate_config=ACCELERATE_CONFIG,

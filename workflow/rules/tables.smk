@@ -1,4 +1,5 @@
-# Tables and figures: cheap, run on the submitting machine.
+# Tables: cheap, run on the submitting machine. Each is in the report (category "1. Tables", as report.smk's
+# CATEGORY), beside its page and figures (report.smk).
 
 TABLE6_ROWS = table_rows("table6")
 TABLE7_ROWS = table_rows("table7")
@@ -11,14 +12,18 @@ localrules:
     table5,
     table6,
     table7,
-    plot_loss_curve,
 
 
 rule table2:
     input:
         metrics=[path for _, path in TABLE2_ENTRIES],
     output:
-        table="results/table2.csv",
+        table=report(
+            "results/table2.csv",
+            caption="../report/table2.rst",
+            category="1. Tables",
+            labels={"table": "Table 2", "format": "CSV"},
+        ),
     params:
         rows=[row for row, _ in TABLE2_ENTRIES],
     log:
@@ -33,7 +38,12 @@ rule table5:
     input:
         accuracy=[path for _, path in TABLE5_ENTRIES],
     output:
-        table="results/table5.csv",
+        table=report(
+            "results/table5.csv",
+            caption="../report/table5.rst",
+            category="1. Tables",
+            labels={"table": "Table 5", "format": "CSV"},
+        ),
     params:
         rows=[row for row, _ in TABLE5_ENTRIES],
     log:
@@ -49,7 +59,12 @@ rule table6:
         metrics=[evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE6_ROWS],
         scored=[path for r in TABLE6_ROWS if (path := scored_file(r["model"], r["setting"]))],
     output:
-        table="results/table6.csv",
+        table=report(
+            "results/table6.csv",
+            caption="../report/table6.rst",
+            category="1. Tables",
+            labels={"table": "Table 6", "format": "CSV"},
+        ),
     params:
         rows=[{"policy": r["policy"], "setting": r["setting"]} for r in TABLE6_ROWS],
         # Per row its training set, or None for online rows (sampled during training: no statistics).
@@ -66,7 +81,12 @@ rule table7:
     input:
         metrics=[evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE7_ROWS],
     output:
-        table="results/table7.csv",
+        table=report(
+            "results/table7.csv",
+            caption="../report/table7.rst",
+            category="1. Tables",
+            labels={"table": "Table 7", "format": "CSV"},
+        ),
     params:
         rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in TABLE7_ROWS],
     log:
@@ -75,20 +95,3 @@ rule table7:
         ENV
     script:
         "../scripts/table7.py"
-
-
-rule plot_loss_curve:
-    input:
-        model="results/models/{policy}/{setting}",
-    output:
-        figure="results/figures/loss_curve_{policy}_{setting}.png",
-    params:
-        title=lambda wildcards: f"RRHF loss: {MODELS[wildcards.policy]['display_name']}, {wildcards.setting}",
-    log:
-        "logs/plot_loss_curve/{policy}_{setting}.log",
-    wildcard_constraints:
-        setting=f"{names_pattern(SETTINGS)}|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}",
-    conda:
-        ENV
-    script:
-        "../scripts/plot_loss_curve.py"

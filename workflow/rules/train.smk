@@ -1,17 +1,22 @@
 # Training stage: RRHF on a setting's scored training set (IP-{n} starting from IP-(n-1)'s model), online
 # RRHF (OP-{k}[+KL]) and PPO: results/models/{policy}/{setting}/ (safetensors, train_log.parquet,
 # metrics.json).
+REWARD_DURING_TRAINING = config["rrhf"]["reward_during_training"]  # train_rrhf's Figure 3 reward (off: every_steps 0)
 
 
 rule train_rrhf:
     input:
         scored=lambda wildcards: scored_file(wildcards.policy, wildcards.setting),
         policy=lambda wildcards: starting_model_input(wildcards.policy, wildcards.setting),
+        reward_model=lambda wildcards: reward_model_input() if REWARD_DURING_TRAINING["every_steps"] else [],
     output:
         model=directory("results/models/{policy}/{setting}"),
     params:
-        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         policy=lambda wildcards: starting_model(wildcards.policy, wildcards.setting),
+        reward_model=lambda wildcards: reward_model_source() if REWARD_DURING_TRAINING["every_steps"] else None,
+        reward_during_training=REWARD_DURING_TRAINING,
+        dataset_source=DATASET_SOURCE,
+        dtype=config["precision"]["dtype"],
         training=training_settings(config["rrhf"]["training"]),
         accelerate_config=ACCELERATE_CONFIG,
         rank_weight=lambda wildcards: setting_rank_weight(wildcards.setting),
@@ -42,7 +47,6 @@ rule train_online_rrhf:
     output:
         model=directory("results/models/{policy}/{setting}"),
     params:
-        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         policy=lambda wildcards: model_path(wildcards.policy),
         reward_model=lambda wildcards: reward_model_source(),
         online=online_params,
@@ -79,7 +83,6 @@ rule train_ppo:
     output:
         model=directory("results/models/{policy}/PPO"),
     params:
-        checkpoint=lambda wildcards, output: checkpoint_settings(output.model),
         policy=lambda wildcards: model_path(wildcards.policy),
         reward_model=lambda wildcards: reward_model_source(),
         ppo={key: value for key, value in config["ppo"].items() if key != "training"},

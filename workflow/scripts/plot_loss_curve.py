@@ -1,3 +1,3 @@
-from rrhf.tables import plot_loss_curve
+from rrhf.report_figures import plot_training_curves
 
-plot_loss_curve(snakemake.input.model, snakemake.params.title, snakemake.output.figure, log_path=snakemake.log[0])
+plot_training_curves(snakemake.input.model, snakemake.params.title, snakemake.output.figure, log_path=snakemake.log[0])

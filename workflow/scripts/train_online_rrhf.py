@@ -9,5 +9,7 @@ run_trainer(
          ft_reduction=snakemake.params.ft_reduction, max_tokens_per_forward=snakemake.params.max_tokens_per_forward,
          scoring=snakemake.params.scoring, limit=snakemake.params.limit,
          selection_seed=snakemake.params.selection_seed, dataset_source=snakemake.params.dataset_source,
-         dtype=snakemake.params.dtype, checkpoint=snakemake.params.checkpoint, log_path=snakemake.log[0]),
+         dtype=snakemake.params.dtype,
+         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
+         log_path=snakemake.log[0]),
 )

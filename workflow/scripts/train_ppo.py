@@ -6,5 +6,7 @@ run_trainer(
          train_data=snakemake.input.train_data, output_dir=snakemake.output.model, ppo=snakemake.params.ppo,
          training=snakemake.params.training, limit=snakemake.params.limit,
          selection_seed=snakemake.params.selection_seed, dataset_source=snakemake.params.dataset_source,
-         dtype=snakemake.params.dtype, checkpoint=snakemake.params.checkpoint, log_path=snakemake.log[0]),
+         dtype=snakemake.params.dtype,
+         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
+         log_path=snakemake.log[0]),
 )

@@ -1,0 +1,139 @@
+# The Snakemake report (`snakemake --report results/report.html`): besides the tables (flagged in tables.smk),
+# each table as a readable page, the training curves of every trained model, the training and evaluation
+# rewards of each table's rows and a few generations per row. Captions are in workflow/report/. Every item
+# is cheap (seconds), runs on the submitting machine, and is made by `all`.
+
+include: "report_common.smk"
+
+
+localrules:
+    table_page,
+    plot_loss_curve,
+    plot_training_rewards,
+    plot_evaluation_rewards,
+    generation_samples,
+
+
+rule table_page:
+    input:
+        table="results/{table}.csv",
+    output:
+        page=report(
+            "results/report/{table}.html",
+            caption="../report/table_page.rst",
+            category=CATEGORY["tables"],
+            labels=lambda wildcards: {"table": TABLE_TITLES[wildcards.table].split(":")[0], "format": "HTML"},
+        ),
+    params:
+        title=lambda wildcards: TABLE_TITLES[wildcards.table],
+        note="Each row as written in the table's CSV; an empty cell (a dash) has no value, as in the paper.",
+    log:
+        "logs/report/{table}_page.log",
+    wildcard_constraints:
+        table="|".join(REPORT_TABLES),
+    conda:
+        ENV
+    script:
+        "../scripts/table_page.py"
+
+
+rule plot_loss_curve:
+    input:
+        model="results/models/{policy}/{setting}",
+    output:
+        figure=report(
+            "results/figures/loss_curve_{policy}_{setting}.png",
+            caption="../report/loss_curve.rst",
+            category=CATEGORY["curves"],
+            subcategory=lambda wildcards: MODELS[wildcards.policy]["display_name"],
+            labels=lambda wildcards: {"model": MODELS[wildcards.policy]["display_name"],
+                                      "setting": wildcards.setting},
+        ),
+    params:
+        title=lambda wildcards: f"{MODELS[wildcards.policy]['display_name']}, {wildcards.setting}: training log",
+        about=lambda wildcards: training_about(wildcards.policy, wildcards.setting),
+    log:
+        "logs/plot_loss_curve/{policy}_{setting}.log",
+    wildcard_constraints:
+        setting=f"{names_pattern(SETTINGS)}|PPO|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_loss_curve.py"
+
+
+rule plot_training_rewards:
+    input:
+        training=lambda wildcards: [row["training"][0] for row in report_rows(wildcards.table) if row["training"]],
+    output:
+        figure=report(
+            "results/figures/train_rewards_{table}.png",
+            caption="../report/train_rewards.rst",
+            category=CATEGORY["rewards"],
+            labels=lambda wildcards: {"table": TABLE_TITLES[wildcards.table].split(":")[0],
+                                      "figure": "training-set rewards"},
+        ),
+    params:
+        rows=lambda wildcards: [{"label": row["label"], "path": row["training"][0], "kind": row["training"][1]}
+                                for row in report_rows(wildcards.table) if row["training"]],
+        title=lambda wildcards: f"{TABLE_TITLES[wildcards.table].split(':')[0]}: rewards of each row's training set",
+    log:
+        "logs/report/train_rewards_{table}.log",
+    wildcard_constraints:
+        table="|".join(EVALUATED_TABLES) or "$^",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_training_rewards.py"
+
+
+rule plot_evaluation_rewards:
+    input:
+        generations=lambda wildcards: [row["generations"] for row in report_rows(wildcards.table)],
+    output:
+        figure=report(
+            "results/figures/eval_rewards_{table}.png",
+            caption="../report/eval_rewards.rst",
+            category=CATEGORY["rewards"],
+            labels=lambda wildcards: {"table": TABLE_TITLES[wildcards.table].split(":")[0],
+                                      "figure": "evaluation: reward against gold"},
+        ),
+    params:
+        rows=lambda wildcards: [{"label": row["label"], "path": row["generations"]}
+                                for row in report_rows(wildcards.table)],
+        title=lambda wildcards: f"{TABLE_TITLES[wildcards.table].split(':')[0]}: "
+        "each test generation's reward and gold reward",
+    log:
+        "logs/report/eval_rewards_{table}.log",
+    wildcard_constraints:
+        table="|".join(EVALUATED_TABLES) or "$^",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_evaluation_rewards.py"
+
+
+rule generation_samples:
+    input:
+        generations=lambda wildcards: [row["generations"] for row in report_rows(wildcards.table)],
+    output:
+        page=report(
+            "results/report/generations_{table}.html",
+            caption="../report/generations.rst",
+            category=CATEGORY["generations"],
+            labels=lambda wildcards: {"table": TABLE_TITLES[wildcards.table].split(":")[0]},
+        ),
+    params:
+        rows=lambda wildcards: [{"policy": row["policy"], "setting": row["setting"], "path": row["generations"]}
+                                for row in report_rows(wildcards.table)],
+        title=lambda wildcards: f"{TABLE_TITLES[wildcards.table].split(':')[0]}: "
+        f"{REPORT_EXAMPLES} test prompts, each row's reply",
+        examples=REPORT_EXAMPLES,
+    log:
+        "logs/report/generations_{table}.log",
+    wildcard_constraints:
+        table="|".join(EVALUATED_TABLES) or "$^",
+    conda:
+        ENV
+    script:
+        "../scripts/generation_samples.py"
