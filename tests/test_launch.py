@@ -25,10 +25,16 @@ def test_launch_command():
 
 
 def test_unknown_trainer_is_named():
-    with pytest.raises(ValueError, match="train_ppo"):
-        trainer_function("train_ppo")
-    with pytest.raises(ValueError, match="train_ppo"):
-        run_trainer("train_ppo", {})
+    with pytest.raises(ValueError, match="evaluate_policy"):
+        trainer_function("evaluate_policy")
+    with pytest.raises(ValueError, match="evaluate_policy"):
+        run_trainer("evaluate_policy", {})
+
+
+def test_every_trainer_runs_through_run_trainer():
+    """All six trainers get the job's checkpoint fingerprint there (rrhf.checkpoints)."""
+    for name in ("pretrain_lm", "train_sft", "train_reward_model", "train_rrhf", "train_ppo", "train_online_rrhf"):
+        assert callable(trainer_function(name))
 
 
 def test_rrhf_in_two_processes_splits_the_batches(tmp_path, tiny_lm_dir, synthetic_frame):
