@@ -99,7 +99,7 @@ def generation_samples(rows: list[dict[str, str]], title: str, count: int, outpu
                if gold else ".") + "</p>"]
     for number_, prompt_id in enumerate(prompt_ids, start=1):
         body.append(f"<h2>Prompt {number_} ({html.escape(str(prompt_id))})</h2>")
-        body.append(f"<pre>{html.escape(str(indexed[0].loc[prompt_id, 'prompt']))}</pre>")
+        body.append(f"<pre>{html.escape(str(indexed[0].loc[prompt_id, 'prompt']).strip())}</pre>")
         table_rows = []
         for row, frame in zip(rows, indexed):
             record = frame.loc[prompt_id]

@@ -51,7 +51,7 @@ rule plot_loss_curve:
         ),
     params:
         title=lambda wildcards: f"{MODELS[wildcards.policy]['display_name']}, {wildcards.setting}: training log",
-        about=lambda wildcards: training_about(wildcards.policy, wildcards.setting),
+        about=lambda wildcards: training_about(wildcards.setting),
     log:
         "logs/plot_loss_curve/{policy}_{setting}.log",
     wildcard_constraints:

@@ -17,22 +17,22 @@ TABLE_TITLES = {
 
 
 def report_rows(table):
-    """A table's rows, each with its `role` (the tables.yaml policy, or "dataset" / "reward model"), `model`,
-    `policy` and `setting` (as the table's CSV labels them), a short figure `label`, its test `generations`
-    (None for Table 5's reward-model row), `model_dir` (the trained model, None for an untrained policy, best-of-n
-    or the dataset's replies) and `training` ((path, "scored" | "online") of its training rewards, or None)."""
+    """A table's rows, each with its `policy` and `setting` (as the table's CSV labels them), a short figure
+    `label` (the tables.yaml role and the setting), its test `generations` (None for Table 5's reward-model row),
+    `model_dir` (the trained model; None for an untrained policy, best-of-n or the dataset's replies) and
+    `training` ((path, "scored" | "online") of its training rewards: the scored training set, or for an online
+    row the model folder with the replies sampled during training; None for a row that trains on none)."""
     rows = []
     for row in TABLES.get(table, []):
         if "responses" in row:
             label = {"chosen": "good responses", "rejected": "bad responses"}[row["responses"]]
-            rows.append({"role": "dataset", "model": None, "policy": "dataset", "setting": label,
+            rows.append({"policy": "dataset", "setting": label,
                          "label": f"dataset: {label}", "model_dir": None, "training": None,
                          "generations": f"results/eval/dataset/{row['responses']}/generations.parquet"})
             continue
         if "reward_model" in row:
-            rows.append({"role": "reward model", "model": REWARD_MODEL, "policy": MODELS[REWARD_MODEL]["display_name"],
-                         "setting": "reward model", "label": "reward model", "model_dir": None, "training": None,
-                         "generations": None})
+            rows.append({"policy": MODELS[REWARD_MODEL]["display_name"], "setting": "reward model",
+                         "label": "reward model", "model_dir": None, "training": None, "generations": None})
             continue
         model, setting = POLICIES[row["policy"]], row["setting"]
         trained = trained_setting(setting) if rrhf_setting(setting) or setting == "PPO" else None
@@ -41,8 +41,7 @@ def report_rows(table):
             training = (scored_file(model, setting), "scored") if scored_file(model, setting) else \
                 (f"results/models/{model}/{setting}", "online")
         label = f"{row['policy']} {setting}" + (f" (= {trained})" if trained and trained != setting else "")
-        rows.append({"role": row["policy"], "model": model, "policy": MODELS[model]["display_name"],
-                     "setting": setting, "label": label, "training": training,
+        rows.append({"policy": MODELS[model]["display_name"], "setting": setting, "label": label, "training": training,
                      "model_dir": f"results/models/{model}/{trained}" if trained else None,
                      "generations": evaluation_file(model, setting, "generations.parquet")})
     return rows
@@ -53,7 +52,7 @@ def loss_curve_file(model_dir):
     return f"results/figures/loss_curve_{model}_{setting}.png"
 
 
-def training_about(model, setting):
+def training_about(setting):
     """The config behind a trained model, for its caption: the setting and the training block it used."""
     if setting == "PPO":
         return {"ppo": config["ppo"]}
