@@ -7,6 +7,7 @@ import math
 import re
 import time
 
+import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,18 +169,15 @@ def test_report_has_every_item_with_its_caption(report):
 def test_report_renders_in_chromium(report, tmp_path):
     browser = chromium()
     workdir, path = report
-    dom = headless_chromium(browser, path.as_uri(), "--dump-dom")
-    assert dom.returncode == 0, dom.stderr[-3000:]
-    rendered = re.sub(r"<script\b.*?</script>", "", dom.stdout, flags=re.S)  # what the page's JavaScript drew
+    screenshot = tmp_path / "report.png"
+    page = headless_chromium(browser, path.as_uri(), "--dump-dom", f"--screenshot={screenshot}",
+                             "--window-size=1400,1000")
+    assert page.returncode == 0 and screenshot.exists(), page.stderr[-3000:]
+    rendered = re.sub(r"<script\b.*?</script>", "", page.stdout, flags=re.S)  # what the page's JavaScript drew
     assert "2. Training curves" in rendered and "4. Generations" in rendered  # the menu of categories
     table = pd.read_csv(workdir / "results/table6.csv", dtype=str, keep_default_na=False)
     for cell in [*table.columns, *table.iloc[0]]:  # Table 6, rendered on the front page
         assert f">{cell}<" in rendered, cell
-    screenshot = tmp_path / "report.png"
-    shot = headless_chromium(browser, path.as_uri(), f"--screenshot={screenshot}", "--window-size=1400,1000")
-    assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-3000:]
-    import matplotlib.image
-
     pixels = matplotlib.image.imread(screenshot)
     assert screenshot.read_bytes().startswith(PNG) and pixels.shape[:2] == (1000, 1400)
     assert pixels.std() > 0.05 and len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50  # not blank

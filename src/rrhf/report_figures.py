@@ -91,7 +91,7 @@ def plot_training_curves(model_dir: str, title: str, output: str, log_path: str 
         raise ValueError(f"{model_dir}/train_log.parquet: no numeric metric column to plot; "
                          f"found {list(log.columns)}")
     rows, width = grid(len(columns), min(4, math.ceil(math.sqrt(1.5 * len(columns)))))  # wider than tall
-    figure, axes = panels(rows, width, (3.1, 1.9))
+    figure, axes = panels(rows, width, (3.1, 1.9), sharex=True)  # sparse metrics on the run's whole step axis
     for axis, column in zip(axes.flat, columns):
         values = log[["step", column]].replace([np.inf, -np.inf], np.nan).dropna()
         sparse = len(values) < len(log) or len(values) <= 25

@@ -22,7 +22,7 @@ rule table2:
             "results/table2.csv",
             caption="../report/table2.rst",
             category="1. Tables",
-            labels={"table": "Table 2", "format": "CSV"},
+            labels={"table": "Table 2", "format": "csv (download)"},
         ),
     params:
         rows=[row for row, _ in TABLE2_ENTRIES],
@@ -42,7 +42,7 @@ rule table5:
             "results/table5.csv",
             caption="../report/table5.rst",
             category="1. Tables",
-            labels={"table": "Table 5", "format": "CSV"},
+            labels={"table": "Table 5", "format": "csv (download)"},
         ),
     params:
         rows=[row for row, _ in TABLE5_ENTRIES],
@@ -63,7 +63,7 @@ rule table6:
             "results/table6.csv",
             caption="../report/table6.rst",
             category="1. Tables",
-            labels={"table": "Table 6", "format": "CSV"},
+            labels={"table": "Table 6", "format": "csv (download)"},
         ),
     params:
         rows=[{"policy": r["policy"], "setting": r["setting"]} for r in TABLE6_ROWS],
@@ -85,7 +85,7 @@ rule table7:
             "results/table7.csv",
             caption="../report/table7.rst",
             category="1. Tables",
-            labels={"table": "Table 7", "format": "CSV"},
+            labels={"table": "Table 7", "format": "csv (download)"},
         ),
     params:
         rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in TABLE7_ROWS],
