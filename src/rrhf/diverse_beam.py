@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from rrhf.models import model_positions
+
 
 @dataclass
 class Hypotheses:
@@ -81,7 +83,7 @@ def group_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tens
         raise ValueError(f"num_return_sequences={num_return_sequences} exceeds num_beams={num_beams}")
     device = input_ids.device
     batch, prompt_len = input_ids.shape
-    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    limit = model_positions(model)
     if limit and prompt_len + max_new_tokens > limit:
         raise ValueError(f"prompt of {prompt_len} tokens + max_new_tokens {max_new_tokens} exceed the model's "
                          f"{limit} positions; cut the prompt (rrhf.sampling.encode_prompts keeps its last tokens)")

@@ -14,7 +14,7 @@ import torch
 from rrhf.data import select_prompts
 from rrhf.gold_reward import gold_rewards
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
-from rrhf.models import encode_pair, load_causal_lm, resolve_device, span_logprobs, usable_length
+from rrhf.models import cut_pair, load_causal_lm, resolve_device, span_logprobs, usable_length
 from rrhf.rewards import score_frame
 from rrhf.sampling import generate_responses
 from rrhf.text_metrics import distinct_n, repetition, words
@@ -36,13 +36,15 @@ def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max
                  batch_size: int = 16) -> list[tuple[float, int]]:
     """(summed negative log-likelihood, token count) of each response given its prompt, no EOS added.
 
-    A pair longer than ``max_length`` (capped at the model's positions) loses the start of its prompt, as
-    :func:`rrhf.models.encode_pair` cuts it; how many were cut is logged."""
+    A pair longer than ``max_length`` (capped at the model's positions) loses the start of its prompt
+    (:func:`rrhf.models.cut_pair`); how many were cut is logged. Prompts and responses are tokenized once, in
+    two batched calls."""
     device = next(model.parameters()).device
     max_length = usable_length(model, max_length)
-    encoded = [encode_pair(tokenizer, p, r, max_length, add_eos=False) for p, r in zip(prompts, responses)]
-    lengths = [len(ids) for ids in tokenizer(list(prompts) + list(responses), add_special_tokens=False)["input_ids"]]
-    cut = sum(a + b > max_length for a, b in zip(lengths[:len(prompts)], lengths[len(prompts):]))
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    encoded = [cut_pair(p, r, max_length) for p, r in zip(prompt_ids, response_ids)]
+    cut = sum(len(p) + len(r) > max_length for p, r in zip(prompt_ids, response_ids))
     if cut:
         log.warning("perplexity: cut %d of %d prompts from the left to fit prompt + response in %d tokens", cut,
                     len(encoded), max_length)

@@ -108,10 +108,16 @@ def load_reward_model(source: str | dict[str, Any], device: str | torch.device =
     return model.to(device).eval(), tokenizer
 
 
-def usable_length(model, requested: int) -> int:
-    """``requested``, capped at the longest sequence the model's position embeddings allow (if it says)."""
+def model_positions(model) -> int | None:
+    """The longest sequence the model's position embeddings allow (config n_positions or
+    max_position_embeddings); None when its config names no limit."""
     config = model.config
-    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def usable_length(model, requested: int) -> int:
+    """``requested``, capped at :func:`model_positions` (if the model names a limit)."""
+    limit = model_positions(model)
     return min(requested, limit) if limit else requested
 
 
@@ -126,6 +132,12 @@ def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos:
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if add_eos and tokenizer.eos_token_id is not None:
         response_ids = response_ids + [tokenizer.eos_token_id]
+    return cut_pair(prompt_ids, response_ids, max_length)
+
+
+def cut_pair(prompt_ids: list[int], response_ids: list[int], max_length: int) -> tuple[list[int], int]:
+    """:func:`encode_pair` on token ids: prompt + response within ``max_length`` (the prompt cut from the left),
+    and where the response starts."""
     if len(prompt_ids) + len(response_ids) > max_length:
         response_ids = response_ids[: max_length - min(len(prompt_ids), max_length // 2)]
         prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(response_ids)):]

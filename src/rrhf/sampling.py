@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from rrhf.data import select_prompts
 from rrhf.diverse_beam import group_beam_search
 from rrhf.io import read_parquet, setup_logging, write_parquet
-from rrhf.models import load_causal_lm, resolve_device, usable_length
+from rrhf.models import load_causal_lm, model_positions, resolve_device
 
 METHODS = ("greedy", "beam", "diverse_beam", "top_p")
 SAMPLE_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source"]
@@ -57,8 +57,8 @@ def generation_batches(prompts: list[str], batch_size: int,
 def prompt_budget(model, max_new_tokens: int) -> int | None:
     """Most prompt tokens that leave room for ``max_new_tokens`` within the model's positions (None when the
     config names no limit); raises when ``max_new_tokens`` alone fills them."""
-    limit = usable_length(model, 1 << 62)
-    if limit == 1 << 62:
+    limit = model_positions(model)
+    if limit is None:
         return None
     if max_new_tokens >= limit:
         raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt: the model has {limit} "
