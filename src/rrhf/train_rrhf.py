@@ -17,7 +17,7 @@ import torch
 from rrhf.adapters import add_lora
 from rrhf.io import start_job
 from rrhf.losses import rank_accuracy, rank_pair_counts, rrhf_loss, sequence_scores
-from rrhf.models import encode_pair, load_causal_lm, load_reward_model, span_logprobs
+from rrhf.models import encode_pair, load_causal_lm, load_reward_model, resolve_device, span_logprobs
 from rrhf.reward_monitor import RewardMonitor, monitor_prompts
 from rrhf.training import TrainingParams, pad_batch, train_model
 from rrhf.training_sets import read_scored_set
@@ -161,7 +161,7 @@ def reward_monitor(reward_model, settings: dict[str, Any] | None, tokenizer, fra
     ``settings["every_steps"]`` steps; None when off (no reward model, or every_steps 0)."""
     if reward_model is None or not settings or not settings.get("every_steps"):
         return None
-    scorer, scorer_tokenizer = load_reward_model(reward_model, "cuda" if torch.cuda.is_available() else "cpu", dtype)
+    scorer, scorer_tokenizer = load_reward_model(reward_model, resolve_device("auto"), dtype)
     return RewardMonitor(scorer, scorer_tokenizer, tokenizer, monitor_prompts(frame, settings["prompts"]),
                          settings["every_steps"], settings["max_new_tokens"], dataset_source)
 
@@ -181,9 +181,9 @@ def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, An
     """
     start_job(log_path, output_dir)
     params = TrainingParams.from_config(training)
+    frame = read_scored_set(scored, SCORED_COLUMNS)  # raises naming NaN / non-numeric rewards, repeated rows
     model, tokenizer = load_causal_lm(policy)
     model = add_lora(model, params.lora)
-    frame = read_scored_set(scored, SCORED_COLUMNS)  # raises naming NaN / non-numeric rewards, repeated rows
     examples = build_examples(frame, tokenizer, params.max_length)
     log.info("RRHF on %s: %d queries, %d responses, rank_weight %s, length_penalty %s, ft %s",
              scored, len(examples), len(frame), rank_weight, length_penalty, ft_reduction)
