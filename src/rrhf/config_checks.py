@@ -25,6 +25,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tok
                    "vocab.txt")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
+# What a local folder of each kind must hold (one of the files of each), for model_source_problem.
+FILES_OF = {"config.json": ("config.json",), "tokenizer": TOKENIZER_FILES, "weights": WEIGHT_FILES}
+NEEDED = {"model": ("config.json", "tokenizer", "weights"), "backbone": ("config.json", "tokenizer"),
+          "tokenizer": ("tokenizer",)}
 VALUE_HEAD_CHECKPOINT = "hf_ckpt.pt"  # rrhf.value_head_reward.CHECKPOINT_FILE (that module imports torch)
 DEVICE = re.compile(r"auto|cpu|mps|(?:cuda|xpu|npu|hpu)(?::[0-9]+)?")
 
@@ -138,11 +142,7 @@ def _local_problem(path: str, kind: str) -> str | None:
         return None
     if not local.is_dir():
         return f"{path!r} is a file; expected a model folder (one that save_pretrained wrote)"
-    needed = {"config.json": ("config.json",), "tokenizer": TOKENIZER_FILES, "weights": WEIGHT_FILES}
-    needed = {what: needed[what] for what in {"model": ["config.json", "tokenizer", "weights"],
-                                              "backbone": ["config.json", "tokenizer"],
-                                              "tokenizer": ["tokenizer"]}[kind]}
-    missing = [what for what, files in needed.items() if not any((local / name).is_file() for name in files)]
+    missing = [what for what in NEEDED[kind] if not any((local / name).is_file() for name in FILES_OF[what])]
     if missing:
         listing = sorted(p.name for p in local.iterdir())[:8]
         return (f"{path!r} is not a transformers model folder: it has no {' and no '.join(missing)} "
