@@ -3,9 +3,6 @@
 # rewards of each table's rows and a few generations per row. Captions are in workflow/report/. Every item
 # is cheap (seconds), runs on the submitting machine, and is made by `all`.
 
-include: "report_common.smk"
-
-
 localrules:
     table_page,
     plot_loss_curve,
@@ -22,7 +19,7 @@ rule table_page:
             "results/report/{table}.html",
             caption="../report/table_page.rst",
             category=CATEGORY["tables"],
-            labels=lambda wildcards: {"table": TABLE_TITLES[wildcards.table].split(":")[0], "format": "HTML"},
+            labels=lambda wildcards: {"table": table_label(wildcards.table), "format": "HTML"},
         ),
     params:
         title=lambda wildcards: TABLE_TITLES[wildcards.table],
@@ -70,13 +67,13 @@ rule plot_training_rewards:
             "results/figures/train_rewards_{table}.png",
             caption="../report/train_rewards.rst",
             category=CATEGORY["rewards"],
-            labels=lambda wildcards: {"table": TABLE_TITLES[wildcards.table].split(":")[0],
+            labels=lambda wildcards: {"table": table_label(wildcards.table),
                                       "figure": "training-set rewards"},
         ),
     params:
         rows=lambda wildcards: [{"label": row["label"], "path": row["training"][0], "kind": row["training"][1]}
                                 for row in report_rows(wildcards.table) if row["training"]],
-        title=lambda wildcards: f"{TABLE_TITLES[wildcards.table].split(':')[0]}: rewards of each row's training set",
+        title=lambda wildcards: f"{table_label(wildcards.table)}: rewards of each row's training set",
     log:
         "logs/report/train_rewards_{table}.log",
     wildcard_constraints:
@@ -95,13 +92,13 @@ rule plot_evaluation_rewards:
             "results/figures/eval_rewards_{table}.png",
             caption="../report/eval_rewards.rst",
             category=CATEGORY["rewards"],
-            labels=lambda wildcards: {"table": TABLE_TITLES[wildcards.table].split(":")[0],
+            labels=lambda wildcards: {"table": table_label(wildcards.table),
                                       "figure": "evaluation: reward against gold"},
         ),
     params:
         rows=lambda wildcards: [{"label": row["label"], "path": row["generations"]}
                                 for row in report_rows(wildcards.table)],
-        title=lambda wildcards: f"{TABLE_TITLES[wildcards.table].split(':')[0]}: "
+        title=lambda wildcards: f"{table_label(wildcards.table)}: "
         "each test generation's reward and gold reward",
     log:
         "logs/report/eval_rewards_{table}.log",
@@ -121,12 +118,12 @@ rule generation_samples:
             "results/report/generations_{table}.html",
             caption="../report/generations.rst",
             category=CATEGORY["generations"],
-            labels=lambda wildcards: {"table": TABLE_TITLES[wildcards.table].split(":")[0]},
+            labels=lambda wildcards: {"table": table_label(wildcards.table)},
         ),
     params:
         rows=lambda wildcards: [{"policy": row["policy"], "setting": row["setting"], "path": row["generations"]}
                                 for row in report_rows(wildcards.table)],
-        title=lambda wildcards: f"{TABLE_TITLES[wildcards.table].split(':')[0]}: "
+        title=lambda wildcards: f"{table_label(wildcards.table)}: "
         f"{REPORT_EXAMPLES} test prompts, each row's reply",
         examples=REPORT_EXAMPLES,
     log:

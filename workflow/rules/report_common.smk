@@ -16,6 +16,11 @@ TABLE_TITLES = {
 }
 
 
+def table_label(table):
+    """A table's short name ("Table 6"), for labels and titles."""
+    return TABLE_TITLES[table].split(":")[0]
+
+
 def report_rows(table):
     """A table's rows, each with its `policy` and `setting` (as the table's CSV labels them), a short figure
     `label` (the tables.yaml role and the setting), its test `generations` (None for Table 5's reward-model row),

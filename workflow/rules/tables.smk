@@ -1,5 +1,8 @@
-# Tables: cheap, run on the submitting machine. Each is in the report (category "1. Tables", as report.smk's
-# CATEGORY), beside its page and figures (report.smk).
+# Tables: cheap, run on the submitting machine. Each is in the report, beside its page and figures (report.smk).
+
+
+include: "report_common.smk"
+
 
 TABLE6_ROWS = table_rows("table6")
 TABLE7_ROWS = table_rows("table7")
@@ -21,8 +24,8 @@ rule table2:
         table=report(
             "results/table2.csv",
             caption="../report/table2.rst",
-            category="1. Tables",
-            labels={"table": "Table 2", "format": "csv (download)"},
+            category=CATEGORY["tables"],
+            labels={"table": table_label("table2"), "format": "csv (download)"},
         ),
     params:
         rows=[row for row, _ in TABLE2_ENTRIES],
@@ -41,8 +44,8 @@ rule table5:
         table=report(
             "results/table5.csv",
             caption="../report/table5.rst",
-            category="1. Tables",
-            labels={"table": "Table 5", "format": "csv (download)"},
+            category=CATEGORY["tables"],
+            labels={"table": table_label("table5"), "format": "csv (download)"},
         ),
     params:
         rows=[row for row, _ in TABLE5_ENTRIES],
@@ -62,8 +65,8 @@ rule table6:
         table=report(
             "results/table6.csv",
             caption="../report/table6.rst",
-            category="1. Tables",
-            labels={"table": "Table 6", "format": "csv (download)"},
+            category=CATEGORY["tables"],
+            labels={"table": table_label("table6"), "format": "csv (download)"},
         ),
     params:
         rows=[{"policy": r["policy"], "setting": r["setting"]} for r in TABLE6_ROWS],
@@ -84,8 +87,8 @@ rule table7:
         table=report(
             "results/table7.csv",
             caption="../report/table7.rst",
-            category="1. Tables",
-            labels={"table": "Table 7", "format": "csv (download)"},
+            category=CATEGORY["tables"],
+            labels={"table": table_label("table7"), "format": "csv (download)"},
         ),
     params:
         rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in TABLE7_ROWS],
