@@ -142,3 +142,12 @@ def test_a_checkpoint_of_another_job_is_not_resumed_from(tmp_path, tiny_lm_dir, 
     run_trainer("train_rrhf", arguments)
     log = open(arguments["log_path"]).read()
     assert "not resuming from" in log and "different job" in log and "resuming from checkpoint" not in log
+
+
+def test_a_job_that_never_saves_a_checkpoint_leaves_no_checkpoint_folder(tmp_path, tiny_lm_dir, synthetic_frame):
+    write_parquet(scored_set(synthetic_frame, 4), tmp_path / "scored.parquet", {"stage": "test"})
+    run_trainer("train_rrhf", dict(policy=str(tiny_lm_dir), scored=str(tmp_path / "scored.parquet"),
+                                   output_dir=str(tmp_path / "m"), training={"batch_size": 2, "max_length": 96},
+                                   checkpoint={**checkpoint_settings(tmp_path, every_steps=0), "every_minutes": 30}))
+    assert (tmp_path / "m" / "model.safetensors").exists()
+    assert not (tmp_path / "checkpoints").exists()  # the tiny default's jobs leave no empty checkpoints/ tree

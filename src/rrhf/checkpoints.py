@@ -116,12 +116,10 @@ class Checkpoints:
 
     def __init__(self, settings: CheckpointSettings, accelerator: Accelerator):
         self.settings, self.accelerator = settings, accelerator
-        self.root = Path(settings.folder)
-        self.folder = self.root / settings.job
+        self.folder = Path(settings.folder) / settings.job  # made at the first save: a short job leaves none
         self.last_step = 0
         self.last_time = time.monotonic()
         if accelerator.is_main_process:
-            self.folder.mkdir(parents=True, exist_ok=True)
             for stale in remove_partials(self.folder, r"\.step-\d{8}\.partial-.*"):
                 log.info("removed a half-written checkpoint from an earlier run: %s", stale)
         accelerator.wait_for_everyone()
@@ -135,7 +133,7 @@ class Checkpoints:
 
     def due(self, step: int) -> bool:
         """Whether to save at optimiser step ``step``: ``every_steps`` steps or ``every_minutes`` minutes since
-        the last save (or the start). The main process decides for all, so they save together."""
+        the last save (or the start). When any process says so, all save together."""
         settings = self.settings
         by_steps = settings.every_steps > 0 and step - self.last_step >= settings.every_steps
         by_time = settings.every_minutes > 0 and time.monotonic() - self.last_time >= 60 * settings.every_minutes
@@ -151,6 +149,7 @@ class Checkpoints:
         partial = self.folder / f".{final.name}.partial-{os.getpid()}"
         if accelerator.is_main_process:
             shutil.rmtree(partial, ignore_errors=True)
+            self.folder.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(partial), safe_serialization=False)
         if accelerator.is_main_process:
