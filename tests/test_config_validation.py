@@ -150,7 +150,7 @@ def repository_with_config(folder, text):
 def test_a_broken_default_config_file_is_named_with_its_line(tmp_path, text, expected):
     # Snakemake said only "Config file is not valid JSON or YAML" / "... with keys at top level".
     repository = repository_with_config(tmp_path / "repository", text)
-    result = snakemake_with_snakefile(repository / "Snakefile", tmp_path / "work")
+    result = snakemake(tmp_path / "work", [], "-n", timeout=120, snakefile=repository / "Snakefile")
     assert result.returncode != 0
     assert f"{repository}/config/{expected}" in result.stdout + result.stderr
 
@@ -164,13 +164,3 @@ def test_a_key_given_twice_in_a_configfile_is_named_with_its_lines(tmp_path):
     result = snakemake(tmp_path, [path], "-n", timeout=120)
     assert result.returncode != 0
     assert f"{path}:{line}:1: the key 'data' appears again (first on line " in result.stdout + result.stderr
-
-
-def snakemake_with_snakefile(snakefile, workdir):
-    import os
-    import subprocess
-
-    from workflow_helpers import SNAKEMAKE
-
-    return subprocess.run([str(SNAKEMAKE), "-s", str(snakefile), "-d", str(workdir), "-n", "--cores", "1"],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -71,21 +71,23 @@ def write_config(folder: Path, overrides: dict, name: str = "overrides.yaml") ->
     return path
 
 
-def snakemake_command(workdir: Path, configs: list[Path], *args: str) -> list[str]:
-    """The ``snakemake`` command line that runs the repository's Snakefile in ``workdir`` with these config files
-    (later ones win)."""
-    return [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-            "--configfile", *map(str, configs), "--cores", "2", *args]
+def snakemake_command(workdir: Path, configs: list[Path], *args: str,
+                      snakefile: Path = REPO / "Snakefile") -> list[str]:
+    """The ``snakemake`` command line that runs ``snakefile`` (the repository's) in ``workdir`` with these config
+    files (later ones win; none: the Snakefile's default)."""
+    return [str(SNAKEMAKE), "-s", str(snakefile), "-d", str(workdir),
+            *(["--configfile", *map(str, configs)] if configs else []), "--cores", "2", *args]
 
 
 def snakemake_env() -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
-def snakemake(workdir: Path, configs: list[Path], *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, configs: list[Path], *args: str, timeout: int = 900,
+              snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
     """Run :func:`snakemake_command` and wait for it."""
-    return subprocess.run(snakemake_command(workdir, configs, *args), capture_output=True, text=True,
-                          timeout=timeout, env=snakemake_env())
+    return subprocess.run(snakemake_command(workdir, configs, *args, snakefile=snakefile), capture_output=True,
+                          text=True, timeout=timeout, env=snakemake_env())
 
 
 def run_snakemake(workdir: Path, *args: str, overrides: dict | None = None, check: bool = True,
