@@ -70,7 +70,8 @@ def rrhf_step(folder: Path) -> None:
 
     from rrhf.io import read_parquet
     from rrhf.models import load_causal_lm
-    from rrhf.train_rrhf import build_examples, collate_queries, make_rrhf_loss
+    from rrhf.query_batches import build_examples
+    from rrhf.train_rrhf import make_rrhf_loss, query_collator
     from rrhf.training import TrainingParams, train_model
 
     model, tokenizer = load_causal_lm(str(folder / "policy"))
@@ -79,8 +80,8 @@ def rrhf_step(folder: Path) -> None:
     scored = pd.DataFrame(rows, columns=["prompt_id", "prompt", "response_index", "response", "reward"])
     examples = build_examples(scored, tokenizer, max_length=128)
     params = TrainingParams(epochs=1, batch_size=1, learning_rate=1e-5, max_length=128)
-    train_model(model, examples, [e.length for e in examples],
-                lambda b: collate_queries(b, tokenizer.pad_token_id, 1 << 20), make_rrhf_loss(1.0, 1.0, "token_mean"),
+    collate = query_collator(model, tokenizer, 1 << 20, "auto", "rrhf.prompt_sharing", "RRHF step")  # as trained
+    train_model(model, examples, [e.length for e in examples], collate, make_rrhf_loss(1.0, 1.0, "token_mean"),
                 params, "rrhf step")
 
 

@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 
 from rrhf.io import read_provenance, write_parquet
 from rrhf.models import load_tokenizer
-from rrhf.train_rrhf import build_examples, collate_queries, policy_rank_accuracy, response_logprobs, train_rrhf
+from rrhf.query_batches import build_examples, collate_queries, response_logprobs
+from rrhf.train_rrhf import policy_rank_accuracy, train_rrhf
 from scored_sets import scored_set
 
 MAX_LENGTH = 128
@@ -74,7 +75,7 @@ def test_chunked_forward_equals_one_padded_forward(tiny_lm_dir, synthetic_frame)
     assert torch.allclose(a, b, atol=1e-5)
     # Each response's mask covers its tokens and EOS exactly.
     first = examples[0]
-    assert int(mask_a[0, 0].sum()) == len(first.sequences[0]) - first.starts[0]
+    assert int(mask_a[0, 0].sum()) == len(first.responses[0])
 
 
 def test_each_run_epochs_call_ends_with_an_optimiser_step():

@@ -29,11 +29,12 @@ from rrhf.checkpoints import frame_from_json, frame_to_json
 from rrhf.data import select_prompts
 from rrhf.gold_reward import gold_rewards
 from rrhf.io import read_parquet, start_job
-from rrhf.models import encode_pair, load_causal_lm, load_reward_model, span_kl
+from rrhf.models import load_causal_lm, load_reward_model, span_kl
 from rrhf.ppo_models import FrozenReference
+from rrhf.query_batches import build_examples, encode_queries
 from rrhf.rewards import check_finite, score
 from rrhf.sampling import SAMPLE_COLUMNS, generate_responses
-from rrhf.train_rrhf import build_examples, collate_queries, make_rrhf_loss, run_metrics
+from rrhf.train_rrhf import make_rrhf_loss, query_collator, run_metrics
 from rrhf.training import Trainer, TrainingParams, pad_batch
 from rrhf.training_sets import SCORED_COLUMNS, combine_parts
 
@@ -86,9 +87,10 @@ def query_windows(count: int, per_window: int, epochs: float, seed: int) -> list
 def response_kl(model, reference: FrozenReference, tokenizer, prompts: list[str], responses: list[str],
                 max_length: int, batch_size: int) -> list[float]:
     """KL(pi || rho) of each response, summed over its tokens (EOS included), encoded as training encodes it
-    (:func:`rrhf.models.encode_pair`). ``model`` is pi; rho is ``reference`` applied to it."""
+    (the responses of one prompt cut together: :func:`rrhf.query_batches.build_examples`). ``model`` is pi;
+    rho is ``reference`` applied to it."""
     device = next(model.parameters()).device
-    encoded = [encode_pair(tokenizer, p, r, max_length) for p, r in zip(prompts, responses)]
+    encoded = encode_queries(tokenizer, prompts, responses, max_length)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
     values = [0.0] * len(encoded)
     for start in range(0, len(order), batch_size):
@@ -113,8 +115,8 @@ def draw_samples(model, context: OnlineContext, queries: pd.DataFrame, seed: int
                             for pid, prompt, texts in zip(queries["prompt_id"], queries["prompt"], responses)
                             for k, text in enumerate(texts)], columns=SAMPLE_COLUMNS)
     samples["reward"] = score(context.reward_model, context.reward_tokenizer, list(samples["prompt"]),
-                              list(samples["response"]), context.scoring["batch_size"],
-                              context.scoring["max_length"])
+                              list(samples["response"]), context.scoring["batch_size"], context.scoring["max_length"],
+                              prompt_sharing=context.scoring.get("prompt_sharing", "auto"))
     check_finite(samples, "online samples")
     samples["gold_reward"] = gold_rewards(samples, context.dataset_source)
     return samples
@@ -138,8 +140,8 @@ def round_training_set(model, context: OnlineContext, samples: pd.DataFrame,
 def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_dir: str, online: dict[str, Any],
                       training: dict[str, Any], provided: str | None = None, rank_weight: float = 1.0,
                       length_penalty: float = 1.0, ft_reduction: str = "sum", max_tokens_per_forward: int = 4096,
-                      scoring: dict[str, Any] | None = None, limit: int | None = None, selection_seed: int = 0,
-                      dataset_source: str | None = None, dtype: str = "auto",
+                      prompt_sharing: str = "auto", scoring: dict[str, Any] | None = None, limit: int | None = None,
+                      selection_seed: int = 0, dataset_source: str | None = None, dtype: str = "auto",
                       checkpoint: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: online RRHF of ``policy`` on the selected training prompts; save it like
     :func:`rrhf.train_rrhf.train_rrhf` does, plus ``online_samples.parquet``.
@@ -164,6 +166,8 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
             raise ValueError(f"{provided}: no provided responses for {len(missing)} of the {len(queries)} selected "
                              f"prompts, e.g. {missing[:3]}; was it scored with another data.train_prompts?")
     model, tokenizer = load_causal_lm(policy)
+    collate = query_collator(model, tokenizer, max_tokens_per_forward, prompt_sharing, "rrhf.prompt_sharing",
+                             "online RRHF training")
     model = add_lora(model, params.lora)
     reference = FrozenReference(model) if online_params.kl_coef > 0 else None  # with LoRA: the adapters off
     per_window = online_params.steps_per_sample * params.batch_size * params.gradient_accumulation_steps
@@ -199,9 +203,8 @@ def train_online_rrhf(policy: str, reward_model: str, train_data: str, output_di
                  summary["sample_gold_reward"], summary["sample_kl"])
         drawn.append(frame[sampled].assign(step=step, round=round_number))
         examples = build_examples(frame.assign(reward=frame["training_reward"]), tokenizer, params.max_length)
-        rows = trainer.run_epochs(examples, [e.length for e in examples],
-                                  lambda b: collate_queries(b, tokenizer.pad_token_id, max_tokens_per_forward),
-                                  compute_loss, 1, params.seed + round_number)
+        rows = trainer.run_epochs(examples, [e.length for e in examples], collate, compute_loss, 1,
+                                  params.seed + round_number)
         for row in rows:
             row.update(summary, epoch=(visited + row["epoch"] * len(window)) / len(queries))
         visited += len(window)

@@ -1,14 +1,14 @@
 """RRHF training: each query with its K scored responses is one example.
 
-Sequences (prompt + response + EOS) of a batch are flattened, sorted by length
-and run through the model in chunks of similar length, so compute is not spent
-padding every response to the longest of the batch.
+By default each query's prompt is computed once, packed with its K responses into one row
+(:mod:`rrhf.prompt_sharing`); with ``prompt_sharing: separate``, or ``auto`` on a model that cannot share,
+each response runs as its own sequence prompt + response + EOS. Either way rows are sorted by length and
+run in chunks of similar length (:mod:`rrhf.query_batches`), so little compute goes to padding.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -17,102 +17,31 @@ import torch
 from rrhf.adapters import add_lora
 from rrhf.io import start_job
 from rrhf.losses import rank_accuracy, rank_pair_counts, rrhf_loss, sequence_scores
-from rrhf.models import encode_pair, load_causal_lm, load_reward_model, resolve_device, span_logprobs
+from rrhf.models import load_causal_lm, load_reward_model, resolve_device
+from rrhf.prompt_sharing import sharing_decision
+from rrhf.query_batches import (
+    build_examples,
+    causal_lm_sharing_problem,
+    collate_queries,
+    keeps_logits,
+    response_logprobs,
+)
 from rrhf.reward_monitor import RewardMonitor, monitor_prompts
-from rrhf.training import TrainingParams, pad_batch, train_model
+from rrhf.training import TrainingParams, train_model
 from rrhf.training_sets import read_scored_set
 
 log = logging.getLogger("rrhf")
 SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "reward"]
-# A chunk's longest sequence is at most this many times its shortest, so padding stays under ~1/6 of a chunk.
-MAX_LENGTH_SPREAD = 1.2
 
 
-@dataclass
-class QueryExample:
-    """One query: K token sequences (prompt + response + EOS), where each response starts, their rewards."""
-
-    sequences: list[list[int]]
-    starts: list[int]
-    rewards: list[float]
-
-    @property
-    def length(self) -> int:
-        return max(len(s) for s in self.sequences)
-
-
-def build_examples(frame: pd.DataFrame, tokenizer, max_length: int) -> list[QueryExample]:
-    """Group a scored training set by prompt into :class:`QueryExample` objects (prompt order kept)."""
-    examples = []
-    for _, group in frame.sort_values(["prompt_id", "response_index"]).groupby("prompt_id", sort=False):
-        encoded = [encode_pair(tokenizer, p, r, max_length) for p, r in zip(group["prompt"], group["response"])]
-        examples.append(QueryExample([e[0] for e in encoded], [e[1] for e in encoded],
-                                     [float(r) for r in group["reward"]]))
-    return examples
-
-
-def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_per_forward: int,
-                    max_length_spread: float = MAX_LENGTH_SPREAD) -> dict:
-    """Tensors for a batch of B queries with up to K responses.
-
-    Keys: ``rewards`` (B, K); ``starts``, ``lengths`` and ``slots`` (N,) for the
-    N = sum of K_b sequences (``slots`` = b * K + k); and per chunk c of
-    similar-length sequences, ``input_ids_c``/``attention_mask_c`` (n_c, L_c) and
-    ``rows_c`` (n_c,), the sequences' positions in the flat list. A chunk holds at
-    most ``max_tokens_per_forward`` padded tokens, and its longest sequence is at
-    most ``max_length_spread`` times its shortest.
-    """
-    width = max(len(e.sequences) for e in examples)
-    rewards = torch.zeros(len(examples), width)
-    sequences, starts, slots = [], [], []
-    for b, example in enumerate(examples):
-        rewards[b, : len(example.rewards)] = torch.tensor(example.rewards)
-        for k, (seq, start) in enumerate(zip(example.sequences, example.starts)):
-            sequences.append(seq)
-            starts.append(start)
-            slots.append(b * width + k)
-    batch = {"rewards": rewards, "starts": torch.tensor(starts), "slots": torch.tensor(slots),
-             "lengths": torch.tensor([len(s) for s in sequences])}
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    chunk: list[int] = []
-    chunks: list[list[int]] = []
-    for i in order:  # ascending length: a chunk costs rows x its last (longest) length
-        length = len(sequences[i])
-        too_big = (len(chunk) + 1) * length > max_tokens_per_forward
-        too_ragged = chunk and length > max_length_spread * len(sequences[chunk[0]])
-        if chunk and (too_big or too_ragged):
-            chunks.append(chunk)
-            chunk = []
-        chunk.append(i)
-    chunks.append(chunk)
-    for c, rows in enumerate(chunks):
-        batch[f"input_ids_{c}"], batch[f"attention_mask_{c}"] = pad_batch([sequences[i] for i in rows], pad_token_id)
-        batch[f"rows_{c}"] = torch.tensor(rows)
-    return batch
-
-
-def response_logprobs(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token_logprobs, response_mask), each (B, K, T): log P of each response token, T = longest response."""
-    starts, lengths = batch["starts"], batch["lengths"]
-    batch_size, width = batch["rewards"].shape
-    longest = int((lengths - starts).max())
-    flat_logprobs = [None] * len(starts)
-    c = 0
-    while f"input_ids_{c}" in batch:
-        input_ids = batch[f"input_ids_{c}"]
-        logits = model(input_ids=input_ids, attention_mask=batch[f"attention_mask_{c}"]).logits
-        rows = batch[f"rows_{c}"].tolist()
-        spans = [(int(starts[row]), int(lengths[row])) for row in rows]
-        for row, logprobs in zip(rows, span_logprobs(logits, input_ids, spans)):
-            flat_logprobs[row] = logprobs
-        c += 1
-    out = torch.zeros(batch_size * width, longest, device=starts.device)
-    mask = torch.zeros(batch_size * width, longest, dtype=torch.bool, device=starts.device)
-    for row, slot in enumerate(batch["slots"].tolist()):
-        n = flat_logprobs[row].shape[0]
-        out[slot, :n] = flat_logprobs[row]
-        mask[slot, :n] = True
-    return out.view(batch_size, width, longest), mask.view(batch_size, width, longest)
+def query_collator(model, tokenizer, max_tokens_per_forward: int, prompt_sharing: str, key: str, what: str):
+    """``collate(examples)`` for ``model``'s training batches: packed rows when ``prompt_sharing`` (config
+    ``key``) is ``packed``, or ``auto`` and the model can share prompts (:func:`causal_lm_sharing_problem`);
+    logits only where a token is scored when the model takes ``logits_to_keep``. Logs which it is."""
+    packed = sharing_decision(prompt_sharing, key, lambda: causal_lm_sharing_problem(model), what)
+    keep = keeps_logits(model)
+    return lambda examples: collate_queries(examples, tokenizer.pad_token_id, max_tokens_per_forward,
+                                            packed=packed, logits_on_scored_only=keep)
 
 
 def make_rrhf_loss(rank_weight: float, length_penalty: float, ft_reduction: str):
@@ -132,14 +61,16 @@ def make_rrhf_loss(rank_weight: float, length_penalty: float, ft_reduction: str)
 
 @torch.no_grad()
 def policy_rank_accuracy(model, tokenizer, frame: pd.DataFrame, max_length: int, length_penalty: float = 1.0,
-                         batch_size: int = 8) -> float:
-    """How often ``model``'s length-normalised log-probabilities order a scored set's responses like the rewards."""
+                         batch_size: int = 8, prompt_sharing: str = "auto",
+                         key: str = "scoring.prompt_sharing") -> float:
+    """How often ``model``'s length-normalised log-probabilities order a scored set's responses like the rewards
+    (``prompt_sharing`` as in :func:`query_collator`)."""
     examples = build_examples(frame, tokenizer, max_length)
     device = next(model.parameters()).device
+    collate = query_collator(model, tokenizer, 1 << 20, prompt_sharing, key, "policy log-probabilities")
     right = total = 0
     for start in range(0, len(examples), batch_size):
-        batch = {key: value.to(device) for key, value in
-                 collate_queries(examples[start:start + batch_size], tokenizer.pad_token_id, 1 << 20).items()}
+        batch = {name: value.to(device) for name, value in collate(examples[start:start + batch_size]).items()}
         token_logprobs, mask = response_logprobs(model, batch)
         counts = rank_pair_counts(sequence_scores(token_logprobs, mask, length_penalty), batch["rewards"],
                                   mask.any(-1))
@@ -168,7 +99,7 @@ def reward_monitor(reward_model, settings: dict[str, Any] | None, tokenizer, fra
 
 def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, Any], rank_weight: float = 1.0,
                length_penalty: float = 1.0, ft_reduction: str = "token_mean", max_tokens_per_forward: int = 4096,
-               reward_model: str | dict[str, Any] | None = None,
+               prompt_sharing: str = "auto", reward_model: str | dict[str, Any] | None = None,
                reward_during_training: dict[str, Any] | None = None, dataset_source: str | None = None,
                dtype: str = "auto", checkpoint: dict[str, Any] | None = None,
                log_path: str | None = None) -> dict[str, float]:
@@ -183,12 +114,13 @@ def train_rrhf(policy: str, scored: str, output_dir: str, training: dict[str, An
     params = TrainingParams.from_config(training)
     frame = read_scored_set(scored, SCORED_COLUMNS)  # raises naming NaN / non-numeric rewards, repeated rows
     model, tokenizer = load_causal_lm(policy)
+    collate = query_collator(model, tokenizer, max_tokens_per_forward, prompt_sharing, "rrhf.prompt_sharing",
+                             "RRHF training")
     model = add_lora(model, params.lora)
     examples = build_examples(frame, tokenizer, params.max_length)
     log.info("RRHF on %s: %d queries, %d responses, rank_weight %s, length_penalty %s, ft %s",
              scored, len(examples), len(frame), rank_weight, length_penalty, ft_reduction)
-    result = train_model(model, examples, [e.length for e in examples],
-                         lambda b: collate_queries(b, tokenizer.pad_token_id, max_tokens_per_forward),
+    result = train_model(model, examples, [e.length for e in examples], collate,
                          make_rrhf_loss(rank_weight, length_penalty, ft_reduction), params, "rrhf", checkpoint,
                          reward_monitor(reward_model, reward_during_training, tokenizer, frame, dataset_source, dtype))
     metrics = {**run_metrics(pd.DataFrame(result.rows)), "queries": len(examples), "responses": len(frame),

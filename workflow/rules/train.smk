@@ -23,6 +23,7 @@ rule train_rrhf:
         length_penalty=config["rrhf"]["length_penalty"],
         ft_reduction=config["rrhf"]["ft_reduction"],
         max_tokens_per_forward=config["rrhf"]["max_tokens_per_forward"],
+        prompt_sharing=config["rrhf"]["prompt_sharing"],
     log:
         "logs/train_rrhf/{policy}_{setting}.log",
     benchmark:
@@ -55,6 +56,7 @@ rule train_online_rrhf:
         length_penalty=config["rrhf"]["length_penalty"],
         ft_reduction=config["rrhf"]["ft_reduction"],
         max_tokens_per_forward=config["rrhf"]["max_tokens_per_forward"],
+        prompt_sharing=config["rrhf"]["prompt_sharing"],
         scoring=config["scoring"],
         limit=config["data"]["train_prompts"],
         selection_seed=config["data"]["selection_seed"],

@@ -7,6 +7,7 @@ run_trainer(
          training=snakemake.params.training, provided=snakemake.input.get("provided"),
          rank_weight=snakemake.params.rank_weight, length_penalty=snakemake.params.length_penalty,
          ft_reduction=snakemake.params.ft_reduction, max_tokens_per_forward=snakemake.params.max_tokens_per_forward,
+         prompt_sharing=snakemake.params.prompt_sharing,
          scoring=snakemake.params.scoring, limit=snakemake.params.limit,
          selection_seed=snakemake.params.selection_seed, dataset_source=snakemake.params.dataset_source,
          dtype=snakemake.params.dtype,

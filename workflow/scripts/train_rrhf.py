@@ -6,6 +6,7 @@ run_trainer(
          training=snakemake.params.training, rank_weight=snakemake.params.rank_weight,
          length_penalty=snakemake.params.length_penalty, ft_reduction=snakemake.params.ft_reduction,
          max_tokens_per_forward=snakemake.params.max_tokens_per_forward,
+         prompt_sharing=snakemake.params.prompt_sharing,
          reward_model=snakemake.params.reward_model, reward_during_training=snakemake.params.reward_during_training,
          dataset_source=snakemake.params.dataset_source, dtype=snakemake.params.dtype,
          checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
