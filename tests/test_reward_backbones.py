@@ -109,6 +109,25 @@ def test_score_is_independent_of_batching(trained, synthetic_frame):
     assert len({round(r, 5) for r in alone}) > len(alone) // 2  # the rewards depend on the text
 
 
+def test_an_encoder_cannot_share_prompts(trained, synthetic_frame, caplog):
+    """[CLS] sees the whole input, so an encoder scores separately under auto and refuses packed; a decoder
+    packs under auto. The rewards are the same either way."""
+    caplog.set_level("INFO", logger="rrhf")
+    name, folder, _ = trained
+    model, tokenizer = load_reward_model(str(folder))
+    rows = marked(synthetic_frame.iloc[300:306])
+    prompts, responses = list(rows["prompt"]) * 2, list(rows["chosen"]) + list(rows["rejected"])
+    auto = score(model, tokenizer, prompts, responses, max_length=96)
+    separate = score(model, tokenizer, prompts, responses, max_length=96, prompt_sharing="separate")
+    assert auto == pytest.approx(separate, abs=1e-5)
+    if name == "bert":
+        assert "as the model cannot share prompts: an encoder reads its [CLS] token" in caplog.text
+        with pytest.raises(ValueError, match="scoring.prompt_sharing: packed, but the model cannot share"):
+            score(model, tokenizer, prompts, responses, max_length=96, prompt_sharing="packed")
+    else:
+        assert "reward scoring: each prompt is computed once" in caplog.text
+
+
 def test_score_is_the_logit_on_the_models_own_input(trained, synthetic_frame):
     """An encoder scores [CLS] text [SEP] (what its tokenizer makes of the joined text); a decoder the
     unchanged ``encode_pair`` ids, ending in EOS."""

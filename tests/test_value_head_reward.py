@@ -169,6 +169,19 @@ def test_score_with_the_project_scorer(loaded, saved_state):
     assert got == pytest.approx(expected, abs=1e-5)
 
 
+def test_packed_scoring_reads_each_response_at_its_first_eos(loaded, saved_state, caplog):
+    """Two responses per prompt, packed after it: each reward equals the hand-computed one."""
+    caplog.set_level("INFO", logger="rrhf")
+    model, tokenizer = loaded
+    prompts = [p for p, _ in TEXTS] * 2
+    responses = [r for _, r in TEXTS] + [" No idea.", " Hey there, how are you?", " Lyon."]
+    got = score(model, tokenizer, prompts, responses, batch_size=4, max_length=512, prompt_sharing="packed")
+    assert "reward scoring: each prompt is computed once" in caplog.text
+    expected = [by_hand(saved_state, model.config, encode_pair(tokenizer, p, r, N_POSITIONS)[0]).item()
+                for p, r in zip(prompts, responses)]
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
 @pytest.mark.parametrize("change", ["missing", "unexpected"])
 def test_mismatched_checkpoint_raises_naming_the_key(tmp_path, backbone_dir, saved_state, change):
     state = dict(saved_state)

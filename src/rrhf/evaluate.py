@@ -14,11 +14,12 @@ import torch
 from rrhf.data import select_prompts
 from rrhf.gold_reward import gold_rewards
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
-from rrhf.models import cut_pair, load_causal_lm, resolve_device, span_logprobs, usable_length
+from rrhf.models import cut_pair, load_causal_lm, resolve_device, usable_length
+from rrhf.prompt_sharing import fill_batches, group_by_prompt, sharing_decision
+from rrhf.query_batches import QueryExample, causal_lm_sharing_problem, collate_queries, keeps_logits, response_logprobs
 from rrhf.rewards import score_frame
 from rrhf.sampling import generate_responses
 from rrhf.text_metrics import distinct_n, repetition, words
-from rrhf.training import pad_batch
 
 log = logging.getLogger("rrhf")
 TURN_MARKER = re.compile(r"Human:|Assistant:")
@@ -33,12 +34,14 @@ def cut_at_turn(text: str) -> str:
 
 @torch.no_grad()
 def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max_length: int = 1024,
-                 batch_size: int = 16) -> list[tuple[float, int]]:
+                 batch_size: int = 16, prompt_sharing: str = "auto") -> list[tuple[float, int]]:
     """(summed negative log-likelihood, token count) of each response given its prompt, no EOS added.
 
     A pair longer than ``max_length`` (capped at the model's positions) loses the start of its prompt
-    (:func:`rrhf.models.cut_pair`); how many were cut is logged. Prompts and responses are tokenized once, in
-    two batched calls."""
+    (:func:`rrhf.models.cut_pair`), each pair on its own; how many were cut is logged. Prompts and responses
+    are tokenized once, in two batched calls. Responses with the same (cut) prompt run packed after it, the
+    prompt computed once, where ``prompt_sharing`` (config ``scoring.prompt_sharing``) and the model allow
+    it; batches hold at most ``batch_size`` responses, sorted by length."""
     device = next(model.parameters()).device
     max_length = usable_length(model, max_length)
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
@@ -49,16 +52,22 @@ def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max
         log.warning("perplexity: cut %d of %d prompts from the left to fit prompt + response in %d tokens", cut,
                     len(encoded), max_length)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    for begin in range(0, len(order), batch_size):
-        rows = [i for i in order[begin:begin + batch_size] if len(encoded[i][0]) > encoded[i][1]]
-        if not rows:
-            continue
-        ids, mask = (t.to(device) for t in pad_batch([encoded[i][0] for i in rows], tokenizer.pad_token_id))
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        spans = [(encoded[i][1], len(encoded[i][0])) for i in rows]
-        for i, span in zip(rows, span_logprobs(logits, ids, spans)):
-            out[i] = (float(-span.sum()), span.numel())
+    groups = [(prompt, [i for i in members if len(encoded[i][0]) > encoded[i][1]])
+              for prompt, members in group_by_prompt(encoded)]
+    groups = sorted((g for g in groups if g[1]), key=lambda g: len(g[0]) + max(len(encoded[i][0]) for i in g[1]))
+    packed = any(len(members) > 1 for _, members in groups) and sharing_decision(
+        prompt_sharing, "scoring.prompt_sharing", lambda: causal_lm_sharing_problem(model), "perplexity")
+    keep = keeps_logits(model)
+    for indices in fill_batches([len(members) for _, members in groups], batch_size):
+        batch = [groups[g] for g in indices]
+        examples = [QueryExample(prompt, [encoded[i][0][len(prompt):] for i in members], [0.0] * len(members))
+                    for prompt, members in batch]
+        tensors = collate_queries(examples, tokenizer.pad_token_id, 1 << 30, float("inf"), packed, keep)
+        logprobs, mask = response_logprobs(model, {k: v.to(device) for k, v in tensors.items()})
+        sums, counts = (logprobs * mask).sum(-1).tolist(), mask.sum(-1).tolist()
+        for b, (_, members) in enumerate(batch):
+            for k, i in enumerate(members):
+                out[i] = (-sums[b][k], int(counts[b][k]))
     return out
 
 
@@ -114,11 +123,13 @@ def score_generations(frame: pd.DataFrame, reward_model: str, evaluation_model: 
     """Add ``reward``, ``gold_reward``, ``nll`` and ``n_tokens`` to a frame of (prompt, response); return it and
     :func:`summarise_generations`'s metrics. The gold reward is that of ``dataset_source``
     where the source defines one (``synthetic``), NaN otherwise."""
+    sharing = scoring.get("prompt_sharing", "auto")
     frame = score_frame(frame, reward_model, scoring["batch_size"], scoring["max_length"], device,
-                        origin="evaluation", dtype=dtype)
+                        origin="evaluation", dtype=dtype, prompt_sharing=sharing)
     frame["gold_reward"] = gold_rewards(frame, dataset_source)
     lm, lm_tokenizer = load_causal_lm(evaluation_model, resolve_device(device), dtype)
-    nll = response_nll(lm, lm_tokenizer, list(frame["prompt"]), list(frame["response"]), scoring["max_length"])
+    nll = response_nll(lm, lm_tokenizer, list(frame["prompt"]), list(frame["response"]), scoring["max_length"],
+                       prompt_sharing=sharing)
     frame["nll"] = [value for value, _ in nll]
     frame["n_tokens"] = [count for _, count in nll]
     return frame, summarise_generations(frame)
@@ -197,7 +208,8 @@ def evaluate_best_of_n(policy: str, test_data: str, reward_model: str, output_di
                            columns=["prompt_id", "prompt", "response_index", "raw_response"])
     samples["response"] = [cut_at_turn(text) for text in samples["raw_response"]]
     samples = score_frame(samples, reward_model, scoring["batch_size"], scoring["max_length"], device,
-                          origin="best-of-n evaluation", dtype=dtype)
+                          origin="best-of-n evaluation", dtype=dtype,
+                          prompt_sharing=scoring.get("prompt_sharing", "auto"))
     best = pick_best(samples)
     best["gold_reward"] = gold_rewards(best, dataset_source)
     metrics = {**summarise_generations(best), "best_of": n, "sampled_reward_mean": float(samples["reward"].mean())}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 
 import pandas as pd
 import torch
@@ -11,6 +12,8 @@ from tqdm.auto import tqdm
 from rrhf.data import select_prompts
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models import encode_pair, load_reward_model, resolve_device, usable_length
+from rrhf.packed_rewards import packed_scores, reward_reader, reward_sharing_problem
+from rrhf.prompt_sharing import sharing_decision
 from rrhf.training import pad_batch
 from rrhf.training_sets import check_rewards
 
@@ -45,29 +48,62 @@ def encode_for_reward(tokenizer, prompt: str, response: str, max_length: int) ->
     return before + ids + after
 
 
+def encode_for_sharing(tokenizer, prompts: list[str], responses: list[str],
+                       max_length: int) -> list[tuple[list[int], int]]:
+    """(:func:`encode_for_reward`'s ids, where the response starts) of each pair; the start is 0 for an
+    encoder's input, which shares nothing."""
+    before, after = reward_special_tokens(tokenizer)
+    if before or after:
+        return [(encode_for_reward(tokenizer, p, r, max_length), 0) for p, r in zip(prompts, responses)]
+    return [encode_pair(tokenizer, p, r, max_length) for p, r in zip(prompts, responses)]
+
+
+_SHARING: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, bool]]" = weakref.WeakKeyDictionary()
+
+
+def shares_prompts(reward_model, tokenizer, prompt_sharing: str) -> bool:
+    """Whether ``reward_model`` scores packed rows under config ``scoring.prompt_sharing`` = ``prompt_sharing``
+    (:func:`rrhf.prompt_sharing.sharing_decision`); decided, probed and logged once per model and mode."""
+    decided = _SHARING.setdefault(reward_model, {})
+    if prompt_sharing not in decided:
+        decided[prompt_sharing] = sharing_decision(prompt_sharing, "scoring.prompt_sharing",
+                                                   lambda: reward_sharing_problem(reward_model, tokenizer),
+                                                   "reward scoring")
+    return decided[prompt_sharing]
+
+
 @torch.no_grad()
 def score(reward_model, tokenizer, prompts: list[str], responses: list[str], batch_size: int = 32,
-          max_length: int = 512, show_progress: bool = False) -> list[float]:
+          max_length: int = 512, show_progress: bool = False, prompt_sharing: str = "auto") -> list[float]:
     """Reward of each (prompt, response) pair: the model's single logit on :func:`encode_for_reward`'s ids
     (prompt + response + EOS for a decoder, [CLS] prompt + response [SEP] for an encoder).
 
-    Sequences are sorted by length and scored in right-padded batches of
-    ``batch_size``; rewards come back in the input order. Sequences longer than
-    ``max_length`` (or than the model accepts) lose the start of their prompt.
+    When a prompt has several responses and the model can share prompts (``prompt_sharing``: auto or
+    packed), its responses are scored in one packed row with the prompt computed once
+    (:func:`rrhf.packed_rewards.packed_scores`, at most ``batch_size`` responses per forward); otherwise
+    sequences are sorted by length and scored in right-padded batches of ``batch_size``. The same rewards
+    either way, to float tolerance, in the input order. Sequences longer than ``max_length`` (or than the
+    model accepts) lose the start of their prompt, each pair on its own, so a reward never depends on the
+    other responses scored with it.
     """
     if len(prompts) != len(responses):
         raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
     device = next(reward_model.parameters()).device
     max_length = usable_length(reward_model, max_length)
-    encoded = [encode_for_reward(tokenizer, p, r, max_length) for p, r in zip(prompts, responses)]
+    pairs = encode_for_sharing(tokenizer, list(prompts), list(responses), max_length)
+    pad = tokenizer.pad_token_id
+
+    def progress(items):
+        return tqdm(items, desc="score", disable=not show_progress)
+
+    if len(set(prompts)) < len(prompts) and shares_prompts(reward_model, tokenizer, prompt_sharing):
+        return packed_scores(reward_model, reward_reader(reward_model), pairs, pad, batch_size, progress)
+    encoded = [ids for ids, _ in pairs]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     rewards = [0.0] * len(encoded)
-    pad = tokenizer.pad_token_id
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc="score", disable=not show_progress):
+    for start in progress(range(0, len(order), batch_size)):
         chunk = order[start:start + batch_size]
-        sequences = [encoded[i] for i in chunk]
-        input_ids, attention_mask = pad_batch(sequences, pad)
+        input_ids, attention_mask = pad_batch([encoded[i] for i in chunk], pad)
         logits = reward_model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
         for i, value in zip(chunk, logits[:, 0].float().tolist()):
             rewards[i] = value
@@ -81,22 +117,26 @@ def check_finite(frame: pd.DataFrame, origin: str) -> None:
 
 
 def score_frame(frame: pd.DataFrame, reward_model_path: str, batch_size: int, max_length: int,
-                device: str, origin: str, dtype: str = "auto") -> pd.DataFrame:
-    """``frame`` (with prompt and response columns) plus a ``reward`` column; stops on a non-finite reward."""
+                device: str, origin: str, dtype: str = "auto", prompt_sharing: str = "auto") -> pd.DataFrame:
+    """``frame`` (with prompt and response columns) plus a ``reward`` column (:func:`score`); stops on a
+    non-finite reward."""
     model, tokenizer = load_reward_model(reward_model_path, resolve_device(device), dtype)
     out = frame.copy()
     out["reward"] = score(model, tokenizer, list(frame["prompt"]), list(frame["response"]), batch_size,
-                          max_length, show_progress=True)
+                          max_length, show_progress=True, prompt_sharing=prompt_sharing)
     check_finite(out, origin)
     return out
 
 
 def score_samples(samples: str, reward_model: str, output: str, batch_size: int, max_length: int,
-                  device: str = "auto", dtype: str = "auto", log_path: str | None = None) -> None:
-    """Stage entry point: rewards for a policy's sampled responses."""
+                  device: str = "auto", dtype: str = "auto", prompt_sharing: str = "auto",
+                  log_path: str | None = None) -> None:
+    """Stage entry point: rewards for a policy's sampled responses (each prompt computed once where the reward
+    model allows it: ``prompt_sharing``, see :func:`score`)."""
     setup_logging(log_path)
     frame = read_parquet(samples, ["prompt_id", "prompt", "response_index", "response", "source"])
-    scored = score_frame(frame, reward_model, batch_size, max_length, device, origin=samples, dtype=dtype)
+    scored = score_frame(frame, reward_model, batch_size, max_length, device, origin=samples, dtype=dtype,
+                         prompt_sharing=prompt_sharing)
     log.info("scored %d responses from %s: mean reward %.4f", len(scored), samples, scored["reward"].mean())
     write_parquet(scored, output, {"stage": "score_samples", "reward_model": reward_model,
                                    "samples": read_provenance(samples)})
@@ -116,14 +156,15 @@ def provided_responses(frame: pd.DataFrame) -> pd.DataFrame:
 
 def score_provided(train_data: str, reward_model: str, output: str, limit: int | None, seed: int,
                    batch_size: int, max_length: int, device: str = "auto", dtype: str = "auto",
-                   shard: tuple[int, int] | None = None, log_path: str | None = None) -> None:
+                   shard: tuple[int, int] | None = None, prompt_sharing: str = "auto",
+                   log_path: str | None = None) -> None:
     """Stage entry point: rewards for the dataset's chosen and rejected replies of the selected training
     prompts (or one shard of them)."""
     setup_logging(log_path)
     frame = select_prompts(read_parquet(train_data, ["prompt_id", "prompt", "chosen", "rejected"]), limit, seed,
                            shard, origin=train_data, key="data.train_prompts")
     scored = score_frame(provided_responses(frame), reward_model, batch_size, max_length, device,
-                         origin=train_data, dtype=dtype)
+                         origin=train_data, dtype=dtype, prompt_sharing=prompt_sharing)
     log.info("scored %d provided responses: chosen beat rejected on %.1f%% of prompts", len(scored),
              100 * _chosen_win_rate(scored))
     write_parquet(scored.reset_index(drop=True), output,

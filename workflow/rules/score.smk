@@ -11,6 +11,7 @@ rule score_samples:
         reward_model=lambda wildcards: reward_model_source(),
         batch_size=config["scoring"]["batch_size"],
         max_length=config["scoring"]["max_length"],
+        prompt_sharing=config["scoring"]["prompt_sharing"],
         device=config["device"],
         dtype=config["precision"]["dtype"],
     log:
@@ -52,6 +53,7 @@ rule score_provided:
         selection_seed=config["data"]["selection_seed"],
         batch_size=config["scoring"]["batch_size"],
         max_length=config["scoring"]["max_length"],
+        prompt_sharing=config["scoring"]["prompt_sharing"],
         device=config["device"],
         dtype=config["precision"]["dtype"],
         shard=shard_of,

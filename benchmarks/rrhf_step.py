@@ -1,0 +1,114 @@
+"""Time of one RRHF training step (forward + backward) three ways, on real HH queries with K replies each.
+
+Usage:
+
+    .venv/bin/python benchmarks/rrhf_step.py [--hh FILE] [--steps 3] [--layers 12 --hidden 768 --heads 12]
+
+For the same batches of ``--queries`` queries (K = ``--responses`` replies, prompt + reply cut to
+``--max-length`` tokens, hh_workload.py) and a randomly initialised LLaMA-style policy (GPT-2-small width
+by default), it prints per way: the tokens its forward passes process (padding included), seconds per
+step, and throughput as a fraction of this device's matmul peak measured in the same run, counting the
+FLOPs it runs ("of peak") and counting only the work needed, each prompt once ("useful"):
+
+  (a) each query's K replies padded to its longest, each with its prompt, one forward per query, logits
+      on every position (the official RRHF code's way);
+  (b) the batch's sequences sorted by length and run in chunks of similar length, logits on every
+      position (this project before prompt sharing);
+  (b') as (b), logits only where a token is scored (``rrhf.prompt_sharing: separate`` now);
+  (c') each prompt once, packed with its replies (rrhf.prompt_sharing), logits on every position;
+  (c) as (c'), logits only where a token is scored (``rrhf.prompt_sharing: auto``, the default).
+
+Then the time ratios c/a and c/b. Without ``--hh`` it reads the HH harmless-base test split where the
+project's test data lies, else synthetic pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import hh_workload as workload
+import torch
+
+WAYS = [("a", "padded per query, full logits (official)", dict(packed=False, chunked=False, keep=False)),
+        ("b", "length-sorted chunks, full logits (before)", dict(packed=False, chunked=True, keep=False)),
+        ("b'", "length-sorted chunks, scored logits", dict(packed=False, chunked=True, keep=True)),
+        ("c'", "shared prompt, full logits", dict(packed=True, chunked=True, keep=False)),
+        ("c", "shared prompt, scored logits (default)", dict(packed=True, chunked=True, keep=True))]
+
+
+def collate_step(examples, way: dict, budget: int) -> list[dict]:
+    """The collated forward inputs of one step: one batch, or (a) one per query."""
+    from rrhf.query_batches import collate_queries
+
+    if not way["chunked"]:
+        return [collate_queries([e], 0, 1 << 30, float("inf"), packed=False, logits_on_scored_only=way["keep"])
+                for e in examples]
+    return [collate_queries(examples, 0, budget, packed=way["packed"], logits_on_scored_only=way["keep"])]
+
+
+def run_step(model, batches: list[dict], loss_fn, device: str, autocast: bool) -> float:
+    """Seconds of forward + backward over ``batches`` (gradients zeroed after)."""
+    workload.synchronize(device)
+    start = time.perf_counter()
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
+            loss, _ = loss_fn(model, batch)
+        loss.backward()
+    workload.synchronize(device)
+    seconds = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    workload.add_workload_arguments(parser, queries=4)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per way (the same batches for all)")
+    parser.add_argument("--vocabulary", type=int, default=50257, help="LM head rows (GPT-2's by default)")
+    parser.add_argument("--max-tokens-per-forward", type=int, default=4096)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (mixed precision), as on GPUs")
+    args = parser.parse_args()
+
+    from rrhf.train_rrhf import make_rrhf_loss
+
+    frame, origin = workload.load_pairs(args.hh, 400)
+    tokenizer = workload.bpe_tokenizer(frame, args.tokenizer_vocabulary)
+    examples = workload.hh_queries(frame, tokenizer, args.steps * args.queries, args.responses, args.max_length)
+    steps = [examples[i:i + args.queries] for i in range(0, len(examples), args.queries)]
+    shape = workload.Shape(args.layers, args.hidden, args.heads, args.vocabulary)
+    model = workload.new_model("lm", shape, args.family, torch.float32, args.device).train()
+    peak = workload.matmul_peak(args.device, torch.bfloat16 if args.bf16 else torch.float32)
+    loss_fn = make_rrhf_loss(1.0, 1.0, "sum")
+    print(f"{origin}; {len(steps)} steps of {args.queries} queries x {args.responses} replies, cut to "
+          f"{args.max_length} tokens; {args.family} {args.layers} x {args.hidden}, vocabulary {args.vocabulary}; "
+          f"{args.device}{' bf16 autocast' if args.bf16 else ' fp32'}; matmul peak {peak / 1e9:,.0f} GFLOP/s")
+    distinct = sum(workload.distinct_tokens(step) for step in steps)
+    response_tokens = sum(len(r) for e in examples for r in e.responses)
+    useful = 3 * shape.forward_flops(distinct, 0, response_tokens)
+    print(f"distinct tokens per step {distinct / len(steps):,.0f} (each prompt once), "
+          f"response tokens {response_tokens / len(steps):,.0f}")
+    run_step(model, collate_step(steps[0], WAYS[-1][2], args.max_tokens_per_forward), loss_fn, args.device,
+             args.bf16)  # warm-up
+    totals = {key: [0, 0.0, 0.0] for key, _, _ in WAYS}  # tokens, seconds, flops
+    for step in steps:  # the ways take turns on each batch, so drift in the machine's speed hits all alike
+        for key, _, way in WAYS:
+            batches = collate_step(step, way, args.max_tokens_per_forward)
+            for batch in batches:
+                tokens, attended, head = workload.processed(batch, shape)
+                totals[key][0] += tokens
+                totals[key][2] += 3 * shape.forward_flops(tokens, attended, head)
+            totals[key][1] += run_step(model, batches, loss_fn, args.device, args.bf16)
+    n = len(steps)
+    workload.header("s/step")
+    for key, label, _ in WAYS:
+        tokens, seconds, flops = totals[key]
+        workload.report(f"({key}) {label}", tokens // n, seconds / n, flops, useful, peak)
+    a, b, b_scored, c = (totals[key][1] for key in ("a", "b", "b'", "c"))
+    print(f"c/a {c / a:.2f}   c/b {c / b:.2f}   c/b' {c / b_scored:.2f}   b/a {b / a:.2f}")
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()
