@@ -104,7 +104,7 @@ def main() -> None:
     workload.header("s/step")
     for key, label, _ in WAYS:
         tokens, seconds, flops = totals[key]
-        workload.report(f"({key}) {label}", tokens // n, seconds / n, flops, useful, peak)
+        workload.report(f"({key}) {label}", tokens // n, seconds / n, flops / n, useful / n, peak)
     a, b, b_scored, c = (totals[key][1] for key in ("a", "b", "b'", "c"))
     print(f"c/a {c / a:.2f}   c/b {c / b:.2f}   c/b' {c / b_scored:.2f}   b/a {b / a:.2f}")
 

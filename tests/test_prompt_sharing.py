@@ -121,19 +121,30 @@ def test_packed_rows_in_bfloat16():
 
 def test_block_attention_mask_by_hand():
     row = pack_row([5, 6], [[7, 8], [9]])
-    assert row.tokens == [5, 6, 7, 8, 9] and row.positions == [0, 1, 2, 3, 2] and row.offsets == [2, 4]
-    segments = torch.tensor([row.segments + [-1]])
-    expected = torch.tensor([[1, 0, 0, 0, 0, 0],   # prompt token 0
-                             [1, 1, 0, 0, 0, 0],   # prompt token 1
-                             [1, 1, 1, 0, 0, 0],   # response 1, token 0
-                             [1, 1, 1, 1, 0, 0],   # response 1, token 1
-                             [1, 1, 0, 0, 1, 0],   # response 2 sees the prompt and itself, not response 1
+    assert row.tokens == [7, 8, 9, 5, 6] and row.positions == [2, 3, 2, 0, 1] and row.segments == [1, 1, 2, 0, 0]
+    assert row.offsets == [0, 2] and row.prompt_offset == 3 and row.index(1, 1) == 4 and row.index(2, 1) == 2
+    segments, positions = torch.tensor([row.segments + [-1]]), torch.tensor([row.positions + [0]])
+    expected = torch.tensor([[1, 0, 0, 1, 1, 0],   # response 1, token 0: the prompt and itself
+                             [1, 1, 0, 1, 1, 0],   # response 1, token 1
+                             [0, 0, 1, 1, 1, 0],   # response 2 sees the prompt and itself, not response 1
+                             [0, 0, 0, 1, 0, 0],   # prompt token 0
+                             [0, 0, 0, 1, 1, 0],   # prompt token 1
                              [0, 0, 0, 0, 0, 1]],  # padding sees only itself
                             dtype=torch.bool)
-    assert torch.equal(block_attention_mask(segments)[0, 0], expected)
-    additive = block_attention_mask(segments, "eager", torch.bfloat16)[0, 0]
+    assert torch.equal(block_attention_mask(segments, positions)[0, 0], expected)
+    additive = block_attention_mask(segments, positions, "eager", torch.bfloat16)[0, 0]
     assert additive.dtype == torch.bfloat16
     assert torch.equal(additive == 0, expected) and additive.min() == torch.finfo(torch.bfloat16).min
+
+
+def test_the_lm_head_runs_on_the_scored_columns_only():
+    """A packed row keeps logits at the prompt's last token (it predicts every response's first token) and
+    inside each response: sum(R_k) - K + 1 columns of its P + sum(R_k), none of the prompt's others."""
+    query = uneven_queries()[2]  # a 30-token prompt, 5 responses
+    batch = collate_queries([query], 0, 1 << 20, packed=True, logits_on_scored_only=True)
+    responses = sum(len(r) for r in query.responses)
+    assert len(batch["logits_to_keep_0"]) == responses - len(query.responses) + 1
+    assert batch["input_ids_0"].shape[1] == responses + len(query.prompt) == responses + 30
 
 
 @pytest.mark.parametrize("prompt, response, max_length", [(30, 10, 64), (60, 10, 64), (20, 80, 64), (90, 90, 64),

@@ -79,11 +79,7 @@ def packed_scores(model, reader: RewardReader, encoded: list[tuple[list[int], in
     for prompt, members in group_by_prompt(encoded):
         row = pack_row(prompt, [encoded[i][0][len(prompt):] for i in members])
         rows.append(row)
-        places = []
-        for i, offset in zip(members, row.offsets):
-            at = reader.position(encoded[i][0])
-            places.append((i, at if at < len(prompt) else offset + at - len(prompt)))
-        reads.append(places)
+        reads.append([(i, row.index(reader.position(encoded[i][0]), k)) for k, i in enumerate(members)])
     order = sorted(range(len(rows)), key=lambda r: len(rows[r].tokens))
     batches = [[order[n] for n in batch] for batch in fill_batches([len(reads[r]) for r in order],
                                                                      responses_per_forward)]

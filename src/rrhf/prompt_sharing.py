@@ -1,12 +1,12 @@
 """Each prompt computed once: a prompt and its K responses packed into one sequence.
 
-A query's prompt and responses are laid out as ``prompt, response_1, ..., response_K`` in one row. A block
-attention mask lets each prompt token see the prompt before it, and each response token see the whole
-prompt and its own response up to itself, never another response. Position ids restart at the prompt's
-length for every response. So every response token gets the same hidden states as in the separate
-sequence ``prompt + response_k``, while the prompt's tokens are computed once instead of K times: in the
-forward pass and, since the prompt's activations are shared, in the backward pass too (the gradient that
-reaches them is the sum over the K responses, as with separate sequences).
+A query's prompt and responses are laid out in one row (``response_1, ..., response_K, prompt``: see
+:class:`PackedRow`). A block attention mask lets each prompt token see the prompt before it, and each
+response token see the whole prompt and its own response up to itself, never another response. Position
+ids restart at the prompt's length for every response. So every response token gets the same hidden
+states as in the separate sequence ``prompt + response_k``, while the prompt's tokens are computed once
+instead of K times: in the forward pass and, since the prompt's activations are shared, in the backward
+pass too (the gradient that reaches them is the sum over the K responses, as with separate sequences).
 
 Why packing and not a key/value cache expanded to the K responses:
 - One ordinary forward call of the whole model, as for any batch. FSDP gathers its shards once per
@@ -79,31 +79,50 @@ def fill_batches(sizes: list[int], limit: int) -> list[list[int]]:
 
 @dataclass
 class PackedRow:
-    """One prompt and its responses laid out in one row (no padding).
+    """One prompt and its responses laid out in one row (no padding): the K responses first, then the prompt.
 
-    ``tokens``, ``positions`` and ``segments`` have one entry per token: the token id, its position id, and
-    0 on the prompt or k + 1 on response k. ``offsets[k]`` is where response k starts in the row.
+    ``tokens``, ``positions`` and ``segments`` have one entry per token: the token id, its position id
+    (0.. on the prompt, from the prompt's length on in each response), and 0 on the prompt or k + 1 on
+    response k. ``offsets[k]`` is where response k starts in the row, ``prompt_offset`` where the prompt
+    does. Attention follows the position ids, not the order in the row (:func:`block_attention_mask`), so
+    putting the prompt last changes nothing but where the scored positions are: the responses' tokens
+    start every row, so an LM head restricted to the scored columns of a chunk's rows skips the prompts.
     """
 
     tokens: list[int]
     positions: list[int]
     segments: list[int]
     offsets: list[int]
+    prompt_offset: int
 
     @property
     def prompt_length(self) -> int:
-        return self.offsets[0] if self.offsets else len(self.tokens)
+        return self.segments.count(0)
+
+    def index(self, position: int, response: int) -> int:
+        """Where token ``position`` of the separate sequence prompt + response is in the row."""
+        if position < self.prompt_length:
+            return self.prompt_offset + position
+        return self.offsets[response] + position - self.prompt_length
 
 
-def pack_row(prompt: list[int], responses: list[list[int]]) -> PackedRow:
-    """Lay out ``prompt`` followed by each of ``responses``; each response's positions start after the prompt."""
-    tokens, positions, segments, offsets = list(prompt), list(range(len(prompt))), [0] * len(prompt), []
+def pack_row(prompt: list[int], responses: list[list[int]], prompt_last: bool = True) -> PackedRow:
+    """Lay out each of ``responses``, then ``prompt`` (or, with ``prompt_last`` false, the prompt first: the
+    plain causal order, which a model call without position ids and block mask needs); each response's
+    positions start after the prompt."""
+    tokens: list[int] = [] if prompt_last else list(prompt)
+    positions: list[int] = [] if prompt_last else list(range(len(prompt)))
+    segments: list[int] = [] if prompt_last else [0] * len(prompt)
+    offsets = []
     for k, response in enumerate(responses):
         offsets.append(len(tokens))
         tokens += response
         positions += range(len(prompt), len(prompt) + len(response))
         segments += [k + 1] * len(response)
-    return PackedRow(tokens, positions, segments, offsets)
+    if not prompt_last:
+        return PackedRow(tokens, positions, segments, offsets, 0)
+    return PackedRow(tokens + list(prompt), positions + list(range(len(prompt))), segments + [0] * len(prompt),
+                     offsets, len(tokens))
 
 
 def scored_positions(row: PackedRow, lengths: list[int]) -> tuple[list[int], list[int]]:
@@ -113,12 +132,10 @@ def scored_positions(row: PackedRow, lengths: list[int]) -> tuple[list[int], lis
     :func:`rrhf.models.span_logprobs` leaves out position 0."""
     predictors, targets = [], []
     start = row.prompt_length
-    for offset, length in zip(row.offsets, lengths):
-        for j in range(length):
-            if j == 0 and start == 0:
-                continue
-            predictors.append(start - 1 if j == 0 else offset + j - 1)
-            targets.append(offset + j)
+    for k, length in enumerate(lengths):
+        for t in range(max(start, 1), start + length):
+            predictors.append(row.index(t - 1, k))
+            targets.append(row.index(t, k))
     return predictors, targets
 
 
@@ -137,17 +154,18 @@ def pad_rows(rows: list[PackedRow], pad_token_id: int) -> dict[str, torch.Tensor
     return {"input_ids": input_ids, "position_ids": position_ids, "segments": segments}
 
 
-def block_attention_mask(segments: torch.Tensor, implementation: str = "sdpa",
+def block_attention_mask(segments: torch.Tensor, positions: torch.Tensor, implementation: str = "sdpa",
                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(n, 1, L, L) mask of packed rows from their ``segments`` (n, L).
+    """(n, 1, L, L) mask of packed rows from their ``segments`` and ``positions`` (n, L).
 
-    Query i sees key j when j <= i, j is not padding, and j is on the prompt (segment 0) or in i's own
-    segment. A padding token sees only itself, so no row of the mask is empty. ``sdpa``: boolean, true
-    where attended; ``eager``: additive, 0 or the lowest value of ``dtype``.
+    Query i sees key j when neither is padding, j is on the prompt (segment 0) or in i's own segment, and
+    j's position is not after i's: causal by position, whatever the order in the row. A padding token
+    sees only itself, so no row of the mask is empty. ``sdpa``: boolean, true where attended; ``eager``:
+    additive, 0 or the lowest value of ``dtype``.
     """
     length = segments.shape[-1]
     query, key = segments.unsqueeze(-1), segments.unsqueeze(-2)
-    causal = torch.ones(length, length, dtype=torch.bool, device=segments.device).tril()
+    causal = positions.unsqueeze(-2) <= positions.unsqueeze(-1)
     seen = causal & (query != PAD_SEGMENT) & (key != PAD_SEGMENT) & ((key == 0) | (key == query))
     seen = seen | torch.eye(length, dtype=torch.bool, device=segments.device)
     seen = seen.unsqueeze(1)
@@ -171,8 +189,8 @@ def model_dtype(model) -> torch.dtype:
 def packed_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keyword arguments of a model call on padded packed rows (:func:`pad_rows`'s keys)."""
     return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
-            "attention_mask": block_attention_mask(batch["segments"], attention_implementation(model),
-                                                   model_dtype(model))}
+            "attention_mask": block_attention_mask(batch["segments"], batch["position_ids"],
+                                                   attention_implementation(model), model_dtype(model))}
 
 
 def implementation_problem(model) -> str | None:

@@ -3,7 +3,7 @@
 Two layouts of the same tokens (:func:`collate_queries`):
 - separate: each response is its own sequence ``prompt + response`` (the prompt computed K times); the
   sequences of a batch are sorted by length and run in chunks of similar length;
-- packed: each query is one row ``prompt, response_1..K`` with a block attention mask
+- packed: each query is one row, its prompt and K responses, with a block attention mask
   (:mod:`rrhf.prompt_sharing`), so its prompt is computed once; rows are chunked the same way.
 
 Either way :func:`response_logprobs` gives the same (B, K, T) log-probabilities, to float tolerance.
@@ -129,7 +129,7 @@ def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_
         groups = [(example.prompt, example.responses, slots)] if packed else [
             (example.prompt, [r], [s]) for r, s in zip(example.responses, slots)]
         for prompt, responses, group_slots in groups:
-            row = pack_row(prompt, responses)
+            row = pack_row(prompt, responses, prompt_last=packed)
             predictors, targets = scored_positions(row, [len(r) for r in responses])
             places = [slot + t for slot, r in zip(group_slots, responses)
                       for t in range(len(r) - (1 if not prompt else 0))]
