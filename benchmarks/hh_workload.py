@@ -155,9 +155,9 @@ def distinct_tokens(examples) -> int:
 
 
 def report(label: str, tokens: int, seconds: float, flops: float, useful_flops: float, peak: float) -> None:
-    print(f"{label:44s} {tokens:9,d} {seconds:10.3f} {flops / seconds / peak:9.1%} "
+    print(f"{label:52s} {tokens:9,d} {seconds:10.3f} {flops / seconds / peak:9.1%} "
           f"{useful_flops / seconds / peak:9.1%}")
 
 
 def header(unit: str) -> None:
-    print(f"{'':44s} {'tokens':>9s} {unit:>10s} {'of peak':>9s} {'useful':>9s}")
+    print(f"{'':52s} {'tokens':>9s} {unit:>10s} {'of peak':>9s} {'useful':>9s}")

@@ -11,7 +11,8 @@ step, and throughput as a fraction of this device's matmul peak measured in the 
 FLOPs it runs ("of peak") and counting only the work needed, each prompt once ("useful"):
 
   (a) each query's K replies padded to its longest, each with its prompt, one forward per query, logits
-      on every position (the official RRHF code's way);
+      and a full-vocabulary log-softmax (cloned) on every position: the official RRHF code's way
+      (GanjinZero/RRHF, train.py, RRHFTrainer.compute_loss);
   (b) the batch's sequences sorted by length and run in chunks of similar length, logits on every
       position (this project before prompt sharing);
   (b') as (b), logits only where a token is scored (``rrhf.prompt_sharing: separate`` now);
@@ -30,7 +31,7 @@ import time
 import hh_workload as workload
 import torch
 
-WAYS = [("a", "padded per query, full logits (official)", dict(packed=False, chunked=False, keep=False)),
+WAYS = [("a", "padded per query, full log-softmax (official)", dict(packed=False, chunked=False, keep=False)),
         ("b", "length-sorted chunks, full logits (before)", dict(packed=False, chunked=True, keep=False)),
         ("b'", "length-sorted chunks, scored logits", dict(packed=False, chunked=True, keep=True)),
         ("c'", "shared prompt, full logits", dict(packed=True, chunked=True, keep=False)),
@@ -47,19 +48,38 @@ def collate_step(examples, way: dict, budget: int) -> list[dict]:
     return [collate_queries(examples, 0, budget, packed=way["packed"], logits_on_scored_only=way["keep"])]
 
 
-def run_step(model, batches: list[dict], loss_fn, device: str, autocast: bool) -> float:
-    """Seconds of forward + backward over ``batches`` (gradients zeroed after)."""
+def official_loss(model, batch: dict):
+    """The RRHF loss as the official code computes its log-probabilities: a log-softmax over the whole
+    vocabulary at every position of the padded (K, L) batch, cloned, then gathered at the response tokens."""
+    from rrhf.losses import rrhf_loss
+
+    logits = model(input_ids=batch["input_ids_0"], attention_mask=batch["attention_mask_0"]).logits
+    logprobs = torch.log_softmax(logits, dim=-1).clone()
+    cells = logprobs[batch["rows_0"], batch["columns_0"]]
+    picked = cells.gather(-1, batch["targets_0"]).flatten().index_select(0, batch["picks_0"])
+    batch_size, width, longest = batch["shape"].tolist()
+    out = torch.zeros(batch_size * width * longest).index_put((batch["slots_0"],), picked)
+    mask = torch.zeros(batch_size * width * longest, dtype=torch.bool).index_fill(0, batch["slots_0"], True)
+    shape = (batch_size, width, longest)
+    loss, _, _ = rrhf_loss(out.view(shape), mask.view(shape), batch["rewards"], ft_reduction="sum")
+    return loss, {}
+
+
+def run_step(model, batches: list[dict], loss_fn, device: str, autocast: bool) -> tuple[float, float]:
+    """(seconds, loss summed over queries) of forward + backward over ``batches`` (gradients zeroed after)."""
     workload.synchronize(device)
     start = time.perf_counter()
+    total = 0.0
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
             loss, _ = loss_fn(model, batch)
         loss.backward()
+        total += float(loss.detach()) * int(batch["shape"][0])  # the loss is a mean over the batch's queries
     workload.synchronize(device)
     seconds = time.perf_counter() - start
     model.zero_grad(set_to_none=True)
-    return seconds
+    return seconds, total
 
 
 def main() -> None:
@@ -91,7 +111,7 @@ def main() -> None:
           f"response tokens {response_tokens / len(steps):,.0f}")
     run_step(model, collate_step(steps[0], WAYS[-1][2], args.max_tokens_per_forward), loss_fn, args.device,
              args.bf16)  # warm-up
-    totals = {key: [0, 0.0, 0.0] for key, _, _ in WAYS}  # tokens, seconds, flops
+    totals = {key: [0, 0.0, 0.0, 0.0] for key, _, _ in WAYS}  # tokens, seconds, flops, summed loss
     for step in steps:  # the ways take turns on each batch, so drift in the machine's speed hits all alike
         for key, _, way in WAYS:
             batches = collate_step(step, way, args.max_tokens_per_forward)
@@ -99,14 +119,18 @@ def main() -> None:
                 tokens, attended, head = workload.processed(batch, shape)
                 totals[key][0] += tokens
                 totals[key][2] += 3 * shape.forward_flops(tokens, attended, head)
-            totals[key][1] += run_step(model, batches, loss_fn, args.device, args.bf16)
+            seconds, loss = run_step(model, batches, official_loss if key == "a" else loss_fn, args.device, args.bf16)
+            totals[key][1] += seconds
+            totals[key][3] += loss
     n = len(steps)
     workload.header("s/step")
     for key, label, _ in WAYS:
-        tokens, seconds, flops = totals[key]
+        tokens, seconds, flops, _ = totals[key]
         workload.report(f"({key}) {label}", tokens // n, seconds / n, flops / n, useful / n, peak)
     a, b, b_scored, c = (totals[key][1] for key in ("a", "b", "b'", "c"))
     print(f"c/a {c / a:.2f}   c/b {c / b:.2f}   c/b' {c / b_scored:.2f}   b/a {b / a:.2f}")
+    losses = [totals[key][3] for key in totals]
+    print(f"the ways' summed losses differ by at most {max(losses) - min(losses):.2g} (of {losses[0]:.6g})")
 
 
 if __name__ == "__main__":
