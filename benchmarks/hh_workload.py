@@ -122,7 +122,7 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak(device: str, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(device: str, dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
     """FLOP/s of the best of ``repeats`` (size x size) @ (size x size) products on ``device``."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)

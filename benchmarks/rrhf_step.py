@@ -123,6 +123,8 @@ def main() -> None:
             totals[key][1] += seconds
             totals[key][3] += loss
     n = len(steps)
+    peak = max(peak, workload.matmul_peak(args.device, torch.bfloat16 if args.bf16 else torch.float32))
+    print(f"matmul peak, the larger of before and after the steps: {peak / 1e9:,.0f} GFLOP/s")
     workload.header("s/step")
     for key, label, _ in WAYS:
         tokens, seconds, flops, _ = totals[key]
