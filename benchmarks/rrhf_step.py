@@ -58,8 +58,8 @@ def official_loss(model, batch: dict):
     cells = logprobs[batch["rows_0"], batch["columns_0"]]
     picked = cells.gather(-1, batch["targets_0"]).flatten().index_select(0, batch["picks_0"])
     batch_size, width, longest = batch["shape"].tolist()
-    out = torch.zeros(batch_size * width * longest).index_put((batch["slots_0"],), picked)
-    mask = torch.zeros(batch_size * width * longest, dtype=torch.bool).index_fill(0, batch["slots_0"], True)
+    out = picked.new_zeros(batch_size * width * longest).index_put((batch["slots_0"],), picked)
+    mask = torch.zeros_like(out, dtype=torch.bool).index_fill(0, batch["slots_0"], True)
     shape = (batch_size, width, longest)
     loss, _, _ = rrhf_loss(out.view(shape), mask.view(shape), batch["rewards"], ft_reduction="sum")
     return loss, {}

@@ -123,7 +123,7 @@ def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_
     rewards = torch.zeros(len(examples), width)
     for b, example in enumerate(examples):
         rewards[b, : len(example.rewards)] = torch.tensor(example.rewards)
-    rows, scored = [], []  # per row: (tokens, PackedRow or None); per row: [(predictor, target, slot index)]
+    rows, scored = [], []  # PackedRow of each row; per row, its scored tokens (predictor, target, output slot)
     for b, example in enumerate(examples):
         slots = [(b * width + k) * longest for k in range(len(example.responses))]
         groups = [(example.prompt, example.responses, slots)] if packed else [
