@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from types import SimpleNamespace
 
 import hh_workload as workload
 import torch
@@ -48,21 +49,17 @@ def collate_step(examples, way: dict, budget: int) -> list[dict]:
     return [collate_queries(examples, 0, budget, packed=way["packed"], logits_on_scored_only=way["keep"])]
 
 
-def official_loss(model, batch: dict):
-    """The RRHF loss as the official code computes its log-probabilities: a log-softmax over the whole
-    vocabulary at every position of the padded (K, L) batch, cloned, then gathered at the response tokens."""
-    from rrhf.losses import rrhf_loss
+class OfficialLogits(torch.nn.Module):
+    """``model`` with the official code's logits: a log-softmax over the whole vocabulary at every position of
+    the padded (K, L) batch, cloned (GanjinZero/RRHF, train.py). The project's loss then gathers them as it
+    gathers any logits (a log-softmax of log-probabilities changes nothing)."""
 
-    logits = model(input_ids=batch["input_ids_0"], attention_mask=batch["attention_mask_0"]).logits
-    logprobs = torch.log_softmax(logits, dim=-1).clone()
-    cells = logprobs[batch["rows_0"], batch["columns_0"]]
-    picked = cells.gather(-1, batch["targets_0"]).flatten().index_select(0, batch["picks_0"])
-    batch_size, width, longest = batch["shape"].tolist()
-    out = picked.new_zeros(batch_size * width * longest).index_put((batch["slots_0"],), picked)
-    mask = torch.zeros_like(out, dtype=torch.bool).index_fill(0, batch["slots_0"], True)
-    shape = (batch_size, width, longest)
-    loss, _, _ = rrhf_loss(out.view(shape), mask.view(shape), batch["rewards"], ft_reduction="sum")
-    return loss, {}
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **inputs):
+        return SimpleNamespace(logits=torch.log_softmax(self.model(**inputs).logits, dim=-1).clone())
 
 
 def run_step(model, batches: list[dict], loss_fn, device: str, autocast: bool) -> tuple[float, float]:
@@ -101,6 +98,7 @@ def main() -> None:
     model = workload.new_model("lm", shape, args.family, torch.float32, args.device).train()
     peak = workload.matmul_peak(args.device, torch.bfloat16 if args.bf16 else torch.float32)
     loss_fn = make_rrhf_loss(1.0, 1.0, "sum")
+    official = OfficialLogits(model)
     print(f"{origin}; {len(steps)} steps of {args.queries} queries x {args.responses} replies, cut to "
           f"{args.max_length} tokens; {args.family} {args.layers} x {args.hidden}, vocabulary {args.vocabulary}; "
           f"{args.device}{' bf16 autocast' if args.bf16 else ' fp32'}; matmul peak {peak / 1e9:,.0f} GFLOP/s")
@@ -119,7 +117,7 @@ def main() -> None:
                 tokens, attended, head = workload.processed(batch, shape)
                 totals[key][0] += tokens
                 totals[key][2] += 3 * shape.forward_flops(tokens, attended, head)
-            seconds, loss = run_step(model, batches, official_loss if key == "a" else loss_fn, args.device, args.bf16)
+            seconds, loss = run_step(official if key == "a" else model, batches, loss_fn, args.device, args.bf16)
             totals[key][1] += seconds
             totals[key][3] += loss
     n = len(steps)

@@ -26,6 +26,7 @@ from rrhf.prompt_sharing import (
     packed_inputs,
     pad_rows,
     probe_groups,
+    probe_tolerance,
 )
 from rrhf.training import pad_batch
 from rrhf.value_head_reward import ValueHeadRewardModel
@@ -119,8 +120,7 @@ def reward_sharing_problem(model, tokenizer) -> str | None:
     separate = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
     shared = torch.tensor(packed_scores(model, reader, encoded, tokenizer.pad_token_id, 1 << 20), device=device)
     gap = float((separate - shared).abs().max())
-    tolerance = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
-    if gap > tolerance:
+    if gap > probe_tolerance(model):
         return (f"its rewards of packed rows differ from separate sequences by {gap:.3g} on a probe "
                 "(it ignores position ids or the 4D attention mask)")
     return None

@@ -19,8 +19,9 @@ Why packing and not a key/value cache expanded to the K responses:
 
 What it needs from a model: an attention implementation that takes a 4D mask (``sdpa`` or ``eager``;
 flash-attention kernels take none), position ids that are honoured (rotary or learned absolute
-positions; ALiBi models build their bias from a 2D mask). :func:`packing_problem` checks both with a tiny
-probe against separate sequences, so a model that does not allow it falls back to separate sequences
+positions; ALiBi models build their bias from a 2D mask). :func:`rrhf.query_batches.causal_lm_sharing_problem`
+and :func:`rrhf.packed_rewards.reward_sharing_problem` check both with a tiny probe against separate
+sequences, so a model that does not allow it falls back to separate sequences
 (config ``rrhf.prompt_sharing`` / ``scoring.prompt_sharing``: ``auto``) or stops with the reason
 (``packed``).
 
@@ -84,9 +85,10 @@ class PackedRow:
     ``tokens``, ``positions`` and ``segments`` have one entry per token: the token id, its position id
     (0.. on the prompt, from the prompt's length on in each response), and 0 on the prompt or k + 1 on
     response k. ``offsets[k]`` is where response k starts in the row, ``prompt_offset`` where the prompt
-    does. Attention follows the position ids, not the order in the row (:func:`block_attention_mask`), so
-    putting the prompt last changes nothing but where the scored positions are: the responses' tokens
-    start every row, so an LM head restricted to the scored columns of a chunk's rows skips the prompts.
+    does, ``prompt_length`` how long it is. Attention follows the position ids, not the order in the row
+    (:func:`block_attention_mask`), so putting the prompt last changes nothing but where the scored
+    positions are: the responses' tokens start every row, so an LM head restricted to the scored columns of
+    a chunk's rows skips the prompts.
     """
 
     tokens: list[int]
@@ -94,10 +96,7 @@ class PackedRow:
     segments: list[int]
     offsets: list[int]
     prompt_offset: int
-
-    @property
-    def prompt_length(self) -> int:
-        return self.segments.count(0)
+    prompt_length: int
 
     def index(self, position: int, response: int) -> int:
         """Where token ``position`` of the separate sequence prompt + response is in the row."""
@@ -120,23 +119,20 @@ def pack_row(prompt: list[int], responses: list[list[int]], prompt_last: bool = 
         positions += range(len(prompt), len(prompt) + len(response))
         segments += [k + 1] * len(response)
     if not prompt_last:
-        return PackedRow(tokens, positions, segments, offsets, 0)
+        return PackedRow(tokens, positions, segments, offsets, 0, len(prompt))
     return PackedRow(tokens + list(prompt), positions + list(range(len(prompt))), segments + [0] * len(prompt),
-                     offsets, len(tokens))
+                     offsets, len(tokens), len(prompt))
 
 
-def scored_positions(row: PackedRow, lengths: list[int]) -> tuple[list[int], list[int]]:
-    """(predictors, targets): for every token t >= 1 of each response's separate sequence prompt + response_k,
-    where in the row the logits that predict it are, and where the token is. ``lengths[k]`` is response k's
-    length. Token 0 of a response that follows an empty prompt has no predictor and is left out, as
-    :func:`rrhf.models.span_logprobs` leaves out position 0."""
-    predictors, targets = [], []
+def scored_positions(row: PackedRow, lengths: list[int]) -> list[tuple[int, int, int, int]]:
+    """(k, n, predictor, target) for every scored token of each response: the n-th scored token of response
+    k (of length ``lengths[k]``) is token t >= 1 of the separate sequence prompt + response_k; ``predictor``
+    is where in the row the logits that predict it are, ``target`` where the token is. Token 0 of a response
+    that follows an empty prompt has no predictor and is left out, as :func:`rrhf.models.span_logprobs`
+    leaves out position 0."""
     start = row.prompt_length
-    for k, length in enumerate(lengths):
-        for t in range(max(start, 1), start + length):
-            predictors.append(row.index(t - 1, k))
-            targets.append(row.index(t, k))
-    return predictors, targets
+    return [(k, n, row.index(t - 1, k), row.index(t, k)) for k, length in enumerate(lengths)
+            for n, t in enumerate(range(max(start, 1), start + length))]
 
 
 def pad_rows(rows: list[PackedRow], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -206,6 +202,11 @@ def probe_groups(vocabulary: int) -> list[tuple[list[int], list[list[int]]]]:
     """Two tiny queries with uneven prompts and responses (token ids below ``vocabulary``) for probes."""
     ids = [(7 * i + 3) % vocabulary for i in range(16)]
     return [(ids[:3], [ids[3:6], ids[6:7], ids[7:11]]), (ids[11:12], [ids[12:14], ids[14:16]])]
+
+
+def probe_tolerance(model) -> float:
+    """How far a probe's packed and separate results may differ: float rounding in the model's dtype."""
+    return 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
 
 
 def sharing_decision(mode: str, key: str, problem, what: str) -> bool:

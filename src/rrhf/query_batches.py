@@ -24,6 +24,7 @@ from rrhf.prompt_sharing import (
     packed_inputs,
     pad_rows,
     probe_groups,
+    probe_tolerance,
     scored_positions,
 )
 from rrhf.training import pad_batch
@@ -130,11 +131,9 @@ def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_
             (example.prompt, [r], [s]) for r, s in zip(example.responses, slots)]
         for prompt, responses, group_slots in groups:
             row = pack_row(prompt, responses, prompt_last=packed)
-            predictors, targets = scored_positions(row, [len(r) for r in responses])
-            places = [slot + t for slot, r in zip(group_slots, responses)
-                      for t in range(len(r) - (1 if not prompt else 0))]
             rows.append(row)
-            scored.append(list(zip(predictors, targets, places)))
+            scored.append([(predictor, target, group_slots[k] + n) for k, n, predictor, target
+                           in scored_positions(row, [len(r) for r in responses])])
     batch = {"rewards": rewards, "shape": torch.tensor([len(examples), width, longest])}
     for c, chunk in enumerate(length_chunks([len(r.tokens) for r in rows], max_tokens_per_forward,
                                             max_length_spread)):
@@ -218,11 +217,6 @@ def response_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
     out = torch.zeros(total, device=places_t.device).index_put((places_t,), torch.cat(values))
     mask = torch.zeros(total, dtype=torch.bool, device=places_t.device).index_fill(0, places_t, True)
     return out.view(batch_size, width, longest), mask.view(batch_size, width, longest)
-
-
-def probe_tolerance(model) -> float:
-    """How far packed and separate log-probabilities of the probe may differ: rounding only."""
-    return 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
 
 
 @torch.no_grad()
