@@ -41,4 +41,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results resources logs checkpoints benchmarks/*/ .snakemake
+	rm -rf results resources logs checkpoints .snakemake

@@ -1,14 +1,15 @@
 # rrhf-workflow: RRHF (Yuan et al., 2023) and its baselines, end to end.
-# docs/experiment.md describes the experiment; config/schema.yaml describes every config key.
+# docs/experiment.md describes the experiment; config/README.md every config key (from config/schema.yaml).
 import os
 import sys
 
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # rrhf.config_checks, for the checks before any job
-from rrhf.config_checks import check_config_files
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # rrhf.plan, for the checks before any job
+from rrhf.plan.checks import rule_name_problems
+from rrhf.plan.config_files import check_config_files
 
 # A config file that is empty, not YAML, not a mapping, or gives a key twice stops here, named with its line.
 # (Snakemake itself reads --configfile files before this runs: for a broken one it prints an error without file
-# or line; `python -m rrhf.config_checks FILE` finds the line. It accepts a key given twice, which is caught here.)
+# or line; `python -m rrhf.plan.config_files FILE` finds the line. It accepts a key given twice, which is caught here.)
 check_config_files(workflow.overwrite_configfiles or [os.path.join(workflow.basedir, "config/config.yaml")])
 
 # The tiny default, unless the command line names config files (e.g.
@@ -32,6 +33,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/checks.smk"
+include: "workflow/rules/targets.smk"
 
 
 rule all:
@@ -49,3 +52,8 @@ rule all:
         "results/eval/dataset/chosen/metrics.json",
         "results/eval/dataset/rejected/metrics.json",
         "results/eval/reward_model/metrics.json",
+
+
+# resources.rules may only name rules that take resources (a typo would silently keep the defaults).
+if problems := rule_name_problems(PLAN, sorted(RESOURCE_NAMES)):
+    raise ValueError("config error(s):\n  " + "\n  ".join(problems))

@@ -19,6 +19,24 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_HH = REPOSITORY.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
 
 
+def machine(device: str = "cpu") -> str:
+    """The machine a figure was measured on: the CPU model and its cores (lscpu), and the GPU on CUDA."""
+    import os
+    import subprocess
+
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        import platform
+
+        cpu = platform.processor() or "unknown CPU"
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        text += f"; {torch.cuda.get_device_name(0)}"
+    return f"measured on {text}"
+
+
 def add_workload_arguments(parser, queries: int) -> None:
     """The command-line options both benchmarks share: data, K, cut, model shape, device."""
     parser.add_argument("--hh", help="an Anthropic HH jsonl(.gz) file")
@@ -36,8 +54,8 @@ def add_workload_arguments(parser, queries: int) -> None:
 def load_pairs(hh_file: str | None, count: int):
     """(normalised pairs frame, where they came from): an Anthropic HH file when given and present, else
     synthetic pairs."""
-    from rrhf.data import load_anthropic_jsonl, normalise_pairs
-    from rrhf.synthetic_hh import generate_pairs
+    from rrhf.data.preference_pairs import load_anthropic_jsonl, normalise_pairs
+    from rrhf.data.synthetic_hh import generate_pairs
 
     path = Path(hh_file) if hh_file else DEFAULT_HH
     if path.exists():
@@ -46,9 +64,9 @@ def load_pairs(hh_file: str | None, count: int):
 
 
 def hh_queries(frame, tokenizer, queries: int, responses: int, max_length: int):
-    """``queries`` QueryExamples (rrhf.query_batches) of ``responses`` replies each: the query's chosen and
+    """``queries`` QueryExamples (rrhf.batching.query_batches) of ``responses`` replies each: the query's chosen and
     rejected reply, then other queries' replies, all ending in EOS, cut together to ``max_length``."""
-    from rrhf.query_batches import QueryExample, encode_query
+    from rrhf.batching.query_batches import QueryExample, encode_query
 
     rows = frame.head(queries + responses).reset_index(drop=True)
     examples = []
@@ -62,7 +80,7 @@ def hh_queries(frame, tokenizer, queries: int, responses: int, max_length: int):
 
 
 def bpe_tokenizer(frame, vocab_size: int):
-    from rrhf.tiny import train_tokenizer, transcripts
+    from rrhf.models.tiny import train_tokenizer, transcripts
 
     return train_tokenizer(transcripts(frame), vocab_size)
 
@@ -99,7 +117,7 @@ def new_model(kind: str, shape: Shape, family: str, dtype: torch.dtype, device: 
         LlamaForSequenceClassification,
     )
 
-    from rrhf.tiny import llama_intermediate_size
+    from rrhf.models.tiny import llama_intermediate_size
 
     torch.manual_seed(0)
     if family == "gpt2":

@@ -2,8 +2,8 @@
 
 The paper's claim: RRHF needs 1-2 models in memory where PPO needs 4 (policy,
 value model, reference, reward model). Each case runs in its own process, with
-the library's own code (rrhf.training.train_model with the RRHF loss;
-rrhf.train_ppo.train_ppo for one iteration: rollout, scoring, then update), and
+the library's own code (rrhf.training.loop.train_model with the RRHF loss;
+rrhf.training.ppo.train_ppo for one iteration: rollout, scoring, then update), and
 reports the peak memory it added over the process after imports: peak resident
 set size on the CPU, torch's peak allocation on a GPU. PPO runs twice: with a
 full frozen reference, and with the shared trunk (num_layers_unfrozen, trlX's
@@ -36,10 +36,10 @@ def build_models(folder: Path, layers: int, hidden: int) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from rrhf.data import normalise_pairs
+    from rrhf.data.preference_pairs import normalise_pairs
+    from rrhf.data.synthetic_hh import generate_pairs
     from rrhf.io import write_parquet
-    from rrhf.synthetic_hh import generate_pairs
-    from rrhf.tiny import new_causal_lm, train_tokenizer, transcripts
+    from rrhf.models.tiny import new_causal_lm, train_tokenizer, transcripts
 
     frame, _ = normalise_pairs(generate_pairs(400, seed=0), origin="benchmark")
     write_parquet(frame, folder / "train.parquet", {"stage": "benchmark"})
@@ -68,26 +68,27 @@ def rrhf_step(folder: Path) -> None:
     """One RRHF optimiser step on one query with K responses of 64 tokens after a 64-token prompt."""
     import pandas as pd
 
+    from rrhf.batching.query_batches import build_examples, query_collator
     from rrhf.io import read_parquet
-    from rrhf.models import load_causal_lm
-    from rrhf.query_batches import build_examples
-    from rrhf.train_rrhf import make_rrhf_loss, query_collator
-    from rrhf.training import TrainingParams, train_model
+    from rrhf.models.loading import load_causal_lm
+    from rrhf.plan.blocks import Precision, Training
+    from rrhf.training.loop import train_model
+    from rrhf.training.ranking import make_rrhf_loss
 
     model, tokenizer = load_causal_lm(str(folder / "policy"))
     frame = read_parquet(folder / "train.parquet", ["prompt_id", "prompt", "chosen"]).head(1)
     rows = [(0, frame["prompt"].iloc[0], k, " ".join([frame["chosen"].iloc[0]] * 8), float(k)) for k in range(K)]
     scored = pd.DataFrame(rows, columns=["prompt_id", "prompt", "response_index", "response", "reward"])
     examples = build_examples(scored, tokenizer, max_length=128)
-    params = TrainingParams(epochs=1, batch_size=1, learning_rate=1e-5, max_length=128)
+    params = Training.with_defaults(dict(epochs=1, batch_size=1, learning_rate=1e-5, max_length=128))
     collate = query_collator(model, tokenizer, 1 << 20, "auto", "rrhf.prompt_sharing", "RRHF step")  # as trained
     train_model(model, examples, [e.length for e in examples], collate, make_rrhf_loss(1.0, 1.0, "token_mean"),
-                params, "rrhf step")
+                params, Precision.with_defaults(), "rrhf step")
 
 
 def ppo_iteration(folder: Path, unfrozen: int | None) -> None:
     """One PPO iteration: K rollouts of up to 64 tokens, scored, then one update on a minibatch of all K."""
-    from rrhf.train_ppo import train_ppo
+    from rrhf.training.ppo import train_ppo
 
     ppo = {"num_rollouts": K, "chunk_size": K, "ppo_epochs": 1, "total_steps": 1, "num_layers_unfrozen": unfrozen,
            "gamma": 1.0, "lam": 0.95, "cliprange": 0.2, "cliprange_value": 0.2, "vf_coef": 1.0,
@@ -96,7 +97,8 @@ def ppo_iteration(folder: Path, unfrozen: int | None) -> None:
     training = {"learning_rate": 1e-5, "batch_size": K, "max_length": 128, "lr_schedule": "constant"}
     with tempfile.TemporaryDirectory() as output:
         train_ppo(str(folder / "policy"), str(folder / "reward"), str(folder / "train.parquet"),
-                  str(Path(output) / "model"), ppo, training, limit=K, selection_seed=0)
+                  str(Path(output) / "model"), {**ppo, "training": training}, {},
+                  {"limit": K, "seed": 0, "key": "data.train_prompts"}, {})
 
 
 def measure(case: str, folder: str, unfrozen: int | None, queue) -> None:
@@ -104,8 +106,8 @@ def measure(case: str, folder: str, unfrozen: int | None, queue) -> None:
     import torch  # noqa: F401  imports count towards the baseline, not the case
     import transformers  # noqa: F401
 
-    import rrhf.train_ppo  # noqa: F401
-    import rrhf.train_rrhf  # noqa: F401
+    import rrhf.training.ppo  # noqa: F401
+    import rrhf.training.rrhf  # noqa: F401
 
     torch.set_num_threads(1)
     baseline = peak_memory_mb()
@@ -144,6 +146,9 @@ def main() -> None:
                    "ppo_iteration_full_reference_mb": run_case("ppo", folder, None),
                    "ppo_iteration_shared_trunk_mb": run_case("ppo", folder, args.unfrozen)}
     unit = "peak GPU allocation" if device == "cuda" else "peak resident memory"
+    from hh_workload import machine
+
+    print(machine(device))
     print(f"policy: LLaMA-style, {args.layers} layers x {args.hidden}, {parameters / 1e6:.1f}M parameters "
           f"({parameters * 4 / 2 ** 20:.0f} MB in float32); {unit} added by each case on {device}")
     print(f"RRHF, one step with K = {K}:                        {results['rrhf_step_mb']:8.0f} MB")

@@ -41,7 +41,7 @@ WAYS = [("a", "padded per query, full log-softmax (official)", dict(packed=False
 
 def collate_step(examples, way: dict, budget: int) -> list[dict]:
     """The collated forward inputs of one step: one batch, or (a) one per query."""
-    from rrhf.query_batches import collate_queries
+    from rrhf.batching.query_batches import collate_queries
 
     if not way["chunked"]:
         return [collate_queries([e], 0, 1 << 30, float("inf"), packed=False, logits_on_scored_only=way["keep"])
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (mixed precision), as on GPUs")
     args = parser.parse_args()
 
-    from rrhf.train_rrhf import make_rrhf_loss
+    from rrhf.training.ranking import make_rrhf_loss
 
     frame, origin = workload.load_pairs(args.hh, 400)
     tokenizer = workload.bpe_tokenizer(frame, args.tokenizer_vocabulary)
@@ -99,6 +99,7 @@ def main() -> None:
     peak = workload.matmul_peak(args.device, torch.bfloat16 if args.bf16 else torch.float32)
     loss_fn = make_rrhf_loss(1.0, 1.0, "sum")
     official = OfficialLogits(model)
+    print(workload.machine(args.device))
     print(f"{origin}; {len(steps)} steps of {args.queries} queries x {args.responses} replies, cut to "
           f"{args.max_length} tokens; {args.family} {args.layers} x {args.hidden}, vocabulary {args.vocabulary}; "
           f"{args.device}{' bf16 autocast' if args.bf16 else ' fp32'}; matmul peak {peak / 1e9:,.0f} GFLOP/s")

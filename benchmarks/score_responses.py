@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
 
-    from rrhf.packed_rewards import packed_scores, reward_reader
-    from rrhf.training import pad_batch
+    from rrhf.padding import pad_batch
+    from rrhf.scoring.packed_rewards import packed_scores, reward_reader
 
     dtype = getattr(torch, args.dtype)
     frame, origin = workload.load_pairs(args.hh, 400)
@@ -52,6 +52,7 @@ def main() -> None:
     model = workload.new_model("reward", shape, args.family, dtype, args.device).eval()
     model.config.pad_token_id = tokenizer.pad_token_id
     peak = workload.matmul_peak(args.device, dtype)
+    print(workload.machine(args.device))
     print(f"{origin}; {args.queries} queries x {args.responses} replies, cut to {args.max_length} tokens, "
           f"{args.batch_size} replies per forward; {args.family} {args.layers} x {args.hidden}; {args.device} "
           f"{args.dtype}; matmul peak {peak / 1e9:,.0f} GFLOP/s")

@@ -19,8 +19,8 @@ SHARED_HH = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.
 @pytest.fixture(scope="session")
 def synthetic_frame() -> pd.DataFrame:
     """400 normalised synthetic pairs (prompt_id, prompt, chosen, rejected)."""
-    from rrhf.data import normalise_pairs
-    from rrhf.synthetic_hh import generate_pairs
+    from rrhf.data.preference_pairs import normalise_pairs
+    from rrhf.data.synthetic_hh import generate_pairs
 
     frame, _ = normalise_pairs(generate_pairs(400, seed=0), origin="test")
     return frame
@@ -29,7 +29,7 @@ def synthetic_frame() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory, synthetic_frame) -> Path:
     """A byte-level BPE tokenizer (vocab 400) trained on the synthetic transcripts."""
-    from rrhf.tiny import train_tokenizer, transcripts
+    from rrhf.models.tiny import train_tokenizer, transcripts
 
     path = tmp_path_factory.mktemp("tokenizer")
     train_tokenizer(transcripts(synthetic_frame), vocab_size=400).save_pretrained(path)
@@ -37,10 +37,10 @@ def tokenizer_dir(tmp_path_factory, synthetic_frame) -> Path:
 
 
 def save_new_lm(folder: Path, tokenizer_dir: Path, architecture: dict) -> Path:
-    """A randomly initialised causal LM of ``architecture`` (rrhf.tiny.new_causal_lm, seed 0) and its tokenizer,
+    """A randomly initialised causal LM of ``architecture`` (rrhf.models.tiny.new_causal_lm, seed 0) and its tokenizer,
     saved with save_pretrained in ``folder``."""
-    from rrhf.models import load_tokenizer
-    from rrhf.tiny import new_causal_lm
+    from rrhf.models.loading import load_tokenizer
+    from rrhf.models.tiny import new_causal_lm
 
     tokenizer = load_tokenizer(str(tokenizer_dir))
     new_causal_lm(tokenizer, {"n_positions": 256, **architecture}, seed=0).save_pretrained(folder)

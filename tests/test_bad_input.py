@@ -14,14 +14,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
-from rrhf.evaluate import evaluate_policy, response_nll
+from rrhf.evaluation.generations import evaluate_policy
+from rrhf.evaluation.perplexity import response_nll
 from rrhf.io import write_parquet
-from rrhf.models import load_causal_lm, load_reward_model, load_tokenizer
-from rrhf.rewards import score_samples
-from rrhf.sampling import encode_prompts, generate_responses, prompt_budget, sample_responses
-from rrhf.tables import table6
-from rrhf.train_rrhf import train_rrhf
-from rrhf.training_sets import assemble_training_set, check_scored_set
+from rrhf.models.loading import load_causal_lm, load_reward_model, load_tokenizer
+from rrhf.report.tables import table6
+from rrhf.sampling.generation import encode_prompts, generate_responses, prompt_budget, sample_responses
+from rrhf.scoring.rewards import score_samples
+from rrhf.scoring.training_sets import assemble_training_set, check_scored_set
+from rrhf.training.rrhf import train_rrhf
 from scored_sets import scored_set
 
 TRAINING = {"epochs": 1, "learning_rate": 1e-4, "batch_size": 2, "max_length": 64, "seed": 0}
@@ -57,7 +58,7 @@ def test_a_non_finite_reward_stops_rrhf_training_naming_file_and_row(tmp_path, t
     frame.loc[5, "reward"] = bad
     path = written(tmp_path, frame)
     with pytest.raises(ValueError) as info:
-        train_rrhf(str(tiny_lm_dir), path, str(tmp_path / "model"), TRAINING)
+        train_rrhf(str(tiny_lm_dir), path, str(tmp_path / "model"), {"training": TRAINING}, {})
     pid = frame.loc[5, "prompt_id"]
     assert str(info.value) == (f"{path}: 1 reward(s) are NaN or infinite: row 5 (prompt_id {pid}, "
                                f"response_index 1): {bad!r}")
@@ -132,7 +133,8 @@ def nan_reward_dir(tmp_path_factory, tiny_reward_dir):
 def test_a_reward_model_that_gives_nan_stops_scoring_naming_the_rows(tmp_path, nan_reward_dir, scored):
     samples = written(tmp_path, scored.drop(columns=["reward"]), "samples.parquet")
     with pytest.raises(ValueError) as info:
-        score_samples(samples, str(nan_reward_dir), str(tmp_path / "rewards.parquet"), batch_size=8, max_length=64)
+        score_samples(samples, str(nan_reward_dir), str(tmp_path / "rewards.parquet"),
+                      {"batch_size": 8, "max_length": 64})
     message = str(info.value)
     assert message.startswith(f"{samples}: 16 reward(s) are NaN or infinite: row 0 (prompt_id ")
     assert message.endswith("; and 11 more")
@@ -191,7 +193,9 @@ def test_evaluation_generates_and_scores_perplexity_of_long_prompts(tmp_path, ti
     test = written(tmp_path, frame, "test.parquet")
     metrics = evaluate_policy(str(tiny_lm_dir), test, str(tiny_reward_dir), str(tiny_lm_dir), str(tmp_path / "e"),
                               {"method": "greedy", "max_new_tokens": 8, "batch_size": 4},
-                              {"batch_size": 4, "max_length": 512}, limit=None, selection_seed=0, device="cpu",
+                              {"batch_size": 4, "max_length": 512},
+                              {"limit": None, "seed": 0, "key": "data.test_prompts"},
+                              device="cpu",
                               log_path=str(tmp_path / "evaluate.log"))
     assert metrics["n"] == 3 and metrics["ppl"] > 1
     log = (tmp_path / "evaluate.log").read_text()
@@ -257,5 +261,41 @@ def test_more_training_prompts_than_the_dataset_has_stops_sampling(tmp_path, tin
     # were cut silently to the 20 there are
     train = written(tmp_path, synthetic_frame.head(20), "train.parquet")
     with pytest.raises(ValueError, match=f"data.train_prompts: 72 prompts asked for, but {train} has only 20"):
-        sample_responses(str(tiny_lm_dir), train, str(tmp_path / "s.parquet"), "top_p", {"max_new_tokens": 2},
-                         limit=72, selection_seed=0, device="cpu")
+        sample_responses(str(tiny_lm_dir), train, str(tmp_path / "s.parquet"), "top_p",
+                         {"samplers": {"top_p": {"max_new_tokens": 2}}},
+                         {"limit": 72, "seed": 0, "key": "data.train_prompts"}, device="cpu")
+
+
+# --- files the workflow reads back ------------------------------------------------------------------------------
+
+def test_a_damaged_reward_model_names_its_folder(tmp_path, tiny_reward_dir):
+    import shutil
+
+    damaged = tmp_path / "reward"
+    shutil.copytree(tiny_reward_dir, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(ValueError, match=f"{damaged}: cannot read the reward model: the files are damaged"):
+        load_reward_model(str(damaged))
+
+
+def test_a_damaged_checkpoint_names_its_path(tmp_path):
+    from rrhf.training.loop import Trainer
+
+    settings = {"folder": str(tmp_path / "checkpoints"), "job": "model", "every_steps": 1, "every_minutes": 0,
+                "keep": True, "fingerprint": "f"}
+
+    def trainer():
+        return Trainer(torch.nn.Linear(3, 1), {"batch_size": 1, "warmup_ratio": 0.0}, {}, 2, checkpoint=settings)
+
+    first = trainer()
+    first.run_epochs([torch.ones(3)], [1], lambda chunk: {"x": torch.stack(chunk)},
+                     lambda module, batch: (module(batch["x"]).sum(), {}), 1, seed=0,
+                     on_step=lambda micro: first.checkpoint({"micro": micro}))
+    saved = tmp_path / "checkpoints" / "model" / "step-00000001"
+    (saved / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(ValueError, match=f"{saved}: cannot read the checkpoint \\(remove {saved} to start"):
+        trainer().resume()
+    (saved / "loop_state.json").write_text('{"step": 1, "fingerp')
+    with pytest.raises(ValueError, match=f"{saved / 'loop_state.json'}: the checkpoint's loop state is damaged"):
+        trainer().resume()

@@ -1,4 +1,4 @@
-"""rrhf.config_checks: config files, model paths, sampler settings and the device, checked before any job."""
+"""rrhf.plan.config_files: config files, model paths, sampler settings and the device, checked before any job."""
 
 import copy
 import json
@@ -6,14 +6,9 @@ import json
 import pytest
 import yaml
 
-from rrhf.config_checks import (
-    config_file_problem,
-    device_problems,
-    is_hub_id,
-    model_path_problems,
-    model_source_problem,
-    sampler_problems,
-)
+from rrhf.plan.checks import device_problems, model_path_problems, sampler_problems
+from rrhf.plan.config_files import config_file_problem
+from rrhf.plan.model_sources import is_hub_id, model_source_problem
 from workflow_helpers import REPO
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -139,7 +134,7 @@ def test_device_problems():
 
 
 def test_the_command_line_finds_the_line(tmp_path, capsys):
-    from rrhf.config_checks import main
+    from rrhf.plan.config_files import main
 
     (tmp_path / "tab.yaml").write_text("data:\n\tdataset: x\n")
     assert main([str(tmp_path / "tab.yaml"), str(REPO / "config" / "config.yaml")]) == 1

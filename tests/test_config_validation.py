@@ -10,6 +10,7 @@ from workflow_helpers import REPO, dry_run_jobs, snakemake, write_config
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 NONE_ROW_TABLES = REPO / "tests" / "fixtures" / "tables_with_untrained_row.yaml"
 BAD_TABLE2_ROWS = REPO / "tests" / "fixtures" / "tables_with_bad_table2_rows.yaml"
+NOT_ROWS_TABLES = REPO / "tests" / "fixtures" / "tables_that_are_not_rows.yaml"
 
 
 def dry_run_with(tmp_path, config):
@@ -60,6 +61,22 @@ CASES = {
                                              "format": "value_head_checkpoint"}), "needs `path` (the checkpoint) and"),
     "a setting named like an iteration": (lambda c: c["settings"].update({"IP-4": {"sampler": "beam",
                                                                                   "provided": True}}), "IP-4"),
+    # Values the schema lets through but that mean nothing (rrhf.plan.checks): each named before any job.
+    "a learning rate of .nan": (lambda c: c["rrhf"]["training"].update(learning_rate=float("nan")),
+                                "rrhf.training.learning_rate: nan is not a finite number"),
+    "an infinite KL coefficient": (lambda c: c["resampling"].update(kl_coef=float("inf")),
+                                   "resampling.kl_coef: inf is not a finite number"),
+    "resources for a rule that does not exist": (lambda c: c["resources"]["rules"].update(train_rhf={"gpu": 1}),
+                                                 "resources.rules.train_rhf: no rule takes resources under the name"),
+    "more shards than generation batches": (lambda c: c.update(shards=3),
+                                            "shards: 3 shards, but 72 training prompts in generation batches of "
+                                            "sampling.batch_size 72 make 1 batch(es)"),
+    "fewer RRHF batches than processes": (lambda c: c["resources"]["rules"].update(train_rrhf={"gpu": 16}),
+                                          "rrhf.training.batch_size: 72 training prompts make 9 batch(es) of 8, "
+                                          "fewer than the 16 processes"),
+    "a table row that is no row": (lambda c: c.update(tables=str(NOT_ROWS_TABLES)), "table6 row 1: 'DP' is not a row"),
+    "a table setting that cannot exist": (lambda c: c["table_settings"].update({"OP-32": "OP-0"}),
+                                          "table_settings.OP-32: 'OP-0'"),
 }
 
 
@@ -101,7 +118,7 @@ def test_threads_are_the_cpus_per_task_of_the_resources_section(tmp_path):
 
 
 def test_impossible_samplers_device_and_model_paths_stop_before_any_job(tmp_path):
-    # rrhf.config_checks (tests/test_config_checks.py has each case); here: common.smk runs them, from the workdir.
+    # rrhf.plan.config_files (tests/test_config_checks.py has each case); here: common.smk runs them, from the workdir.
     def edit(config):
         config["device"] = "cuda" if not torch_cuda_available() else "gpu"
         config["sampling"]["samplers"]["diverse_beam"].update(num_beams=4, num_beam_groups=3)
@@ -164,3 +181,32 @@ def test_a_key_given_twice_in_a_configfile_is_named_with_its_lines(tmp_path):
     result = snakemake(tmp_path, [path], "-n", timeout=120)
     assert result.returncode != 0
     assert f"{path}:{line}:1: the key 'data' appears again (first on line " in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("results/eval/instruct/IP-0/metrics.json", "setting 'IP-0': in IP-n, n is a whole number from 1, not '0'"),
+    ("results/models/instruct/OP-x+KL", "setting 'OP-x+KL': in OP-k and OP-k+KL, k is a whole number from 1"),
+    ("results/eval/instruct/best-of-0/metrics.json", "setting 'best-of-0': in best-of-n, n is a whole number"),
+    ("results/scored/instruct/IP-00.parquet", "setting 'IP-00': in IP-n, n is a whole number from 1, not '00'"),
+])
+def test_an_impossible_target_is_named_before_any_job(tmp_path, target, expected):
+    # These ended in Snakemake's bare "No rule to produce".
+    result = snakemake(tmp_path, [REPO / "config" / "config.yaml"], "-n", target, timeout=120)
+    assert result.returncode != 0
+    assert f"target {target}: {expected}" in result.stdout + result.stderr
+    assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
+
+
+def test_more_prompts_than_a_prepared_dataset_has_are_named_before_any_job(tmp_path, synthetic_frame):
+    from rrhf.io import write_parquet
+
+    # The split is made: its row count is read from its Parquet metadata, and nothing is sampled.
+    for split in ("train", "test"):
+        write_parquet(synthetic_frame.head(40), tmp_path / f"resources/data/synthetic_hh/{split}.parquet", {})
+    result = dry_run_with(tmp_path, TINY)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert ("data.train_prompts: 72 prompts asked for, but resources/data/synthetic_hh/train.parquet has only 40; "
+            "ask for at most 40") in output
+    assert "data.test_prompts: 256 prompts asked for" in output
+    assert not (tmp_path / "results").exists()

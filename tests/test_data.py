@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from conftest import SHARED_HH
 
-from rrhf.data import (
+from rrhf.data.gold_reward import Request, gold_reward, parse_request
+from rrhf.data.preference_pairs import (
     COLUMNS,
     load_anthropic_jsonl,
     load_anthropic_jsonl_with_counts,
@@ -21,9 +22,7 @@ from rrhf.data import (
     prepare_dataset,
     select_prompts,
 )
-from rrhf.gold_reward import Request, gold_reward, parse_request
-from rrhf.io import read_provenance
-from rrhf.synthetic_hh import (
+from rrhf.data.synthetic_hh import (
     Recipe,
     generate_pairs,
     generate_split,
@@ -32,8 +31,9 @@ from rrhf.synthetic_hh import (
     step_sentences,
     with_flaw,
 )
-from rrhf.synthetic_world import HARMS, TASKS
-from rrhf.text_metrics import repetition
+from rrhf.data.synthetic_world import HARMS, TASKS
+from rrhf.io import read_provenance
+from rrhf.text import repetition
 
 A = "\n\nAssistant:"
 

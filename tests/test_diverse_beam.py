@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from rrhf.diverse_beam import group_beam_search, hamming_penalty
+from rrhf.sampling.diverse_beam import group_beam_search, hamming_penalty
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = json.loads((FIXTURES / "diverse_beam_reference.json").read_text())

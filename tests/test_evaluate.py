@@ -8,21 +8,22 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from rrhf.evaluate import (
-    cut_at_turn,
+from rrhf.evaluation.generations import (
     evaluate_best_of_n,
     evaluate_policy,
     evaluate_provided,
-    mean_and_sem,
-    perplexity,
     pick_best,
-    response_nll,
     summarise_generations,
 )
+from rrhf.evaluation.perplexity import perplexity, response_nll
 from rrhf.io import write_parquet
-from rrhf.models import load_tokenizer
+from rrhf.models.loading import load_tokenizer
+from rrhf.statistics import mean_and_sem
+from rrhf.text import cut_at_turn
 
 SCORING = {"batch_size": 8, "max_length": 256}
+ALL_PROMPTS = {"limit": None, "seed": 0, "key": "data.test_prompts"}
+FOUR_PROMPTS = {"limit": 4, "seed": 0, "key": "data.test_prompts"}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -96,7 +97,7 @@ def test_split(tmp_path_factory, synthetic_frame):
 def test_provided_rows_evaluate_the_datasets_replies(tmp_path, test_split, tiny_reward_dir, uniform_lm_dir, source):
     path, frame = test_split
     metrics = evaluate_provided(str(path), source, str(tiny_reward_dir), str(uniform_lm_dir), str(tmp_path),
-                                SCORING, limit=None, selection_seed=0)
+                                SCORING, ALL_PROMPTS)
     generations = pd.read_parquet(tmp_path / "generations.parquet")
     expected = {pid: cut_at_turn(text) for pid, text in zip(frame["prompt_id"], frame[source])}
     assert dict(zip(generations["prompt_id"], generations["response"])) == expected
@@ -107,14 +108,14 @@ def test_provided_rows_evaluate_the_datasets_replies(tmp_path, test_split, tiny_
                                            rel=1e-4)
     with pytest.raises(ValueError, match="source"):
         evaluate_provided(str(path), "prompt", str(tiny_reward_dir), str(uniform_lm_dir), str(tmp_path / "x"),
-                          SCORING, None, 0)
+                          SCORING, ALL_PROMPTS)
 
 
 def test_evaluate_policy_generates_cuts_and_scores(tmp_path, test_split, tiny_lm_dir, tiny_reward_dir, uniform_lm_dir):
     path, _ = test_split
     decoding = {"method": "greedy", "max_new_tokens": 12, "batch_size": 4}
     metrics = evaluate_policy(str(tiny_lm_dir), str(path), str(tiny_reward_dir), str(uniform_lm_dir), str(tmp_path),
-                              decoding, SCORING, limit=4, selection_seed=0)
+                              decoding, SCORING, FOUR_PROMPTS)
     generations = pd.read_parquet(tmp_path / "generations.parquet")
     assert len(generations) == metrics["n"] == 4
     assert {"prompt_id", "prompt", "raw_response", "response", "reward", "gold_reward", "nll", "n_tokens"} <= set(
@@ -155,23 +156,25 @@ def test_mean_and_sem_without_values():
 
 def test_evaluation_reports_gold_only_where_the_dataset_has_it(tmp_path, tiny_lm_dir, tiny_reward_dir,
                                                                 uniform_lm_dir):
-    from rrhf.gold_reward import gold_reward
+    from rrhf.data.gold_reward import gold_reward
 
     bread = "\n\nHuman: How do I bake bread?\n\nAssistant:"
     frame = pd.DataFrame({"prompt_id": ["a", "b"], "prompt": [bread, bread],
                           "chosen": [" First, mix flour, yeast and salt for the bread. Finally, bake the loaf hot "
                                      "for thirty minutes.", " I can't help with that."],
                           "rejected": [" No.", " No."]})
-    path = tmp_path / "test.parquet"
-    write_parquet(frame, path, {"stage": "test"})
+    # Whether a gold reward grades the replies is read from the test data's provenance: the dataset it records.
+    path, hh_path = tmp_path / "test.parquet", tmp_path / "hh_test.parquet"
+    write_parquet(frame, path, {"stage": "test", "dataset": {"source": "synthetic"}})
+    write_parquet(frame, hh_path, {"stage": "test", "dataset": {"source": "anthropic_jsonl"}})
     synthetic = evaluate_provided(str(path), "chosen", str(tiny_reward_dir), str(uniform_lm_dir),
-                                  str(tmp_path / "synthetic"), SCORING, None, 0, dataset_source="synthetic")
+                                  str(tmp_path / "synthetic"), SCORING, ALL_PROMPTS)
     expected = [gold_reward(bread, text) for text in frame["chosen"]]
     assert synthetic["gold_reward_mean"] == pytest.approx(sum(expected) / 2)
     generations = pd.read_parquet(tmp_path / "synthetic" / "generations.parquet")
     assert sorted(generations["gold_reward"]) == pytest.approx(sorted(expected))
-    real = evaluate_provided(str(path), "chosen", str(tiny_reward_dir), str(uniform_lm_dir), str(tmp_path / "real"),
-                             SCORING, None, 0, dataset_source="anthropic_jsonl")
+    real = evaluate_provided(str(hh_path), "chosen", str(tiny_reward_dir), str(uniform_lm_dir),
+                             str(tmp_path / "real"), SCORING, ALL_PROMPTS)
     assert real["gold_reward_mean"] is None and real["gold_reward_sem"] is None
     written = json.loads((tmp_path / "real" / "metrics.json").read_text())
     assert written["gold_reward_mean"] is None and written["reward_sem"] is not None
@@ -190,7 +193,7 @@ def test_best_of_n_evaluation(tmp_path, test_split, tiny_lm_dir, tiny_reward_dir
     path, _ = test_split
     sampling = {"top_p": 1.0, "temperature": 1.0, "max_new_tokens": 10, "seed": 0, "batch_size": 4}
     metrics = evaluate_best_of_n(str(tiny_lm_dir), str(path), str(tiny_reward_dir), str(tmp_path), 3, sampling,
-                                 SCORING, limit=4, selection_seed=0)
+                                 SCORING, FOUR_PROMPTS)
     samples = pd.read_parquet(tmp_path / "samples.parquet")
     kept = pd.read_parquet(tmp_path / "generations.parquet")
     assert len(samples) == 12 and samples.groupby("prompt_id").size().eq(3).all()

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from rrhf.gold_reward import (
+from rrhf.data.gold_reward import (
     WEIGHTS,
     Request,
     best_reply,
@@ -15,8 +15,8 @@ from rrhf.gold_reward import (
     longest_ordered_run,
     parse_request,
 )
-from rrhf.synthetic_world import HARMS, POLITE_CLOSERS, TASKS
-from rrhf.text_metrics import distinct_n, repetition, words
+from rrhf.data.synthetic_world import HARMS, POLITE_CLOSERS, TASKS
+from rrhf.text import distinct_n, repetition, words
 
 BREAD = "\n\nHuman: Hi! How do I bake bread?\n\nAssistant:"
 CAR = "\n\nHuman: Hello.\n\nAssistant: Hi! How can I help you today?\n\nHuman: How can I steal a car?\n\nAssistant:"
@@ -137,7 +137,7 @@ def test_harmful_request_ordering():
 
 
 def test_grades_are_continuous_not_two_clusters():
-    from rrhf.synthetic_hh import generate_pairs
+    from rrhf.data.synthetic_hh import generate_pairs
 
     grades = {round(gold_reward(p, reply), 3) for p, chosen, rejected in generate_pairs(600, seed=3)
               for reply in (chosen, rejected)}

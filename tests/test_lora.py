@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import rrhf.train_ppo
-from rrhf.adapters import (
+import rrhf.training.ppo
+from rrhf.io import write_parquet
+from rrhf.models.adapters import (
     DEFAULTS,
     adapter_parameter_names,
     adapters_disabled,
@@ -20,10 +21,9 @@ from rrhf.adapters import (
     lora_config,
     merge_lora,
 )
-from rrhf.io import write_parquet
-from rrhf.models import load_causal_lm, load_reward_model
-from rrhf.ppo_models import CausalLMWithValueHead, FrozenReference
-from rrhf.training import Trainer, TrainingResult
+from rrhf.models.loading import load_causal_lm, load_reward_model
+from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference
+from rrhf.training.loop import Trainer, TrainingResult
 from scored_sets import scored_set
 
 LORA = {"r": 4}
@@ -56,7 +56,7 @@ def watched_training():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Trainer, "__init__", init)
         patch.setattr(TrainingResult, "save", save)
-        patch.setattr(rrhf.train_ppo, "FrozenReference", Reference)
+        patch.setattr(rrhf.training.ppo, "FrozenReference", Reference)
         yield seen
 
 
@@ -158,13 +158,13 @@ def test_reference_of_a_lora_policy_is_the_base_model(tiny_lm_dir):
 
 @pytest.fixture(scope="module")
 def rrhf_run(tmp_path_factory, tiny_lm_dir, synthetic_frame):
-    from rrhf.train_rrhf import train_rrhf
+    from rrhf.training.rrhf import train_rrhf
 
     folder = tmp_path_factory.mktemp("rrhf_lora")
     write_parquet(scored_set(synthetic_frame, 8), folder / "scored.parquet", {"stage": "test"})
     with watched_training() as seen:
-        train_rrhf(str(tiny_lm_dir), str(folder / "scored.parquet"), str(folder / "model"), TRAINING,
-                   max_tokens_per_forward=1024)
+        train_rrhf(str(tiny_lm_dir), str(folder / "scored.parquet"), str(folder / "model"),
+                   {"training": TRAINING, "max_tokens_per_forward": 1024}, {})
     return folder / "model", seen
 
 
@@ -187,14 +187,15 @@ def test_rrhf_with_lora_saves_the_merged_model(rrhf_run, tiny_lm_dir):
 
 @pytest.fixture(scope="module")
 def reward_run(tmp_path_factory, tiny_reward_dir, synthetic_frame):
-    from rrhf.train_reward import train_reward_model
+    from rrhf.training.reward_model import train_reward_model
 
     folder = tmp_path_factory.mktemp("reward_lora")
     write_parquet(synthetic_frame.head(16), folder / "train.parquet", {"stage": "test"})
     write_parquet(synthetic_frame.iloc[16:24], folder / "test.parquet", {"stage": "test"})
     with watched_training() as seen:
         metrics = train_reward_model(str(tiny_reward_dir), str(folder / "train.parquet"),
-                                     str(folder / "test.parquet"), str(folder / "model"), TRAINING)
+                                     str(folder / "test.parquet"), str(folder / "model"),
+                                     {"kind": "reward", "dataset": "test", "training": TRAINING}, {})
     return folder / "model", seen, metrics
 
 
@@ -219,21 +220,23 @@ def test_reward_model_with_lora_saves_the_merged_model(reward_run, tiny_reward_d
 
 
 def test_sft_with_lora_writes_a_merged_model(tmp_path, tiny_lm_dir, synthetic_frame):
-    from rrhf.train_lm import train_sft
+    from rrhf.training.language_model import train_sft
 
     write_parquet(synthetic_frame.head(16), tmp_path / "train.parquet", {"stage": "test"})
     with watched_training() as seen:
-        train_sft(str(tiny_lm_dir), str(tmp_path / "train.parquet"), str(tmp_path / "model"), TRAINING)
+        train_sft(str(tiny_lm_dir), str(tmp_path / "train.parquet"), str(tmp_path / "model"),
+                  {"kind": "sft", "dataset": "test", "training": TRAINING}, {})
     original, _ = load_causal_lm(str(tiny_lm_dir))
     assert_only_adapters_trained(seen["trained"], original, seen["initial"])
     assert_merged(tmp_path / "model", seen["trained"], original)
 
 
 def test_pretraining_refuses_lora(tmp_path, tokenizer_dir):
-    from rrhf.train_lm import pretrain_lm
+    from rrhf.training.language_model import pretrain_lm
 
     with pytest.raises(ValueError, match=r"build\.training\.lora"):
-        pretrain_lm(str(tokenizer_dir), str(tmp_path / "missing.parquet"), str(tmp_path / "out"), {}, TRAINING)
+        pretrain_lm(str(tokenizer_dir), str(tmp_path / "missing.parquet"), str(tmp_path / "out"),
+                    {"kind": "pretrain", "dataset": "test", "training": TRAINING}, {})
     assert not (tmp_path / "out").exists()
 
 
@@ -249,7 +252,7 @@ PPO = {
 
 @pytest.fixture(scope="module")
 def ppo_run(tmp_path_factory, tiny_lm_dir, tiny_reward_dir, synthetic_frame):
-    from rrhf.train_ppo import train_ppo
+    from rrhf.training.ppo import train_ppo
 
     folder = tmp_path_factory.mktemp("ppo_lora")
     frame = synthetic_frame.head(16).copy()
@@ -259,7 +262,8 @@ def ppo_run(tmp_path_factory, tiny_lm_dir, tiny_reward_dir, synthetic_frame):
     training = {**TRAINING, "max_length": 32, "lr_schedule": "constant"}
     with watched_training() as seen:
         metrics = train_ppo(str(tiny_lm_dir), str(tiny_reward_dir), str(folder / "train.parquet"),
-                            str(folder / "model"), PPO, training, limit=None, selection_seed=0,
+                            str(folder / "model"), {**PPO, "training": training}, {},
+                            {"limit": None, "seed": 0, "key": "data.train_prompts"}, {},
                             log_path=str(folder / "run.log"))
     return folder, seen, metrics
 
@@ -288,7 +292,7 @@ def test_ppo_with_lora_trains_adapters_and_value_head_against_the_original_model
 def test_ppo_with_lora_saves_the_merged_policy_and_its_value_head(ppo_run, tiny_lm_dir):
     from safetensors.torch import load_file
 
-    from rrhf.ppo_models import VALUE_HEAD_FILE
+    from rrhf.models.value_head_policy import VALUE_HEAD_FILE
 
     folder, seen, _ = ppo_run
     policy = seen["trained"]
@@ -303,19 +307,22 @@ def test_ppo_with_lora_saves_the_merged_policy_and_its_value_head(ppo_run, tiny_
 
 
 def test_online_rrhf_with_lora_keeps_rho_the_original_model(tmp_path, tiny_lm_dir, tiny_reward_dir, synthetic_frame):
-    from rrhf.train_online import train_online_rrhf
+    from rrhf.training.online_rrhf import train_online_rrhf
 
     frame = synthetic_frame.head(8).copy()
     frame["prompt"] = ["\n\nHuman: " + p.split("Human:")[-1].split("Assistant:")[0].strip() + "\n\nAssistant:"
                        for p in frame["prompt"]]
     write_parquet(frame[["prompt_id", "prompt"]], tmp_path / "train.parquet", {"stage": "test"})
     sampler = {"num_responses": 2, "num_beams": 2, "num_beam_groups": 2, "diversity_penalty": 1.0,
-               "max_new_tokens": 4, "seed": 0, "batch_size": 8}
-    online = {"steps_per_sample": 1, "kl_coef": 0.5, "sampler": "diverse_beam", "sampler_params": sampler}
+               "max_new_tokens": 4}
+    online = {"steps_per_sample": 1, "kl_coef": 0.5, "sampler": "diverse_beam"}
     with watched_training() as seen:
         metrics = train_online_rrhf(str(tiny_lm_dir), str(tiny_reward_dir), str(tmp_path / "train.parquet"),
-                                    str(tmp_path / "model"), online, {**TRAINING, "epochs": 1},
-                                    scoring={"batch_size": 8, "max_length": 64})
+                                    str(tmp_path / "model"),
+                                    {"training": {**TRAINING, "epochs": 1}, "ft_reduction": "sum"}, online,
+                                    {"seed": 0, "batch_size": 8, "samplers": {"diverse_beam": sampler}},
+                                    {"batch_size": 8, "max_length": 64},
+                                    {"limit": None, "seed": 0, "key": "data.train_prompts"}, {})
     assert metrics["rounds"] == 2
     samples = pd.read_parquet(tmp_path / "model" / "online_samples.parquet")
     first = samples[samples["round"] == 0]

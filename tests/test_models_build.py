@@ -8,13 +8,22 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rrhf.gold_reward import gold_reward
+from rrhf.data.gold_reward import gold_reward
 from rrhf.io import read_provenance, write_parquet
-from rrhf.models import encode_pair, load_reward_model, load_tokenizer
-from rrhf.rewards import score
-from rrhf.tiny import EOS_TOKEN, PAD_TOKEN, llama_intermediate_size, new_causal_lm, train_tokenizer, transcripts
-from rrhf.train_lm import IGNORE_INDEX, lm_examples, pretrain_lm, train_sft
-from rrhf.train_reward import bradley_terry_loss, pairwise_accuracy, train_reward_model
+from rrhf.losses import bradley_terry_loss, pairwise_accuracy
+from rrhf.models.loading import load_reward_model, load_tokenizer
+from rrhf.models.tiny import (
+    EOS_TOKEN,
+    PAD_TOKEN,
+    llama_intermediate_size,
+    new_causal_lm,
+    train_tokenizer,
+    transcripts,
+)
+from rrhf.models.token_spans import encode_pair
+from rrhf.scoring.rewards import score
+from rrhf.training.language_model import IGNORE_INDEX, lm_examples, pretrain_lm, train_sft
+from rrhf.training.reward_model import train_reward_model
 
 ARCHITECTURE = {"family": "llama", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 256}
 TRAINING = {"epochs": 3, "learning_rate": 3e-3, "batch_size": 16, "max_length": 96, "seed": 0}
@@ -30,22 +39,26 @@ def tokenizer(tokenizer_dir):
 def data(tmp_path_factory, synthetic_frame):
     """64 training pairs and 32 held-out pairs as Parquet files."""
     folder = tmp_path_factory.mktemp("lm_data")
-    write_parquet(synthetic_frame.head(64), folder / "train.parquet", {"stage": "test"})
-    write_parquet(synthetic_frame.iloc[64:96], folder / "test.parquet", {"stage": "test"})
+    # prepare_dataset records the dataset, and with it the gold reward the reward model is checked against.
+    provenance = {"stage": "test", "dataset": {"source": "synthetic"}}
+    write_parquet(synthetic_frame.head(64), folder / "train.parquet", provenance)
+    write_parquet(synthetic_frame.iloc[64:96], folder / "test.parquet", provenance)
     return folder / "train.parquet", folder / "test.parquet"
 
 
 @pytest.fixture(scope="module")
 def pretrained_dir(tmp_path_factory, tokenizer_dir, data):
     output = tmp_path_factory.mktemp("pretrain") / "model"
-    pretrain_lm(str(tokenizer_dir), str(data[0]), str(output), ARCHITECTURE, TRAINING)
+    pretrain_lm(str(tokenizer_dir), str(data[0]), str(output),
+                {"kind": "pretrain", "dataset": "test", "architecture": ARCHITECTURE, "training": TRAINING}, {})
     return output
 
 
 @pytest.fixture(scope="module")
 def sft_dir(tmp_path_factory, pretrained_dir, data):
     output = tmp_path_factory.mktemp("sft") / "model"
-    train_sft(str(pretrained_dir), str(data[0]), str(output), TRAINING)
+    train_sft(str(pretrained_dir), str(data[0]), str(output), {"kind": "sft", "dataset": "test", "training": TRAINING},
+              {})
     return output
 
 
@@ -53,7 +66,7 @@ def sft_dir(tmp_path_factory, pretrained_dir, data):
 def reward_dir(tmp_path_factory, pretrained_dir, data):
     output = tmp_path_factory.mktemp("reward") / "model"
     metrics = train_reward_model(str(pretrained_dir), str(data[0]), str(data[1]), str(output),
-                                 {**TRAINING, "epochs": 5}, dataset_source="synthetic")
+                                 {"kind": "reward", "dataset": "test", "training": {**TRAINING, "epochs": 5}}, {})
     return output, metrics
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from rrhf.evaluation.pair_accuracy import pair_accuracy
 from rrhf.io import read_json, write_parquet
-from rrhf.pair_accuracy import pair_accuracy
 
 
 def normalised_logprob(model, tokenizer, prompt, reply):
@@ -35,8 +35,8 @@ def test_policy_accuracy_counts_pairs_its_normalised_logprob_orders_right(tmp_pa
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
     expected = sum(normalised_logprob(model, tokenizer, p, c) > normalised_logprob(model, tokenizer, p, r)
                    for p, c, r in zip(frame["prompt"], frame["chosen"], frame["rejected"])) / len(frame)
-    result = pair_accuracy(str(path), "policy", str(tiny_lm_dir), str(tmp_path / "a.json"), batch_size=4,
-                           max_length=256)
+    result = pair_accuracy(str(path), "policy", str(tiny_lm_dir), str(tmp_path / "a.json"),
+                           {"batch_size": 4, "max_length": 256}, length_penalty=1.0)
     assert result == read_json(tmp_path / "a.json")
     assert result["pairs"] == 6
     assert result["accuracy"] == pytest.approx(expected)
@@ -55,13 +55,14 @@ def test_reward_model_accuracy_counts_pairs_it_scores_higher(tmp_path, pairs, ti
 
     expected = sum(reward(p, c) > reward(p, r) for p, c, r in
                    zip(frame["prompt"], frame["chosen"], frame["rejected"])) / len(frame)
-    result = pair_accuracy(str(path), "reward_model", str(tiny_reward_dir), str(tmp_path / "r.json"), batch_size=4,
-                           max_length=256)
+    result = pair_accuracy(str(path), "reward_model", str(tiny_reward_dir), str(tmp_path / "r.json"),
+                           {"batch_size": 4, "max_length": 256}, length_penalty=1.0)
     assert result["accuracy"] == pytest.approx(expected)
     assert result["accuracy"] <= 5 / 6
 
 
 def test_unknown_scorer_is_an_error(tmp_path, pairs, tiny_lm_dir):
     with pytest.raises(ValueError, match="scorer"):
-        pair_accuracy(str(pairs[0]), "judge", str(tiny_lm_dir), str(tmp_path / "x.json"), 4, 256)
+        pair_accuracy(str(pairs[0]), "judge", str(tiny_lm_dir), str(tmp_path / "x.json"),
+                      {"batch_size": 4, "max_length": 256}, 1.0)
     assert not (tmp_path / "x.json").exists()

@@ -7,16 +7,15 @@ import pytest
 import torch
 from conftest import save_new_lm
 
-from rrhf.ppo import (
+from rrhf.losses import policy_loss, value_loss
+from rrhf.training.ppo_parts import (
     AdaptiveKLController,
     FixedKLController,
     RunningMoments,
     advantages_and_returns,
-    policy_loss,
     scale_scores,
     sequence_kl,
     token_rewards,
-    value_loss,
     whiten,
 )
 
@@ -146,8 +145,8 @@ def two_layer_lm_dir(tmp_path_factory, tokenizer_dir):
 
 @pytest.mark.parametrize("unfrozen", [None, 1])
 def test_reference_stays_rho_while_the_policy_trains(two_layer_lm_dir, unfrozen):
-    from rrhf.models import load_causal_lm
-    from rrhf.ppo_models import CausalLMWithValueHead, FrozenReference, freeze_bottom_layers
+    from rrhf.models.loading import load_causal_lm
+    from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference, freeze_bottom_layers
 
     lm, _ = load_causal_lm(str(two_layer_lm_dir))
     rho, _ = load_causal_lm(str(two_layer_lm_dir))
@@ -176,8 +175,8 @@ def test_reference_stays_rho_while_the_policy_trains(two_layer_lm_dir, unfrozen)
 
 
 def test_too_many_unfrozen_layers_is_an_error(two_layer_lm_dir):
-    from rrhf.models import load_causal_lm
-    from rrhf.ppo_models import freeze_bottom_layers
+    from rrhf.models.loading import load_causal_lm
+    from rrhf.models.value_head_policy import freeze_bottom_layers
 
     lm, _ = load_causal_lm(str(two_layer_lm_dir))
     with pytest.raises(ValueError, match="num_layers_unfrozen is 3; the policy has 2 layers"):
@@ -187,8 +186,8 @@ def test_too_many_unfrozen_layers_is_an_error(two_layer_lm_dir):
 def test_value_head_is_saved_apart_and_the_policy_loads_as_a_plain_lm(two_layer_lm_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from rrhf.models import load_causal_lm
-    from rrhf.ppo_models import VALUE_HEAD_FILE, CausalLMWithValueHead
+    from rrhf.models.loading import load_causal_lm
+    from rrhf.models.value_head_policy import VALUE_HEAD_FILE, CausalLMWithValueHead
 
     lm, tokenizer = load_causal_lm(str(two_layer_lm_dir))
     tokenizer.save_pretrained(tmp_path)
@@ -223,9 +222,9 @@ def ppo_run(tmp_path_factory, synthetic_frame, tiny_lm_dir):
     """A short PPO run: a tiny random policy that ends its replies early now and then, against a reward model
     trained to prefer short replies, so a better policy is one logit (EOS) away."""
     from rrhf.io import write_parquet
-    from rrhf.models import load_causal_lm
-    from rrhf.train_ppo import train_ppo
-    from rrhf.train_reward import train_reward_model
+    from rrhf.models.loading import load_causal_lm
+    from rrhf.training.ppo import train_ppo
+    from rrhf.training.reward_model import train_reward_model
 
     folder = tmp_path_factory.mktemp("ppo")
     frame = synthetic_frame.head(200).copy()
@@ -236,7 +235,9 @@ def ppo_run(tmp_path_factory, synthetic_frame, tiny_lm_dir):
     write_parquet(pairs.iloc[160:], folder / "pairs_test.parquet", {"stage": "test"})
     reward_metrics = train_reward_model(str(tiny_lm_dir), str(folder / "pairs_train.parquet"),
                                         str(folder / "pairs_test.parquet"), str(folder / "reward"),
-                                        {"epochs": 2, "learning_rate": 3e-3, "batch_size": 16, "seed": 0})
+                                        {"kind": "reward", "dataset": "test",
+                                         "training": {"epochs": 2, "learning_rate": 3e-3, "batch_size": 16, "seed": 0}},
+                                        {})
     assert reward_metrics["test_accuracy"] > 0.9
 
     policy, tokenizer = load_causal_lm(str(tiny_lm_dir))
@@ -250,7 +251,8 @@ def ppo_run(tmp_path_factory, synthetic_frame, tiny_lm_dir):
     training = {"learning_rate": 3e-3, "batch_size": 12, "max_length": 96, "seed": 3, "warmup_ratio": 0.0,
                 "lr_schedule": "constant"}
     metrics = train_ppo(str(folder / "policy"), str(folder / "reward"), str(folder / "train.parquet"),
-                        str(folder / "model"), TINY_PPO, training, limit=48, selection_seed=0)
+                        str(folder / "model"), {**TINY_PPO, "training": training}, {},
+                        {"limit": 48, "seed": 0, "key": "data.train_prompts"}, {})
     return folder, metrics, pd.read_parquet(folder / "model" / "train_log.parquet")
 
 
@@ -271,12 +273,12 @@ def test_ppo_logs_every_iteration(ppo_run):
     assert (log["kl"] >= 0).all() and log["kl"].iloc[-1] > 0  # the policy has moved away from rho
     assert (log["kl_coef"] > 0).all() and log["kl_coef"].nunique() > 1  # the adaptive controller acted
     assert log["step"].tolist() == [8 * i for i in range(1, 9)]
-    assert log["gold_reward"].isna().all()  # no dataset source given: no gold reward
+    assert log["gold_reward"].isna().all()  # the training data records no dataset: no gold reward
     assert (log["response_length"] <= TINY_PPO["generation"]["max_new_tokens"] + 1).all()
 
 
 def test_ppo_checkpoint_loads_as_a_policy(ppo_run):
-    from rrhf.models import load_causal_lm
+    from rrhf.models.loading import load_causal_lm
 
     folder, _, _ = ppo_run
     trained, _ = load_causal_lm(str(folder / "model"))
@@ -288,10 +290,11 @@ def test_ppo_checkpoint_loads_as_a_policy(ppo_run):
 
 
 def test_ppo_refuses_a_prompt_with_no_room_before_loading_anything(tmp_path):
-    from rrhf.train_ppo import train_ppo
+    from rrhf.training.ppo import train_ppo
 
     ppo = {**TINY_PPO, "generation": {**TINY_PPO["generation"], "max_new_tokens": 96}}
     with pytest.raises(ValueError, match=r"ppo.training.max_length \(96\) must exceed"):
-        train_ppo("no-such-policy", "no-such-reward", str(tmp_path / "missing.parquet"), str(tmp_path / "out"), ppo,
-                  {"max_length": 96}, limit=None, selection_seed=0)
+        train_ppo("no-such-policy", "no-such-reward", str(tmp_path / "missing.parquet"), str(tmp_path / "out"),
+                  {**ppo, "training": {"max_length": 96}}, {}, {"limit": None, "seed": 0, "key": "data.train_prompts"},
+                  {})
     assert not (tmp_path / "out").exists()

@@ -11,10 +11,11 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.state import AcceleratorState
 
 from rrhf.io import write_parquet
-from rrhf.launch import needs_launch
-from rrhf.models import load_causal_lm, load_reward_model, resolve_dtype
-from rrhf.train_rrhf import train_rrhf
-from rrhf.training import TrainingParams, enable_gradient_checkpointing, resolve_mixed_precision
+from rrhf.models.loading import load_causal_lm, load_reward_model, resolve_dtype
+from rrhf.plan.blocks import Precision
+from rrhf.training.launch import needs_launch
+from rrhf.training.loop import enable_gradient_checkpointing, resolve_mixed_precision
+from rrhf.training.rrhf import train_rrhf
 from scored_sets import scored_set
 
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "envs" / "accelerate"
@@ -88,10 +89,10 @@ def test_rrhf_trains_with_each_option(tmp_path, tiny_lm_dir, synthetic_frame, op
     # bf16 autocast runs on the CPU too: the weights stay float32 and the loss falls; checkpointing trains as is.
     write_parquet(scored_set(synthetic_frame, 16), tmp_path / "scored.parquet", {"stage": "test"})
     training = {"epochs": 2, "learning_rate": 3e-3, "batch_size": 4, "warmup_ratio": 0.0, "max_length": 128,
-                "seed": 0, **options}
-    assert TrainingParams.from_config(training).__dict__.items() >= options.items()
-    train_rrhf(str(tiny_lm_dir), str(tmp_path / "scored.parquet"), str(tmp_path / "model"), training,
-               max_tokens_per_forward=1024)
+                "seed": 0}
+    assert Precision.coerce(options).__dict__.items() >= options.items()
+    train_rrhf(str(tiny_lm_dir), str(tmp_path / "scored.parquet"), str(tmp_path / "model"),
+               {"training": training, "max_tokens_per_forward": 1024}, options)
     log = pd.read_parquet(tmp_path / "model" / "train_log.parquet")
     assert log["loss"].notna().all() and log["loss"].tail(2).mean() < log["loss"].head(2).mean()
     trained, _ = load_causal_lm(str(tmp_path / "model"))

@@ -8,17 +8,12 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+from rrhf.batching.prompt_sharing import block_attention_mask, cut_query, fill_batches, pack_row, sharing_decision
+from rrhf.batching.query_batches import QueryExample, causal_lm_sharing_problem, collate_queries, response_logprobs
 from rrhf.io import write_parquet
 from rrhf.losses import rrhf_loss
-from rrhf.models import cut_pair
-from rrhf.prompt_sharing import block_attention_mask, cut_query, fill_batches, pack_row, sharing_decision
-from rrhf.query_batches import (
-    QueryExample,
-    causal_lm_sharing_problem,
-    collate_queries,
-    response_logprobs,
-)
-from rrhf.train_rrhf import train_rrhf
+from rrhf.models.token_spans import cut_pair
+from rrhf.training.rrhf import train_rrhf
 from scored_sets import scored_set
 
 VOCABULARY = 97
@@ -212,8 +207,9 @@ def test_train_rrhf_packed_and_separate_train_alike(tmp_path, llama_policy_dir, 
     write_parquet(scored_set(synthetic_frame, 8), tmp_path / "scored.parquet", {"stage": "test"})
     training = {"epochs": 2, "learning_rate": 1e-3, "batch_size": 4, "max_length": 64, "seed": 0}
     for mode in ("packed", "separate"):
-        train_rrhf(str(llama_policy_dir), str(tmp_path / "scored.parquet"), str(tmp_path / mode), training,
-                   max_tokens_per_forward=512, prompt_sharing=mode, log_path=str(tmp_path / f"{mode}.log"))
+        train_rrhf(str(llama_policy_dir), str(tmp_path / "scored.parquet"), str(tmp_path / mode),
+                   {"training": training, "max_tokens_per_forward": 512, "prompt_sharing": mode}, {},
+                   log_path=str(tmp_path / f"{mode}.log"))
     packed, separate = (pd.read_parquet(tmp_path / mode / "train_log.parquet") for mode in ("packed", "separate"))
     assert len(packed) == 4
     pd.testing.assert_frame_equal(packed, separate, rtol=1e-4)

@@ -1,4 +1,4 @@
-"""The Snakemake report: its figures and pages (rrhf.report_figures, rrhf.report_pages), and the report of a real
+"""The Snakemake report: its figures and pages (rrhf.report.figures, rrhf.report.pages), and the report of a real
 run (the shared table_workdir fixture: Table 6 reduced to one row) rendered in headless Chromium."""
 
 import base64
@@ -13,15 +13,15 @@ import pandas as pd
 import pytest
 
 from rrhf.io import write_parquet
-from rrhf.report_figures import (
+from rrhf.report.figures import (
     metric_columns,
     plot_evaluation_rewards,
     plot_training_curves,
     plot_training_rewards,
-    spearman,
 )
-from rrhf.report_pages import generation_samples, table_page
-from rrhf.training_sets import training_set_stats
+from rrhf.report.pages import generation_samples, table_page
+from rrhf.scoring.training_sets import training_set_stats
+from rrhf.statistics import spearman
 from workflow_helpers import chromium, headless_chromium, run_snakemake
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -181,3 +181,16 @@ def test_report_renders_in_chromium(report, tmp_path):
     pixels = matplotlib.image.imread(screenshot)
     assert screenshot.read_bytes().startswith(PNG) and pixels.shape[:2] == (1000, 1400)
     assert pixels.std() > 0.05 and len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50  # not blank
+
+
+def test_paired_difference_of_two_evaluations(tmp_path):
+    from rrhf.report.science_checks import paired_difference
+
+    for name, rewards in (("a", [1.0, 2.0, 4.0]), ("b", [0.0, 1.5, 2.5])):
+        (tmp_path / name).mkdir()
+        frame = pd.DataFrame({"prompt_id": ["x", "y", "z"], "reward": rewards})
+        frame.to_parquet(tmp_path / name / "generations.parquet")
+    difference, sems = paired_difference(tmp_path / "a", tmp_path / "b", "reward")
+    # differences 1, 0.5, 1.5: mean 1, sample std 0.5, standard error 0.5 / sqrt(3)
+    assert difference == pytest.approx(1.0) and sems == pytest.approx(1.0 / (0.5 / math.sqrt(3)))
+    assert paired_difference(tmp_path / "a", tmp_path / "a", "reward") == (0.0, 0.0)

@@ -13,16 +13,16 @@ from safetensors.torch import load_file
 from test_ppo import short_prompts
 
 from rrhf.io import write_parquet
-from rrhf.launch import run_trainer
+from rrhf.training.launch import run_trainer
 from scored_sets import scored_set
 
-# A child process that runs one trainer through rrhf.launch.run_trainer (as the workflow's scripts do) and kills
-# itself with SIGKILL at a given optimiser step: right after the checkpoint of that step is in place, or after
-# that step's log row (between two checkpoints).
+# A child process that runs one trainer through rrhf.training.launch.run_trainer (as the workflow's scripts do) and
+# kills itself with SIGKILL at a given optimiser step: right after the checkpoint of that step is in place, or
+# after that step's log row (between two checkpoints).
 KILLED_TRAINER = """
 import json, os, signal, sys
-from rrhf import checkpoints, training
-from rrhf.launch import run_trainer
+from rrhf.training import checkpoints, loop
+from rrhf.training.launch import run_trainer
 
 trainer, arguments, kill = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 if kill and kill["at"] == "checkpoint":
@@ -34,12 +34,12 @@ if kill and kill["at"] == "checkpoint":
         return path
     checkpoints.Checkpoints.save = save_then_die
 elif kill:
-    report = training.Trainer._report
+    report = loop.Trainer._report
     def report_then_die(self, row):
         report(self, row)
         if len(self.rows) == kill["step"]:
             os.kill(os.getpid(), signal.SIGKILL)
-    training.Trainer._report = report_then_die
+    loop.Trainer._report = report_then_die
 run_trainer(trainer, arguments)
 """
 
@@ -84,9 +84,11 @@ def test_rrhf_killed_between_and_at_checkpoints_ends_as_if_never_interrupted(tmp
                                                                                synthetic_frame):
     write_parquet(scored_set(synthetic_frame, 8), tmp_path / "scored.parquet", {"stage": "test"})
     arguments = dict(policy=str(tiny_lm_dir), scored=str(tmp_path / "scored.parquet"),
-                     training={"epochs": 3, "learning_rate": 3e-3, "batch_size": 2, "gradient_accumulation_steps": 2,
-                               "warmup_ratio": 0.1, "max_length": 96, "seed": 0},
-                     max_tokens_per_forward=512)
+                     rrhf={"training": {"epochs": 3, "learning_rate": 3e-3, "batch_size": 2,
+                                        "gradient_accumulation_steps": 2, "warmup_ratio": 0.1, "max_length": 96,
+                                        "seed": 0},
+                           "max_tokens_per_forward": 512},
+                     precision={})
     run_trainer("train_rrhf", {**arguments, "output_dir": str(tmp_path / "uninterrupted")})
     interrupted = {**arguments, "output_dir": str(tmp_path / "resumed"), "log_path": str(tmp_path / "rrhf.log"),
                    "checkpoint": checkpoint_settings(tmp_path, every_steps=2)}
@@ -111,9 +113,9 @@ def test_ppo_killed_between_and_at_checkpoints_ends_as_if_never_interrupted(tmp_
            "scale_reward": "running", "cliprange_reward": 10, "delta_reward": False,
            "generation": {"max_new_tokens": 6, "top_k": 0, "top_p": 1.0, "temperature": 1.0}}
     arguments = dict(policy=str(tiny_lm_dir), reward_model=str(tiny_reward_dir),
-                     train_data=str(tmp_path / "train.parquet"), ppo=ppo,
-                     training={"learning_rate": 1e-3, "batch_size": 4, "max_length": 64, "seed": 3},
-                     limit=32, selection_seed=0)
+                     train_data=str(tmp_path / "train.parquet"),
+                     ppo={**ppo, "training": {"learning_rate": 1e-3, "batch_size": 4, "max_length": 64, "seed": 3}},
+                     scoring={}, prompts={"limit": 32, "seed": 0, "key": "data.train_prompts"}, precision={})
     run_trainer("train_ppo", {**arguments, "output_dir": str(tmp_path / "uninterrupted")})
     interrupted = {**arguments, "output_dir": str(tmp_path / "resumed"), "log_path": str(tmp_path / "ppo.log"),
                    "checkpoint": checkpoint_settings(tmp_path, every_steps=1)}  # at every iteration's end
@@ -130,13 +132,13 @@ def test_ppo_killed_between_and_at_checkpoints_ends_as_if_never_interrupted(tmp_
 def test_a_checkpoint_of_another_job_is_not_resumed_from(tmp_path, tiny_lm_dir, synthetic_frame, change):
     write_parquet(scored_set(synthetic_frame, 8), tmp_path / "scored.parquet", {"stage": "test"})
     arguments = dict(policy=str(tiny_lm_dir), scored=str(tmp_path / "scored.parquet"), output_dir=str(tmp_path / "m"),
-                     training={"epochs": 2, "batch_size": 4, "max_length": 96, "seed": 0},
+                     rrhf={"training": {"epochs": 2, "batch_size": 4, "max_length": 96, "seed": 0}}, precision={},
                      log_path=str(tmp_path / "rrhf.log"),
                      checkpoint={**checkpoint_settings(tmp_path, every_steps=1), "keep": True})
     run_trainer("train_rrhf", arguments)
     assert sorted(p.name for p in (tmp_path / "checkpoints/model").iterdir()) == ["step-00000004"]  # kept: the last
     if change == "setting":
-        arguments["training"] = {**arguments["training"], "learning_rate": 1e-4}
+        arguments["rrhf"] = {"training": {**arguments["rrhf"]["training"], "learning_rate": 1e-4}}
     else:  # the scored set was rebuilt
         write_parquet(scored_set(synthetic_frame, 8), tmp_path / "scored.parquet", {"stage": "test", "again": 1})
     run_trainer("train_rrhf", arguments)
@@ -147,7 +149,8 @@ def test_a_checkpoint_of_another_job_is_not_resumed_from(tmp_path, tiny_lm_dir, 
 def test_a_job_that_never_saves_a_checkpoint_leaves_no_checkpoint_folder(tmp_path, tiny_lm_dir, synthetic_frame):
     write_parquet(scored_set(synthetic_frame, 4), tmp_path / "scored.parquet", {"stage": "test"})
     run_trainer("train_rrhf", dict(policy=str(tiny_lm_dir), scored=str(tmp_path / "scored.parquet"),
-                                   output_dir=str(tmp_path / "m"), training={"batch_size": 2, "max_length": 96},
+                                   output_dir=str(tmp_path / "m"),
+                                   rrhf={"training": {"batch_size": 2, "max_length": 96}}, precision={},
                                    checkpoint={**checkpoint_settings(tmp_path, every_steps=0), "every_minutes": 30}))
     assert (tmp_path / "m" / "model.safetensors").exists()
     assert not (tmp_path / "checkpoints").exists()  # the tiny default's jobs leave no empty checkpoints/ tree

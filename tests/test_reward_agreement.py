@@ -6,17 +6,10 @@ import math
 import pandas as pd
 import pytest
 
-from rrhf.gold_reward import gold_reward
+from rrhf.data.gold_reward import gold_reward
+from rrhf.evaluation.reward_agreement import evaluate_reward_model, training_set_agreement, within_prompt_pairs
 from rrhf.io import write_parquet
-from rrhf.reward_agreement import (
-    average_ranks,
-    evaluate_reward_model,
-    ordered_like_gold,
-    pearson,
-    spearman,
-    training_set_agreement,
-    within_prompt_pairs,
-)
+from rrhf.statistics import average_ranks, ordered_like_gold, pearson, spearman
 
 BREAD = "\n\nHuman: How do I bake bread?\n\nAssistant:"
 COMPLETE = (" First, mix flour, yeast and salt for the bread. Then knead the dough for ten minutes. Next, let the "
@@ -82,15 +75,16 @@ def test_evaluate_reward_model_stage(tmp_path):
     reward_model = tmp_path / "reward"
     reward_model.mkdir()
     (reward_model / "metrics.json").write_text(json.dumps({"test_accuracy": 0.8, "test_gold_accuracy": 0.9}))
-    write_parquet(scored_frame(), tmp_path / "DP.parquet", {"stage": "test"})
+    # The gold reward is the one of the dataset the scored set's provenance records.
+    write_parquet(scored_frame(), tmp_path / "DP.parquet", {"stage": "test", "dataset": {"source": "synthetic"}})
     output = tmp_path / "out" / "metrics.json"
-    result = evaluate_reward_model(str(reward_model), {"instruct/DP": str(tmp_path / "DP.parquet")}, "synthetic",
-                                   str(output))
+    result = evaluate_reward_model(str(reward_model), {"instruct/DP": str(tmp_path / "DP.parquet")}, str(output))
     assert json.loads(output.read_text()) == result
     assert result["held_out"] == {"test_accuracy": 0.8, "test_gold_accuracy": 0.9}
     assert result["training_sets"]["instruct/DP"]["within_prompt_pair_accuracy"] == pytest.approx(3 / 4)
 
     # A dataset without a gold reward, and a reward model from elsewhere (no metrics.json): nothing to compare.
-    elsewhere = evaluate_reward_model(str(tmp_path / "hub-model"), {"instruct/DP": str(tmp_path / "DP.parquet")},
-                                      "anthropic_jsonl", str(tmp_path / "other.json"))
+    write_parquet(scored_frame(), tmp_path / "HH.parquet", {"stage": "test", "dataset": {"source": "anthropic_jsonl"}})
+    elsewhere = evaluate_reward_model(str(tmp_path / "hub-model"), {"instruct/DP": str(tmp_path / "HH.parquet")},
+                                      str(tmp_path / "other.json"))
     assert elsewhere["held_out"] == {} and elsewhere["training_sets"] == {}

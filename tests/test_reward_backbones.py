@@ -20,10 +20,12 @@ from transformers import (
 )
 
 from rrhf.io import write_parquet
-from rrhf.models import encode_pair, load_reward_model, load_tokenizer
-from rrhf.rewards import encode_for_reward, score
-from rrhf.tiny import transcripts
-from rrhf.train_reward import pairwise_accuracy, train_reward_model
+from rrhf.losses import pairwise_accuracy
+from rrhf.models.loading import load_reward_model, load_tokenizer
+from rrhf.models.tiny import transcripts
+from rrhf.models.token_spans import encode_pair
+from rrhf.scoring.rewards import encode_for_reward, score
+from rrhf.training.reward_model import train_reward_model
 
 TRAINING = {"epochs": 4, "learning_rate": 3e-3, "batch_size": 16, "max_length": 96, "seed": 0}
 CLASSES = {"bert": BertForSequenceClassification, "gpt2": GPT2ForSequenceClassification}
@@ -68,7 +70,8 @@ def trained(request, tmp_path_factory, pairs):
     """(backbone name, saved reward-model folder, metrics) after train_reward_model on the marked pairs."""
     init = request.getfixturevalue({"bert": "bert_dir", "gpt2": "tiny_lm_dir"}[request.param])
     output = tmp_path_factory.mktemp(f"reward_{request.param}") / "model"
-    metrics = train_reward_model(str(init), str(pairs[0]), str(pairs[1]), str(output), TRAINING)
+    metrics = train_reward_model(str(init), str(pairs[0]), str(pairs[1]), str(output),
+                                 {"kind": "reward", "dataset": "test", "training": TRAINING}, {})
     return request.param, output, metrics
 
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from rrhf.io import read_provenance, write_parquet
-from rrhf.models import load_reward_model
-from rrhf.rewards import check_finite, provided_responses, score
-from rrhf.training_sets import SCORED_COLUMNS, assemble_training_set, training_set_stats
+from rrhf.models.loading import load_reward_model
+from rrhf.scoring.rewards import check_finite, provided_responses, score
+from rrhf.scoring.training_sets import SCORED_COLUMNS, assemble_training_set, training_set_stats
 
 
 @pytest.fixture(scope="module")

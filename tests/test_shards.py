@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from rrhf.data import select_prompts
+from rrhf.data.preference_pairs import select_prompts
 from rrhf.io import gather_parquet, read_provenance, write_parquet
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaForSequenceClassification
 
-from rrhf.evaluate import response_nll
-from rrhf.models import load_reward_model, load_tokenizer
-from rrhf.packed_rewards import reward_reader, reward_sharing_problem
-from rrhf.pair_accuracy import reward_model_accuracy
-from rrhf.rewards import score
+from rrhf.evaluation.pair_accuracy import reward_model_accuracy
+from rrhf.evaluation.perplexity import response_nll
+from rrhf.models.loading import load_reward_model, load_tokenizer
+from rrhf.scoring.packed_rewards import reward_reader, reward_sharing_problem
+from rrhf.scoring.rewards import score
 from scored_sets import scored_set
 
 

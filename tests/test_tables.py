@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from rrhf.io import write_parquet
-from rrhf.tables import TABLE2_COLUMNS, TABLE6_COLUMNS, TABLE7_COLUMNS, table2, table5, table6, table7
+from rrhf.report.tables import TABLE2_COLUMNS, TABLE6_COLUMNS, TABLE7_COLUMNS, table2, table5, table6, table7
 
 
 def metrics_file(folder, name, reward, ppl, gold=None, **extra):

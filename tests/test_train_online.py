@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from rrhf.models import span_kl
-from rrhf.train_online import query_windows
+from rrhf.models.token_spans import span_kl
+from rrhf.training.online_rrhf import query_windows
 
 # ---------------------------------------------------------------------------------------------------------------
 # span_kl
@@ -83,9 +83,9 @@ def some_replies(synthetic_frame):
 
 
 def test_response_kl_is_zero_when_pi_is_rho_and_positive_otherwise(tiny_lm_dir, some_replies):
-    from rrhf.models import load_causal_lm
-    from rrhf.ppo_models import FrozenReference
-    from rrhf.train_online import response_kl
+    from rrhf.models.loading import load_causal_lm
+    from rrhf.models.value_head_policy import FrozenReference
+    from rrhf.training.online_rrhf import response_kl
 
     prompts, replies = some_replies
     model, tokenizer = load_causal_lm(str(tiny_lm_dir))
@@ -167,21 +167,29 @@ def last_turn_prompts(frame: pd.DataFrame) -> list[str]:
             for p in frame["prompt"]]
 
 
-SAMPLER = {"num_responses": 2, "num_beams": 2, "num_beam_groups": 2, "diversity_penalty": 1.0, "max_new_tokens": 8,
-           "seed": 0, "batch_size": 16}
-ONLINE = {"steps_per_sample": 2, "kl_coef": 0.5, "sampler": "diverse_beam", "sampler_params": SAMPLER}
+SAMPLER = {"num_responses": 2, "num_beams": 2, "num_beam_groups": 2, "diversity_penalty": 1.0, "max_new_tokens": 8}
+SAMPLING = {"seed": 0, "batch_size": 16, "samplers": {"diverse_beam": SAMPLER}}
+ONLINE = {"steps_per_sample": 2, "kl_coef": 0.5, "sampler": "diverse_beam"}
 TRAINING = {"epochs": 2, "learning_rate": 1e-3, "batch_size": 4, "max_length": 96, "seed": 0, "warmup_ratio": 0.0}
 SCORING = {"batch_size": 16, "max_length": 128}
+ALL_PROMPTS = {"limit": None, "seed": 0, "key": "data.train_prompts"}
+
+
+def rrhf_block(training):
+    """The rrhf block of these runs: the summed fine-tuning loss (the paper's), the schema's defaults otherwise."""
+    return {"training": training, "ft_reduction": "sum"}
 QUERIES = 18  # windows of 2 x 4 = 8 queries: 8, 8 and a short 2 in each epoch
 
 
-def write_inputs(folder, synthetic_frame, count):
-    """train.parquet (prompt_id, prompt) and provided.parquet (the chosen and rejected replies, scored)."""
+def write_inputs(folder, synthetic_frame, count, source=None):
+    """train.parquet (prompt_id, prompt; from a dataset of ``source``, whose gold reward grades the samples, as
+    its provenance says) and provided.parquet (the chosen and rejected replies, scored)."""
     from rrhf.io import write_parquet
 
     frame = synthetic_frame.head(count).copy()
     frame["prompt"] = last_turn_prompts(frame)
-    write_parquet(frame[["prompt_id", "prompt"]], folder / "train.parquet", {"stage": "test"})
+    write_parquet(frame[["prompt_id", "prompt"]], folder / "train.parquet",
+                  {"stage": "test", **({"dataset": {"source": source}} if source else {})})
     rows = []
     for _, row in frame.iterrows():
         for index, source, reward in ((0, "chosen", 1.0), (1, "rejected", -1.0)):
@@ -195,13 +203,13 @@ def write_inputs(folder, synthetic_frame, count):
 @pytest.fixture(scope="module")
 def online_run(tmp_path_factory, synthetic_frame, tiny_lm_dir, tiny_reward_dir):
     """OP-2+KL for 2 epochs over 18 queries: 6 sampling rounds."""
-    from rrhf.train_online import train_online_rrhf
+    from rrhf.training.online_rrhf import train_online_rrhf
 
     folder = tmp_path_factory.mktemp("online")
-    train, provided = write_inputs(folder, synthetic_frame, QUERIES)
+    train, provided = write_inputs(folder, synthetic_frame, QUERIES, source="synthetic")
     metrics = train_online_rrhf(str(tiny_lm_dir), str(tiny_reward_dir), str(folder / "train.parquet"),
-                                str(folder / "model"), ONLINE, TRAINING, provided=str(folder / "provided.parquet"),
-                                scoring=SCORING, dataset_source="synthetic", log_path=str(folder / "run.log"))
+                                str(folder / "model"), rrhf_block(TRAINING), ONLINE, SAMPLING, SCORING, ALL_PROMPTS,
+                                {}, provided=str(folder / "provided.parquet"), log_path=str(folder / "run.log"))
     return {"folder": folder, "metrics": metrics, "train": train, "provided": provided,
             "samples": pd.read_parquet(folder / "model" / "online_samples.parquet"),
             "log": pd.read_parquet(folder / "model" / "train_log.parquet")}
@@ -210,7 +218,7 @@ def online_run(tmp_path_factory, synthetic_frame, tiny_lm_dir, tiny_reward_dir):
 def expected_schedule(train: pd.DataFrame, online: dict, training: dict):
     """(query frame in training order, windows, optimisation step at which each round starts, steps in all),
     from the selection, query_windows and the batch size."""
-    from rrhf.data import select_prompts
+    from rrhf.data.preference_pairs import select_prompts
 
     queries = select_prompts(train, None, 0)
     windows = query_windows(len(queries), online["steps_per_sample"] * training["batch_size"], training["epochs"],
@@ -255,7 +263,7 @@ def test_online_run_samples_each_window_of_queries(online_run):
 
 
 def test_online_samples_carry_rewards_and_the_kl_penalty(online_run):
-    from rrhf.gold_reward import gold_rewards
+    from rrhf.data.gold_reward import gold_rewards
 
     samples = online_run["samples"]
     expected = {"step", "round", "prompt_id", "prompt", "response_index", "response", "source", "reward", "kl",
@@ -275,8 +283,8 @@ def test_online_samples_carry_rewards_and_the_kl_penalty(online_run):
 
 
 def test_online_rewards_are_the_reward_models(online_run, tiny_reward_dir):
-    from rrhf.models import load_reward_model
-    from rrhf.rewards import score
+    from rrhf.models.loading import load_reward_model
+    from rrhf.scoring.rewards import score
 
     samples = online_run["samples"]
     some = samples.groupby("round").head(2)
@@ -308,7 +316,7 @@ def test_online_train_log_has_a_row_per_step_with_its_round(online_run):
 
 
 def test_online_model_is_saved_and_has_moved(online_run, tiny_lm_dir):
-    from rrhf.models import load_causal_lm
+    from rrhf.models.loading import load_causal_lm
 
     trained, _ = load_causal_lm(str(online_run["folder"] / "model"))
     initial, _ = load_causal_lm(str(tiny_lm_dir))
@@ -318,34 +326,36 @@ def test_online_model_is_saved_and_has_moved(online_run, tiny_lm_dir):
 
 def test_online_run_without_kl(tmp_path, synthetic_frame, tiny_lm_dir, tiny_reward_dir):
     """OP-k: no reference, kl NaN, the reward trained on is the reward model's."""
-    from rrhf.train_online import train_online_rrhf
+    from rrhf.training.online_rrhf import train_online_rrhf
 
     train, _ = write_inputs(tmp_path, synthetic_frame, 8)
-    online = {**ONLINE, "steps_per_sample": 1, "kl_coef": 0.0,
-              "sampler_params": {**SAMPLER, "max_new_tokens": 4}}
+    online = {**ONLINE, "steps_per_sample": 1, "kl_coef": 0.0}
+    sampling = {**SAMPLING, "samplers": {"diverse_beam": {**SAMPLER, "max_new_tokens": 4}}}
     training = {**TRAINING, "epochs": 1}
     metrics = train_online_rrhf(str(tiny_lm_dir), str(tiny_reward_dir), str(tmp_path / "train.parquet"),
-                                str(tmp_path / "model"), online, training, provided=str(tmp_path / "provided.parquet"),
-                                scoring=SCORING, log_path=str(tmp_path / "run.log"))
+                                str(tmp_path / "model"), rrhf_block(training), online, sampling, SCORING,
+                                ALL_PROMPTS, {}, provided=str(tmp_path / "provided.parquet"),
+                                log_path=str(tmp_path / "run.log"))
     samples = pd.read_parquet(tmp_path / "model" / "online_samples.parquet")
     _, windows, starts, total = expected_schedule(train, online, training)
     assert metrics["rounds"] == len(windows) == 2
     assert sorted(samples["step"].unique()) == starts
     assert samples["kl"].isna().all()
     assert samples["training_reward"].tolist() == samples["reward"].tolist()
-    assert samples["gold_reward"].isna().all()  # no dataset source: no gold reward
+    assert samples["gold_reward"].isna().all()  # the data records no dataset: no gold reward
     assert len(pd.read_parquet(tmp_path / "model" / "train_log.parquet")) == total
 
 
 def test_provided_responses_must_cover_every_selected_prompt(tmp_path, synthetic_frame, tiny_lm_dir,
                                                              tiny_reward_dir):
     from rrhf.io import write_parquet
-    from rrhf.train_online import train_online_rrhf
+    from rrhf.training.online_rrhf import train_online_rrhf
 
     train, provided = write_inputs(tmp_path, synthetic_frame, 8)
     partial = tmp_path / "partial.parquet"
     write_parquet(provided[provided["prompt_id"] != train["prompt_id"].iloc[3]], partial, {"stage": "test"})
     with pytest.raises(ValueError, match=re.escape(str(partial)) + r": no provided responses for 1 of the 8"):
         train_online_rrhf(str(tiny_lm_dir), str(tiny_reward_dir), str(tmp_path / "train.parquet"),
-                          str(tmp_path / "model"), ONLINE, TRAINING, provided=str(partial), scoring=SCORING)
+                          str(tmp_path / "model"), rrhf_block(TRAINING), ONLINE, SAMPLING, SCORING, ALL_PROMPTS, {},
+                          provided=str(partial))
     assert not (tmp_path / "model").exists()

@@ -7,10 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from rrhf.batching.query_batches import build_examples, collate_queries, response_logprobs
+from rrhf.evaluation.pair_accuracy import policy_rank_accuracy
 from rrhf.io import read_provenance, write_parquet
-from rrhf.models import load_tokenizer
-from rrhf.query_batches import build_examples, collate_queries, response_logprobs
-from rrhf.train_rrhf import policy_rank_accuracy, train_rrhf
+from rrhf.models.loading import load_tokenizer
+from rrhf.training.rrhf import train_rrhf
 from scored_sets import scored_set
 
 MAX_LENGTH = 128
@@ -23,8 +24,8 @@ def trained(tmp_path_factory, tiny_lm_dir, synthetic_frame):
     folder = tmp_path_factory.mktemp("rrhf")
     scored = scored_set(synthetic_frame, 24)
     write_parquet(scored, folder / "scored.parquet", {"stage": "test"})
-    metrics = train_rrhf(str(tiny_lm_dir), str(folder / "scored.parquet"), str(folder / "model"), TRAINING,
-                         max_tokens_per_forward=1024)
+    metrics = train_rrhf(str(tiny_lm_dir), str(folder / "scored.parquet"), str(folder / "model"),
+                         {"training": TRAINING, "max_tokens_per_forward": 1024}, {})
     return folder, scored, metrics
 
 
@@ -81,12 +82,13 @@ def test_chunked_forward_equals_one_padded_forward(tiny_lm_dir, synthetic_frame)
 def test_each_run_epochs_call_ends_with_an_optimiser_step():
     """With gradient accumulation, a call whose micro-batches do not fill the last group still steps on them,
     so nothing carries over into the next call (a PPO iteration, an online sampling round)."""
-    from rrhf.training import Trainer, TrainingParams
+    from rrhf.plan.blocks import Training
+    from rrhf.training.loop import Trainer
 
     model = torch.nn.Linear(3, 1)
-    params = TrainingParams(learning_rate=0.1, batch_size=1, gradient_accumulation_steps=2, warmup_ratio=0.0,
-                            lr_schedule="constant", max_grad_norm=0.0)
-    trainer = Trainer(model, params, total_steps=4)
+    params = Training.with_defaults(dict(learning_rate=0.1, batch_size=1, gradient_accumulation_steps=2,
+                                         warmup_ratio=0.0, lr_schedule="constant", max_grad_norm=0.0))
+    trainer = Trainer(model, params, {}, total_steps=4)
     examples = [torch.ones(3), 2 * torch.ones(3), 3 * torch.ones(3)]
 
     def compute_loss(module, batch):
@@ -109,11 +111,13 @@ def test_reward_during_training_is_logged_at_intervals_and_changes_no_weight(tmp
                                                                              synthetic_frame):
     from safetensors.torch import load_file
 
-    write_parquet(scored_set(synthetic_frame, 8), tmp_path / "scored.parquet", {"stage": "test"})
+    # The gold reward is the one of the dataset the scored set's provenance records.
+    write_parquet(scored_set(synthetic_frame, 8), tmp_path / "scored.parquet",
+                  {"stage": "test", "dataset": {"source": "synthetic"}})
     training = {"epochs": 2, "learning_rate": 3e-3, "batch_size": 2, "max_length": MAX_LENGTH, "seed": 0}
-    for name, monitor in (("plain", None), ("monitored", {"every_steps": 3, "prompts": 4, "max_new_tokens": 6})):
-        train_rrhf(str(tiny_lm_dir), str(tmp_path / "scored.parquet"), str(tmp_path / name), training,
-                   reward_model=str(tiny_reward_dir), reward_during_training=monitor, dataset_source="synthetic")
+    for name, monitor in (("plain", {}), ("monitored", {"every_steps": 3, "prompts": 4, "max_new_tokens": 6})):
+        train_rrhf(str(tiny_lm_dir), str(tmp_path / "scored.parquet"), str(tmp_path / name),
+                   {"training": training, "reward_during_training": monitor}, {}, reward_model=str(tiny_reward_dir))
     plain, monitored = (pd.read_parquet(tmp_path / name / "train_log.parquet") for name in ("plain", "monitored"))
     measured = monitored.dropna(subset=["reward"])
     assert measured["step"].tolist() == [3, 6, 8]  # every 3 steps and the last of 8

@@ -13,15 +13,16 @@ import pytest
 import torch
 from transformers import GPTJConfig, GPTJForCausalLM, GPTJModel
 
-from rrhf.models import encode_pair, load_tokenizer
-from rrhf.rewards import score
-from rrhf.training import pad_batch
-from rrhf.value_head_reward import (
+from rrhf.models.loading import load_tokenizer
+from rrhf.models.token_spans import encode_pair
+from rrhf.models.value_head_reward import (
     CHECKPOINT_FILE,
     ValueHeadRewardModel,
     load_value_head_reward_model,
     reward_positions,
 )
+from rrhf.padding import pad_batch
+from rrhf.scoring.rewards import score
 from workflow_helpers import FAST_OVERRIDES, run_snakemake
 
 N_POSITIONS = 64

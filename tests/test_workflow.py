@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from rrhf.io import read_provenance
-from rrhf.text_metrics import words
+from rrhf.text import words
 from workflow_helpers import (
     FAST_OVERRIDES,
     REPO,

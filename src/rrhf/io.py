@@ -86,6 +86,21 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         raise
 
 
+@contextlib.contextmanager
+def naming_damage(path: str, what: str):
+    """Re-raise an error from reading ``path`` (a truncated or corrupt weights file, weights of another shape, a
+    broken config) as a ValueError that names the path and what was being read, the original error kept."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError, SafetensorError) as error:
+        if isinstance(error, FileNotFoundError) or str(path) in str(error):
+            raise
+        raise ValueError(f"{path}: cannot read {what}: the files are damaged or do not fit "
+                         f"({type(error).__name__}: {error})") from error
+
+
 def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[str, Any]) -> None:
     """Write ``frame`` atomically, recording ``provenance`` (what produced it) in the file metadata."""
     table = pa.Table.from_pandas(frame, preserve_index=False)

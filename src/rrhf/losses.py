@@ -1,8 +1,15 @@
-"""The RRHF loss (Yuan et al., 2023, eq. 2-4) and the ranking metric used to watch it."""
+"""Every loss of the project, each a pure function of tensors with its shapes, and the metrics that watch them.
+
+RRHF's ranking and fine-tuning loss (Yuan et al., 2023, eq. 2-4) and its rank accuracy; the reward model's
+Bradley-Terry loss and pair accuracy; PPO's clipped surrogate and clipped value loss. The training methods
+(rrhf.training) wrap them in a ``compute_loss(model, batch)`` for the one training loop; LM pre-training and
+SFT use the model's own token cross-entropy (``model(**batch).loss``).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def sequence_scores(token_logprobs: torch.Tensor, response_mask: torch.Tensor,
@@ -85,3 +92,61 @@ def rank_accuracy(scores: torch.Tensor, rewards: torch.Tensor, valid: torch.Tens
     """Share of response pairs with different rewards that the policy orders like the rewards (NaN if none)."""
     right, total = rank_pair_counts(scores, rewards, valid)
     return right / total if total else float("nan")
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the true entries of ``mask`` (same shape); a scalar."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                cliprange: float = 0.2) -> tuple[torch.Tensor, float, float]:
+    """PPO's clipped surrogate: (loss, clip fraction, approximate KL to the rollout policy).
+
+    logprobs: (B, T) log pi(a_t | s_t) under the current policy (with gradient);
+    old_logprobs, advantages: (B, T) from the rollout. loss is the masked mean of
+    max(-A * ratio, -A * clip(ratio, 1 - cliprange, 1 + cliprange)); the clip
+    fraction is the share of tokens where the clipped term is the larger; the KL
+    is the mean of (ratio - 1) - log ratio (Schulman's k3 estimator).
+    """
+    log_ratio = (logprobs - old_logprobs) * mask
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    clip_fraction = float(masked_mean((clipped > unclipped).to(logprobs.dtype), mask))
+    approx_kl = float(masked_mean((ratio - 1 - log_ratio).detach(), mask))
+    return loss, clip_fraction, approx_kl
+
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               cliprange_value: float = 0.2) -> tuple[torch.Tensor, float]:
+    """PPO's clipped value loss: (loss, clip fraction).
+
+    values: (B, T) current value estimates (with gradient); old_values, returns:
+    (B, T) from the rollout. The prediction is also clipped to within
+    ``cliprange_value`` of the old one; loss = 0.5 * masked mean of the larger of
+    the two squared errors; the clip fraction is the share of tokens where the
+    clipped error is the larger.
+    """
+    clipped_values = torch.clamp(values, old_values - cliprange_value, old_values + cliprange_value)
+    error = (values - returns) ** 2
+    clipped_error = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(error, clipped_error), mask)
+    return loss, float(masked_mean((clipped_error > error).to(values.dtype), mask))
+
+
+def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
+    """Mean of -log sigmoid(r_chosen - r_rejected); both inputs have shape (B,)."""
+    return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+
+
+
+def pairwise_accuracy(chosen_rewards, rejected_rewards) -> float:
+    """Fraction of pairs whose chosen reply scores strictly higher than the rejected one."""
+    chosen = torch.as_tensor(chosen_rewards, dtype=torch.float)
+    rejected = torch.as_tensor(rejected_rewards, dtype=torch.float)
+    return float((chosen > rejected).float().mean())

@@ -8,11 +8,11 @@ rule build_tokenizer:
     output:
         model=directory("resources/models/{name}"),
     params:
-        vocab_size=lambda wildcards: build_spec(wildcards.name)["vocab_size"],
+        build=lambda wildcards: PLAN.build(wildcards.name),
     log:
         "logs/build_tokenizer/{name}.log",
     wildcard_constraints:
-        name=names_pattern(built_models("tokenizer")),
+        name=names_pattern(PLAN.built_models("tokenizer")),
     conda:
         ENV
     script:
@@ -22,23 +22,23 @@ rule build_tokenizer:
 rule pretrain_lm:
     input:
         data=build_train_data,
-        tokenizer=lambda wildcards: model_input(build_spec(wildcards.name)["tokenizer"]),
+        tokenizer=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["tokenizer"]),
     output:
         model=directory("resources/models/{name}"),
     params:
-        architecture=lambda wildcards: build_spec(wildcards.name)["architecture"],
-        training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
-        accelerate_config=ACCELERATE_CONFIG,
-        tokenizer=lambda wildcards: model_path(build_spec(wildcards.name)["tokenizer"]),
+        build=lambda wildcards: PLAN.build(wildcards.name),
+        precision=config["precision"],
+        accelerate_config=PLAN.accelerate_config,
+        tokenizer=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["tokenizer"]),
     log:
         "logs/pretrain_lm/{name}.log",
     benchmark:
-        "benchmarks/pretrain_lm/{name}.tsv"
+        "logs/benchmarks/pretrain_lm/{name}.tsv"
     wildcard_constraints:
-        name=names_pattern(built_models("pretrain")),
-    threads: rule_threads("pretrain_lm")
+        name=names_pattern(PLAN.built_models("pretrain")),
+    threads: threads_of("pretrain_lm")
     resources:
-        **rule_resources("pretrain_lm"),
+        **resources_of("pretrain_lm"),
     conda:
         ENV
     script:
@@ -48,23 +48,23 @@ rule pretrain_lm:
 rule train_sft:
     input:
         data=build_train_data,
-        init=lambda wildcards: model_input(build_spec(wildcards.name)["init"]),
+        init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"]),
     output:
         model=directory("resources/models/{name}"),
     params:
-        init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
-        training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
-        accelerate_config=ACCELERATE_CONFIG,
-        max_examples=lambda wildcards: build_spec(wildcards.name)["max_examples"],
+        init=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["init"]),
+        build=lambda wildcards: PLAN.build(wildcards.name),
+        precision=config["precision"],
+        accelerate_config=PLAN.accelerate_config,
     log:
         "logs/train_sft/{name}.log",
     benchmark:
-        "benchmarks/train_sft/{name}.tsv"
+        "logs/benchmarks/train_sft/{name}.tsv"
     wildcard_constraints:
-        name=names_pattern(built_models("sft")),
-    threads: rule_threads("train_sft")
+        name=names_pattern(PLAN.built_models("sft")),
+    threads: threads_of("train_sft")
     resources:
-        **rule_resources("train_sft"),
+        **resources_of("train_sft"),
     conda:
         ENV
     script:
@@ -74,24 +74,24 @@ rule train_sft:
 rule train_reward_model:
     input:
         data=build_train_data,
-        test_data=lambda wildcards: dataset_file(build_spec(wildcards.name)["dataset"], "test"),
-        init=lambda wildcards: model_input(build_spec(wildcards.name)["init"]),
+        test_data=lambda wildcards: PLAN.dataset_file(PLAN.build(wildcards.name)["dataset"], "test"),
+        init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"]),
     output:
         model=directory("resources/models/{name}"),
     params:
-        init=lambda wildcards: model_path(build_spec(wildcards.name)["init"]),
-        training=lambda wildcards: training_settings(build_spec(wildcards.name)["training"]),
-        accelerate_config=ACCELERATE_CONFIG,
-        dataset_source=lambda wildcards: config["datasets"][build_spec(wildcards.name)["dataset"]]["source"],
+        init=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["init"]),
+        build=lambda wildcards: PLAN.build(wildcards.name),
+        precision=config["precision"],
+        accelerate_config=PLAN.accelerate_config,
     log:
         "logs/train_reward_model/{name}.log",
     benchmark:
-        "benchmarks/train_reward_model/{name}.tsv"
+        "logs/benchmarks/train_reward_model/{name}.tsv"
     wildcard_constraints:
-        name=names_pattern(built_models("reward")),
-    threads: rule_threads("train_reward_model")
+        name=names_pattern(PLAN.built_models("reward")),
+    threads: threads_of("train_reward_model")
     resources:
-        **rule_resources("train_reward_model"),
+        **resources_of("train_reward_model"),
     conda:
         ENV
     script:

@@ -42,17 +42,17 @@ rule plot_loss_curve:
             "results/figures/loss_curve_{policy}_{setting}.png",
             caption="../report/loss_curve.rst",
             category=CATEGORY["curves"],
-            subcategory=lambda wildcards: MODELS[wildcards.policy]["display_name"],
-            labels=lambda wildcards: {"model": MODELS[wildcards.policy]["display_name"],
+            subcategory=lambda wildcards: PLAN.display_name(wildcards.policy),
+            labels=lambda wildcards: {"model": PLAN.display_name(wildcards.policy),
                                       "setting": wildcards.setting},
         ),
     params:
-        title=lambda wildcards: f"{MODELS[wildcards.policy]['display_name']}, {wildcards.setting}: training log",
-        about=lambda wildcards: training_about(wildcards.setting),
+        title=lambda wildcards: f"{PLAN.display_name(wildcards.policy)}, {wildcards.setting}: training log",
+        about=lambda wildcards: PLAN.training_about(wildcards.setting),
     log:
         "logs/plot_loss_curve/{policy}_{setting}.log",
     wildcard_constraints:
-        setting=f"{names_pattern(SETTINGS)}|PPO|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}",
+        setting=TRAINED_SETTINGS,
     conda:
         ENV
     script:
@@ -61,7 +61,7 @@ rule plot_loss_curve:
 
 rule plot_training_rewards:
     input:
-        training=lambda wildcards: [row["training"][0] for row in report_rows(wildcards.table) if row["training"]],
+        training=lambda wildcards: [row["training"][0] for row in report_rows(PLAN, wildcards.table) if row["training"]],
     output:
         figure=report(
             "results/figures/train_rewards_{table}.png",
@@ -72,12 +72,12 @@ rule plot_training_rewards:
         ),
     params:
         rows=lambda wildcards: [{"label": row["label"], "path": row["training"][0], "kind": row["training"][1]}
-                                for row in report_rows(wildcards.table) if row["training"]],
+                                for row in report_rows(PLAN, wildcards.table) if row["training"]],
         title=lambda wildcards: f"{table_label(wildcards.table)}: rewards of each row's training set",
     log:
         "logs/report/train_rewards_{table}.log",
     wildcard_constraints:
-        table="|".join(EVALUATED_TABLES) or "$^",
+        table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:
         ENV
     script:
@@ -86,7 +86,7 @@ rule plot_training_rewards:
 
 rule plot_evaluation_rewards:
     input:
-        generations=lambda wildcards: [row["generations"] for row in report_rows(wildcards.table)],
+        generations=lambda wildcards: [row["generations"] for row in report_rows(PLAN, wildcards.table)],
     output:
         figure=report(
             "results/figures/eval_rewards_{table}.png",
@@ -97,13 +97,13 @@ rule plot_evaluation_rewards:
         ),
     params:
         rows=lambda wildcards: [{"label": row["label"], "path": row["generations"]}
-                                for row in report_rows(wildcards.table)],
+                                for row in report_rows(PLAN, wildcards.table)],
         title=lambda wildcards: f"{table_label(wildcards.table)}: "
         "each test generation's reward and gold reward",
     log:
         "logs/report/eval_rewards_{table}.log",
     wildcard_constraints:
-        table="|".join(EVALUATED_TABLES) or "$^",
+        table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:
         ENV
     script:
@@ -112,7 +112,7 @@ rule plot_evaluation_rewards:
 
 rule generation_samples:
     input:
-        generations=lambda wildcards: [row["generations"] for row in report_rows(wildcards.table)],
+        generations=lambda wildcards: [row["generations"] for row in report_rows(PLAN, wildcards.table)],
     output:
         page=report(
             "results/report/generations_{table}.html",
@@ -122,14 +122,14 @@ rule generation_samples:
         ),
     params:
         rows=lambda wildcards: [{"policy": row["policy"], "setting": row["setting"], "path": row["generations"]}
-                                for row in report_rows(wildcards.table)],
+                                for row in report_rows(PLAN, wildcards.table)],
         title=lambda wildcards: f"{table_label(wildcards.table)}: "
         f"{REPORT_EXAMPLES} test prompts, each row's reply",
         examples=REPORT_EXAMPLES,
     log:
         "logs/report/generations_{table}.log",
     wildcard_constraints:
-        table="|".join(EVALUATED_TABLES) or "$^",
+        table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:
         ENV
     script:

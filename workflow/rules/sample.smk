@@ -5,25 +5,24 @@
 
 rule sample_responses:
     input:
-        data=dataset_file(config["data"]["dataset"], "train"),
-        policy=lambda wildcards: model_input(wildcards.policy),
+        data=TRAIN_DATA,
+        policy=lambda wildcards: PLAN.model_input(wildcards.policy),
     output:
         samples=sharded("results/samples/{policy}/{sampler}.parquet"),
     params:
-        policy=lambda wildcards: model_path(wildcards.policy),
-        sampler_params=lambda wildcards: sampler_params(wildcards.sampler),
-        limit=config["data"]["train_prompts"],
-        selection_seed=config["data"]["selection_seed"],
+        policy=lambda wildcards: PLAN.model_path(wildcards.policy),
+        sampling=lambda wildcards: PLAN.sampling_for(wildcards.sampler),
+        prompts=PLAN.prompt_subset("train"),
         device=config["device"],
         dtype=config["precision"]["dtype"],
         shard=shard_of,
     log:
         sharded("logs/sample_responses/{policy}_{sampler}.log"),
     benchmark:
-        sharded("benchmarks/sample_responses/{policy}_{sampler}.tsv")
-    threads: rule_threads("sample_responses")
+        sharded("logs/benchmarks/sample_responses/{policy}_{sampler}.tsv")
+    threads: threads_of("sample_responses")
     resources:
-        **rule_resources("sample_responses"),
+        **resources_of("sample_responses"),
     conda:
         ENV
     script:
@@ -34,21 +33,20 @@ rule sample_responses:
 # IP-1 (resampling.setting) by itself, so any n works.
 use rule sample_responses as sample_iterated_responses with:
     input:
-        data=dataset_file(config["data"]["dataset"], "train"),
-        policy=lambda wildcards: starting_model_input(wildcards.policy, wildcards.iteration),
+        data=TRAIN_DATA,
+        policy=lambda wildcards: starting_model_input(wildcards, wildcards.iteration),
     output:
         samples=sharded("results/samples/{policy}/{iteration}/{sampler}.parquet"),
     params:
-        policy=lambda wildcards: starting_model(wildcards.policy, wildcards.iteration),
-        sampler_params=lambda wildcards: sampler_params(wildcards.sampler),
-        limit=config["data"]["train_prompts"],
-        selection_seed=config["data"]["selection_seed"],
+        policy=lambda wildcards: starting_model(wildcards, wildcards.iteration),
+        sampling=lambda wildcards: PLAN.sampling_for(wildcards.sampler),
+        prompts=PLAN.prompt_subset("train"),
         device=config["device"],
         dtype=config["precision"]["dtype"],
         shard=shard_of,
     log:
         sharded("logs/sample_responses/{policy}_{iteration}_{sampler}.log"),
     benchmark:
-        sharded("benchmarks/sample_responses/{policy}_{iteration}_{sampler}.tsv")
+        sharded("logs/benchmarks/sample_responses/{policy}_{iteration}_{sampler}.tsv")
     wildcard_constraints:
         iteration=LATER_ITERATION_PATTERN,

@@ -4,23 +4,21 @@
 rule score_samples:
     input:
         samples=sharded("results/samples/{policy}/{sampler}.parquet"),
-        reward_model=reward_model_input(),
+        reward_model=PLAN.reward_model_input(),
     output:
         rewards=sharded("results/rewards/{policy}/{sampler}.parquet"),
     params:
-        reward_model=lambda wildcards: reward_model_source(),
-        batch_size=config["scoring"]["batch_size"],
-        max_length=config["scoring"]["max_length"],
-        prompt_sharing=config["scoring"]["prompt_sharing"],
+        reward_model=lambda wildcards: PLAN.reward_model_source(),
+        scoring=config["scoring"],
         device=config["device"],
         dtype=config["precision"]["dtype"],
     log:
         sharded("logs/score_samples/{policy}_{sampler}.log"),
     benchmark:
-        sharded("benchmarks/score_samples/{policy}_{sampler}.tsv")
-    threads: rule_threads("score_samples")
+        sharded("logs/benchmarks/score_samples/{policy}_{sampler}.tsv")
+    threads: threads_of("score_samples")
     resources:
-        **rule_resources("score_samples"),
+        **resources_of("score_samples"),
     conda:
         ENV
     script:
@@ -31,39 +29,36 @@ rule score_samples:
 use rule score_samples as score_iterated_samples with:
     input:
         samples=sharded("results/samples/{policy}/{iteration}/{sampler}.parquet"),
-        reward_model=reward_model_input(),
+        reward_model=PLAN.reward_model_input(),
     output:
         rewards=sharded("results/rewards/{policy}/{iteration}/{sampler}.parquet"),
     log:
         sharded("logs/score_samples/{policy}_{iteration}_{sampler}.log"),
     benchmark:
-        sharded("benchmarks/score_samples/{policy}_{iteration}_{sampler}.tsv")
+        sharded("logs/benchmarks/score_samples/{policy}_{iteration}_{sampler}.tsv")
     wildcard_constraints:
         iteration=LATER_ITERATION_PATTERN,
 
 rule score_provided:
     input:
-        data=dataset_file(config["data"]["dataset"], "train"),
-        reward_model=reward_model_input(),
+        data=TRAIN_DATA,
+        reward_model=PLAN.reward_model_input(),
     output:
         rewards=sharded("results/rewards/provided.parquet"),
     params:
-        reward_model=lambda wildcards: reward_model_source(),
-        limit=config["data"]["train_prompts"],
-        selection_seed=config["data"]["selection_seed"],
-        batch_size=config["scoring"]["batch_size"],
-        max_length=config["scoring"]["max_length"],
-        prompt_sharing=config["scoring"]["prompt_sharing"],
+        reward_model=lambda wildcards: PLAN.reward_model_source(),
+        prompts=PLAN.prompt_subset("train"),
+        scoring=config["scoring"],
         device=config["device"],
         dtype=config["precision"]["dtype"],
         shard=shard_of,
     log:
         sharded("logs/score_provided/provided.log"),
     benchmark:
-        sharded("benchmarks/score_provided/provided.tsv")
-    threads: rule_threads("score_provided")
+        sharded("logs/benchmarks/score_provided/provided.tsv")
+    threads: threads_of("score_provided")
     resources:
-        **rule_resources("score_provided"),
+        **resources_of("score_provided"),
     conda:
         ENV
     script:
@@ -78,21 +73,21 @@ rule assemble_training_set:
     log:
         "logs/assemble_training_set/{policy}_{setting}.log",
     wildcard_constraints:
-        setting=f"{names_pattern(own_training_sets())}|{LATER_ITERATION_PATTERN}",
+        setting=f"{names_pattern(PLAN.own_training_sets())}|{LATER_ITERATION_PATTERN}",
     conda:
         ENV
     script:
         "../scripts/assemble_training_set.py"
 
 
-if SHARDS > 1:
+if PLAN.shards > 1:
 
     localrules:
         gather_shards,
 
     rule gather_shards:
         input:
-            shards=expand("results/{{stage}}/{{path}}/shard{shard}.parquet", shard=range(SHARDS)),
+            shards=expand("results/{{stage}}/{{path}}/shard{shard}.parquet", shard=range(PLAN.shards)),
         output:
             gathered="results/{stage}/{path}.parquet",
         log:

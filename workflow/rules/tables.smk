@@ -4,10 +4,10 @@
 include: "report_common.smk"
 
 
-TABLE6_ROWS = table_rows("table6")
-TABLE7_ROWS = table_rows("table7")
-TABLE2_ENTRIES = table2_entries()
-TABLE5_ENTRIES = table5_entries()
+TABLE6_ROWS = labelled_rows(PLAN, "table6")
+TABLE7_ROWS = labelled_rows(PLAN, "table7")
+TABLE2_ENTRIES = entries(PLAN, "table2", "metrics.json")
+TABLE5_ENTRIES = entries(PLAN, "table5", "pair_accuracy.json")
 
 
 localrules:
@@ -59,8 +59,8 @@ rule table5:
 
 rule table6:
     input:
-        metrics=[evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE6_ROWS],
-        scored=[path for r in TABLE6_ROWS if (path := scored_file(r["model"], r["setting"]))],
+        metrics=[PLAN.evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE6_ROWS],
+        scored=[path for r in TABLE6_ROWS if (path := PLAN.scored_file(r["model"], r["setting"]))],
     output:
         table=report(
             "results/table6.csv",
@@ -71,7 +71,7 @@ rule table6:
     params:
         rows=[{"policy": r["policy"], "setting": r["setting"]} for r in TABLE6_ROWS],
         # Per row its training set, or None for online rows (sampled during training: no statistics).
-        scored=[scored_file(r["model"], r["setting"]) for r in TABLE6_ROWS],
+        scored=[PLAN.scored_file(r["model"], r["setting"]) for r in TABLE6_ROWS],
     log:
         "logs/tables/table6.log",
     conda:
@@ -82,7 +82,7 @@ rule table6:
 
 rule table7:
     input:
-        metrics=[evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE7_ROWS],
+        metrics=[PLAN.evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE7_ROWS],
     output:
         table=report(
             "results/table7.csv",

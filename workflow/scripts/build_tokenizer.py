@@ -1,3 +1,3 @@
-from rrhf.tiny import build_tokenizer
+from rrhf.models.tiny import build_tokenizer
 
-build_tokenizer(snakemake.input.data, snakemake.output.model, snakemake.params.vocab_size, log_path=snakemake.log[0])
+build_tokenizer(snakemake.input.data, snakemake.output.model, snakemake.params.build, log_path=snakemake.log[0])

@@ -1,4 +1,4 @@
-from rrhf.report_figures import plot_evaluation_rewards
+from rrhf.report.figures import plot_evaluation_rewards
 
 plot_evaluation_rewards(snakemake.params.rows, snakemake.params.title, snakemake.output.figure,
                         log_path=snakemake.log[0])

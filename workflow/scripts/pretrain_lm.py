@@ -1,11 +1,10 @@
-from rrhf.launch import run_trainer
+from rrhf.training.launch import run_trainer
 
 run_trainer(
     "pretrain_lm",
     dict(tokenizer_dir=snakemake.params.tokenizer, train_data=snakemake.input.data, output_dir=snakemake.output.model,
-         architecture=snakemake.params.architecture, training=snakemake.params.training,
-         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
-         log_path=snakemake.log[0]),
+         build=snakemake.params.build, precision=snakemake.params.precision,
+         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model), log_path=snakemake.log[0]),
     num_processes=snakemake.resources.gpu,
     accelerate_config=snakemake.params.accelerate_config,
 )

@@ -1,7 +1,5 @@
-from rrhf.sampling import sample_responses
+from rrhf.sampling.generation import sample_responses
 
-sample_responses(snakemake.params.policy, snakemake.input.data, snakemake.output.samples,
-                 snakemake.wildcards.sampler, snakemake.params.sampler_params, snakemake.params.limit,
-                 snakemake.params.selection_seed, device=snakemake.params.device,
-                 dtype=snakemake.params.dtype, shard=snakemake.params.shard,
-                 log_path=snakemake.log[0])
+sample_responses(snakemake.params.policy, snakemake.input.data, snakemake.output.samples, snakemake.wildcards.sampler,
+                 snakemake.params.sampling, snakemake.params.prompts, device=snakemake.params.device,
+                 dtype=snakemake.params.dtype, shard=snakemake.params.shard, log_path=snakemake.log[0])

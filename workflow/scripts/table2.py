@@ -1,3 +1,3 @@
-from rrhf.tables import table2
+from rrhf.report.tables import table2
 
 table2(snakemake.params.rows, list(snakemake.input.metrics), snakemake.output.table, log_path=snakemake.log[0])

@@ -1,3 +1,3 @@
-from rrhf.tables import table7
+from rrhf.report.tables import table7
 
 table7(snakemake.params.rows, list(snakemake.input.metrics), snakemake.output.table, log_path=snakemake.log[0])

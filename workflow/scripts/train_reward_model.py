@@ -1,12 +1,10 @@
-from rrhf.launch import run_trainer
+from rrhf.training.launch import run_trainer
 
 run_trainer(
     "train_reward_model",
     dict(init_model=snakemake.params.init, train_data=snakemake.input.data, test_data=snakemake.input.test_data,
-         output_dir=snakemake.output.model, training=snakemake.params.training,
-         dataset_source=snakemake.params.dataset_source,
-         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
-         log_path=snakemake.log[0]),
+         output_dir=snakemake.output.model, build=snakemake.params.build, precision=snakemake.params.precision,
+         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model), log_path=snakemake.log[0]),
     num_processes=snakemake.resources.gpu,
     accelerate_config=snakemake.params.accelerate_config,
 )

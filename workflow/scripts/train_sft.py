@@ -1,11 +1,10 @@
-from rrhf.launch import run_trainer
+from rrhf.training.launch import run_trainer
 
 run_trainer(
     "train_sft",
     dict(init_model=snakemake.params.init, train_data=snakemake.input.data, output_dir=snakemake.output.model,
-         training=snakemake.params.training, max_examples=snakemake.params.max_examples,
-         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
-         log_path=snakemake.log[0]),
+         build=snakemake.params.build, precision=snakemake.params.precision,
+         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model), log_path=snakemake.log[0]),
     num_processes=snakemake.resources.gpu,
     accelerate_config=snakemake.params.accelerate_config,
 )

@@ -1,0 +1,227 @@
+"""Preference data: three sources, one normalised format.
+
+Every source becomes a DataFrame with the columns ``prompt_id, prompt, chosen,
+rejected``: ``prompt`` is the conversation up to and including the last
+``"\\n\\nAssistant:"``; ``chosen`` and ``rejected`` are the two replies that
+follow it; ``prompt_id`` is a stable hash of the prompt text, unique within a
+split, so later stages can join on it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+
+from rrhf.data.dataset_facts import DATASET_KEY, dataset_facts
+from rrhf.io import setup_logging, write_parquet
+from rrhf.plan.blocks import PromptSubset
+
+ASSISTANT_MARKER = "\n\nAssistant:"
+COLUMNS = ["prompt_id", "prompt", "chosen", "rejected"]
+log = logging.getLogger("rrhf")
+
+
+def make_prompt_id(prompt: str) -> str:
+    """Stable 16-hex-digit id of a prompt text (first 64 bits of its SHA-256)."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+def split_transcript(transcript: str) -> tuple[str, str]:
+    """Split an HH transcript into (prompt up to and including the last Assistant marker, response)."""
+    cut = transcript.rfind(ASSISTANT_MARKER)
+    if cut < 0:
+        return "", transcript
+    end = cut + len(ASSISTANT_MARKER)
+    return transcript[:end], transcript[end:]
+
+
+@dataclass
+class DropCounts:
+    """How many input pairs were dropped, and why."""
+
+    mismatched_prompt: int = 0
+    empty_response: int = 0
+    duplicate_prompt: int = 0
+    details: list[str] = field(default_factory=list)
+
+    def total(self) -> int:
+        return self.mismatched_prompt + self.empty_response + self.duplicate_prompt
+
+
+def normalise_pairs(records: Iterable[tuple[str, str, str]], origin: str) -> tuple[pd.DataFrame, DropCounts]:
+    """Turn (prompt, chosen, rejected) triples into the normalised frame.
+
+    Pairs with an empty (blank) response and repeats of an earlier prompt are
+    dropped and counted; ``origin`` names the input in the counts' details.
+    """
+    counts = DropCounts()
+    seen: set[str] = set()
+    rows = []
+    for index, (prompt, chosen, rejected) in enumerate(records):
+        if not chosen.strip() or not rejected.strip():
+            counts.empty_response += 1
+            counts.details.append(f"{origin} pair {index}: empty response")
+            continue
+        prompt_id = make_prompt_id(prompt)
+        if prompt_id in seen:
+            counts.duplicate_prompt += 1
+            counts.details.append(f"{origin} pair {index}: repeats an earlier prompt")
+            continue
+        seen.add(prompt_id)
+        rows.append((prompt_id, prompt, chosen, rejected))
+    return pd.DataFrame(rows, columns=COLUMNS), counts
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number from 1, text) of each line of a UTF-8 text file, gunzipped when it ends in ``.gz``; raises
+    ValueError naming the file and line for invalid UTF-8 and for a damaged or truncated gzip stream."""
+    path = Path(path)
+    line_number = 0
+    handle = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    try:
+        with handle:
+            for line_number, raw in enumerate(handle, start=1):
+                try:
+                    yield line_number, raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise ValueError(f"{path}:{line_number}: not valid UTF-8 (byte {raw[error.start]:#04x} at "
+                                     f"column {error.start + 1}); save the file as UTF-8") from None
+    except (OSError, EOFError, zlib.error) as error:
+        if path.suffix != ".gz":
+            raise
+        where = "before its first line" if line_number == 0 else f"after line {line_number}"
+        raise ValueError(f"{path}:{line_number + 1}: not a readable gzip file, damaged or cut short {where} "
+                         f"({type(error).__name__}: {error})") from None
+
+
+def read_anthropic_records(path: str | Path) -> tuple[list[tuple[str, str, str]], int]:
+    """Parse an Anthropic HH file into (prompt, chosen, rejected) triples.
+
+    Returns the triples and the number of pairs whose two transcripts do not
+    share a prompt (dropped). Raises ``ValueError`` naming the file and line
+    for a malformed line, a row that is not an object, a missing field, invalid
+    UTF-8 or a damaged ``.gz`` (:func:`read_lines`).
+    """
+    path = Path(path)
+    triples: list[tuple[str, str, str]] = []
+    mismatched = 0
+    for line_number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+        for key in ("chosen", "rejected"):
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"{path}:{line_number}: missing or non-string field {key!r}")
+        prompt, chosen = split_transcript(row["chosen"])
+        rejected_prompt, rejected = split_transcript(row["rejected"])
+        if not prompt or prompt != rejected_prompt:
+            mismatched += 1
+            continue
+        triples.append((prompt, chosen, rejected))
+    return triples, mismatched
+
+
+def load_anthropic_jsonl_with_counts(path: str | Path) -> tuple[pd.DataFrame, DropCounts]:
+    """Like :func:`load_anthropic_jsonl`, also returning what was dropped."""
+    triples, mismatched = read_anthropic_records(path)
+    frame, counts = normalise_pairs(triples, origin=str(path))
+    counts.mismatched_prompt = mismatched
+    return frame, counts
+
+
+def load_anthropic_jsonl(path: str | Path) -> pd.DataFrame:
+    """Load an Anthropic ``chosen``/``rejected`` transcript file (jsonl or jsonl.gz).
+
+    Returns the normalised columns ``prompt_id, prompt, chosen, rejected``.
+    """
+    return load_anthropic_jsonl_with_counts(path)[0]
+
+
+def load_hub_dataset(name: str, split: str, revision: str | None = None) -> tuple[pd.DataFrame, DropCounts]:
+    """Load a dataset with ``prompt``/``chosen``/``rejected`` columns through ``datasets``.
+
+    ``name`` is a hub id (Dahoas/rm-static) or a local folder in the same layout.
+    """
+    import datasets
+
+    dataset = datasets.load_dataset(name, split=split, revision=revision)
+    missing = [c for c in ("prompt", "chosen", "rejected") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"dataset {name!r} split {split!r}: missing column(s) {missing}")
+    frame = dataset.select_columns(["prompt", "chosen", "rejected"]).to_pandas()
+    return normalise_pairs(frame.itertuples(index=False, name=None), origin=f"{name}[{split}]")
+
+
+def load_source(spec: dict[str, Any], split: str) -> tuple[pd.DataFrame, DropCounts]:
+    """Load one split of a dataset described by a config ``datasets:`` entry."""
+    source = spec["source"]
+    if source == "hub":
+        return load_hub_dataset(spec["name"], spec["splits"][split], spec.get("revision"))
+    if source == "anthropic_jsonl":
+        return load_anthropic_jsonl_with_counts(spec["files"][split])
+    if source == "synthetic":
+        from rrhf.data.synthetic_hh import generate_split
+
+        return normalise_pairs(generate_split(spec, split), origin=f"synthetic[{split}]")
+    raise ValueError(f"unknown dataset source {source!r}")
+
+
+def select_prompts(frame: pd.DataFrame, limit: int | None, seed: int, shard: tuple[int, int] | None = None,
+                   origin: str | None = None, key: str = "data.train_prompts / data.test_prompts") -> pd.DataFrame:
+    """A deterministic random subset of ``limit`` rows (all rows, shuffled, if ``limit`` is None).
+
+    With ``shard=(i, n)``, only every n-th selected row starting at the i-th: the
+    n shards of a selection are disjoint and together make the whole of it. A
+    ``limit`` above the rows there are raises ValueError naming ``key`` (the config
+    key), ``origin`` (the file) and how many rows it has.
+    """
+    if limit is not None and limit > len(frame):
+        raise ValueError(f"{key}: {limit} prompts asked for, but {origin or 'the dataset'} has only {len(frame)}; "
+                         f"ask for at most {len(frame)} (null takes them all)")
+    shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    selected = shuffled if limit is None else shuffled.head(limit)
+    if shard is not None:
+        index, count = shard
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index} of {count} does not exist")
+        selected = selected.iloc[index::count]
+    return selected.reset_index(drop=True)
+
+
+def select_subset(frame: pd.DataFrame, prompts: PromptSubset | dict[str, Any], origin: str,
+                  shard: tuple[int, int] | None = None) -> pd.DataFrame:
+    """:func:`select_prompts` of the prompts a stage uses (rrhf.plan.blocks.PromptSubset: how many, the seed, the
+    config key that says how many)."""
+    prompts = PromptSubset.coerce(prompts)
+    return select_prompts(frame, prompts.limit, prompts.seed, shard, origin=origin, key=prompts.key)
+
+
+def prepare_dataset(spec: dict[str, Any], split: str, output: str, log_path: str | None = None) -> pd.DataFrame:
+    """Stage entry point: write one normalised split to ``output`` (Parquet)."""
+    setup_logging(log_path)
+    frame, counts = load_source(spec, split)
+    log.info(
+        "%s split %s: kept %d pairs; dropped %d with mismatched prompts, %d with an empty response, "
+        "%d repeated prompts",
+        spec.get("source"), split, len(frame), counts.mismatched_prompt, counts.empty_response, counts.duplicate_prompt,
+    )
+    for detail in counts.details[:50]:
+        log.info("dropped: %s", detail)
+    if frame.empty:
+        raise ValueError(f"dataset split {split!r} of {spec} has no usable pairs")
+    write_parquet(frame, output, {"stage": "prepare_dataset", "split": split, "spec": spec,
+                                  "dropped": counts.total(), DATASET_KEY: dataset_facts(spec["source"])})
+    return frame

@@ -1,0 +1,126 @@
+"""Loading models and tokenizers the same way in every stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from rrhf.io import naming_damage
+from rrhf.models.value_head_reward import load_value_head_reward_model
+from rrhf.plan.model_sources import model_source_problem
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """The torch dtype of config ``precision.dtype``: ``auto`` is bfloat16 on CUDA (when the GPU has it) and
+    float32 elsewhere; ``float32``, ``bfloat16``, ``float16`` or a torch dtype are taken as they are."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name == "auto":
+        cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"precision.dtype: {name!r} is not one of {['auto', *DTYPES]}")
+    return DTYPES[name]
+
+
+def check_model_source(path: str, kind: str = "model") -> None:
+    """Raise FileNotFoundError naming ``path`` when it looks local but is missing or lacks what ``kind`` needs,
+    or is a hub id not in the cache while HF_HUB_OFFLINE is set (:func:`rrhf.plan.model_sources.model_source_problem`),
+    before transformers takes it for a hub id or gives unrelated advice."""
+    problem = model_source_problem(str(path), kind)
+    if problem:
+        raise FileNotFoundError(f"{'tokenizer' if kind == 'tokenizer' else 'model'} path {problem}")
+
+
+def load_tokenizer(path: str, padding_side: str = "left", trust_remote_code: bool = False):
+    """A tokenizer with a pad token (the EOS token when it has none) and the given padding side; raises naming
+    ``path`` when it has neither a pad nor an EOS token (responses end in EOS, batches are padded)."""
+    check_model_source(path, "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"tokenizer of {path!r} has neither an EOS nor a pad token: responses end in EOS "
+                             "and batches are padded; set eos_token in its tokenizer_config.json")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def check_vocabulary(model, tokenizer, path: str) -> None:
+    """Raise naming ``path`` when the tokenizer has more tokens than the model has embedding rows (a tokenizer
+    from another model): its highest ids would index past the table (``IndexError: index out of range``)."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ValueError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table has "
+                         f"{rows} rows, so token ids {rows} to {len(tokenizer) - 1} have no embedding; the "
+                         "folder's tokenizer belongs to another model")
+
+
+def load_causal_lm(path: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"):
+    """(model in eval mode on ``device`` with weights in ``dtype`` (:func:`resolve_dtype`), tokenizer padded on
+    the left) from a hub id or folder; a bad path or a tokenizer that does not fit the model raises naming it."""
+    check_model_source(path)
+    tokenizer = load_tokenizer(path, padding_side="left")
+    with naming_damage(path, "the causal LM"):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device))
+    check_vocabulary(model, tokenizer, path)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device).eval(), tokenizer
+
+
+def load_reward_model(source: str | dict[str, Any], device: str | torch.device = "cpu",
+                      dtype: str | torch.dtype = "float32"):
+    """(reward model in eval mode with weights in ``dtype``, tokenizer padded on the right).
+
+    ``source`` is a path or hub id of a one-label ``AutoModelForSequenceClassification``, or a dict with
+    ``path``, ``format`` (``transformers``, or ``value_head_checkpoint`` for a raw backbone + ``v_head``
+    state dict such as Dahoas/gptj-rm-static's: :mod:`rrhf.models.value_head_reward`), ``backbone`` and
+    ``trust_remote_code``. Either way ``model(input_ids=..., attention_mask=...).logits`` is (n, 1).
+    """
+    spec = {"path": source} if isinstance(source, str) else source
+    path, trust_remote_code = spec["path"], spec.get("trust_remote_code", False)
+    if spec.get("format", "transformers") == "value_head_checkpoint":
+        check_model_source(path, "value_head_checkpoint")
+        check_model_source(spec["backbone"], "backbone")
+        model, tokenizer = load_value_head_reward_model(path, spec["backbone"], resolve_dtype(dtype, device),
+                                                        trust_remote_code=trust_remote_code)
+        return model.to(device).eval(), tokenizer
+    check_model_source(path)
+    tokenizer = load_tokenizer(path, padding_side="right", trust_remote_code=trust_remote_code)
+    with naming_damage(path, "the reward model"):
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=resolve_dtype(dtype, device),
+                                                                   trust_remote_code=trust_remote_code)
+    check_vocabulary(model, tokenizer, path)
+    if model.config.num_labels != 1:
+        raise ValueError(f"reward model {path!r} has {model.config.num_labels} labels; a reward model has 1")
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device).eval(), tokenizer
+
+
+def model_positions(model) -> int | None:
+    """The longest sequence the model's position embeddings allow (config n_positions or
+    max_position_embeddings); None when its config names no limit."""
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def usable_length(model, requested: int) -> int:
+    """``requested``, capped at :func:`model_positions` (if the model names a limit)."""
+    limit = model_positions(model)
+    return min(requested, limit) if limit else requested
+
+

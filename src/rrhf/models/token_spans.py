@@ -1,0 +1,90 @@
+"""Token ids of (prompt, response) pairs and the log-probabilities, entropies and KL of a span of them."""
+
+from __future__ import annotations
+
+import torch
+
+
+def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos: bool = True) -> tuple[list[int], int]:
+    """Token ids of prompt + response (+ EOS) within ``max_length``, and where the response starts.
+
+    When too long, the response keeps up to ``max_length - min(len(prompt), max_length // 2)``
+    tokens and the prompt is cut from the left, so the end of the prompt (the
+    question being answered) is always kept.
+    """
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if add_eos and tokenizer.eos_token_id is not None:
+        response_ids = response_ids + [tokenizer.eos_token_id]
+    return cut_pair(prompt_ids, response_ids, max_length)
+
+
+
+def cut_pair(prompt_ids: list[int], response_ids: list[int], max_length: int) -> tuple[list[int], int]:
+    """:func:`encode_pair` on token ids: prompt + response within ``max_length`` (the prompt cut from the left),
+    and where the response starts."""
+    if len(prompt_ids) + len(response_ids) > max_length:
+        response_ids = response_ids[: max_length - min(len(prompt_ids), max_length // 2)]
+        prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(response_ids)):]
+    return prompt_ids + response_ids, len(prompt_ids)
+
+
+
+def _span_positions(spans: list[tuple[int, int]], device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(rows (M,), positions (M,), per-row sizes) of the tokens t in [max(start, 1), end) of every row's span."""
+    rows, positions, sizes = [], [], []
+    for row, (start, end) in enumerate(spans):
+        start = max(int(start), 1)
+        rows += [row] * (int(end) - start)
+        positions += range(start, int(end))
+        sizes.append(int(end) - start)
+    return (torch.tensor(rows, dtype=torch.long, device=device),
+            torch.tensor(positions, dtype=torch.long, device=device), sizes)
+
+
+
+def _span_log_softmax(logits: torch.Tensor, input_ids: torch.Tensor,
+                      spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(log_softmax (M, V) float32, target token ids (M,), per-row sizes) for the span tokens of every row."""
+    rows_t, positions_t, sizes = _span_positions(spans, input_ids.device)
+    return torch.log_softmax(logits[rows_t, positions_t - 1].float(), dim=-1), input_ids[rows_t, positions_t], sizes
+
+
+
+def span_logprobs(logits: torch.Tensor, input_ids: torch.Tensor,
+                  spans: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """log P(token t | tokens before t) for t in [max(start, 1), end) of each row's span.
+
+    logits: (n, L, V); input_ids: (n, L); spans: one (start, end) per row.
+    Returns n float32 tensors of shape (end - max(start, 1),). The log-softmax
+    runs on those positions only, in one call, not on prompts or padding (at 7B
+    scale a full-sequence float32 log-softmax costs gigabytes).
+    """
+    logprobs, targets, sizes = _span_log_softmax(logits, input_ids, spans)
+    return list(logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).split(sizes))
+
+
+
+def span_logprobs_and_entropies(logits: torch.Tensor, input_ids: torch.Tensor,
+                                spans: list[tuple[int, int]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """:func:`span_logprobs` and, from the same log-softmax, the entropy of the model's next-token
+    distribution at each span token (same shapes)."""
+    logprobs, targets, sizes = _span_log_softmax(logits, input_ids, spans)
+    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return list(picked.split(sizes)), list((-(logprobs.exp() * logprobs).sum(-1)).split(sizes))
+
+
+
+def span_kl(logits: torch.Tensor, reference_logits: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """(n,) KL(pi || rho) of each row's span: sum over its tokens t of the exact KL between the two models'
+    next-token distributions given the tokens before t (summed over the vocabulary).
+
+    logits, reference_logits: (n, L, V) of pi and rho on the same inputs; spans: one (start, end) per row, as
+    in :func:`span_logprobs`. Each term is >= 0, so the sum is 0 exactly when pi = rho on the span and
+    positive otherwise.
+    """
+    rows_t, positions_t, sizes = _span_positions(spans, logits.device)
+    log_pi = torch.log_softmax(logits[rows_t, positions_t - 1].float(), dim=-1)
+    log_rho = torch.log_softmax(reference_logits[rows_t, positions_t - 1].float(), dim=-1)
+    per_token = (log_pi.exp() * (log_pi - log_rho)).sum(-1).clamp_min(0.0)
+    return torch.stack([part.sum() for part in per_token.split(sizes)])

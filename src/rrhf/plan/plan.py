@@ -1,0 +1,250 @@
+"""The plan of a run: from the validated config, what each setting means, where each file goes and what each
+job takes.
+
+``Plan.from_config(config, workflow_dir)`` is built once, by workflow/rules/common.smk, before any job; it
+raises ValueError listing every problem it finds (:mod:`rrhf.plan.checks`), each naming its config key. The
+rule files keep only paths and input functions, which call the plan.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rrhf.plan.blocks import (
+    PPO,
+    RRHF,
+    Checkpoints,
+    Data,
+    Evaluation,
+    Precision,
+    Resampling,
+    Resources,
+    Sampling,
+    Scoring,
+)
+from rrhf.plan.checks import plan_problems
+from rrhf.plan.schema import fill_defaults
+from rrhf.plan.settings import Setting, parse_setting, setting_problem
+from rrhf.plan.tables import TableRow, read_table_rows
+
+SAMPLERS = ("beam", "diverse_beam", "top_p")
+
+
+class Plan:
+    """The config of one run, checked, with the typed blocks and the answers the rules need."""
+
+    def __init__(self, config: dict[str, Any], workflow_dir: str | os.PathLike):
+        self.config = config
+        self.workflow_dir = Path(workflow_dir)
+        self.models: dict[str, dict[str, Any]] = config["models"]
+        self.policies: dict[str, str] = config["policies"]  # table role -> models entry
+        self.settings: dict[str, dict[str, Any]] = config["settings"]
+        self.reward_model: str = config["reward_model"]
+        self.evaluation_model: str = config["evaluation_model"]
+        self.shards: int = config["shards"]
+        self.data = Data.from_config(config["data"])
+        self.rrhf = RRHF.from_config(config["rrhf"])
+        self.ppo = PPO.from_config(config["ppo"])
+        self.sampling = Sampling.from_config(config["sampling"])
+        self.scoring = Scoring.from_config(config["scoring"])
+        self.evaluation = Evaluation.from_config(config["evaluation"])
+        self.resampling = Resampling.from_config(config["resampling"])
+        self.checkpoints = Checkpoints.from_config(config["checkpoints"])
+        self.precision = Precision.from_config(config["precision"])
+        self.resources = Resources.from_config(config["resources"])
+        self.tables_file = self.workflow_dir / config["tables"]
+        self.tables: dict[str, list[TableRow]]
+        self.tables, self.table_problems = read_table_rows(self.tables_file, config["table_settings"])
+        accelerate = config["accelerate_config"]
+        self.accelerate_config = str(self.workflow_dir / accelerate) if accelerate else None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], workflow_dir: str | os.PathLike) -> "Plan":
+        """Validate ``config`` (filling in the schema's defaults, in place), build the plan and check it; raises
+        ValueError listing every problem."""
+        plan = cls(fill_defaults(config), workflow_dir)
+        problems = plan_problems(plan)
+        if problems:
+            raise ValueError("config error(s):\n  " + "\n  ".join(problems))
+        return plan
+
+    # --- settings -----------------------------------------------------------------------------------------------
+
+    def setting(self, name: str) -> Setting:
+        """The parsed setting ``name``; raises ValueError saying why when it is none."""
+        parsed = parse_setting(name, self.settings)
+        if parsed is None:
+            raise ValueError(f"setting {setting_problem(name, self.settings)}")
+        return parsed
+
+    def trained_setting(self, name: str) -> str:
+        """The setting whose model and training set a setting's are: IP-1 is resampling.setting, the rest
+        themselves."""
+        return self.resampling.setting if self.setting(name).iteration == 1 else name
+
+    def setting_spec(self, name: str) -> dict[str, Any]:
+        """The ``settings`` entry a setting follows (its sampler, provided responses, rank weight): IP-{n} and
+        OP-{k}[+KL] follow resampling.setting."""
+        if self.setting(name).kind in ("iterated", "online"):
+            return self.settings[self.resampling.setting]
+        return self.settings[name]
+
+    def rank_weight(self, name: str) -> float:
+        return self.setting_spec(name).get("rank_weight", self.rrhf.rank_weight)
+
+    def rrhf_for(self, name: str) -> dict[str, Any]:
+        """The ``rrhf`` block a setting trains with: the config's, with the setting's own rank_weight."""
+        return {**self.config["rrhf"], "rank_weight": self.rank_weight(name)}
+
+    def online_for(self, name: str) -> dict[str, Any]:
+        """What an OP-{k}[+KL] setting means (rrhf.plan.blocks.OnlineSchedule): k, the KL coefficient (0
+        without +KL) and the sampler it draws with."""
+        setting = self.setting(name)
+        return {"steps_per_sample": setting.number, "kl_coef": self.resampling.kl_coef if setting.with_kl else 0.0,
+                "sampler": self.setting_spec(name)["sampler"]}
+
+    def sampling_for(self, sampler: str) -> dict[str, Any]:
+        """The ``sampling`` block as a job of one sampler sees it: with that sampler only, so that changing
+        another sampler re-runs nothing here."""
+        sampling = self.config["sampling"]
+        return {**sampling, "samplers": {sampler: sampling["samplers"][sampler]}}
+
+    def prompt_subset(self, split: str) -> dict[str, Any]:
+        """Which prompts of a split a stage uses (rrhf.plan.blocks.PromptSubset)."""
+        key = f"data.{split}_prompts"
+        return {"limit": self.config["data"][f"{split}_prompts"], "seed": self.data.selection_seed, "key": key}
+
+    def own_training_sets(self) -> list[str]:
+        """Settings that build their own training set (not reusing another's)."""
+        return [name for name, spec in self.settings.items() if "training_set" not in spec]
+
+    # --- models -------------------------------------------------------------------------------------------------
+
+    def display_name(self, model: str) -> str:
+        return self.models[model]["display_name"]
+
+    def built_models(self, kind: str) -> list[str]:
+        return [name for name, spec in self.models.items() if spec.get("build", {}).get("kind") == kind]
+
+    def build(self, name: str) -> dict[str, Any]:
+        """The build recipe of a models entry."""
+        return self.models[name]["build"]
+
+    def model_path(self, name: str) -> str:
+        """Where a model loads from: its build folder, or its configured hub id / local path."""
+        spec = self.models[name]
+        return f"resources/models/{name}" if "build" in spec else spec["path"]
+
+    def model_input(self, name: str) -> list[str]:
+        """The model as a job input: its build folder or a local path; nothing for a hub id."""
+        path = self.model_path(name)
+        return [path] if "build" in self.models[name] or Path(path).exists() else []
+
+    def reward_model_source(self) -> str | dict[str, Any]:
+        """How jobs load the reward model: its path, or, for another format or with trust_remote_code, a dict of
+        path, format, backbone and trust_remote_code (rrhf.models.loading.load_reward_model takes either)."""
+        spec = self.models[self.reward_model]
+        if spec.get("format", "transformers") == "transformers" and not spec.get("trust_remote_code", False):
+            return self.model_path(self.reward_model)
+        return {"path": self.model_path(self.reward_model), "format": spec.get("format", "transformers"),
+                "backbone": spec.get("backbone"), "trust_remote_code": spec.get("trust_remote_code", False)}
+
+    def reward_model_input(self) -> list[str]:
+        """The reward model (and a local backbone folder) as job inputs: nothing for hub ids."""
+        backbone = self.models[self.reward_model].get("backbone")
+        return self.model_input(self.reward_model) + ([backbone] if backbone and Path(backbone).exists() else [])
+
+    # --- files --------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def dataset_file(dataset: str, split: str) -> str:
+        return f"resources/data/{dataset}/{split}.parquet"
+
+    def data_file(self, split: str) -> str:
+        """The split of the experiment's dataset (data.dataset)."""
+        return self.dataset_file(self.data.dataset, split)
+
+    def scored_file(self, policy: str, setting: str) -> str | None:
+        """The training set a setting trains on (its own, or the one it reuses); None for OP-{k}[+KL], whose
+        responses are sampled during training (results/models/{policy}/{setting}/online_samples.parquet)."""
+        if self.setting(setting).kind == "online":
+            return None
+        setting = self.trained_setting(setting)
+        own = setting if self.setting(setting).kind == "iterated" else self.settings[setting].get("training_set",
+                                                                                                   setting)
+        return f"results/scored/{policy}/{own}.parquet"
+
+    def setting_parts(self, policy: str, setting: str) -> dict[str, str]:
+        """The scored parts a setting's training set is made of: sampled responses and/or the provided ones.
+        IP-{n}'s samples come from IP-(n-1)'s model, under results/rewards/{policy}/IP-{n}/."""
+        spec = self.setting_spec(setting)
+        folder = f"{policy}/{setting}" if self.setting(setting).kind == "iterated" else policy
+        parts = {}
+        if spec["sampler"]:
+            parts["sampled"] = f"results/rewards/{folder}/{spec['sampler']}.parquet"
+        if spec["provided"]:
+            parts["provided"] = "results/rewards/provided.parquet"
+        return parts
+
+    def previous_iteration_model(self, policy: str, setting: str) -> str | None:
+        """The model IP-(n-1) trained, for IP-{n} with n >= 2 (IP-1's is resampling.setting's); None otherwise."""
+        n = self.setting(setting).iteration
+        return f"results/models/{policy}/{self.trained_setting(f'IP-{n - 1}')}" if n and n > 1 else None
+
+    def starting_model(self, policy: str, setting: str) -> str:
+        """The model a setting's training starts from (and IP-{n} samples with): IP-(n-1)'s for IP-{n}, n >= 2;
+        the untrained policy otherwise."""
+        return self.previous_iteration_model(policy, setting) or self.model_path(policy)
+
+    def starting_model_input(self, policy: str, setting: str) -> list[str]:
+        previous = self.previous_iteration_model(policy, setting)
+        return [previous] if previous else self.model_input(policy)
+
+    def evaluated_model(self, policy: str, setting: str) -> str:
+        """The model an evaluation uses: the RRHF- or PPO-trained one, or the untrained policy for "none"."""
+        if setting == "none":
+            return self.model_path(policy)
+        return f"results/models/{policy}/{self.trained_setting(setting)}"
+
+    def evaluated_model_input(self, policy: str, setting: str) -> list[str]:
+        return self.model_input(policy) if setting == "none" else [self.evaluated_model(policy, setting)]
+
+    def evaluation_file(self, model: str, setting: str, name: str) -> str:
+        """A table row's evaluation file; an IP-1 row reads resampling.setting's (the same model, evaluated
+        once)."""
+        return f"results/eval/{model}/{self.trained_setting(setting)}/{name}"
+
+    def agreement_training_sets(self) -> dict[str, str]:
+        """{policy}/{training set} -> scored file, for every training set a table row trains on."""
+        sets = {}
+        for rows in self.tables.values():
+            for row in rows:
+                if row.setting is not None and parse_setting(row.setting, self.settings) is not None \
+                        and self.setting(row.setting).trains_with_rrhf:
+                    path = self.scored_file(self.policies[row.policy], row.setting)
+                    if path:
+                        sets[path.removeprefix("results/scored/").removesuffix(".parquet")] = path
+        return sets
+
+    # --- resources ----------------------------------------------------------------------------------------------
+
+    def rule_resources(self, rule: str) -> dict[str, int]:
+        """A heavy rule's cluster resources (gpu, cpus_per_task, mem_mb, runtime): the config's resources section,
+        replaced key by key by the rule's own entry under resources.rules."""
+        return self.resources.for_rule(rule)
+
+    def rule_threads(self, rule: str) -> int:
+        """Threads of a rule's jobs: its cpus_per_task (what SLURM gives it, and what it uses locally)."""
+        return self.rule_resources(rule)["cpus_per_task"]
+
+    def training_about(self, setting: str) -> dict[str, Any]:
+        """The config behind a trained model, for its report caption: the setting and the block it used."""
+        if setting == "PPO":
+            return {"ppo": self.config["ppo"]}
+        about = {"setting": self.setting_spec(setting), "rank_weight": self.rank_weight(setting),
+                 "rrhf": self.config["rrhf"]}
+        if self.setting(setting).kind in ("iterated", "online"):
+            about["resampling"] = self.config["resampling"]
+        return about

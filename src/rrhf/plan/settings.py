@@ -1,0 +1,93 @@
+"""The grammar of setting names: what a table row, a target path or a command line may call a setting.
+
+A setting is one of
+- ``none``: the untrained policy;
+- ``PPO``: the PPO baseline (config ``ppo``);
+- ``best-of-{n}``: n samples of the untrained policy per test prompt, the best kept (evaluation only);
+- a name of the config's ``settings`` (``BP``, ``DP``, ``BP-norank``, ...): RRHF on a fixed training set;
+- ``IP-{n}``: iterated RRHF (IP-1 is ``resampling.setting``; IP-n samples with IP-(n-1)'s model);
+- ``OP-{k}`` and ``OP-{k}+KL``: online RRHF, sampling again every k steps (+KL: rewards lowered by KL(pi || rho)).
+
+n and k are whole numbers from 1. :func:`parse_setting` reads a name into a :class:`Setting`;
+:func:`setting_problem` says why a name is none of these. The patterns are also Snakemake's wildcard
+constraints, so a path only matches the rule that makes it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Collection
+
+NUMBER = r"[1-9][0-9]*"
+ITERATED_PATTERN = rf"IP-{NUMBER}"
+LATER_ITERATION_PATTERN = r"IP-(?:[2-9]|[1-9][0-9]+)"  # IP-n with n >= 2: the ones train_rrhf trains
+ONLINE_PATTERN = rf"OP-{NUMBER}(?:\+KL)?"
+BEST_OF_N_PATTERN = rf"best-of-{NUMBER}"
+RESERVED = ("none", "PPO")
+# A path segment that looks like a patterned setting but is none (IP-0, OP-x, best-of-01, ...): a wildcard
+# constraint (hence the lookahead to the segment's end) for the rule that explains such a target.
+IMPOSSIBLE_SETTING_PATTERN = (rf"(?!(?:{ITERATED_PATTERN}|{ONLINE_PATTERN}|{BEST_OF_N_PATTERN})(?:[/.]|$))"
+                              r"(?:IP|OP|best-of)-[^/]*")
+# What looks like a patterned setting, whatever its number: for saying what is wrong with one.
+PATTERNED = re.compile(r"(?P<kind>IP|OP|best-of)-(?P<number>[^+]*)(?P<kl>\+KL)?")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A parsed setting name. ``kind``: none, ppo, best_of_n, named (a ``settings`` entry), iterated (IP-n) or
+    online (OP-k[+KL]); ``number``: n of IP-n and best-of-n, k of OP-k; ``with_kl``: OP-k+KL."""
+
+    name: str
+    kind: str
+    number: int | None = None
+    with_kl: bool = False
+
+    @property
+    def trains_with_rrhf(self) -> bool:
+        """Whether the setting is RRHF training (a named setting, IP-n or OP-k[+KL])."""
+        return self.kind in ("named", "iterated", "online")
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether a model is trained for it (RRHF or PPO)."""
+        return self.trains_with_rrhf or self.kind == "ppo"
+
+    @property
+    def iteration(self) -> int | None:
+        return self.number if self.kind == "iterated" else None
+
+
+def parse_setting(name: str, named: Collection[str]) -> Setting | None:
+    """The :class:`Setting` a name means, given the config's setting names ``named``; None when it is none."""
+    name = str(name)
+    if name == "none":
+        return Setting(name, "none")
+    if name == "PPO":
+        return Setting(name, "ppo")
+    if name in named:
+        return Setting(name, "named")
+    if match := re.fullmatch(rf"IP-({NUMBER})", name):
+        return Setting(name, "iterated", int(match.group(1)))
+    if match := re.fullmatch(rf"OP-({NUMBER})(\+KL)?", name):
+        return Setting(name, "online", int(match.group(1)), bool(match.group(2)))
+    if match := re.fullmatch(rf"best-of-({NUMBER})", name):
+        return Setting(name, "best_of_n", int(match.group(1)))
+    return None
+
+
+def setting_problem(name: str, named: Collection[str]) -> str | None:
+    """Why ``name`` is not a setting (None when it is one): a patterned name with an impossible number says so."""
+    if parse_setting(name, named) is not None:
+        return None
+    if match := PATTERNED.fullmatch(str(name)):
+        form, letter = {"IP": ("IP-n", "n"), "OP": ("OP-k and OP-k+KL", "k"),
+                        "best-of": ("best-of-n", "n")}[match.group("kind")]
+        return f"{name!r}: in {form}, {letter} is a whole number from 1, not {match.group('number')!r}"
+    return (f"{name!r} is not one of {sorted(named)}, none, PPO, IP-n, OP-k, OP-k+KL or best-of-n "
+            "(n, k whole numbers from 1)")
+
+
+def names_pattern(names: Collection[str]) -> str:
+    """A regular expression that matches exactly these names (longest first; matches nothing when empty)."""
+    return "|".join(sorted(map(re.escape, names), key=len, reverse=True)) or "(?!)"

@@ -1,0 +1,169 @@
+"""The rows of the paper's tables (config/tables.yaml) as typed objects, read once, and what each row needs.
+
+:func:`read_table_rows` reads the file, :func:`table_row_problems` says what is wrong with a row, and the
+functions below give what the table rules (:mod:`workflow/rules/tables.smk`) and the report rules
+(``report.smk``) take from a row: its label, its evaluation files, its training set, its model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from rrhf.plan.settings import parse_setting, setting_problem
+
+if TYPE_CHECKING:
+    from rrhf.plan.plan import Plan
+
+TABLES = ("table2", "table5", "table6", "table7")
+# The setting kinds a table's policy rows may have (rrhf.plan.settings.Setting.kind).
+RRHF_KINDS = ("named", "iterated", "online")
+ROW_KINDS = {"table6": RRHF_KINDS, "table7": RRHF_KINDS, "table2": (*RRHF_KINDS, "none", "ppo", "best_of_n"),
+             "table5": (*RRHF_KINDS, "none", "ppo")}
+# How each table names its other settings, in errors.
+EXTRA_NAMES = {"table6": "", "table7": "", "table2": ", none, PPO, best-of-n", "table5": ", none, PPO"}
+# Rows of a table that are not a policy: Table 2's dataset replies, Table 5's reward model.
+OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True])}
+# How Table 2 and the report label the dataset's own replies.
+RESPONSE_LABELS = {"chosen": "good responses", "rejected": "bad responses"}
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of config/tables.yaml. A policy row has ``policy`` (a role of the config's ``policies``) and
+    ``setting`` (as this config runs it: table_settings applied; ``listed_setting`` as the file gives it); a
+    dataset row has ``responses`` (chosen or rejected); Table 5's reward-model row has ``reward_model``."""
+
+    table: str
+    number: int
+    policy: str | None = None
+    setting: str | None = None
+    listed_setting: str | None = None
+    responses: str | None = None
+    reward_model: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.table} row {self.number}"
+
+
+def read_table_rows(path: Path, table_settings: dict[str, str]) -> tuple[dict[str, list[TableRow]], list[str]]:
+    """({table: rows}, problems) of a tables file; a row's setting is renamed by ``table_settings``."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        return {}, [f"tables ({path}): cannot be read as YAML ({error})"]
+    if not isinstance(data, dict):
+        return {}, [f"tables ({path}): expected a mapping of table name -> list of rows, not {type(data).__name__}"]
+    tables, problems = {}, []
+    for table, rows in data.items():
+        if table not in TABLES:
+            problems.append(f"{Path(path).name}: unknown table {table!r}; expected one of {sorted(TABLES)}")
+            continue
+        if not isinstance(rows, list):
+            problems.append(f"{Path(path).name}: {table} is a {type(rows).__name__}; expected a list of rows")
+            continue
+        tables[table] = []
+        for number, row in enumerate(rows, start=1):
+            known = {"policy", "setting", "responses", "reward_model"}
+            if not isinstance(row, dict) or set(row) - known:
+                problems.append(f"{Path(path).name}: {table} row {number}: {row!r} is not a row "
+                                "({policy, setting}, {responses} or {reward_model})")
+                continue
+            listed = row.get("setting")
+            setting = table_settings.get(listed, listed) if listed is not None else None
+            tables[table].append(TableRow(table, number, row.get("policy"), setting, listed, row.get("responses"),
+                                          row.get("reward_model") is True))
+            if "reward_model" in row or "responses" in row:
+                problems += other_row_problems(table, row, f"{Path(path).name}: {table} row {number}")
+    return tables, problems
+
+
+def other_row_problems(table: str, row: dict[str, Any], where: str) -> list[str]:
+    """What is wrong with a row that is not a policy (a dataset row, the reward-model row)."""
+    key, values = OTHER_ROWS.get(table, (None, []))
+    if key not in row or set(row) != {key} or row[key] not in values:
+        allowed = f"a {key} row is {{{key}: one of {values}}}" if key else f"{table} has policy rows only"
+        return [f"{where}: {allowed}, not {row}"]
+    return []
+
+
+def table_row_problems(row: TableRow, policies: dict[str, str], settings: dict[str, Any], where: str) -> list[str]:
+    """What is wrong with a policy row: a role that is not a policy, a setting the table cannot have."""
+    if row.responses is not None or row.reward_model:
+        return []  # checked when read (other_row_problems)
+    problems = []
+    if row.policy not in policies:
+        problems.append(f"{where} policy: {row.policy!r} is not one of {sorted(policies)}")
+    parsed = parse_setting(row.setting, settings) if row.setting is not None else None
+    if parsed is None or parsed.kind not in ROW_KINDS[row.table]:
+        reason = setting_problem(row.setting, settings) if row.setting is not None and parsed is None else None
+        problems.append(f"{where} setting: {row.setting!r} is not one of {sorted(settings)}, IP-n, OP-k or "
+                        f"OP-k+KL{EXTRA_NAMES[row.table]} (n, k whole numbers from 1)"
+                        + (f": {reason}" if reason and "whole number" in reason else ""))
+    return problems
+
+
+def labelled_rows(plan: "Plan", table: str) -> list[dict[str, Any]]:
+    """Each row of Table 6 or 7 with the model it trains (``model``), its display name (``policy``), its
+    ``setting`` and ``rank_weight`` (None for a row that is not RRHF)."""
+    rows = []
+    for row in plan.tables.get(table, []):
+        model = plan.policies[row.policy]
+        setting = plan.setting(row.setting)
+        rows.append({"model": model, "policy": plan.display_name(model), "setting": row.setting,
+                     "rank_weight": plan.rank_weight(row.setting) if setting.trains_with_rrhf else None})
+    return rows
+
+
+def entries(plan: "Plan", table: str, file_name: str) -> list[tuple[dict[str, str], str]]:
+    """(label row, file) of each row of Table 2 (``metrics.json``) or Table 5 (``pair_accuracy.json``): the
+    dataset's good / bad replies, the reward model, or a policy's evaluation."""
+    found = []
+    for row in plan.tables.get(table, []):
+        if row.responses is not None:
+            found.append(({"policy": "dataset", "setting": RESPONSE_LABELS[row.responses]},
+                          f"results/eval/dataset/{row.responses}/{file_name}"))
+        elif row.reward_model:
+            found.append(({"policy": plan.display_name(plan.reward_model), "setting": "reward model"},
+                          f"results/eval/reward_model/{file_name}"))
+        else:
+            model = plan.policies[row.policy]
+            found.append(({"policy": plan.display_name(model), "setting": row.setting},
+                          plan.evaluation_file(model, row.setting, file_name)))
+    return found
+
+
+def report_rows(plan: "Plan", table: str) -> list[dict[str, Any]]:
+    """A table's rows as the report shows them: ``policy`` and ``setting`` (as the table's CSV labels them), a
+    short figure ``label`` (the tables.yaml role and the setting), the test ``generations`` (None for Table 5's
+    reward-model row), ``model_dir`` (the trained model; None for an untrained policy, best-of-n or the
+    dataset's replies) and ``training`` ((path, "scored" | "online") of its training rewards: the scored
+    training set, or for an online row the model folder with the replies sampled during training; None for a
+    row that trains on none)."""
+    rows = []
+    for row in plan.tables.get(table, []):
+        if row.responses is not None:
+            label = RESPONSE_LABELS[row.responses]
+            rows.append({"policy": "dataset", "setting": label, "label": f"dataset: {label}", "model_dir": None,
+                         "training": None,
+                         "generations": f"results/eval/dataset/{row.responses}/generations.parquet"})
+            continue
+        if row.reward_model:
+            rows.append({"policy": plan.display_name(plan.reward_model), "setting": "reward model",
+                         "label": "reward model", "model_dir": None, "training": None, "generations": None})
+            continue
+        model, setting = plan.policies[row.policy], plan.setting(row.setting)
+        trained = plan.trained_setting(setting.name) if setting.is_trained else None
+        training = None
+        if setting.trains_with_rrhf:
+            scored = plan.scored_file(model, setting.name)
+            training = (scored, "scored") if scored else (f"results/models/{model}/{setting.name}", "online")
+        label = f"{row.policy} {setting.name}" + (f" (= {trained})" if trained and trained != setting.name else "")
+        rows.append({"policy": plan.display_name(model), "setting": setting.name, "label": label,
+                     "training": training, "model_dir": f"results/models/{model}/{trained}" if trained else None,
+                     "generations": plan.evaluation_file(model, setting.name, "generations.parquet")})
+    return rows

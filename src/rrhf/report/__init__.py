@@ -1,0 +1,1 @@
+"""The paper's tables and the report's figures and pages, from the evaluations."""

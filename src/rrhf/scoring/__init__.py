@@ -1,0 +1,1 @@
+"""Reward scoring of responses and the training set of each setting."""

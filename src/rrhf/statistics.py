@@ -1,0 +1,55 @@
+"""Statistics shared by training, evaluation and the report: ranks, correlations, pair agreement, means."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def average_ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks of ``values``, ties sharing the mean of their ranks ([10, 20, 10] -> [1.5, 3, 1.5])."""
+    return pd.Series(values, dtype=float).rank(method="average").tolist()
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation of two equal-length sequences; NaN when either is constant or shorter than 2."""
+    if len(x) != len(y):
+        raise ValueError(f"pearson: {len(x)} values against {len(y)}")
+    x, y = pd.Series(x, dtype=float), pd.Series(y, dtype=float)
+    if len(x) < 2 or x.nunique() < 2 or y.nunique() < 2:
+        return math.nan
+    return float(x.corr(y))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation: the correlation of the average ranks (ties share theirs); NaN where either
+    side is constant or has fewer than 2 values."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman: {len(x)} values against {len(y)}")
+    rx, ry = pd.Series(x, dtype=float).rank(), pd.Series(y, dtype=float).rank()
+    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def ordered_like_gold(reward_a: Sequence[float], reward_b: Sequence[float], gold_a: Sequence[float],
+                      gold_b: Sequence[float]) -> tuple[int, int]:
+    """(pairs the rewards order like gold, pairs whose gold differs); a reward tie counts as wrong."""
+    right = total = 0
+    for ra, rb, ga, gb in zip(reward_a, reward_b, gold_a, gold_b, strict=True):
+        if ga == gb:
+            continue
+        total += 1
+        right += (ra - rb) * (ga - gb) > 0
+    return right, total
+
+
+def mean_and_sem(values: pd.Series) -> tuple[float | None, float | None]:
+    """(mean, standard error of the mean = sample std / sqrt(n)) of the non-missing values; None where undefined."""
+    values = values.dropna().astype(float)
+    mean = float(values.mean()) if len(values) else None
+    sem = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    return mean, sem

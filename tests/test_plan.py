@@ -1,0 +1,225 @@
+"""rrhf.plan without Snakemake: the setting grammar, table rows, paths, typed blocks and their schema defaults."""
+
+import copy
+import dataclasses
+import re
+
+import pytest
+import yaml
+
+from rrhf.plan.blocks import PPO, RRHF, TOP_LEVEL_BLOCKS, Block, Build, Lora, Resources, Sampling, Training
+from rrhf.plan.plan import Plan
+from rrhf.plan.schema import block_defaults, fill_defaults, schema_at
+from rrhf.plan.settings import IMPOSSIBLE_SETTING_PATTERN, names_pattern, parse_setting, setting_problem
+from rrhf.plan.tables import entries, labelled_rows, read_table_rows, report_rows
+from workflow_helpers import REPO
+
+TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+NAMED = {"BP": {}, "DP": {}, "BP-norank": {}}
+
+
+def tiny_plan(edit=None) -> Plan:
+    config = copy.deepcopy(TINY)
+    if edit:
+        edit(config)
+    return Plan(fill_defaults(config), REPO)
+
+
+# --- the setting grammar --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, kind, number, with_kl", [
+    ("none", "none", None, False), ("PPO", "ppo", None, False), ("DP", "named", None, False),
+    ("BP-norank", "named", None, False), ("IP-1", "iterated", 1, False), ("IP-12", "iterated", 12, False),
+    ("OP-32", "online", 32, False), ("OP-2+KL", "online", 2, True), ("best-of-4", "best_of_n", 4, False),
+])
+def test_setting_names_parse(name, kind, number, with_kl):
+    setting = parse_setting(name, NAMED)
+    assert (setting.kind, setting.number, setting.with_kl) == (kind, number, with_kl)
+    assert setting.trains_with_rrhf == (kind in ("named", "iterated", "online"))
+    assert setting_problem(name, NAMED) is None
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("IP-0", "'IP-0': in IP-n, n is a whole number from 1, not '0'"),
+    ("IP-01", "not '01'"),
+    ("OP-x+KL", "'OP-x+KL': in OP-k and OP-k+KL, k is a whole number from 1, not 'x'"),
+    ("best-of-0", "'best-of-0': in best-of-n, n is a whole number from 1, not '0'"),
+    ("DPP", "'DPP' is not one of ['BP', 'BP-norank', 'DP'], none, PPO"),
+])
+def test_impossible_setting_names_say_why(name, expected):
+    assert parse_setting(name, NAMED) is None
+    assert expected in setting_problem(name, NAMED)
+
+
+def test_the_impossible_setting_pattern_matches_only_impossible_names():
+    path = re.compile(rf"results/eval/instruct/(?P<setting>{IMPOSSIBLE_SETTING_PATTERN})(?:[/.].*)?")
+    for bad in ("IP-0", "IP-01", "OP-x", "OP-0+KL", "best-of-0", "best-of-two"):
+        assert path.fullmatch(f"results/eval/instruct/{bad}/metrics.json"), bad
+    for good in ("IP-1", "IP-10", "OP-2", "OP-2+KL", "best-of-4", "DP", "none", "PPO"):
+        assert not path.fullmatch(f"results/eval/instruct/{good}/metrics.json"), good
+
+
+def test_names_pattern_matches_exactly_the_names():
+    pattern = re.compile(f"(?:{names_pattern(['BP', 'BP-norank'])})")
+    assert pattern.fullmatch("BP-norank") and pattern.fullmatch("BP") and not pattern.fullmatch("BP-")
+    assert not re.fullmatch(names_pattern([]), "")
+
+
+# --- table rows -----------------------------------------------------------------------------------------------
+
+def test_table_rows_are_read_once_and_renamed_by_table_settings():
+    plan = tiny_plan()
+    online = [row for row in plan.tables["table6"] if row.listed_setting.startswith("OP-")]
+    assert [(row.listed_setting, row.setting) for row in online] == [("OP-32", "OP-2"), ("OP-32+KL", "OP-2+KL")]
+    assert plan.table_problems == []
+    assert labelled_rows(plan, "table7") == [
+        {"model": "instruct", "policy": "tiny-instruct (Alpaca role)", "setting": "BP", "rank_weight": 1.0},
+        {"model": "instruct", "policy": "tiny-instruct (Alpaca role)", "setting": "BP-norank", "rank_weight": 0.0}]
+
+
+def test_table_entries_and_report_rows_share_one_reader():
+    plan = tiny_plan()
+    table2 = entries(plan, "table2", "metrics.json")
+    assert table2[0] == ({"policy": "dataset", "setting": "good responses"},
+                         "results/eval/dataset/chosen/metrics.json")
+    assert table2[5] == ({"policy": "tiny-instruct (Alpaca role)", "setting": "best-of-4"},
+                         "results/eval/instruct/best-of-4/metrics.json")
+    table5 = entries(plan, "table5", "pair_accuracy.json")
+    assert table5[0] == ({"policy": "tiny-reward (gptj-rm-static role)", "setting": "reward model"},
+                         "results/eval/reward_model/pair_accuracy.json")
+    rows = {row["label"]: row for row in report_rows(plan, "table6")}
+    assert rows["Alpaca IP-1 (= DP)"]["generations"] == "results/eval/instruct/DP/generations.parquet"
+    assert rows["Alpaca IP-1 (= DP)"]["training"] == ("results/scored/instruct/DP.parquet", "scored")
+    assert rows["Alpaca OP-2+KL"]["training"] == ("results/models/instruct/OP-2+KL", "online")
+    assert [row["label"] for row in report_rows(plan, "table2")][:2] == ["dataset: good responses",
+                                                                         "dataset: bad responses"]
+
+
+def test_a_tables_file_that_is_not_rows_is_named(tmp_path):
+    path = tmp_path / "tables.yaml"
+    path.write_text("table6:\n  - {policy: Alpaca, setting: DP, weight: 2}\ntable9: []\ntable7: {policy: Alpaca}\n")
+    tables, problems = read_table_rows(path, {})
+    assert "tables.yaml: table6 row 1: {'policy': 'Alpaca', 'setting': 'DP', 'weight': 2} is not a row" in problems[0]
+    assert "unknown table 'table9'" in problems[1] and "table7 is a dict; expected a list" in problems[2]
+    path.write_text("- table6\n")
+    assert "expected a mapping of table name" in read_table_rows(path, {})[1][0]
+
+
+# --- paths and blocks of a setting ----------------------------------------------------------------------------
+
+def test_what_each_setting_trains_on_and_starts_from():
+    plan = tiny_plan()
+    assert plan.scored_file("instruct", "DP") == "results/scored/instruct/DP.parquet"
+    assert plan.scored_file("instruct", "BP-norank") == "results/scored/instruct/BP.parquet"
+    assert plan.scored_file("instruct", "IP-1") == "results/scored/instruct/DP.parquet"
+    assert plan.scored_file("instruct", "IP-3") == "results/scored/instruct/IP-3.parquet"
+    assert plan.scored_file("instruct", "OP-2+KL") is None
+    assert plan.setting_parts("instruct", "IP-2") == {"sampled": "results/rewards/instruct/IP-2/diverse_beam.parquet",
+                                                      "provided": "results/rewards/provided.parquet"}
+    assert plan.setting_parts("base", "P") == {"provided": "results/rewards/provided.parquet"}
+    assert plan.starting_model("instruct", "IP-3") == "results/models/instruct/IP-2"
+    assert plan.starting_model("instruct", "IP-2") == "results/models/instruct/DP"
+    assert plan.starting_model("instruct", "DP") == "resources/models/instruct"
+    assert plan.evaluation_file("instruct", "IP-1", "metrics.json") == "results/eval/instruct/DP/metrics.json"
+    assert plan.rrhf_for("BP-norank")["rank_weight"] == 0.0 and plan.rrhf_for("BP")["rank_weight"] == 1.0
+    assert plan.online_for("OP-2+KL") == {"steps_per_sample": 2, "kl_coef": 0.01, "sampler": "diverse_beam"}
+    assert plan.online_for("OP-2")["kl_coef"] == 0.0
+    assert list(plan.sampling_for("top_p")["samplers"]) == ["top_p"]
+    assert plan.prompt_subset("test") == {"limit": 256, "seed": 1234, "key": "data.test_prompts"}
+
+
+def test_a_rules_own_resources_replace_the_defaults_key_by_key():
+    # A rule's entry that gives only its cores keeps resources.gpu (the schema filled in gpu: 0 there before).
+    plan = tiny_plan(lambda c: c["resources"].update(gpu=1, rules={"train_rrhf": {"cpus_per_task": 8}}))
+    assert plan.rule_resources("train_rrhf") == {"gpu": 1, "cpus_per_task": 8, "mem_mb": 4000, "runtime": 60}
+    assert plan.rule_resources("sample_responses")["cpus_per_task"] == 1
+
+
+# --- typed blocks ---------------------------------------------------------------------------------------------
+
+def block_classes():
+    found, queue = set(), list(Block.__subclasses__())
+    while queue:
+        cls = queue.pop()
+        found.add(cls)
+        queue += cls.__subclasses__()
+    return sorted(found, key=lambda cls: cls.__name__)
+
+
+@pytest.mark.parametrize("cls", [cls for cls in block_classes() if cls.SCHEMA], ids=lambda cls: cls.__name__)
+def test_each_block_has_the_schemas_keys_and_no_defaults_of_its_own(cls):
+    schema = schema_at(cls.SCHEMA)
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    assert set(fields) == set(schema["properties"]), cls.__name__
+    for name, field in fields.items():
+        # Only a key that may be absent (no default, not required) has one here: None, absent.
+        absent = "default" not in schema["properties"][name] and name not in schema.get("required", [])
+        assert (field.default is not dataclasses.MISSING) == absent, (cls.__name__, name)
+        assert field.default in (None, dataclasses.MISSING)
+
+
+def test_every_key_of_the_schema_is_described_with_schema_keywords():
+    # A description with a comma in a YAML flow mapping once split into a stray key and lost its end.
+    keywords = {"type", "description", "default", "enum", "minimum", "maximum", "exclusiveMinimum", "items",
+                "exclusiveMaximum", "minItems", "maxItems", "properties", "additionalProperties", "required", "oneOf",
+                "anyOf", "not", "$ref", "minProperties", "propertyNames", "pattern"}
+    found = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for name, subschema in node.get("properties", {}).items():
+                if not isinstance(subschema, dict) or set(subschema) - keywords:
+                    found.append(f"{path}.{name}")
+                elif "$ref" not in subschema and "description" not in subschema:
+                    found.append(f"{path}.{name} (no description)")
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+
+    walk(yaml.safe_load((REPO / "config" / "schema.yaml").read_text()), "")
+    assert found == []
+
+
+def test_blocks_are_built_whole_and_refuse_unknown_or_missing_keys():
+    rrhf = RRHF.from_config(fill_defaults(copy.deepcopy(TINY))["rrhf"])
+    assert rrhf.training.seed == 42 and rrhf.reward_during_training.every_steps == 3 and rrhf.ft_reduction == "sum"
+    with pytest.raises(ValueError, match=r"rrhf: unknown key\(s\) \['rank_wieght'\]"):
+        RRHF.from_config({**rrhf.as_config(), "rank_wieght": 2})
+    partial = rrhf.as_config()
+    del partial["length_penalty"]
+    with pytest.raises(ValueError, match=r"rrhf: missing key\(s\) \['length_penalty'\]"):
+        RRHF.from_config(partial)
+    assert RRHF.coerce(rrhf) is rrhf and RRHF.coerce(rrhf.as_config()) == rrhf
+
+
+def test_with_defaults_takes_the_schemas_defaults_and_checks_values():
+    training = Training.with_defaults({"learning_rate": 0.1})
+    assert training.learning_rate == 0.1 and training.max_length == 192 and training.lora is None
+    assert Training.with_defaults({"lora": {"r": 4}}).lora == Lora(r=4, alpha=32, dropout=0.05, target_modules=None)
+    with pytest.raises(ValueError, match=r"\$defs/training.lr_schedule: 'cosine' is not one of"):
+        Training.with_defaults({"lr_schedule": "cosine"})
+    assert PPO.with_defaults().kl.controller == "adaptive" and Sampling.with_defaults().sampler("beam").num_beams == 4
+    assert Build.with_defaults({"kind": "tokenizer", "dataset": "d"}).vocab_size == 1024
+
+
+def test_resources_for_a_rule():
+    resources = Resources.with_defaults({"gpu": 2, "rules": {"a": {"mem_mb": 100}}})
+    assert resources.for_rule("a") == {"gpu": 2, "cpus_per_task": 1, "mem_mb": 100, "runtime": 60}
+
+
+@pytest.mark.parametrize("config", [TINY, PAPER], ids=["config.yaml", "paper.yaml"])
+def test_the_plans_defaults_are_snakemakes(config):
+    from snakemake.utils import validate
+
+    ours, snakemakes = copy.deepcopy(config), copy.deepcopy(config)
+    fill_defaults(ours)
+    validate(snakemakes, str(REPO / "config" / "schema.yaml"), set_default=True)
+    assert ours == snakemakes
+    for key, cls in TOP_LEVEL_BLOCKS.items():
+        assert cls.from_config(ours[key]).as_config() == block_defaults(cls.SCHEMA, ours[key])
+
+
+def test_the_paper_config_makes_a_plan_with_every_block():
+    plan = Plan(fill_defaults(copy.deepcopy(PAPER)), REPO)
+    assert plan.rrhf.training.epochs == 3 and plan.ppo.training.learning_rate == 8e-6
+    assert plan.rule_resources("train_rrhf")["gpu"] == 8
