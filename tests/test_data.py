@@ -370,3 +370,17 @@ def test_a_damaged_gzip_file_names_the_file_and_line(tmp_path):
         load_anthropic_jsonl(tmp_path / "truncated.jsonl.gz")
     line = int(re.search(r"after line (\d+)", str(info.value)).group(1))
     assert 0 < line < len(lines) and f"truncated.jsonl.gz:{line + 1}:" in str(info.value)
+
+
+def test_prepare_dataset_stops_when_the_experiment_asks_for_more_prompts_than_the_split_has(tmp_path):
+    from rrhf.data.preference_pairs import prepare_dataset
+
+    spec = {"source": "synthetic", "num_pairs": 40, "test_fraction": 0.25, "seed": 0, "label_noise": 0.1}
+    data = {"dataset": "tiny", "train_prompts": 5, "test_prompts": 500, "selection_seed": 0}
+    with pytest.raises(ValueError, match=r"data.test_prompts: 500 prompts asked for, but the test split of dataset "
+                                         r"'tiny' has only \d+"):
+        prepare_dataset(spec, "test", str(tmp_path / "test.parquet"), data=data, name="tiny")
+    assert not (tmp_path / "test.parquet").exists()  # nothing half-written
+    prepare_dataset(spec, "train", str(tmp_path / "train.parquet"), data=data, name="tiny")  # 5 is few enough
+    prepare_dataset(spec, "test", str(tmp_path / "other.parquet"), data=data, name="another dataset")  # not asked
+    assert (tmp_path / "train.parquet").exists() and (tmp_path / "other.parquet").exists()

@@ -223,3 +223,101 @@ def test_the_paper_config_makes_a_plan_with_every_block():
     plan = Plan(fill_defaults(copy.deepcopy(PAPER)), REPO)
     assert plan.rrhf.training.epochs == 3 and plan.ppo.training.learning_rate == 8e-6
     assert plan.rule_resources("train_rrhf")["gpu"] == 8
+
+
+# --- each check, without Snakemake (tests/test_config_validation.py runs them through a dry run) ----------------
+
+def problems_of(edit, rule_names=None):
+    from rrhf.plan.checks import plan_problems, rule_name_problems
+
+    plan = tiny_plan(edit)
+    return plan_problems(plan) + (rule_name_problems(plan, rule_names) if rule_names else [])
+
+
+def test_the_tiny_and_paper_configs_have_no_problems():
+    from rrhf.plan.checks import plan_problems
+
+    assert problems_of(None, ["train_rrhf", "pretrain_lm", "train_reward_model"]) == []
+    paper = Plan(fill_defaults(copy.deepcopy(PAPER)), REPO)
+    # The paper's models are hub ids that this offline machine has not cached; nothing else is wrong.
+    assert all(problem.startswith("models.") and "Hugging Face cache" in problem for problem in plan_problems(paper))
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c["rrhf"]["training"].update(learning_rate=float("nan")),
+     "rrhf.training.learning_rate: nan is not a finite number"),
+    (lambda c: c["ppo"]["kl"].update(target=float("inf")), "ppo.kl.target: inf is not a finite number"),
+    (lambda c: c["models"]["base"]["build"]["training"].update(adam_betas=[0.9, float("nan")]),
+     "models.base.build.training.adam_betas[1]: nan is not a finite number"),
+    (lambda c: c.update(shards=2), "shards: 2 shards, but 72 training prompts in generation batches of "
+                                   "sampling.batch_size 72 make 1 batch(es)"),
+    (lambda c: c["resources"]["rules"].update(train_rrhf={"gpu": 10}),
+     "rrhf.training.batch_size: 72 training prompts make 9 batch(es) of 8, fewer than the 10 processes"),
+    (lambda c: c["resources"]["rules"].update(train_online_rrhf={"gpu": 2}),
+     "resources.rules.train_online_rrhf.gpu: Online RRHF (OP-k) runs in one process"),
+    (lambda c: c["ppo"]["generation"].update(max_new_tokens=192),
+     "ppo.training.max_length must exceed ppo.generation.max_new_tokens, as the prompt keeps the difference: "
+     "ppo.training.max_length (192) must exceed 192"),
+    (lambda c: c["rrhf"]["training"].update(lora={"r": 2}) or c.update(
+        accelerate_config="envs/accelerate/fsdp_cpu_offload.yaml"), "rrhf.training.lora: LoRA with FSDP"),
+    (lambda c: c["settings"].update(X={"training_set": "BP-norank"}),
+     "settings.X.training_set: 'BP-norank' is not one of"),
+    (lambda c: c["table_settings"].update({"OP-32": "best-of-2"}), "table_settings.OP-32: 'best-of-2' is not one"),
+    (lambda c: c["datasets"].update(hh={"source": "hub"}), "datasets.hh: source hub needs the key 'name'"),
+    # Roles a built model cannot play (a reward model would load a language model with a new random head).
+    (lambda c: c["policies"].update(Alpaca="reward"), "policies.Alpaca: 'reward' is a reward build; a policy"),
+    (lambda c: c.update(reward_model="instruct"), "reward_model: 'instruct' is a sft build"),
+    (lambda c: c.update(evaluation_model="tokenizer"), "evaluation_model: 'tokenizer' is a tokenizer build"),
+    (lambda c: c["models"]["instruct"]["build"].update(init="reward"), "models.instruct.build.init: 'reward'"),
+    (lambda c: c["ppo"].update(num_layers_unfrozen=3),
+     "ppo.num_layers_unfrozen: 3 layers to train, but policies.Alpaca (instruct) has 2"),
+    (lambda c: c.update(accelerate_config="envs/accelerate/nope.yaml"),
+     "accelerate_config: 'envs/accelerate/nope.yaml' cannot be read as YAML"),
+])
+def test_each_check_names_its_key(edit, expected):
+    problems = problems_of(edit)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_resources_of_a_rule_that_does_not_exist_are_named():
+    from rrhf.plan.checks import rule_name_problems
+
+    plan = tiny_plan(lambda c: c["resources"]["rules"].update(train_rhf={"gpu": 1}))
+    assert rule_name_problems(plan, ["train_rrhf", "pretrain_lm", "train_reward_model"]) == [
+        "resources.rules.train_rhf: no rule takes resources under the name 'train_rhf'; the names are pretrain_lm, "
+        "train_reward_model, train_rrhf"]
+
+
+def test_prompts_against_a_prepared_split(tmp_path, synthetic_frame):
+    from rrhf.io import write_parquet
+    from rrhf.plan.checks import size_problems
+
+    plan = Plan(fill_defaults(copy.deepcopy(TINY)), tmp_path)
+    assert size_problems(plan) == []  # nothing prepared yet: nothing to compare
+    write_parquet(synthetic_frame.head(50), tmp_path / "resources/data/synthetic_hh/train.parquet", {})
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # the plan's data files are relative to the working folder, as in a run
+    try:
+        assert size_problems(plan) == ["data.train_prompts: 72 prompts asked for, but "
+                                       "resources/data/synthetic_hh/train.parquet has only 50; ask for at most 50 "
+                                       "(null takes them all)"]
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("results/eval/instruct/IP-0/metrics.json", "target results/eval/instruct/IP-0/metrics.json: setting 'IP-0'"),
+    ("results/samples/instruct/IP-x/beam.parquet", "setting 'IP-x': in IP-n, n is a whole number from 1"),
+    ("results/eval/nobody/DP/metrics.json", "'nobody' is not a policy model"),
+    ("results/eval/instruct/DPP/metrics.json", "setting 'DPP' is not one of"),
+])
+def test_target_problems(target, expected):
+    from rrhf.plan.checks import target_problems
+
+    problems = target_problems(tiny_plan(), [target])
+    assert len(problems) == 1 and expected in problems[0]
+    ok = ["results/eval/instruct/IP-2/metrics.json", "results/eval/dataset/chosen/metrics.json",
+          "results/eval/reward_model/pair_accuracy.json", "results/models/instruct/OP-2+KL", "results/table6.csv"]
+    assert target_problems(tiny_plan(), ok) == []

@@ -22,7 +22,7 @@ import pandas as pd
 
 from rrhf.data.dataset_facts import DATASET_KEY, dataset_facts
 from rrhf.io import setup_logging, write_parquet
-from rrhf.plan.blocks import PromptSubset
+from rrhf.plan.blocks import Data, PromptSubset
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 COLUMNS = ["prompt_id", "prompt", "chosen", "rejected"]
@@ -209,8 +209,15 @@ def select_subset(frame: pd.DataFrame, prompts: PromptSubset | dict[str, Any], o
     return select_prompts(frame, prompts.limit, prompts.seed, shard, origin=origin, key=prompts.key)
 
 
-def prepare_dataset(spec: dict[str, Any], split: str, output: str, log_path: str | None = None) -> pd.DataFrame:
-    """Stage entry point: write one normalised split to ``output`` (Parquet)."""
+def prepare_dataset(spec: dict[str, Any], split: str, output: str, data: Data | dict[str, Any] | None = None,
+                    name: str | None = None, log_path: str | None = None) -> pd.DataFrame:
+    """Stage entry point: write one normalised split to ``output`` (Parquet).
+
+    With the config's ``data`` block and this dataset's ``name``: when the experiment uses this dataset and asks
+    for more of this split's prompts (``data.train_prompts`` / ``data.test_prompts``) than it has, stop here,
+    naming the key, before any model samples or trains on it (the counts come from the config, not the rule's
+    params, so changing them re-runs nothing here).
+    """
     setup_logging(log_path)
     frame, counts = load_source(spec, split)
     log.info(
@@ -222,6 +229,11 @@ def prepare_dataset(spec: dict[str, Any], split: str, output: str, log_path: str
         log.info("dropped: %s", detail)
     if frame.empty:
         raise ValueError(f"dataset split {split!r} of {spec} has no usable pairs")
+    data = Data.coerce(data) if data is not None else None
+    asked = getattr(data, f"{split}_prompts", None) if data is not None and data.dataset == name else None
+    if asked is not None and asked > len(frame):
+        raise ValueError(f"data.{split}_prompts: {asked} prompts asked for, but the {split} split of dataset "
+                         f"{name!r} has only {len(frame)}; ask for at most {len(frame)} (null takes them all)")
     write_parquet(frame, output, {"stage": "prepare_dataset", "split": split, "spec": spec,
                                   "dropped": counts.total(), DATASET_KEY: dataset_facts(spec["source"])})
     return frame

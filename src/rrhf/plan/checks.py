@@ -131,12 +131,72 @@ def lora_fsdp_problem(key: str, where: str) -> str:
             "accelerate_config null on one GPU")
 
 
+def accelerate_config_problems(plan: "Plan") -> list[str]:
+    """An accelerate_config that is not a readable YAML mapping."""
+    if not plan.accelerate_config:
+        return []
+    path = Path(plan.accelerate_config)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        return [f"accelerate_config: {plan.config['accelerate_config']!r} cannot be read as YAML ({error})"]
+    if not isinstance(loaded, dict):
+        return [f"accelerate_config: {path} is not an accelerate config (a mapping of keys)"]
+    return []
+
+
+def role_problems(plan: "Plan") -> list[str]:
+    """A built model in a role it cannot play: a policy, the evaluation LM or a build's init that is not a causal
+    LM, a reward model that is no reward build, a tokenizer that is not a tokenizer build (a model given by
+    `path` is taken to fit its role); PPO training more layers than a policy has."""
+    kinds = {name: spec["build"]["kind"] for name, spec in plan.models.items() if "build" in spec}
+    problems = []
+
+    def expect(name, allowed, key, what):
+        if name in kinds and kinds[name] not in allowed:
+            problems.append(f"{key}: {name!r} is a {kinds[name]} build; {what}")
+
+    lm = ("pretrain", "sft")
+    for role, name in plan.policies.items():
+        expect(name, lm, f"policies.{role}", "a policy is a causal LM (a pretrain or sft build, or a path)")
+    expect(plan.evaluation_model, lm, "evaluation_model", "perplexity needs a causal LM (pretrain or sft)")
+    expect(plan.reward_model, ("reward",), "reward_model", "the reward model is a reward build or a path")
+    for name, spec in plan.models.items():
+        build = spec.get("build", {})
+        if build.get("kind") in ("sft", "reward"):
+            expect(build.get("init"), lm, f"models.{name}.build.init", "a build starts from a causal LM")
+        if build.get("kind") == "pretrain":
+            expect(build.get("tokenizer"), ("tokenizer",), f"models.{name}.build.tokenizer",
+                   "name a tokenizer build (or a model given by path)")
+    unfrozen = plan.ppo.num_layers_unfrozen
+    for role in sorted({row.policy for rows in plan.tables.values() for row in rows if row.setting == "PPO"}):
+        layers = built_layers(plan, plan.policies.get(role))
+        if unfrozen is not None and layers is not None and unfrozen > layers:
+            problems.append(f"ppo.num_layers_unfrozen: {unfrozen} layers to train, but policies.{role} "
+                            f"({plan.policies[role]}) has {layers}")
+    return problems
+
+
+def built_layers(plan: "Plan", name: str | None) -> int | None:
+    """Transformer blocks of a built causal LM (an sft build has its init's); None when not built here."""
+    seen = set()
+    while name in plan.models and "build" in plan.models[name] and name not in seen:
+        seen.add(name)
+        build = plan.models[name]["build"]
+        if build["kind"] == "pretrain":
+            return build["architecture"]["n_layer"]
+        name = build.get("init")
+    return None
+
+
 def lora_problems(plan: "Plan") -> list[str]:
     """LoRA where it cannot work: a pre-training build (nothing trained to adapt), or a trainer that runs under
     an FSDP accelerate_config (every launched trainer does, on any number of GPUs: rrhf.training.launch.needs_launch),
     as merging the adapters before saving needs whole weights."""
-    accelerate = yaml.safe_load(Path(plan.accelerate_config).read_text()) if plan.accelerate_config else {}
-    fsdp = isinstance(accelerate, dict) and accelerate.get("distributed_type") == "FSDP"
+    accelerate = {}
+    if plan.accelerate_config and not accelerate_config_problems(plan):
+        accelerate = yaml.safe_load(Path(plan.accelerate_config).read_text())
+    fsdp = accelerate.get("distributed_type") == "FSDP"
     trainings = [("rrhf.training", plan.config["rrhf"]["training"], "rrhf")] + [
         (f"models.{name}.build.training", spec["build"]["training"], spec["build"]["kind"])
         for name, spec in plan.models.items() if "training" in spec.get("build", {})]
@@ -296,7 +356,8 @@ def plan_problems(plan: "Plan") -> list[str]:
     """Every check of this module on a plan but :func:`rule_name_problems` (the Snakefile knows the rules only
     once they are all read) and :func:`target_problems`."""
     config = plan.config
-    return [*finite_number_problems(config), *reference_problems(plan), *lora_problems(plan),
+    return [*finite_number_problems(config), *reference_problems(plan), *role_problems(plan),
+            *accelerate_config_problems(plan), *lora_problems(plan),
             *config_problems(config),
             *ppo_length_problems(plan.ppo.training.max_length, plan.ppo.generation.max_new_tokens),
             *single_process_problems(plan), *table_problems(plan), *size_problems(plan)]
