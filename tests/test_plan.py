@@ -273,6 +273,17 @@ def test_the_tiny_and_paper_configs_have_no_problems():
      "ppo.num_layers_unfrozen: 3 layers to train, but policies.Alpaca (instruct) has 2"),
     (lambda c: c.update(accelerate_config="envs/accelerate/nope.yaml"),
      "accelerate_config: 'envs/accelerate/nope.yaml' cannot be read as YAML"),
+    # Shapes and lengths a model built here cannot hold (they failed inside the job that built or used it).
+    (lambda c: c["models"]["base"]["build"]["architecture"].update(n_head=3),
+     "models.base.build.architecture.n_head: 3 heads do not split n_embd 128"),
+    (lambda c: c["models"]["base"]["build"]["architecture"].update(n_head=128),
+     "models.base.build.architecture.n_head: heads of width 1; rotary positions need an even head width"),
+    (lambda c: c["rrhf"]["training"].update(max_length=300),
+     "rrhf.training.max_length (policy base): 300 tokens, but base has 256 positions"),
+    (lambda c: c["models"]["instruct"]["build"]["training"].update(max_length=512),
+     "models.instruct.build.training.max_length: 512 tokens, but instruct has 256 positions"),
+    (lambda c: c["sampling"]["samplers"]["top_p"].update(max_new_tokens=256),
+     "sampling.samplers.top_p.max_new_tokens: 256 new tokens leave no room for a prompt in the 256 positions"),
 ])
 def test_each_check_names_its_key(edit, expected):
     problems = problems_of(edit)

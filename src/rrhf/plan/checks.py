@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
 from rrhf.plan.model_sources import model_source_problem
 from rrhf.plan.settings import setting_problem
 from rrhf.plan.tables import table_row_problems
@@ -29,8 +30,6 @@ DEVICE = re.compile(r"auto|cpu|mps|(?:cuda|xpu|npu|hpu)(?::[0-9]+)?")
 SINGLE_PROCESS_RULES = {"train_ppo": "PPO", "train_online_rrhf": "Online RRHF (OP-k)"}
 # What a dataset source needs besides `source`.
 SOURCE_KEYS = {"hub": "name", "anthropic_jsonl": "files"}
-
-
 
 
 def model_path_problems(config: dict[str, Any]) -> list[str]:
@@ -53,7 +52,6 @@ def model_path_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-
 def sampler_problems(config: dict[str, Any]) -> list[str]:
     """Beam settings that cannot work, for each sampler a setting uses: num_beams not divisible by
     num_beam_groups (diverse_beam), or more responses kept than beams (beam, diverse_beam)."""
@@ -70,7 +68,6 @@ def sampler_problems(config: dict[str, Any]) -> list[str]:
             problems.append(f"{key}.num_responses: {params['num_responses']} responses per prompt, but beam "
                             f"search keeps only num_beams {beams}; raise num_beams or lower num_responses")
     return problems
-
 
 
 def device_problems(config: dict[str, Any], cuda_available: bool | None = None) -> list[str]:
@@ -94,7 +91,6 @@ def device_problems(config: dict[str, Any], cuda_available: bool | None = None) 
     return [f"device: {device!r}, but this machine has no CUDA GPU (torch.cuda.is_available() is False) and no "
             "rule asks for one (resources.gpu is 0), so the jobs would run here; use device: auto (CUDA when "
             "present, else the CPU) or cpu, or ask for GPUs with resources.gpu on a cluster"]
-
 
 
 def config_problems(config: dict[str, Any]) -> list[str]:
@@ -143,50 +139,6 @@ def accelerate_config_problems(plan: "Plan") -> list[str]:
     if not isinstance(loaded, dict):
         return [f"accelerate_config: {path} is not an accelerate config (a mapping of keys)"]
     return []
-
-
-def role_problems(plan: "Plan") -> list[str]:
-    """A built model in a role it cannot play: a policy, the evaluation LM or a build's init that is not a causal
-    LM, a reward model that is no reward build, a tokenizer that is not a tokenizer build (a model given by
-    `path` is taken to fit its role); PPO training more layers than a policy has."""
-    kinds = {name: spec["build"]["kind"] for name, spec in plan.models.items() if "build" in spec}
-    problems = []
-
-    def expect(name, allowed, key, what):
-        if name in kinds and kinds[name] not in allowed:
-            problems.append(f"{key}: {name!r} is a {kinds[name]} build; {what}")
-
-    lm = ("pretrain", "sft")
-    for role, name in plan.policies.items():
-        expect(name, lm, f"policies.{role}", "a policy is a causal LM (a pretrain or sft build, or a path)")
-    expect(plan.evaluation_model, lm, "evaluation_model", "perplexity needs a causal LM (pretrain or sft)")
-    expect(plan.reward_model, ("reward",), "reward_model", "the reward model is a reward build or a path")
-    for name, spec in plan.models.items():
-        build = spec.get("build", {})
-        if build.get("kind") in ("sft", "reward"):
-            expect(build.get("init"), lm, f"models.{name}.build.init", "a build starts from a causal LM")
-        if build.get("kind") == "pretrain":
-            expect(build.get("tokenizer"), ("tokenizer",), f"models.{name}.build.tokenizer",
-                   "name a tokenizer build (or a model given by path)")
-    unfrozen = plan.ppo.num_layers_unfrozen
-    for role in sorted({row.policy for rows in plan.tables.values() for row in rows if row.setting == "PPO"}):
-        layers = built_layers(plan, plan.policies.get(role))
-        if unfrozen is not None and layers is not None and unfrozen > layers:
-            problems.append(f"ppo.num_layers_unfrozen: {unfrozen} layers to train, but policies.{role} "
-                            f"({plan.policies[role]}) has {layers}")
-    return problems
-
-
-def built_layers(plan: "Plan", name: str | None) -> int | None:
-    """Transformer blocks of a built causal LM (an sft build has its init's); None when not built here."""
-    seen = set()
-    while name in plan.models and "build" in plan.models[name] and name not in seen:
-        seen.add(name)
-        build = plan.models[name]["build"]
-        if build["kind"] == "pretrain":
-            return build["architecture"]["n_layer"]
-        name = build.get("init")
-    return None
 
 
 def lora_problems(plan: "Plan") -> list[str]:
@@ -249,25 +201,6 @@ def reference_problems(plan: "Plan") -> list[str]:
             problems.append(f"table_settings.{name}: {setting!r} is not one of {sorted(settings)} nor IP-n, OP-k "
                             "or OP-k+KL (n, k whole numbers from 1)")
     return problems + value_head_problems(plan)
-
-
-def value_head_problems(plan: "Plan") -> list[str]:
-    """A value-head checkpoint needs its path and backbone, and can only be the reward model."""
-    problems = []
-    for name, spec in plan.models.items():
-        if spec.get("format", "transformers") != "value_head_checkpoint":
-            continue
-        if "path" not in spec or "backbone" not in spec:
-            problems.append(f"models.{name}: format value_head_checkpoint needs `path` (the checkpoint) and "
-                            "`backbone` (the folder or hub id of its config and tokenizer)")
-        roles = [f"policies.{role}" for role, model in plan.policies.items() if model == name]
-        roles += ["evaluation_model"] if plan.evaluation_model == name else []
-        roles += [f"models.{other}.build.init" for other, o in plan.models.items()
-                  if o.get("build", {}).get("init") == name]
-        if roles:
-            problems.append(f"models.{name}: a value_head_checkpoint model can only be the reward_model, "
-                            f"but {', '.join(roles)} names it")
-    return problems
 
 
 def single_process_problems(plan: "Plan") -> list[str]:
@@ -357,7 +290,7 @@ def plan_problems(plan: "Plan") -> list[str]:
     once they are all read) and :func:`target_problems`."""
     config = plan.config
     return [*finite_number_problems(config), *reference_problems(plan), *role_problems(plan),
-            *accelerate_config_problems(plan), *lora_problems(plan),
+            *accelerate_config_problems(plan), *architecture_problems(plan), *lora_problems(plan),
             *config_problems(config),
             *ppo_length_problems(plan.ppo.training.max_length, plan.ppo.generation.max_new_tokens),
             *single_process_problems(plan), *table_problems(plan), *size_problems(plan)]
