@@ -61,22 +61,10 @@ CASES = {
                                              "format": "value_head_checkpoint"}), "needs `path` (the checkpoint) and"),
     "a setting named like an iteration": (lambda c: c["settings"].update({"IP-4": {"sampler": "beam",
                                                                                   "provided": True}}), "IP-4"),
-    # Values the schema lets through but that mean nothing (rrhf.plan.checks): each named before any job.
-    "a learning rate of .nan": (lambda c: c["rrhf"]["training"].update(learning_rate=float("nan")),
-                                "rrhf.training.learning_rate: nan is not a finite number"),
-    "an infinite KL coefficient": (lambda c: c["resampling"].update(kl_coef=float("inf")),
-                                   "resampling.kl_coef: inf is not a finite number"),
+    # Values the schema lets through but that mean nothing (rrhf.plan.checks, one unit test each in test_plan.py):
+    # all of them at once in test_every_check_of_the_plan_fires_before_any_job; this one is the Snakefile's own.
     "resources for a rule that does not exist": (lambda c: c["resources"]["rules"].update(train_rhf={"gpu": 1}),
                                                  "resources.rules.train_rhf: no rule takes resources under the name"),
-    "more shards than generation batches": (lambda c: c.update(shards=3),
-                                            "shards: 3 shards, but 72 training prompts in generation batches of "
-                                            "sampling.batch_size 72 make 1 batch(es)"),
-    "fewer RRHF batches than processes": (lambda c: c["resources"]["rules"].update(train_rrhf={"gpu": 16}),
-                                          "rrhf.training.batch_size: 72 training prompts make 9 batch(es) of 8, "
-                                          "fewer than the 16 processes"),
-    "a table row that is no row": (lambda c: c.update(tables=str(NOT_ROWS_TABLES)), "table6 row 1: 'DP' is not a row"),
-    "a table setting that cannot exist": (lambda c: c["table_settings"].update({"OP-32": "OP-0"}),
-                                          "table_settings.OP-32: 'OP-0'"),
 }
 
 
@@ -183,30 +171,47 @@ def test_a_key_given_twice_in_a_configfile_is_named_with_its_lines(tmp_path):
     assert f"{path}:{line}:1: the key 'data' appears again (first on line " in result.stdout + result.stderr
 
 
+def test_every_check_of_the_plan_fires_before_any_job(tmp_path, synthetic_frame):
+    # Each was accepted by the schema and failed a job or more later (or never): the plan names them all at once.
+    from rrhf.io import write_parquet
+
+    write_parquet(synthetic_frame.head(40), tmp_path / "resources/data/synthetic_hh/test.parquet", {})  # prepared
+
+    def edit(c):
+        c["rrhf"]["training"].update(learning_rate=float("nan"))
+        c["resampling"].update(kl_coef=float("inf"))
+        c.update(shards=3, tables=str(NOT_ROWS_TABLES), reward_model="instruct")
+        c["resources"]["rules"].update(train_rrhf={"gpu": 16})
+        c["table_settings"].update({"OP-32": "OP-0"})
+        c["models"]["base"]["build"]["architecture"].update(n_head=3)
+
+    result = dry_run_with(tmp_path, broken(edit))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for expected in ("rrhf.training.learning_rate: nan is not a finite number",
+                     "resampling.kl_coef: inf is not a finite number",
+                     "shards: 3 shards, but 72 training prompts in generation batches of sampling.batch_size 72 "
+                     "make 1 batch(es)",
+                     "rrhf.training.batch_size: 72 training prompts make 9 batch(es) of 8, fewer than the 16 "
+                     "processes",
+                     "table6 row 1: 'DP' is not a row",
+                     "table_settings.OP-32: 'OP-0'",
+                     "reward_model: 'instruct' is a sft build",
+                     "models.base.build.architecture.n_head: 3 heads do not split n_embd 128",
+                     "data.test_prompts: 256 prompts asked for, but resources/data/synthetic_hh/test.parquet has "
+                     "only 40; ask for at most 40"):
+        assert expected in output, expected
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources/models").exists()
+
+
 @pytest.mark.parametrize("target, expected", [
     ("results/eval/instruct/IP-0/metrics.json", "setting 'IP-0': in IP-n, n is a whole number from 1, not '0'"),
     ("results/models/instruct/OP-x+KL", "setting 'OP-x+KL': in OP-k and OP-k+KL, k is a whole number from 1"),
-    ("results/eval/instruct/best-of-0/metrics.json", "setting 'best-of-0': in best-of-n, n is a whole number"),
     ("results/scored/instruct/IP-00.parquet", "setting 'IP-00': in IP-n, n is a whole number from 1, not '00'"),
 ])
 def test_an_impossible_target_is_named_before_any_job(tmp_path, target, expected):
-    # These ended in Snakemake's bare "No rule to produce".
+    # These ended in Snakemake's bare "No rule to produce" (every pattern: tests/test_plan.py).
     result = snakemake(tmp_path, [REPO / "config" / "config.yaml"], "-n", target, timeout=120)
     assert result.returncode != 0
     assert f"target {target}: {expected}" in result.stdout + result.stderr
     assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
-
-
-def test_more_prompts_than_a_prepared_dataset_has_are_named_before_any_job(tmp_path, synthetic_frame):
-    from rrhf.io import write_parquet
-
-    # The split is made: its row count is read from its Parquet metadata, and nothing is sampled.
-    for split in ("train", "test"):
-        write_parquet(synthetic_frame.head(40), tmp_path / f"resources/data/synthetic_hh/{split}.parquet", {})
-    result = dry_run_with(tmp_path, TINY)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert ("data.train_prompts: 72 prompts asked for, but resources/data/synthetic_hh/train.parquet has only 40; "
-            "ask for at most 40") in output
-    assert "data.test_prompts: 256 prompts asked for" in output
-    assert not (tmp_path / "results").exists()

@@ -13,7 +13,6 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
@@ -27,6 +26,8 @@ def load_schema() -> dict[str, Any]:
 
 def _set_defaults(validator_class):
     """A validator class that, like Snakemake's, sets each missing property's default before validating it."""
+    import jsonschema
+
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def properties(validator, properties, instance, schema):
@@ -39,7 +40,12 @@ def _set_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": properties})
 
 
-FillingValidator = _set_defaults(jsonschema.Draft202012Validator)
+@functools.cache
+def filling_validator():
+    """Draft 2020-12's validator that sets each missing property's default before validating it."""
+    import jsonschema
+
+    return _set_defaults(jsonschema.Draft202012Validator)
 
 
 def schema_at(path: str) -> dict[str, Any]:
@@ -60,13 +66,15 @@ def fill_defaults(config: dict[str, Any], path: str | None = None) -> dict[str, 
     """Validate ``config`` (the whole config, or the block at ``path``: see :func:`schema_at`) and fill in every
     default the schema gives, in place; return it. Raises jsonschema's ValidationError naming the key."""
     schema = load_schema() if path is None else schema_at(path)
-    FillingValidator(schema).validate(config)
+    filling_validator()(schema).validate(config)
     return config
 
 
 def block_defaults(path: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The block at ``path`` with ``values`` given and the schema's defaults for the rest (a copy); a value the
     schema refuses raises ValueError naming its key."""
+    import jsonschema
+
     try:
         return fill_defaults(copy.deepcopy(values or {}), path)
     except jsonschema.ValidationError as error:

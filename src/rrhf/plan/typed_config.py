@@ -41,9 +41,14 @@ class Block:
 
     @classmethod
     def coerce(cls: type[B], value: B | dict[str, Any] | None) -> B:
-        """``value`` as this block: itself, or built from a config dict (a whole block, as a rule passes it, or a
-        few keys: :meth:`with_defaults` checks them against the schema and fills in the rest)."""
-        return value if isinstance(value, cls) else cls.with_defaults(value)
+        """``value`` as this block: itself; built from a whole block of the validated config (as a rule passes
+        it) with :meth:`from_config`; or from a few keys with :meth:`with_defaults`, which checks them against
+        the schema and fills in the rest."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict) and _complete(cls, value):
+            return cls.from_config(value)
+        return cls.with_defaults(value)
 
     def as_config(self) -> dict[str, Any]:
         """The block as the config's dict (what a rule passes and JSON can carry); a key the schema gives no
@@ -93,3 +98,29 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     if origin is dict and isinstance(arguments[1], type) and issubclass(arguments[1], Block):
         return {name: _build(arguments[1], item, f"{key}.{name}") for name, item in value.items()}
     return value
+
+
+def _complete(cls: type, values: dict[str, Any]) -> bool:
+    """Whether ``values`` has every key of the block, and of its blocks inside (a validated config's block)."""
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            if not f.metadata.get("optional"):
+                return False
+            continue
+        hint, value = hints[f.name], values[f.name]
+        inner = _block_type(hint)
+        if inner is not None and isinstance(value, dict) and not _complete(inner, value):
+            return False
+        if typing.get_origin(hint) is dict and _block_type(typing.get_args(hint)[1]) and isinstance(value, dict):
+            entry = _block_type(typing.get_args(hint)[1])
+            if not all(isinstance(item, dict) and _complete(entry, item) for item in value.values()):
+                return False
+    return True
+
+
+def _block_type(hint: Any) -> type | None:
+    """The Block class a field holds (directly or as X | None), else None."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint if isinstance(hint, type) and issubclass(hint, Block) else None
