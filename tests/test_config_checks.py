@@ -1,4 +1,5 @@
-"""rrhf.plan.config_files: config files, model paths, sampler settings and the device, checked before any job."""
+"""rrhf.plan.config_files and rrhf.plan.checks: config files, model paths, sampler settings and the device, checked
+before any job."""
 
 import copy
 import json

@@ -106,7 +106,7 @@ def test_threads_are_the_cpus_per_task_of_the_resources_section(tmp_path):
 
 
 def test_impossible_samplers_device_and_model_paths_stop_before_any_job(tmp_path):
-    # rrhf.plan.config_files (tests/test_config_checks.py has each case); here: common.smk runs them, from the workdir.
+    # rrhf.plan.checks (tests/test_config_checks.py has each case); here: common.smk runs them, from the workdir.
     def edit(config):
         config["device"] = "cuda" if not torch_cuda_available() else "gpu"
         config["sampling"]["samplers"]["diverse_beam"].update(num_beams=4, num_beam_groups=3)
