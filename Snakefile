@@ -33,7 +33,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/checks.smk"
+include: "workflow/rules/findings.smk"
 include: "workflow/rules/targets.smk"
 
 

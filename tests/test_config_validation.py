@@ -11,6 +11,7 @@ TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 NONE_ROW_TABLES = REPO / "tests" / "fixtures" / "tables_with_untrained_row.yaml"
 BAD_TABLE2_ROWS = REPO / "tests" / "fixtures" / "tables_with_bad_table2_rows.yaml"
 NOT_ROWS_TABLES = REPO / "tests" / "fixtures" / "tables_that_are_not_rows.yaml"
+MISSING_ROW_FINDINGS = REPO / "tests" / "fixtures" / "findings_with_missing_row.yaml"
 
 
 def dry_run_with(tmp_path, config):
@@ -61,6 +62,11 @@ CASES = {
                                              "format": "value_head_checkpoint"}), "needs `path` (the checkpoint) and"),
     "a setting named like an iteration": (lambda c: c["settings"].update({"IP-4": {"sampler": "beam",
                                                                                   "provided": True}}), "IP-4"),
+    "a claim naming a row no table has": (lambda c: c.update(findings=str(MISSING_ROW_FINDINGS)),
+                                          "findings: findings_with_missing_row.yaml: claim 'sp-from-llama': row "
+                                          "{'policy': 'LLaMA', 'setting': 'SP'} is no row of table2, table6, table7"),
+    "no replicates": (lambda c: c.update(replicates=0), "replicates"),
+    "a stage that is not re-seedable": (lambda c: c.update(reseeded_stages=["models", "evaluation"]), "evaluation"),
     # Values the schema lets through but that mean nothing (rrhf.plan.checks, one unit test each in test_plan.py):
     # all of them at once in test_every_check_of_the_plan_fires_before_any_job; this one is the Snakefile's own.
     "resources for a rule that does not exist": (lambda c: c["resources"]["rules"].update(train_rhf={"gpu": 1}),
@@ -208,6 +214,7 @@ def test_every_check_of_the_plan_fires_before_any_job(tmp_path, synthetic_frame)
     ("results/eval/instruct/IP-0/metrics.json", "setting 'IP-0': in IP-n, n is a whole number from 1, not '0'"),
     ("results/models/instruct/OP-x+KL", "setting 'OP-x+KL': in OP-k and OP-k+KL, k is a whole number from 1"),
     ("results/scored/instruct/IP-00.parquet", "setting 'IP-00': in IP-n, n is a whole number from 1, not '00'"),
+    ("results/replicate2/eval/instruct/IP-0/metrics.json", "setting 'IP-0': in IP-n, n is a whole number from 1"),
 ])
 def test_an_impossible_target_is_named_before_any_job(tmp_path, target, expected):
     # These ended in Snakemake's bare "No rule to produce" (every pattern: tests/test_plan.py).

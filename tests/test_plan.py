@@ -163,7 +163,7 @@ def test_every_key_of_the_schema_is_described_with_schema_keywords():
     # A description with a comma in a YAML flow mapping once split into a stray key and lost its end.
     keywords = {"type", "description", "default", "enum", "minimum", "maximum", "exclusiveMinimum", "items",
                 "exclusiveMaximum", "minItems", "maxItems", "properties", "additionalProperties", "required", "oneOf",
-                "anyOf", "not", "$ref", "minProperties", "propertyNames", "pattern"}
+                "anyOf", "not", "$ref", "minProperties", "propertyNames", "pattern", "uniqueItems"}
     found = []
 
     def walk(node, path):

@@ -114,6 +114,7 @@ def test_table6_through_the_slurm_profile(slurm_env, tmp_path, capsys):
     tables = tmp_path / "tables.yaml"
     tables.write_text(yaml.safe_dump({"table6": ROWS}))
     config["tables"] = str(tables)
+    config["findings"] = None  # the claims are about the full tables
     # One file: `--configfile=FILE` (the form that replaces the profile's config/paper.yaml) takes exactly one.
     merged = tmp_path / "config.yaml"
     merged.write_text(yaml.safe_dump(config))

@@ -244,7 +244,7 @@ def baseline_workdir(workdir):
         "table2": [{"responses": "chosen"}, {"policy": "Alpaca", "setting": "best-of-2"},
                    {"policy": "Alpaca", "setting": "PPO"}],
         "table5": [{"reward_model": True}, {"policy": "Alpaca", "setting": "PPO"}]}))
-    overrides = {**FAST_OVERRIDES, "tables": str(tables), "ppo": TINY_PPO,
+    overrides = {**FAST_OVERRIDES, "tables": str(tables), "findings": None, "ppo": TINY_PPO,
                  "evaluation": {**FAST_OVERRIDES["evaluation"], "best_of_n": {"max_new_tokens": 12, "batch_size": 8}}}
     planned = jobs_by_rule(run_snakemake(workdir, "-n", "results/table2.csv", "results/table5.csv",
                                          overrides=overrides).stdout)
@@ -314,8 +314,8 @@ def online_workdir(workdir, tmp_path_factory):
     workdir = copy
     tables = workdir / "online_tables.yaml"
     tables.write_text(yaml.safe_dump(ONLINE_TABLES))
-    overrides = {**FAST_OVERRIDES, "tables": str(tables), "table_settings": {"OP-32+KL": "OP-1+KL"},
-                 "resampling": {"kl_coef": 0.5},
+    overrides = {**FAST_OVERRIDES, "tables": str(tables), "findings": None,
+                 "table_settings": {"OP-32+KL": "OP-1+KL"}, "resampling": {"kl_coef": 0.5},
                  "rrhf": {"training": {**FAST_OVERRIDES["rrhf"]["training"], "learning_rate": 3e-3}}}
     chain = run_snakemake(workdir, "-n", "--forceall", "results/eval/instruct/IP-3/metrics.json",
                           overrides=overrides).stdout

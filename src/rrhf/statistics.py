@@ -53,3 +53,34 @@ def mean_and_sem(values: pd.Series) -> tuple[float | None, float | None]:
     mean = float(values.mean()) if len(values) else None
     sem = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
     return mean, sem
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None]:
+    """(mean, half-width of the two-sided ``confidence`` t-interval of the mean) of replicate values: the
+    half-width is t_{(1+confidence)/2, n-1} * sd / sqrt(n) (scipy's Student t), None for fewer than 2 values.
+    Values that are all equal have half-width 0."""
+    from scipy import stats
+
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("t_interval: no values")
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, None
+    sd = float(np.std(values, ddof=1))
+    return mean, float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * sd / math.sqrt(len(values)))
+
+
+def interval_text(mean: float | None, half_width: float | None) -> str:
+    """``mean ± half_width`` at the precision the interval warrants: the half-width to two significant digits
+    and the mean to the same decimal place (2.71111, 0.0995656 -> "2.71 ± 0.10"); the mean to 4 significant
+    digits when there is no interval, "-" when there is no mean."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if half_width is None or (isinstance(half_width, float) and math.isnan(half_width)):
+        return f"{mean:.4g}"
+    if half_width == 0:
+        return f"{mean:.4g} ± 0"
+    rounded = float(f"{abs(half_width):.2g}")  # 0.0995656 -> 0.1: two significant digits, then its decimals
+    decimals = max(0, 1 - math.floor(math.log10(rounded)))
+    return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"

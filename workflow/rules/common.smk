@@ -4,7 +4,9 @@ import re
 from pathlib import Path
 
 from rrhf.plan.checks import target_problems
+from rrhf.plan.findings import claims_for_rule
 from rrhf.plan.plan import SAMPLERS, Plan  # src/ is on sys.path (Snakefile)
+from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import (
     IMPOSSIBLE_SETTING_PATTERN,
     ITERATED_PATTERN,
@@ -84,37 +86,42 @@ def explain_target(target):
     raise ValueError("\n  ".join(problems))
 
 
-def alpaca_model():
-    """The models entry of the Alpaca role, which the tiny science checks are about."""
-    if "Alpaca" not in PLAN.policies:
-        raise ValueError(f"policies: the tiny science checks are about the Alpaca role; this config has "
-                         f"{sorted(PLAN.policies)}")
-    return PLAN.policies["Alpaca"]
+FINDINGS_CLAIMS = claims_for_rule(PLAN, PLAN.claims)
+
+
+def findings_input(wildcards):
+    """Every file the claims read, in every replicate; none to read is an error (config findings: null)."""
+    if not FINDINGS_CLAIMS:
+        raise ValueError("findings: null in the config, so there are no claims to measure; set it to "
+                         "config/findings.yaml or another file of claims")
+    return sorted({path for claim in FINDINGS_CLAIMS for pair in claim["files"] for path in pair})
 
 
 def setting_parts(wildcards):
-    return PLAN.setting_parts(wildcards.policy, wildcards.setting)
+    return PLAN.setting_parts(wildcards.policy, wildcards.setting, wildcards.replicate)
 
 
 def online_provided_input(wildcards):
     """The scored provided responses an OP-{k} run adds to its samples, if its setting has them."""
-    return {"provided": "results/rewards/provided.parquet"} if PLAN.setting_spec(wildcards.setting)["provided"] else {}
+    if not PLAN.setting_spec(wildcards.setting)["provided"]:
+        return {}
+    return {"provided": PLAN.provided_rewards_file(wildcards.replicate)}
 
 
 def evaluated_model(wildcards):
-    return PLAN.evaluated_model(wildcards.policy, wildcards.setting)
+    return PLAN.evaluated_model(wildcards.policy, wildcards.setting, wildcards.replicate)
 
 
 def evaluated_model_input(wildcards):
-    return PLAN.evaluated_model_input(wildcards.policy, wildcards.setting)
+    return PLAN.evaluated_model_input(wildcards.policy, wildcards.setting, wildcards.replicate)
 
 
 def starting_model(wildcards, setting=None):
-    return PLAN.starting_model(wildcards.policy, setting or wildcards.setting)
+    return PLAN.starting_model(wildcards.policy, setting or wildcards.setting, wildcards.replicate)
 
 
 def starting_model_input(wildcards, setting=None):
-    return PLAN.starting_model_input(wildcards.policy, setting or wildcards.setting)
+    return PLAN.starting_model_input(wildcards.policy, setting or wildcards.setting, wildcards.replicate)
 
 
 wildcard_constraints:
@@ -123,3 +130,4 @@ wildcard_constraints:
     policy=names_pattern(set(PLAN.policies.values())),
     sampler=names_pattern(SAMPLERS),
     shard=r"\d+",
+    replicate=FOLDER_PATTERN,

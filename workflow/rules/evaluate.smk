@@ -6,24 +6,24 @@ rule evaluate_policy:
     input:
         test_data=TEST_DATA,
         policy=evaluated_model_input,
-        reward_model=PLAN.reward_model_input(),
-        evaluation_model=PLAN.model_input(PLAN.evaluation_model),
+        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        evaluation_model=lambda wildcards: PLAN.model_input(PLAN.evaluation_model, wildcards.replicate),
     output:
-        generations="results/eval/{policy}/{setting}/generations.parquet",
-        metrics="results/eval/{policy}/{setting}/metrics.json",
+        generations="results/{replicate}eval/{policy}/{setting}/generations.parquet",
+        metrics="results/{replicate}eval/{policy}/{setting}/metrics.json",
     params:
         policy=evaluated_model,
-        reward_model=lambda wildcards: PLAN.reward_model_source(),
-        evaluation_model=lambda wildcards: PLAN.model_path(PLAN.evaluation_model),
+        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        evaluation_model=lambda wildcards: PLAN.model_path(PLAN.evaluation_model, wildcards.replicate),
         decoding=config["evaluation"]["decoding"],
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("test"),
         device=config["device"],
         dtype=config["precision"]["dtype"],
     log:
-        "logs/evaluate_policy/{policy}_{setting}.log",
+        "logs/evaluate_policy/{replicate}{policy}_{setting}.log",
     benchmark:
-        "logs/benchmarks/evaluate_policy/{policy}_{setting}.tsv"
+        "logs/benchmarks/evaluate_policy/{replicate}{policy}_{setting}.tsv"
     wildcard_constraints:
         setting=EVALUATED_SETTINGS,
     threads: threads_of("evaluate_policy")
@@ -38,22 +38,22 @@ rule evaluate_policy:
 rule evaluate_provided:
     input:
         test_data=TEST_DATA,
-        reward_model=PLAN.reward_model_input(),
-        evaluation_model=PLAN.model_input(PLAN.evaluation_model),
+        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        evaluation_model=lambda wildcards: PLAN.model_input(PLAN.evaluation_model, wildcards.replicate),
     output:
-        generations="results/eval/dataset/{source}/generations.parquet",
-        metrics="results/eval/dataset/{source}/metrics.json",
+        generations="results/{replicate}eval/dataset/{source}/generations.parquet",
+        metrics="results/{replicate}eval/dataset/{source}/metrics.json",
     params:
-        reward_model=lambda wildcards: PLAN.reward_model_source(),
-        evaluation_model=lambda wildcards: PLAN.model_path(PLAN.evaluation_model),
+        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        evaluation_model=lambda wildcards: PLAN.model_path(PLAN.evaluation_model, wildcards.replicate),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("test"),
         device=config["device"],
         dtype=config["precision"]["dtype"],
     log:
-        "logs/evaluate_provided/{source}.log",
+        "logs/evaluate_provided/{replicate}{source}.log",
     benchmark:
-        "logs/benchmarks/evaluate_provided/{source}.tsv"
+        "logs/benchmarks/evaluate_provided/{replicate}{source}.tsv"
     wildcard_constraints:
         source="chosen|rejected",
     threads: threads_of("evaluate_provided")
@@ -67,15 +67,15 @@ rule evaluate_provided:
 
 rule evaluate_reward_model:
     input:
-        reward_model=PLAN.reward_model_input(),
-        scored=list(PLAN.agreement_training_sets().values()),
+        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        scored=lambda wildcards: list(PLAN.agreement_training_sets(wildcards.replicate).values()),
     output:
-        metrics="results/eval/reward_model/metrics.json",
+        metrics="results/{replicate}eval/reward_model/metrics.json",
     params:
-        reward_model=lambda wildcards: PLAN.reward_model_source(),
-        names=list(PLAN.agreement_training_sets()),
+        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        names=lambda wildcards: list(PLAN.agreement_training_sets(wildcards.replicate)),
     log:
-        "logs/evaluate_reward_model/reward_model.log",
+        "logs/evaluate_reward_model/{replicate}reward_model.log",
     conda:
         ENV
     script:
@@ -85,25 +85,25 @@ rule evaluate_reward_model:
 rule evaluate_best_of_n:
     input:
         test_data=TEST_DATA,
-        policy=lambda wildcards: PLAN.model_input(wildcards.policy),
-        reward_model=PLAN.reward_model_input(),
+        policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
+        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
     output:
-        samples="results/eval/{policy}/best-of-{n}/samples.parquet",
-        generations="results/eval/{policy}/best-of-{n}/generations.parquet",
-        metrics="results/eval/{policy}/best-of-{n}/metrics.json",
+        samples="results/{replicate}eval/{policy}/best-of-{n}/samples.parquet",
+        generations="results/{replicate}eval/{policy}/best-of-{n}/generations.parquet",
+        metrics="results/{replicate}eval/{policy}/best-of-{n}/metrics.json",
     params:
-        policy=lambda wildcards: PLAN.model_path(wildcards.policy),
-        reward_model=lambda wildcards: PLAN.reward_model_source(),
+        policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
+        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
         n=lambda wildcards: int(wildcards.n),
-        best_of_n=config["evaluation"]["best_of_n"],
+        best_of_n=lambda wildcards: PLAN.best_of_n_for(wildcards.replicate),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("test"),
         device=config["device"],
         dtype=config["precision"]["dtype"],
     log:
-        "logs/evaluate_best_of_n/{policy}_{n}.log",
+        "logs/evaluate_best_of_n/{replicate}{policy}_{n}.log",
     benchmark:
-        "logs/benchmarks/evaluate_best_of_n/{policy}_{n}.tsv"
+        "logs/benchmarks/evaluate_best_of_n/{replicate}{policy}_{n}.tsv"
     wildcard_constraints:
         n="[1-9][0-9]*",
     threads: threads_of("evaluate_best_of_n")
@@ -122,7 +122,7 @@ rule policy_pair_accuracy:
         test_data=TEST_DATA,
         policy=evaluated_model_input,
     output:
-        accuracy="results/eval/{policy}/{setting}/pair_accuracy.json",
+        accuracy="results/{replicate}eval/{policy}/{setting}/pair_accuracy.json",
     params:
         scorer="policy",
         model=evaluated_model,
@@ -131,7 +131,7 @@ rule policy_pair_accuracy:
         device=config["device"],
         dtype=config["precision"]["dtype"],
     log:
-        "logs/pair_accuracy/{policy}_{setting}.log",
+        "logs/pair_accuracy/{replicate}{policy}_{setting}.log",
     wildcard_constraints:
         setting=EVALUATED_SETTINGS,
     threads: threads_of("pair_accuracy")
@@ -146,15 +146,15 @@ rule policy_pair_accuracy:
 use rule policy_pair_accuracy as reward_model_pair_accuracy with:
     input:
         test_data=TEST_DATA,
-        reward_model=PLAN.reward_model_input(),
+        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
     output:
-        accuracy="results/eval/reward_model/pair_accuracy.json",
+        accuracy="results/{replicate}eval/reward_model/pair_accuracy.json",
     params:
         scorer="reward_model",
-        model=lambda wildcards: PLAN.reward_model_source(),
+        model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
         scoring=config["scoring"],
         length_penalty=config["rrhf"]["length_penalty"],
         device=config["device"],
         dtype=config["precision"]["dtype"],
     log:
-        "logs/pair_accuracy/reward_model.log",
+        "logs/pair_accuracy/{replicate}reward_model.log",

@@ -24,16 +24,16 @@ rule pretrain_lm:
         data=build_train_data,
         tokenizer=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["tokenizer"]),
     output:
-        model=directory("resources/models/{name}"),
+        model=directory("resources/models/{replicate}{name}"),
     params:
-        build=lambda wildcards: PLAN.build(wildcards.name),
+        build=lambda wildcards: PLAN.build(wildcards.name, wildcards.replicate),
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
         tokenizer=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["tokenizer"]),
     log:
-        "logs/pretrain_lm/{name}.log",
+        "logs/pretrain_lm/{replicate}{name}.log",
     benchmark:
-        "logs/benchmarks/pretrain_lm/{name}.tsv"
+        "logs/benchmarks/pretrain_lm/{replicate}{name}.tsv"
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("pretrain")),
     threads: threads_of("pretrain_lm")
@@ -48,18 +48,18 @@ rule pretrain_lm:
 rule train_sft:
     input:
         data=build_train_data,
-        init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"]),
+        init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"], wildcards.replicate),
     output:
-        model=directory("resources/models/{name}"),
+        model=directory("resources/models/{replicate}{name}"),
     params:
-        init=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["init"]),
-        build=lambda wildcards: PLAN.build(wildcards.name),
+        init=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["init"], wildcards.replicate),
+        build=lambda wildcards: PLAN.build(wildcards.name, wildcards.replicate),
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        "logs/train_sft/{name}.log",
+        "logs/train_sft/{replicate}{name}.log",
     benchmark:
-        "logs/benchmarks/train_sft/{name}.tsv"
+        "logs/benchmarks/train_sft/{replicate}{name}.tsv"
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("sft")),
     threads: threads_of("train_sft")
@@ -75,18 +75,18 @@ rule train_reward_model:
     input:
         data=build_train_data,
         test_data=lambda wildcards: PLAN.dataset_file(PLAN.build(wildcards.name)["dataset"], "test"),
-        init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"]),
+        init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"], wildcards.replicate),
     output:
-        model=directory("resources/models/{name}"),
+        model=directory("resources/models/{replicate}{name}"),
     params:
-        init=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["init"]),
-        build=lambda wildcards: PLAN.build(wildcards.name),
+        init=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["init"], wildcards.replicate),
+        build=lambda wildcards: PLAN.build(wildcards.name, wildcards.replicate),
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        "logs/train_reward_model/{name}.log",
+        "logs/train_reward_model/{replicate}{name}.log",
     benchmark:
-        "logs/benchmarks/train_reward_model/{name}.tsv"
+        "logs/benchmarks/train_reward_model/{replicate}{name}.tsv"
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("reward")),
     threads: threads_of("train_reward_model")

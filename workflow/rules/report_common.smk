@@ -35,4 +35,7 @@ REPORT_FILES = [
     *(f"results/figures/train_rewards_{table}.png" for table in TRAINING_TABLES),
     *(f"results/figures/eval_rewards_{table}.png" for table in EVALUATED_TABLES),
     *(f"results/report/generations_{table}.html" for table in EVALUATED_TABLES),
+    # Over replicates, each table's means with their 95 % intervals as error bars (findings.smk).
+    *(f"results/figures/intervals_{table}.png" for table in REPORT_TABLES
+      if PLAN.replicates.count > 1 and PLAN.tables.get(table)),
 ]

@@ -6,20 +6,20 @@
 rule sample_responses:
     input:
         data=TRAIN_DATA,
-        policy=lambda wildcards: PLAN.model_input(wildcards.policy),
+        policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
     output:
-        samples=sharded("results/samples/{policy}/{sampler}.parquet"),
+        samples=sharded("results/{replicate}samples/{policy}/{sampler}.parquet"),
     params:
-        policy=lambda wildcards: PLAN.model_path(wildcards.policy),
-        sampling=lambda wildcards: PLAN.sampling_for(wildcards.sampler),
+        policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
+        sampling=lambda wildcards: PLAN.sampling_for(wildcards.sampler, wildcards.replicate),
         prompts=PLAN.prompt_subset("train"),
         device=config["device"],
         dtype=config["precision"]["dtype"],
         shard=shard_of,
     log:
-        sharded("logs/sample_responses/{policy}_{sampler}.log"),
+        sharded("logs/sample_responses/{replicate}{policy}_{sampler}.log"),
     benchmark:
-        sharded("logs/benchmarks/sample_responses/{policy}_{sampler}.tsv")
+        sharded("logs/benchmarks/sample_responses/{replicate}{policy}_{sampler}.tsv")
     threads: threads_of("sample_responses")
     resources:
         **resources_of("sample_responses"),
@@ -36,17 +36,17 @@ use rule sample_responses as sample_iterated_responses with:
         data=TRAIN_DATA,
         policy=lambda wildcards: starting_model_input(wildcards, wildcards.iteration),
     output:
-        samples=sharded("results/samples/{policy}/{iteration}/{sampler}.parquet"),
+        samples=sharded("results/{replicate}samples/{policy}/{iteration}/{sampler}.parquet"),
     params:
         policy=lambda wildcards: starting_model(wildcards, wildcards.iteration),
-        sampling=lambda wildcards: PLAN.sampling_for(wildcards.sampler),
+        sampling=lambda wildcards: PLAN.sampling_for(wildcards.sampler, wildcards.replicate),
         prompts=PLAN.prompt_subset("train"),
         device=config["device"],
         dtype=config["precision"]["dtype"],
         shard=shard_of,
     log:
-        sharded("logs/sample_responses/{policy}_{iteration}_{sampler}.log"),
+        sharded("logs/sample_responses/{replicate}{policy}_{iteration}_{sampler}.log"),
     benchmark:
-        sharded("logs/benchmarks/sample_responses/{policy}_{iteration}_{sampler}.tsv")
+        sharded("logs/benchmarks/sample_responses/{replicate}{policy}_{iteration}_{sampler}.tsv")
     wildcard_constraints:
         iteration=LATER_ITERATION_PATTERN,

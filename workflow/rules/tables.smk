@@ -8,6 +8,9 @@ TABLE6_ROWS = labelled_rows(PLAN, "table6")
 TABLE7_ROWS = labelled_rows(PLAN, "table7")
 TABLE2_ENTRIES = entries(PLAN, "table2", "metrics.json")
 TABLE5_ENTRIES = entries(PLAN, "table5", "pair_accuracy.json")
+# Each table reads every replicate's files, replicate-major (rrhf.report.tables.by_replicate); with more than
+# one replicate its rows are means with 95 % intervals.
+REPLICATES = list(PLAN.replicates.numbers())
 
 
 localrules:
@@ -19,7 +22,7 @@ localrules:
 
 rule table2:
     input:
-        metrics=[path for _, path in TABLE2_ENTRIES],
+        metrics=[path for r in REPLICATES for _, path in entries(PLAN, "table2", "metrics.json", r)],
     output:
         table=report(
             "results/table2.csv",
@@ -29,6 +32,7 @@ rule table2:
         ),
     params:
         rows=[row for row, _ in TABLE2_ENTRIES],
+        replicates=len(REPLICATES),
     log:
         "logs/tables/table2.log",
     conda:
@@ -39,7 +43,7 @@ rule table2:
 
 rule table5:
     input:
-        accuracy=[path for _, path in TABLE5_ENTRIES],
+        accuracy=[path for r in REPLICATES for _, path in entries(PLAN, "table5", "pair_accuracy.json", r)],
     output:
         table=report(
             "results/table5.csv",
@@ -49,6 +53,7 @@ rule table5:
         ),
     params:
         rows=[row for row, _ in TABLE5_ENTRIES],
+        replicates=len(REPLICATES),
     log:
         "logs/tables/table5.log",
     conda:
@@ -59,8 +64,10 @@ rule table5:
 
 rule table6:
     input:
-        metrics=[PLAN.evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE6_ROWS],
-        scored=[path for r in TABLE6_ROWS if (path := PLAN.scored_file(r["model"], r["setting"]))],
+        metrics=[PLAN.evaluation_file(row["model"], row["setting"], "metrics.json", r)
+                 for r in REPLICATES for row in TABLE6_ROWS],
+        scored=[path for r in REPLICATES for row in TABLE6_ROWS
+                if (path := PLAN.scored_file(row["model"], row["setting"], r))],
     output:
         table=report(
             "results/table6.csv",
@@ -71,7 +78,8 @@ rule table6:
     params:
         rows=[{"policy": r["policy"], "setting": r["setting"]} for r in TABLE6_ROWS],
         # Per row its training set, or None for online rows (sampled during training: no statistics).
-        scored=[PLAN.scored_file(r["model"], r["setting"]) for r in TABLE6_ROWS],
+        scored=[PLAN.scored_file(row["model"], row["setting"], r) for r in REPLICATES for row in TABLE6_ROWS],
+        replicates=len(REPLICATES),
     log:
         "logs/tables/table6.log",
     conda:
@@ -82,7 +90,8 @@ rule table6:
 
 rule table7:
     input:
-        metrics=[PLAN.evaluation_file(r["model"], r["setting"], "metrics.json") for r in TABLE7_ROWS],
+        metrics=[PLAN.evaluation_file(row["model"], row["setting"], "metrics.json", r)
+                 for r in REPLICATES for row in TABLE7_ROWS],
     output:
         table=report(
             "results/table7.csv",
@@ -92,6 +101,7 @@ rule table7:
         ),
     params:
         rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in TABLE7_ROWS],
+        replicates=len(REPLICATES),
     log:
         "logs/tables/table7.log",
     conda:

@@ -10,4 +10,4 @@ rule impossible_setting:
     log:
         "logs/impossible_setting/{path}.log",
     wildcard_constraints:
-        path=rf"(?:eval|models|scored|samples|rewards)/[^/]+/{IMPOSSIBLE_SETTING_PATTERN}(?:[/.].*)?",
+        path=rf"{FOLDER_PATTERN}(?:eval|models|scored|samples|rewards)/[^/]+/{IMPOSSIBLE_SETTING_PATTERN}(?:[/.].*)?",

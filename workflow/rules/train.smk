@@ -7,22 +7,22 @@ REWARD_DURING_TRAINING = PLAN.rrhf.reward_during_training.every_steps > 0  # tra
 
 rule train_rrhf:
     input:
-        scored=lambda wildcards: PLAN.scored_file(wildcards.policy, wildcards.setting),
+        scored=lambda wildcards: PLAN.scored_file(wildcards.policy, wildcards.setting, wildcards.replicate),
         policy=starting_model_input,
-        reward_model=PLAN.reward_model_input() if REWARD_DURING_TRAINING else [],
+        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate) if REWARD_DURING_TRAINING else [],
     output:
-        model=directory("results/models/{policy}/{setting}"),
+        model=directory("results/{replicate}models/{policy}/{setting}"),
     params:
         policy=starting_model,
-        rrhf=lambda wildcards: PLAN.rrhf_for(wildcards.setting),
+        rrhf=lambda wildcards: PLAN.rrhf_for(wildcards.setting, wildcards.replicate),
         scoring=config["scoring"] if REWARD_DURING_TRAINING else None,
         precision=config["precision"],
-        reward_model=lambda wildcards: PLAN.reward_model_source() if REWARD_DURING_TRAINING else None,
+        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate) if REWARD_DURING_TRAINING else None,
         accelerate_config=PLAN.accelerate_config,
     log:
-        "logs/train_rrhf/{policy}_{setting}.log",
+        "logs/train_rrhf/{replicate}{policy}_{setting}.log",
     benchmark:
-        "logs/benchmarks/train_rrhf/{policy}_{setting}.tsv"
+        "logs/benchmarks/train_rrhf/{replicate}{policy}_{setting}.tsv"
     wildcard_constraints:
         setting=f"{names_pattern(PLAN.settings)}|{LATER_ITERATION_PATTERN}",
     threads: threads_of("train_rrhf")
@@ -38,23 +38,23 @@ rule train_online_rrhf:
     input:
         unpack(online_provided_input),
         train_data=TRAIN_DATA,
-        policy=lambda wildcards: PLAN.model_input(wildcards.policy),
-        reward_model=PLAN.reward_model_input(),
+        policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
+        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
     output:
-        model=directory("results/models/{policy}/{setting}"),
+        model=directory("results/{replicate}models/{policy}/{setting}"),
     params:
-        policy=lambda wildcards: PLAN.model_path(wildcards.policy),
-        reward_model=lambda wildcards: PLAN.reward_model_source(),
-        rrhf=lambda wildcards: PLAN.rrhf_for(wildcards.setting),
+        policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
+        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        rrhf=lambda wildcards: PLAN.rrhf_for(wildcards.setting, wildcards.replicate),
         online=lambda wildcards: PLAN.online_for(wildcards.setting),
-        sampling=lambda wildcards: PLAN.sampling_for(PLAN.online_for(wildcards.setting)["sampler"]),
+        sampling=lambda wildcards: PLAN.sampling_for(PLAN.online_for(wildcards.setting)["sampler"], wildcards.replicate),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("train"),
         precision=config["precision"],
     log:
-        "logs/train_online_rrhf/{policy}_{setting}.log",
+        "logs/train_online_rrhf/{replicate}{policy}_{setting}.log",
     benchmark:
-        "logs/benchmarks/train_online_rrhf/{policy}_{setting}.tsv"
+        "logs/benchmarks/train_online_rrhf/{replicate}{policy}_{setting}.tsv"
     wildcard_constraints:
         setting=ONLINE_PATTERN,
     threads: threads_of("train_online_rrhf")
@@ -69,21 +69,21 @@ rule train_online_rrhf:
 rule train_ppo:
     input:
         train_data=TRAIN_DATA,
-        policy=lambda wildcards: PLAN.model_input(wildcards.policy),
-        reward_model=PLAN.reward_model_input(),
+        policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
+        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
     output:
-        model=directory("results/models/{policy}/PPO"),
+        model=directory("results/{replicate}models/{policy}/PPO"),
     params:
-        policy=lambda wildcards: PLAN.model_path(wildcards.policy),
-        reward_model=lambda wildcards: PLAN.reward_model_source(),
-        ppo=config["ppo"],
+        policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
+        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        ppo=lambda wildcards: PLAN.ppo_for(wildcards.replicate),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("train"),
         precision=config["precision"],
     log:
-        "logs/train_ppo/{policy}.log",
+        "logs/train_ppo/{replicate}{policy}.log",
     benchmark:
-        "logs/benchmarks/train_ppo/{policy}.tsv"
+        "logs/benchmarks/train_ppo/{replicate}{policy}.tsv"
     threads: threads_of("train_ppo")
     resources:
         **resources_of("train_ppo"),

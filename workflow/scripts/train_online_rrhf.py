@@ -7,5 +7,6 @@ run_trainer(
          online=snakemake.params.online, sampling=snakemake.params.sampling, scoring=snakemake.params.scoring,
          prompts=snakemake.params.prompts, precision=snakemake.params.precision,
          provided=snakemake.input.get("provided"),
-         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model), log_path=snakemake.log[0]),
+         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
+         tracking=snakemake.config["tracking"], log_path=snakemake.log[0]),
 )

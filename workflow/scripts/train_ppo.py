@@ -5,5 +5,6 @@ run_trainer(
     dict(policy=snakemake.params.policy, reward_model=snakemake.params.reward_model,
          train_data=snakemake.input.train_data, output_dir=snakemake.output.model, ppo=snakemake.params.ppo,
          scoring=snakemake.params.scoring, prompts=snakemake.params.prompts, precision=snakemake.params.precision,
-         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model), log_path=snakemake.log[0]),
+         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
+         tracking=snakemake.config["tracking"], log_path=snakemake.log[0]),
 )

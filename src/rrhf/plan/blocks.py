@@ -60,6 +60,15 @@ class Precision(Block):
 
 
 @dataclass(frozen=True)
+class Tracking(Block):
+    """``tracking``: the trackers every trainer logs its training log to (rrhf.training.tracking)."""
+
+    SCHEMA: ClassVar[str] = "tracking"
+    trackers: list[str]
+    project: str
+
+
+@dataclass(frozen=True)
 class Checkpoints(Block):
     """``checkpoints``: resume checkpoints of every trainer."""
 
@@ -324,5 +333,5 @@ class Resources(Block):
 TOP_LEVEL_BLOCKS: dict[str, type[Block]] = {
     "rrhf": RRHF, "ppo": PPO, "sampling": Sampling, "scoring": Scoring, "evaluation": Evaluation,
     "resampling": Resampling, "checkpoints": Checkpoints, "precision": Precision, "resources": Resources,
-    "data": Data,
+    "data": Data, "tracking": Tracking,
 }

@@ -19,6 +19,7 @@ import yaml
 
 from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
 from rrhf.plan.model_sources import model_source_problem
+from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import setting_problem
 from rrhf.plan.tables import table_row_problems
 
@@ -225,6 +226,18 @@ def table_problems(plan: "Plan") -> list[str]:
     return problems
 
 
+def finding_problems(plan: "Plan") -> list[str]:
+    """Claims of the findings file (config key ``findings``) that cannot be measured: rows no table has, metrics
+    their tables lack (rrhf.plan.findings). Checked only when the tables themselves are sound; the claims read
+    are kept on the plan."""
+    if table_problems(plan) or plan.findings_file is None:
+        return []
+    from rrhf.plan.findings import read_claims
+
+    plan.claims, problems = read_claims(plan, plan.findings_file)
+    return [f"findings: {problem}" for problem in problems]
+
+
 def dataset_rows(path: str | Path) -> int | None:
     """Rows of a prepared dataset split (its Parquet metadata, nothing else read), or None when not made yet."""
     if not Path(path).is_file():
@@ -263,9 +276,10 @@ def size_problems(plan: "Plan") -> list[str]:
 
 
 # Target paths whose folder names a policy model and a setting.
-SETTING_TARGET = re.compile(r"results/(?:eval|models|scored)/(?P<model>[^/]+)/(?P<setting>[^/]+?)"
+SETTING_TARGET = re.compile(rf"results/{FOLDER_PATTERN}(?:eval|models|scored)/(?P<model>[^/]+)/(?P<setting>[^/]+?)"
                             r"(?:\.parquet)?(?:/.*)?")
-ITERATED_TARGET = re.compile(r"results/(?:samples|rewards)/(?P<model>[^/]+)/(?P<setting>IP-[^/]*)/[^/]+")
+ITERATED_TARGET = re.compile(rf"results/{FOLDER_PATTERN}(?:samples|rewards)/(?P<model>[^/]+)/(?P<setting>IP-[^/]*)"
+                             r"/[^/]+")
 
 
 def target_problems(plan: "Plan", targets: list[str]) -> list[str]:
@@ -293,4 +307,5 @@ def plan_problems(plan: "Plan") -> list[str]:
             *accelerate_config_problems(plan), *architecture_problems(plan), *lora_problems(plan),
             *config_problems(config),
             *ppo_length_problems(plan.ppo.training.max_length, plan.ppo.generation.max_new_tokens),
-            *single_process_problems(plan), *table_problems(plan), *size_problems(plan)]
+            *single_process_problems(plan), *table_problems(plan), *finding_problems(plan),
+            *size_problems(plan)]

@@ -25,6 +25,7 @@ from rrhf.plan.blocks import (
     Scoring,
 )
 from rrhf.plan.checks import plan_problems
+from rrhf.plan.replicates import Replicates
 from rrhf.plan.schema import fill_defaults
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
 from rrhf.plan.tables import TableRow, read_table_rows
@@ -44,6 +45,7 @@ class Plan:
         self.reward_model: str = config["reward_model"]
         self.evaluation_model: str = config["evaluation_model"]
         self.shards: int = config["shards"]
+        self.replicates = Replicates(config["replicates"], config["reseeded_stages"])
         self.data = Data.from_config(config["data"])
         self.rrhf = RRHF.from_config(config["rrhf"])
         self.ppo = PPO.from_config(config["ppo"])
@@ -57,6 +59,8 @@ class Plan:
         self.tables_file = self.workflow_dir / config["tables"]
         self.tables: dict[str, list[TableRow]]
         self.tables, self.table_problems = read_table_rows(self.tables_file, config["table_settings"])
+        self.findings_file = self.workflow_dir / config["findings"] if config["findings"] else None
+        self.claims: list = []  # the findings file's claims (rrhf.plan.findings.Claim), read by the checks
         accelerate = config["accelerate_config"]
         self.accelerate_config = str(self.workflow_dir / accelerate) if accelerate else None
 
@@ -94,9 +98,30 @@ class Plan:
     def rank_weight(self, name: str) -> float:
         return self.setting_spec(name).get("rank_weight", self.rrhf.rank_weight)
 
-    def rrhf_for(self, name: str) -> dict[str, Any]:
-        """The ``rrhf`` block a setting trains with: the config's, with the setting's own rank_weight."""
-        return {**self.config["rrhf"], "rank_weight": self.rank_weight(name)}
+    def rrhf_for(self, name: str, replicate: int | str = 0) -> dict[str, Any]:
+        """The ``rrhf`` block a setting trains with in a replicate: the config's, with the setting's own
+        rank_weight and the replicate's training seed."""
+        return {**self.with_seed(self.config["rrhf"], "training", replicate), "rank_weight": self.rank_weight(name)}
+
+    def ppo_for(self, replicate: int | str = 0) -> dict[str, Any]:
+        """The ``ppo`` block with the replicate's training seed."""
+        return self.with_seed(self.config["ppo"], "training", replicate)
+
+    def best_of_n_for(self, replicate: int | str = 0) -> dict[str, Any]:
+        """``evaluation.best_of_n`` with the replicate's sampling seed."""
+        best_of_n = self.config["evaluation"]["best_of_n"]
+        return {**best_of_n, "seed": self.replicates.seed(best_of_n["seed"], replicate, "sampling")}
+
+    def with_seed(self, block: dict[str, Any], stage: str, replicate: int | str) -> dict[str, Any]:
+        """A block whose ``training.seed`` is the replicate's seed of ``stage`` (the block itself in replicate
+        0, or when the stage keeps its seeds)."""
+        seed = self.replicates.seed(block["training"]["seed"], replicate, stage)
+        return block if seed == block["training"]["seed"] else {**block, "training": {**block["training"],
+                                                                                           "seed": seed}}
+
+    def folder(self, replicate: int | str, stage: str) -> str:
+        """The replicate folder of a file of ``stage`` (rrhf.plan.replicates.Replicates.folder)."""
+        return self.replicates.folder(replicate, stage)
 
     def online_for(self, name: str) -> dict[str, Any]:
         """What an OP-{k}[+KL] setting means (rrhf.plan.blocks.OnlineSchedule): k, the KL coefficient (0
@@ -105,11 +130,12 @@ class Plan:
         return {"steps_per_sample": setting.number, "kl_coef": self.resampling.kl_coef if setting.with_kl else 0.0,
                 "sampler": self.setting_spec(name)["sampler"]}
 
-    def sampling_for(self, sampler: str) -> dict[str, Any]:
-        """The ``sampling`` block as a job of one sampler sees it: with that sampler only, so that changing
-        another sampler re-runs nothing here."""
+    def sampling_for(self, sampler: str, replicate: int | str = 0) -> dict[str, Any]:
+        """The ``sampling`` block as a job of one sampler sees it in a replicate: with that sampler only, so that
+        changing another sampler re-runs nothing here, and the replicate's sampling seed."""
         sampling = self.config["sampling"]
-        return {**sampling, "samplers": {sampler: sampling["samplers"][sampler]}}
+        return {**sampling, "seed": self.replicates.seed(sampling["seed"], replicate, "sampling"),
+                "samplers": {sampler: sampling["samplers"][sampler]}}
 
     def prompt_subset(self, split: str) -> dict[str, Any]:
         """Which prompts of a split a stage uses (rrhf.plan.blocks.PromptSubset)."""
@@ -128,33 +154,39 @@ class Plan:
     def built_models(self, kind: str) -> list[str]:
         return [name for name, spec in self.models.items() if spec.get("build", {}).get("kind") == kind]
 
-    def build(self, name: str) -> dict[str, Any]:
-        """The build recipe of a models entry."""
-        return self.models[name]["build"]
+    def build(self, name: str, replicate: int | str = 0) -> dict[str, Any]:
+        """The build recipe of a models entry, with the replicate's training seed (a tokenizer has none)."""
+        build = self.models[name]["build"]
+        return self.with_seed(build, "models", replicate) if "training" in build else build
 
-    def model_path(self, name: str) -> str:
-        """Where a model loads from: its build folder, or its configured hub id / local path."""
+    def model_path(self, name: str, replicate: int | str = 0) -> str:
+        """Where a model loads from: its build folder (the replicate's, for every build but a tokenizer), or its
+        configured hub id / local path."""
         spec = self.models[name]
-        return f"resources/models/{name}" if "build" in spec else spec["path"]
+        if "build" not in spec:
+            return spec["path"]
+        folder = "" if spec["build"]["kind"] == "tokenizer" else self.folder(replicate, "models")
+        return f"resources/models/{folder}{name}"
 
-    def model_input(self, name: str) -> list[str]:
+    def model_input(self, name: str, replicate: int | str = 0) -> list[str]:
         """The model as a job input: its build folder or a local path; nothing for a hub id."""
-        path = self.model_path(name)
+        path = self.model_path(name, replicate)
         return [path] if "build" in self.models[name] or Path(path).exists() else []
 
-    def reward_model_source(self) -> str | dict[str, Any]:
+    def reward_model_source(self, replicate: int | str = 0) -> str | dict[str, Any]:
         """How jobs load the reward model: its path, or, for another format or with trust_remote_code, a dict of
         path, format, backbone and trust_remote_code (rrhf.models.loading.load_reward_model takes either)."""
         spec = self.models[self.reward_model]
         if spec.get("format", "transformers") == "transformers" and not spec.get("trust_remote_code", False):
-            return self.model_path(self.reward_model)
-        return {"path": self.model_path(self.reward_model), "format": spec.get("format", "transformers"),
+            return self.model_path(self.reward_model, replicate)
+        return {"path": self.model_path(self.reward_model, replicate), "format": spec.get("format", "transformers"),
                 "backbone": spec.get("backbone"), "trust_remote_code": spec.get("trust_remote_code", False)}
 
-    def reward_model_input(self) -> list[str]:
+    def reward_model_input(self, replicate: int | str = 0) -> list[str]:
         """The reward model (and a local backbone folder) as job inputs: nothing for hub ids."""
         backbone = self.models[self.reward_model].get("backbone")
-        return self.model_input(self.reward_model) + ([backbone] if backbone and Path(backbone).exists() else [])
+        local_backbone = [backbone] if backbone and Path(backbone).exists() else []
+        return self.model_input(self.reward_model, replicate) + local_backbone
 
     # --- files --------------------------------------------------------------------------------------------------
 
@@ -166,7 +198,7 @@ class Plan:
         """The split of the experiment's dataset (data.dataset)."""
         return self.dataset_file(self.data.dataset, split)
 
-    def scored_file(self, policy: str, setting: str) -> str | None:
+    def scored_file(self, policy: str, setting: str, replicate: int | str = 0) -> str | None:
         """The training set a setting trains on (its own, or the one it reuses); None for OP-{k}[+KL], whose
         responses are sampled during training (results/models/{policy}/{setting}/online_samples.parquet)."""
         if self.setting(setting).kind == "online":
@@ -174,58 +206,86 @@ class Plan:
         setting = self.trained_setting(setting)
         own = setting if self.setting(setting).kind == "iterated" else self.settings[setting].get("training_set",
                                                                                                    setting)
-        return f"results/scored/{policy}/{own}.parquet"
+        return f"results/{self.folder(replicate, self.training_set_stage(own))}scored/{policy}/{own}.parquet"
 
-    def setting_parts(self, policy: str, setting: str) -> dict[str, str]:
+    def training_set_stage(self, setting: str) -> str:
+        """The last stage a setting's training set depends on: training for IP-{n} (n >= 2: sampled by a
+        trained model), sampling when it samples, models when it is the provided replies only (their rewards)."""
+        iteration = self.setting(setting).iteration
+        if iteration and iteration > 1:
+            return "training"
+        return "sampling" if self.setting_spec(setting)["sampler"] else "models"
+
+    def setting_parts(self, policy: str, setting: str, replicate: int | str = 0) -> dict[str, str]:
         """The scored parts a setting's training set is made of: sampled responses and/or the provided ones.
         IP-{n}'s samples come from IP-(n-1)'s model, under results/rewards/{policy}/IP-{n}/."""
         spec = self.setting_spec(setting)
         folder = f"{policy}/{setting}" if self.setting(setting).kind == "iterated" else policy
         parts = {}
         if spec["sampler"]:
-            parts["sampled"] = f"results/rewards/{folder}/{spec['sampler']}.parquet"
+            stage = self.training_set_stage(setting)
+            parts["sampled"] = f"results/{self.folder(replicate, stage)}rewards/{folder}/{spec['sampler']}.parquet"
         if spec["provided"]:
-            parts["provided"] = "results/rewards/provided.parquet"
+            parts["provided"] = self.provided_rewards_file(replicate)
         return parts
 
-    def previous_iteration_model(self, policy: str, setting: str) -> str | None:
+    def provided_rewards_file(self, replicate: int | str = 0) -> str:
+        """The rewards of the dataset's own replies to the training prompts (they change with the reward
+        model)."""
+        return f"results/{self.folder(replicate, 'models')}rewards/provided.parquet"
+
+    def trained_model(self, policy: str, setting: str, replicate: int | str = 0) -> str:
+        """The folder of the model a setting trains (IP-1's is resampling.setting's)."""
+        return f"results/{self.folder(replicate, 'training')}models/{policy}/{self.trained_setting(setting)}"
+
+    def previous_iteration_model(self, policy: str, setting: str, replicate: int | str = 0) -> str | None:
         """The model IP-(n-1) trained, for IP-{n} with n >= 2 (IP-1's is resampling.setting's); None otherwise."""
         n = self.setting(setting).iteration
-        return f"results/models/{policy}/{self.trained_setting(f'IP-{n - 1}')}" if n and n > 1 else None
+        return self.trained_model(policy, f"IP-{n - 1}", replicate) if n and n > 1 else None
 
-    def starting_model(self, policy: str, setting: str) -> str:
+    def starting_model(self, policy: str, setting: str, replicate: int | str = 0) -> str:
         """The model a setting's training starts from (and IP-{n} samples with): IP-(n-1)'s for IP-{n}, n >= 2;
         the untrained policy otherwise."""
-        return self.previous_iteration_model(policy, setting) or self.model_path(policy)
+        return self.previous_iteration_model(policy, setting, replicate) or self.model_path(policy, replicate)
 
-    def starting_model_input(self, policy: str, setting: str) -> list[str]:
-        previous = self.previous_iteration_model(policy, setting)
-        return [previous] if previous else self.model_input(policy)
+    def starting_model_input(self, policy: str, setting: str, replicate: int | str = 0) -> list[str]:
+        previous = self.previous_iteration_model(policy, setting, replicate)
+        return [previous] if previous else self.model_input(policy, replicate)
 
-    def evaluated_model(self, policy: str, setting: str) -> str:
+    def evaluated_model(self, policy: str, setting: str, replicate: int | str = 0) -> str:
         """The model an evaluation uses: the RRHF- or PPO-trained one, or the untrained policy for "none"."""
         if setting == "none":
-            return self.model_path(policy)
-        return f"results/models/{policy}/{self.trained_setting(setting)}"
+            return self.model_path(policy, replicate)
+        return self.trained_model(policy, setting, replicate)
 
-    def evaluated_model_input(self, policy: str, setting: str) -> list[str]:
-        return self.model_input(policy) if setting == "none" else [self.evaluated_model(policy, setting)]
+    def evaluated_model_input(self, policy: str, setting: str, replicate: int | str = 0) -> list[str]:
+        if setting == "none":
+            return self.model_input(policy, replicate)
+        return [self.evaluated_model(policy, setting, replicate)]
 
-    def evaluation_file(self, model: str, setting: str, name: str) -> str:
-        """A table row's evaluation file; an IP-1 row reads resampling.setting's (the same model, evaluated
-        once)."""
-        return f"results/eval/{model}/{self.trained_setting(setting)}/{name}"
+    def evaluation_stage(self, setting: str) -> str:
+        """The last stage an evaluation depends on: models for an untrained policy (greedy decoding), sampling
+        for best-of-n, training for a trained model."""
+        if setting == "none":
+            return "models"
+        return "sampling" if self.setting(setting).kind == "best_of_n" else "training"
 
-    def agreement_training_sets(self) -> dict[str, str]:
+    def evaluation_file(self, model: str, setting: str, name: str, replicate: int | str = 0) -> str:
+        """A table row's evaluation file in a replicate; an IP-1 row reads resampling.setting's (the same model,
+        evaluated once)."""
+        folder = self.folder(replicate, self.evaluation_stage(setting))
+        return f"results/{folder}eval/{model}/{self.trained_setting(setting)}/{name}"
+
+    def agreement_training_sets(self, replicate: int | str = 0) -> dict[str, str]:
         """{policy}/{training set} -> scored file, for every training set a table row trains on."""
         sets = {}
         for rows in self.tables.values():
             for row in rows:
                 if row.setting is not None and parse_setting(row.setting, self.settings) is not None \
                         and self.setting(row.setting).trains_with_rrhf:
-                    path = self.scored_file(self.policies[row.policy], row.setting)
+                    path = self.scored_file(self.policies[row.policy], row.setting, replicate)
                     if path:
-                        sets[path.removeprefix("results/scored/").removesuffix(".parquet")] = path
+                        sets[path.split("scored/", 1)[1].removesuffix(".parquet")] = path
         return sets
 
     # --- resources ----------------------------------------------------------------------------------------------

@@ -119,25 +119,39 @@ def labelled_rows(plan: "Plan", table: str) -> list[dict[str, Any]]:
     return rows
 
 
-def entries(plan: "Plan", table: str, file_name: str) -> list[tuple[dict[str, str], str]]:
-    """(label row, file) of each row of Table 2 (``metrics.json``) or Table 5 (``pair_accuracy.json``): the
-    dataset's good / bad replies, the reward model, or a policy's evaluation."""
-    found = []
-    for row in plan.tables.get(table, []):
-        if row.responses is not None:
-            found.append(({"policy": "dataset", "setting": RESPONSE_LABELS[row.responses]},
-                          f"results/eval/dataset/{row.responses}/{file_name}"))
-        elif row.reward_model:
-            found.append(({"policy": plan.display_name(plan.reward_model), "setting": "reward model"},
-                          f"results/eval/reward_model/{file_name}"))
-        else:
-            model = plan.policies[row.policy]
-            found.append(({"policy": plan.display_name(model), "setting": row.setting},
-                          plan.evaluation_file(model, row.setting, file_name)))
-    return found
+def row_file(plan: "Plan", row: TableRow, file_name: str, replicate: int | str = 0) -> str:
+    """A row's evaluation file in a replicate: the dataset's good / bad replies (they change with the reward
+    model and the evaluation LM), the reward model's, or a policy's evaluation."""
+    if row.responses is not None:
+        return f"results/{plan.folder(replicate, 'models')}eval/dataset/{row.responses}/{file_name}"
+    if row.reward_model:
+        return reward_model_file(plan, file_name, replicate)
+    return plan.evaluation_file(plan.policies[row.policy], row.setting, file_name, replicate)
 
 
-def report_rows(plan: "Plan", table: str) -> list[dict[str, Any]]:
+def reward_model_file(plan: "Plan", file_name: str, replicate: int | str = 0) -> str:
+    """The reward model's evaluation file in a replicate: its pair accuracy on the test pairs (models stage) or
+    its agreement with the training sets' gold rewards (metrics.json: sampling stage)."""
+    stage = "sampling" if file_name == "metrics.json" else "models"
+    return f"results/{plan.folder(replicate, stage)}eval/reward_model/{file_name}"
+
+
+def row_label(plan: "Plan", row: TableRow) -> dict[str, str]:
+    """How a table's CSV labels a row: ``policy`` (a display name, or "dataset") and ``setting``."""
+    if row.responses is not None:
+        return {"policy": "dataset", "setting": RESPONSE_LABELS[row.responses]}
+    if row.reward_model:
+        return {"policy": plan.display_name(plan.reward_model), "setting": "reward model"}
+    return {"policy": plan.display_name(plan.policies[row.policy]), "setting": row.setting}
+
+
+def entries(plan: "Plan", table: str, file_name: str, replicate: int | str = 0) -> list[tuple[dict[str, str], str]]:
+    """(label row, file) of each row of Table 2 (``metrics.json``) or Table 5 (``pair_accuracy.json``) in a
+    replicate: the dataset's good / bad replies, the reward model, or a policy's evaluation."""
+    return [(row_label(plan, row), row_file(plan, row, file_name, replicate)) for row in plan.tables.get(table, [])]
+
+
+def report_rows(plan: "Plan", table: str, replicate: int | str = 0) -> list[dict[str, Any]]:
     """A table's rows as the report shows them: ``policy`` and ``setting`` (as the table's CSV labels them), a
     short figure ``label`` (the tables.yaml role and the setting), the test ``generations`` (None for Table 5's
     reward-model row), ``model_dir`` (the trained model; None for an untrained policy, best-of-n or the
@@ -150,7 +164,7 @@ def report_rows(plan: "Plan", table: str) -> list[dict[str, Any]]:
             label = RESPONSE_LABELS[row.responses]
             rows.append({"policy": "dataset", "setting": label, "label": f"dataset: {label}", "model_dir": None,
                          "training": None,
-                         "generations": f"results/eval/dataset/{row.responses}/generations.parquet"})
+                         "generations": row_file(plan, row, "generations.parquet", replicate)})
             continue
         if row.reward_model:
             rows.append({"policy": plan.display_name(plan.reward_model), "setting": "reward model",
@@ -160,10 +174,11 @@ def report_rows(plan: "Plan", table: str) -> list[dict[str, Any]]:
         trained = plan.trained_setting(setting.name) if setting.is_trained else None
         training = None
         if setting.trains_with_rrhf:
-            scored = plan.scored_file(model, setting.name)
-            training = (scored, "scored") if scored else (f"results/models/{model}/{setting.name}", "online")
+            scored = plan.scored_file(model, setting.name, replicate)
+            training = (scored, "scored") if scored else (plan.trained_model(model, setting.name, replicate), "online")
         label = f"{row.policy} {setting.name}" + (f" (= {trained})" if trained and trained != setting.name else "")
         rows.append({"policy": plan.display_name(model), "setting": setting.name, "label": label,
-                     "training": training, "model_dir": f"results/models/{model}/{trained}" if trained else None,
-                     "generations": plan.evaluation_file(model, setting.name, "generations.parquet")})
+                     "training": training,
+                     "model_dir": plan.trained_model(model, setting.name, replicate) if trained else None,
+                     "generations": plan.evaluation_file(model, setting.name, "generations.parquet", replicate)})
     return rows

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from rrhf.io import atomic_path, read_parquet, setup_logging
+from rrhf.statistics import interval_text
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5em; color: #1e293b; }
@@ -57,10 +58,29 @@ def html_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def with_intervals(frame: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """A table read as text with each ``{column}_ci95`` (a table over replicates) merged into its column as
+    ``mean ± half-width`` at the precision the interval warrants (rrhf.statistics.interval_text); (the frame,
+    whether it had any)."""
+    intervals = [column for column in frame.columns if column.endswith("_ci95") and column[:-5] in frame.columns]
+    if not intervals:
+        return frame, False
+    frame = frame.copy()
+    for column in intervals:
+        base = column[:-5]
+        frame[base] = [interval_text(float(mean), float(half)) if mean and half else mean
+                       for mean, half in zip(frame[base], frame[column], strict=True)]
+    return frame.drop(columns=intervals), True
+
+
 def table_page(table: str, title: str, note: str, output: str, log_path: str | None = None) -> pd.DataFrame:
     """A results table (CSV) as an HTML page: every cell as written in the CSV (an empty cell, such as an online
-    row's training-set statistics, as a dash), under ``title`` and a ``note``."""
-    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    row's training-set statistics, as a dash), under ``title`` and a ``note``. A table over replicates shows
+    its means with their 95 % intervals (:func:`with_intervals`)."""
+    frame, intervals = with_intervals(pd.read_csv(table, dtype=str, keep_default_na=False))
+    if intervals:
+        note = (f"{note} Over {frame['replicates'].iloc[0]} replicates: each value is the mean over replicates "
+                "± the half-width of its 95 % t-interval.")
     body = [f'<p class="note">{html.escape(note)}</p>' if note else "",
             html_table(list(frame.columns), frame.values.tolist()),
             f'<p class="note">From <code>{html.escape(table)}</code>: {len(frame)} rows.</p>']

@@ -49,7 +49,7 @@ STEP_FOLDER = re.compile(r"step-(\d{8})")
 STATE_FILE = "loop_state.json"
 
 
-def job_fingerprint(arguments: dict[str, Any], ignore: tuple[str, ...] = ("log_path", "checkpoint")) -> str:
+def job_fingerprint(arguments: dict[str, Any], ignore: tuple[str, ...] = ("log_path", "checkpoint", "tracking")) -> str:
     """sha256 of a stage's keyword arguments and of the size and mtime of every file under the paths among
     them, so a changed setting or a rebuilt input gives another fingerprint."""
     digest = hashlib.sha256()

@@ -58,6 +58,7 @@ def fit_lm(model, tokenizer, examples, training: Training, precision: Precision,
 
 def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, build: Build | dict[str, Any],
                 precision: Precision | dict[str, Any], checkpoint: dict[str, Any] | None = None,
+                tracking: dict[str, Any] | None = None,
                 log_path: str | None = None) -> None:
     """Stage entry point: pre-train a fresh LM (the build's architecture, LLaMA- or GPT-2-style) on every
     training transcript."""
@@ -73,11 +74,12 @@ def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, build: Bui
     model = new_causal_lm(tokenizer, build.architecture, params.seed)
     log.info("pre-training a %.2fM-parameter LM on %d transcripts", model.num_parameters() / 1e6, len(examples))
     result = fit_lm(model, tokenizer, examples, params, precision, "pretrain", checkpoint)
-    result.save(output_dir, tokenizer, {"stage": "pretrain_lm", "build": build.as_config()})
+    result.save(output_dir, tokenizer, {"stage": "pretrain_lm", "build": build.as_config()}, tracking=tracking)
 
 
 def train_sft(init_model: str, train_data: str, output_dir: str, build: Build | dict[str, Any],
               precision: Precision | dict[str, Any], checkpoint: dict[str, Any] | None = None,
+              tracking: dict[str, Any] | None = None,
               log_path: str | None = None) -> None:
     """Stage entry point: supervised fine-tuning on prompt + chosen (at most the build's max_examples pairs),
     loss on the response tokens only."""
@@ -93,4 +95,5 @@ def train_sft(init_model: str, train_data: str, output_dir: str, build: Build | 
                            loss_on_prompt=False)
     log.info("SFT of %s on %d prompt+chosen examples", init_model, len(examples))
     result = fit_lm(model, tokenizer, examples, params, precision, "sft", checkpoint)
-    result.save(output_dir, tokenizer, {"stage": "train_sft", "init": init_model, "build": build.as_config()})
+    result.save(output_dir, tokenizer, {"stage": "train_sft", "init": init_model, "build": build.as_config()},
+                tracking=tracking)

@@ -28,6 +28,7 @@ from rrhf.io import atomic_path, write_json, write_parquet
 from rrhf.models.adapters import check_not_fsdp, has_lora, merge_lora
 from rrhf.plan.blocks import Precision, Training
 from rrhf.training.checkpoints import Checkpoints, CheckpointSettings
+from rrhf.training.tracking import log_training
 
 log = logging.getLogger("rrhf")
 
@@ -297,9 +298,11 @@ class TrainingResult:
         return self.accelerator.unwrap_model(self.model)
 
     def save(self, output_dir: str, tokenizer, provenance: dict[str, Any],
-             metrics: dict[str, Any] | None = None, tables: dict[str, pd.DataFrame] | None = None) -> None:
+             metrics: dict[str, Any] | None = None, tables: dict[str, pd.DataFrame] | None = None,
+             tracking: dict[str, Any] | None = None) -> None:
         """Write the model (safetensors), tokenizer, ``train_log.parquet`` and, if given, ``metrics.json`` and
-        ``tables`` (file name -> frame, written as Parquet with the same provenance).
+        ``tables`` (file name -> frame, written as Parquet with the same provenance); log the training log's
+        rows to the ``tracking`` block's trackers (rrhf.training.tracking: TensorBoard under ``tensorboard/``).
 
         The folder appears complete or not at all (written aside, then renamed),
         and only the main process writes it; every process must call this
@@ -322,6 +325,8 @@ class TrainingResult:
                     write_json(metrics, tmp / "metrics.json")
                 for name, frame in (tables or {}).items():
                     write_parquet(frame, tmp / name, provenance)
+                log_training(self.rows, tracking, provenance.get("stage", "train"), tmp / "tensorboard",
+                             {"output": str(output_dir), **provenance})
         self.accelerator.wait_for_everyone()
         if self.checkpoints is not None:
             self.checkpoints.finish()

@@ -137,6 +137,7 @@ def train_online_rrhf(policy: str, reward_model: str | dict[str, Any], train_dat
                       sampling: Sampling | dict[str, Any], scoring: Scoring | dict[str, Any],
                       prompts: PromptSubset | dict[str, Any], precision: Precision | dict[str, Any],
                       provided: str | None = None, checkpoint: dict[str, Any] | None = None,
+                      tracking: dict[str, Any] | None = None,
                       log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: online RRHF of ``policy`` on the selected training ``prompts``, with the ``rrhf`` block,
     sampling every ``online.steps_per_sample`` steps with ``online.sampler`` (its ``sampling`` settings) and
@@ -221,5 +222,5 @@ def train_online_rrhf(policy: str, reward_model: str | dict[str, Any], train_dat
     result.save(output_dir, tokenizer, {"stage": "train_online_rrhf", "policy": policy,
                                         "online": online_params.as_config(), "rrhf": rrhf.as_config(),
                                         DATASET_KEY: facts_of(train_data)},
-                metrics, tables={"online_samples.parquet": samples})
+                metrics, tables={"online_samples.parquet": samples}, tracking=tracking)
     return metrics

@@ -245,6 +245,7 @@ def prompt_stream(count: int, seed: int):
 def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, output_dir: str,
               ppo: PPO | dict[str, Any], scoring: Scoring | dict[str, Any], prompts: PromptSubset | dict[str, Any],
               precision: Precision | dict[str, Any], checkpoint: dict[str, Any] | None = None,
+              tracking: dict[str, Any] | None = None,
               log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: PPO-train ``policy`` (the ``ppo`` block) on the selected training ``prompts``, rewards
     scored with ``scoring``; save it, its value head, a per-iteration ``train_log.parquet`` and ``metrics.json``.
@@ -325,5 +326,5 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
     log.info("PPO done: %s", metrics)
     replace(result, rows=rows).save(output_dir, tokenizer, {"stage": "train_ppo", "policy": policy,
                                                             "reward_model": reward_model, "ppo": ppo.as_config()},
-                                    metrics)
+                                    metrics, tracking=tracking)
     return metrics

@@ -56,7 +56,8 @@ def held_out_metrics(test: pd.DataFrame, chosen: list[float], rejected: list[flo
 
 def train_reward_model(init_model: str, train_data: str, test_data: str, output_dir: str,
                        build: Build | dict[str, Any], precision: Precision | dict[str, Any],
-                       checkpoint: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, Any]:
+                       checkpoint: dict[str, Any] | None = None,
+                       tracking: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: train the reward model of a ``reward`` build, report held-out pairwise accuracy (and,
     where the test data records a dataset with a gold reward, accuracy against gold), save it.
 
@@ -90,5 +91,5 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     log.info("reward model held-out pairwise accuracy %.4f on %d pairs; %s", metrics["test_accuracy"], len(test),
              {k: v for k, v in metrics.items() if k.startswith("test_gold") or k.startswith("test_label")})
     result.save(output_dir, tokenizer, {"stage": "train_reward_model", "init": init_model,
-                                        "build": build.as_config()}, metrics)
+                                        "build": build.as_config()}, metrics, tracking=tracking)
     return metrics

@@ -34,6 +34,7 @@ SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "reward"]
 def train_rrhf(policy: str, scored: str, output_dir: str, rrhf: RRHF | dict[str, Any],
                precision: Precision | dict[str, Any], reward_model: str | dict[str, Any] | None = None,
                scoring: Scoring | dict[str, Any] | None = None, checkpoint: dict[str, Any] | None = None,
+               tracking: dict[str, Any] | None = None,
                log_path: str | None = None) -> dict[str, float]:
     """Stage entry point: RRHF-train ``policy`` on a scored training set with the ``rrhf`` block (its training
     hyper-parameters, rank weight, length penalty, fine-tuning reduction, chunking and prompt sharing); save
@@ -65,5 +66,5 @@ def train_rrhf(policy: str, scored: str, output_dir: str, rrhf: RRHF | dict[str,
                "ft_reduction": rrhf.ft_reduction}
     log.info("RRHF done: %s", metrics)
     result.save(output_dir, tokenizer, {"stage": "train_rrhf", "policy": policy, "scored": scored,
-                                        "rrhf": rrhf.as_config()}, metrics)
+                                        "rrhf": rrhf.as_config()}, metrics, tracking=tracking)
     return metrics

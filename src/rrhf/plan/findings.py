@@ -1,0 +1,167 @@
+"""The paper's claims as data (config/findings.yaml), read and checked against the tables before any job.
+
+A claim compares two rows of the tables on one metric in a claimed direction::
+
+    - id: dp-raises-reward
+      claim: RRHF on diverse-beam samples raises Alpaca's reward
+      source: Table 2, Section 4.2
+      metric: reward
+      row: {policy: Alpaca, setting: DP}
+      versus: {policy: Alpaca, setting: none}
+      direction: higher
+
+``row`` and ``versus`` are written like the rows of config/tables.yaml: ``{policy, setting}`` (a setting as the
+tables list it: ``OP-32`` is found under the name the config runs it as), ``{responses: chosen|rejected}`` (the
+dataset's own replies) or ``{reward_model: true}`` (Table 5). Each must be a row of a table that has the metric
+(:data:`METRICS`). ``direction`` says whether ``row`` minus ``versus`` is claimed to be ``higher`` or
+``lower`` than zero. rrhf.report.findings measures each claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from rrhf.plan.tables import TableRow
+
+if TYPE_CHECKING:
+    from rrhf.plan.plan import Plan
+
+# metric -> (the tables whose rows have it, the file of a row it is read from).
+METRICS = {
+    "reward": (("table2", "table6", "table7"), "generations.parquet"),
+    "gold_reward": (("table2", "table6", "table7"), "generations.parquet"),
+    "ppl": (("table2", "table6", "table7"), "metrics.json"),
+    "repetition": (("table2", "table6", "table7"), "metrics.json"),
+    "accuracy": (("table5",), "pair_accuracy.json"),
+    "train_reward_mean": (("table6",), "scored"),
+    "train_reward_std": (("table6",), "scored"),
+    "train_reward_max": (("table6",), "scored"),
+}
+DIRECTIONS = ("higher", "lower")
+CLAIM_KEYS = {"id", "claim", "source", "metric", "row", "versus", "direction"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: ``row`` minus ``versus`` on ``metric`` is claimed ``higher`` or ``lower`` than zero."""
+
+    id: str
+    claim: str
+    source: str
+    metric: str
+    row: TableRow
+    versus: TableRow
+    direction: str
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.direction == "higher" else -1
+
+
+def describe(row: dict[str, Any] | TableRow) -> str:
+    """A row as a claim names it: "Alpaca DP", "dataset chosen", "reward model"."""
+    if isinstance(row, TableRow):
+        row = {"policy": row.policy, "setting": row.listed_setting, "responses": row.responses,
+               "reward_model": row.reward_model}
+    if row.get("responses"):
+        return f"dataset {row['responses']}"
+    if row.get("reward_model"):
+        return "reward model"
+    return f"{row.get('policy')} {row.get('setting')}"
+
+
+def find_row(plan: "Plan", written: Any, tables: tuple[str, ...]) -> TableRow | None:
+    """The first row of ``tables`` that ``written`` (a claim's row, as tables.yaml writes rows) names."""
+    if not isinstance(written, dict):
+        return None
+    for table in tables:
+        for row in plan.tables.get(table, []):
+            if written.get("responses") is not None:
+                if row.responses == written["responses"] and set(written) == {"responses"}:
+                    return row
+            elif written.get("reward_model") is True:
+                if row.reward_model and set(written) == {"reward_model"}:
+                    return row
+            elif set(written) == {"policy", "setting"} and row.policy == written["policy"] \
+                    and written["setting"] in (row.listed_setting, row.setting):
+                return row
+    return None
+
+
+def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]:
+    """(claims, problems) of a findings file; each problem names the file and the claim (its id, or its
+    number), e.g. a row no table has, a metric the row's tables do not report, an id given twice."""
+    name = Path(path).name
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        return [], [f"findings ({path}): cannot be read as YAML ({error})"]
+    if not isinstance(data, list) or not data:
+        return [], [f"findings ({path}): expected a non-empty list of claims"]
+    claims, problems, seen = [], [], set()
+    for number, entry in enumerate(data, start=1):
+        where = f"{name}: claim {number}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: {entry!r} is not a mapping of {sorted(CLAIM_KEYS)}")
+            continue
+        where = f"{name}: claim {entry.get('id', number)!r}"
+        missing, unknown = CLAIM_KEYS - set(entry), set(entry) - CLAIM_KEYS
+        if missing or unknown:
+            parts = ([f"missing {sorted(missing)}"] if missing else []) + \
+                ([f"unknown {sorted(unknown)}"] if unknown else [])
+            problems.append(f"{where}: " + "; ".join(parts))
+            continue
+        if entry["id"] in seen:
+            problems.append(f"{where}: id given twice")
+        seen.add(entry["id"])
+        if entry["metric"] not in METRICS:
+            problems.append(f"{where}: metric {entry['metric']!r} is not one of {sorted(METRICS)}")
+            continue
+        if entry["direction"] not in DIRECTIONS:
+            problems.append(f"{where}: direction {entry['direction']!r} is not one of {list(DIRECTIONS)}")
+            continue
+        tables, source = METRICS[entry["metric"]]
+        rows = []
+        for key in ("row", "versus"):
+            row = find_row(plan, entry[key], tables)
+            if row is None:
+                problems.append(f"{where}: {key} {entry[key]!r} is no row of {', '.join(tables)} (metric "
+                                f"{entry['metric']}); rows are written as in config/tables.yaml (with another "
+                                "tables file, point `findings` at claims about its rows, or set it to null)")
+            elif source == "scored" and plan.scored_file(plan.policies[row.policy], row.setting) is None:
+                problems.append(f"{where}: {key} {describe(entry[key])} has no fixed training set (an online "
+                                f"row), so no {entry['metric']}")
+            rows.append(row)
+        if None in rows:
+            continue
+        if rows[0] == rows[1]:
+            problems.append(f"{where}: row and versus are the same row")
+            continue
+        claims.append(Claim(str(entry["id"]), str(entry["claim"]), str(entry["source"]), entry["metric"],
+                            rows[0], rows[1], entry["direction"]))
+    return claims, problems
+
+
+def claim_files(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 0) -> str:
+    """The file a row's ``metric`` is read from in a replicate: its evaluation's generations.parquet,
+    metrics.json or pair_accuracy.json, or its scored training set."""
+    from rrhf.plan.tables import row_file
+
+    source = METRICS[metric][1]
+    if source == "scored":
+        return plan.scored_file(plan.policies[row.policy], row.setting, replicate)
+    return row_file(plan, row, source, replicate)
+
+
+def claims_for_rule(plan: "Plan", claims: list[Claim]) -> list[dict[str, Any]]:
+    """The claims as the findings rule passes them to rrhf.report.findings: labels, and per replicate the
+    [row's file, versus's file]."""
+    return [{"id": c.id, "claim": c.claim, "source": c.source, "metric": c.metric, "row": describe(c.row),
+             "versus": describe(c.versus), "direction": c.direction,
+             "files": [[claim_files(plan, c.row, c.metric, r), claim_files(plan, c.versus, c.metric, r)]
+                       for r in plan.replicates.numbers()]}
+            for c in claims]

@@ -1,0 +1,113 @@
+"""Each claim of config/findings.yaml measured over replicates: results/findings.csv and its verdicts.
+
+Within a replicate a claim's effect is ``row - versus`` on its metric: for reward and gold reward the mean of
+the paired differences over the same test prompts (their generations.parquet, joined on prompt_id); for the
+other metrics (perplexity, repetition, Table 5 accuracy, training-set statistics) the difference of the two
+rows' values. Over replicates the effect is the mean of the replicates' effects with its 95 % t-interval
+(rrhf.statistics.t_interval), and the verdict is
+
+- **holds**: the interval excludes zero on the claimed side;
+- **contradicted**: the interval excludes zero on the other side;
+- **inconclusive**: the interval contains zero, or there is one replicate (no interval; the note says so).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rrhf.io import atomic_path, read_json, read_parquet, setup_logging
+from rrhf.plan.findings import METRICS
+from rrhf.scoring.training_sets import read_scored_set, training_set_stats
+from rrhf.statistics import t_interval
+
+FINDINGS_COLUMNS = ["id", "claim", "source", "metric", "row", "versus", "direction", "replicates", "effect",
+                    "ci_low", "ci_high", "verdict", "note", "replicate_effects"]
+
+
+def row_value(path: str, metric: str) -> pd.Series | float:
+    """A row's value of ``metric`` in one replicate: per test prompt (a Series indexed by prompt_id) for reward
+    and gold reward, else one number."""
+    source = METRICS[metric][1]
+    if source == "generations.parquet":
+        frame = read_parquet(path, ["prompt_id", metric])
+        return frame.drop_duplicates("prompt_id").set_index("prompt_id")[metric].astype(float)
+    if source == "scored":
+        return float(training_set_stats(read_scored_set(path, ["prompt_id", "reward"]))[metric])
+    value = read_json(path).get(metric)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{path}: metric {metric} is {value}")
+    return float(value)
+
+
+def replicate_effect(row: pd.Series | float, versus: pd.Series | float, claim: str) -> float:
+    """``row - versus`` in one replicate: the mean of the per-prompt differences when both are per prompt (they
+    must answer the same test prompts), else the difference of the two numbers. Raises naming the claim when the
+    prompts differ or a value is missing."""
+    if isinstance(row, pd.Series):
+        if set(row.index) != set(versus.index):
+            raise ValueError(f"claim {claim}: the two rows answered different test prompts "
+                             f"({len(set(row.index) ^ set(versus.index))} differ); they cannot be paired")
+        difference = row - versus.loc[row.index]
+        if difference.isna().any():
+            raise ValueError(f"claim {claim}: {int(difference.isna().sum())} prompts have no value (is there a gold "
+                             "reward on this dataset?)")
+        return float(difference.mean())
+    return float(row - versus)
+
+
+def paired_difference(a: Path, b: Path, key: str) -> tuple[float, float]:
+    """(mean of a - b, that mean in within-run standard errors) for metric ``key`` of two evaluation folders of
+    the same test prompts (their generations.parquet), paired by prompt: one run's view, for studies/."""
+    first = read_parquet(Path(a) / "generations.parquet", ["prompt_id", key]).set_index("prompt_id")[key]
+    second = read_parquet(Path(b) / "generations.parquet", ["prompt_id", key]).set_index("prompt_id")[key]
+    difference = (first - second.loc[first.index]).astype(float)
+    sem = difference.std(ddof=1) / math.sqrt(len(difference))
+    if not sem:  # the same on every prompt (e.g. two rows that trained identically): no difference at all
+        return float(difference.mean()), 0.0 if difference.mean() == 0 else math.copysign(math.inf, difference.mean())
+    return float(difference.mean()), float(difference.mean() / sem)
+
+
+def verdict(effects: list[float], direction: str) -> dict[str, Any]:
+    """Mean effect, its 95 % interval, the verdict and a note, from the replicates' effects of a claim whose
+    ``direction`` is "higher" (row above versus) or "lower"."""
+    mean, half_width = t_interval(effects)
+    if half_width is None:
+        return {"effect": mean, "ci_low": None, "ci_high": None, "verdict": "inconclusive",
+                "note": "one replicate: no interval, so no verdict (run with replicates >= 2)"}
+    low, high = mean - half_width, mean + half_width
+    sign = 1 if direction == "higher" else -1
+    if sign * low > 0 and sign * high > 0:
+        result, note = "holds", ""
+    elif sign * low < 0 and sign * high < 0:
+        result, note = "contradicted", "the interval excludes zero on the other side"
+    else:
+        result, note = "inconclusive", "the interval contains zero"
+    return {"effect": mean, "ci_low": low, "ci_high": high, "verdict": result, "note": note}
+
+
+def measure_claim(claim: dict[str, Any]) -> dict[str, Any]:
+    """One row of findings.csv from a claim as the rule passes it: ``id``, ``claim``, ``source``, ``metric``,
+    ``row`` and ``versus`` (labels), ``direction`` and ``files``: per replicate [row's file, versus's file]."""
+    effects = [replicate_effect(row_value(row_file, claim["metric"]), row_value(versus_file, claim["metric"]),
+                                claim["id"])
+               for row_file, versus_file in claim["files"]]
+    return {**{key: claim[key] for key in ("id", "claim", "source", "metric", "row", "versus", "direction")},
+            "replicates": len(effects), **verdict(effects, claim["direction"]),
+            "replicate_effects": " ".join(f"{effect:.6g}" for effect in effects)}
+
+
+def findings(claims: list[dict[str, Any]], output: str, log_path: str | None = None) -> pd.DataFrame:
+    """results/findings.csv: every claim measured (:func:`measure_claim`), written atomically."""
+    if not claims:
+        raise ValueError(f"{output}: no claims to measure")
+    frame = pd.DataFrame([measure_claim(claim) for claim in claims], columns=FINDINGS_COLUMNS)
+    with atomic_path(output) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    counts = frame["verdict"].value_counts().to_dict()
+    setup_logging(log_path).info("wrote %s (%d claims: %s):\n%s", output, len(frame), counts,
+                                 frame[["id", "effect", "ci_low", "ci_high", "verdict"]].to_string(index=False))
+    return frame
