@@ -153,3 +153,35 @@ def test_an_id_given_twice_is_named(tmp_path):
     path = tmp_path / "findings.yaml"
     path.write_text(yaml.safe_dump([CLAIM, CLAIM]))
     assert read_claims(plan_of(TINY), path)[1] == ["findings.yaml: claim 'c': id given twice"]
+
+
+# --- what the run writes from them ----------------------------------------------------------------------------
+
+def test_summary_interval_figures_and_findings_plot(tmp_path):
+    from rrhf.report.interval_figures import plot_findings, plot_table_intervals
+    from rrhf.report.summary import cpu_model, write_summary
+
+    table = tmp_path / "table2.csv"
+    pd.DataFrame({"policy": ["A", "A"], "setting": ["DP", "none"], "ppl": [20.0, 21.0], "ppl_ci95": [1.0, 2.0],
+                  "reward": [2.71111, 2.0], "reward_ci95": [0.0995656, 0.2], "gold_reward": [0.7, 0.6],
+                  "gold_reward_ci95": [0.01, 0.02], "replicates": [3, 3]}).to_csv(table, index=False)
+    found = findings([synthetic_claim(tmp_path, 0.3, "real"), synthetic_claim(tmp_path, 0.0, "null")],
+                     str(tmp_path / "findings.csv"))
+    text = write_summary({"Table 2: the main comparison": str(table)}, str(tmp_path / "findings.csv"),
+                         {"replicates": 3, "reseeded": ["models", "sampling", "training"],
+                          "configfiles": ["config/config.yaml"]}, str(tmp_path / "summary.md"))
+    assert f"- CPU: {cpu_model()}" in text and "replicates: 3 (re-seeded stages: models, sampling, training)" in text
+    assert "| A | DP | 20.0 ± 1.0 | 2.71 ± 0.10 | 0.700 ± 0.010 | 3 |" in text
+    assert "1 holds, 0 contradicted, 1 inconclusive of 2 claims, over 3 replicate(s)" in text
+    for claim in found.itertuples():
+        assert f"| {claim.id} | reward |" in text and f"| {claim.verdict} |" in text
+    figures = []
+    for attempt in range(2):
+        out = tmp_path / f"intervals{attempt}.png"
+        assert plot_table_intervals(str(table), "Table 2", str(out)) == ["reward", "gold_reward", "ppl"]
+        plot_findings(str(tmp_path / "findings.csv"), "Findings", str(tmp_path / f"findings{attempt}.png"))
+        figures.append((out.read_bytes(), (tmp_path / f"findings{attempt}.png").read_bytes()))
+    assert figures[0] == figures[1] and figures[0][0].startswith(b"\x89PNG")  # the same bytes every time
+    pd.DataFrame({"policy": ["A"], "setting": ["DP"], "reward": [1.0]}).to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(ValueError, match="no metric with an interval column"):
+        plot_table_intervals(str(tmp_path / "one.csv"), "T", str(tmp_path / "x.png"))

@@ -47,7 +47,7 @@ def plot_findings(findings: str, title: str, output: str, log_path: str | None =
     """Each claim of results/findings.csv as a row: its effect (row minus versus) with its 95 % interval, on
     one panel per metric (the metrics' scales differ), coloured by verdict, with zero marked. Returns the count
     of each verdict."""
-    frame = pd.read_csv(findings)
+    frame = pd.read_csv(findings, keep_default_na=False, na_values=[""])  # an id "null" stays text
     metrics = list(dict.fromkeys(frame["metric"]))
     heights = [len(frame[frame["metric"] == m]) for m in metrics]
     figure, axes = panels(len(metrics), 1, (4.5, 0.3 * max(heights) + 0.4), gaps=(0.3, 0.7),

@@ -65,7 +65,7 @@ def write_summary(tables: dict[str, str], findings: str | None, about: dict[str,
                                                          "t-interval." if intervals else "."), "",
                   *markdown_table(frame), ""]
     if findings:
-        frame = pd.read_csv(findings)
+        frame = pd.read_csv(findings, keep_default_na=False, na_values=[""])  # an id "null" stays text
         counts = frame["verdict"].value_counts()
         lines += ["## Findings", "", f"From `{findings}` (docs/findings.md): "
                   + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "contradicted", "inconclusive"))
