@@ -222,3 +222,12 @@ def test_an_impossible_target_is_named_before_any_job(tmp_path, target, expected
     assert result.returncode != 0
     assert f"target {target}: {expected}" in result.stdout + result.stderr
     assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
+
+
+def test_findings_without_claims_say_so_before_any_job(tmp_path):
+    config = broken(lambda c: c.update(findings=None))
+    assert dry_run_with(tmp_path, config).returncode == 0  # the tables need no claims
+    result = snakemake(tmp_path, [tmp_path / "config.yaml"], "-n", "results/findings.csv", timeout=120)
+    assert result.returncode != 0
+    assert "findings: null in the config, so there are no claims to measure" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
