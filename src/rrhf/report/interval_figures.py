@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rrhf.io import setup_logging
-from rrhf.report.figures import panels, save_figure
+from rrhf.report.figures import panels, pyplot, save_figure
 
 # The metrics a table figure shows, where the table has them (with their interval columns).
 FIGURE_METRICS = ("reward", "gold_reward", "ppl", "accuracy")
@@ -49,9 +49,13 @@ def plot_findings(findings: str, title: str, output: str, log_path: str | None =
     of each verdict."""
     frame = pd.read_csv(findings, keep_default_na=False, na_values=[""])  # an id "null" stays text
     metrics = list(dict.fromkeys(frame["metric"]))
-    heights = [len(frame[frame["metric"] == m]) for m in metrics]
-    figure, axes = panels(len(metrics), 1, (4.5, 0.3 * max(heights) + 0.4), gaps=(0.3, 0.7),
-                          margins=(3.2, 0.3, 0.8, 0.5))
+    heights = [0.28 * len(frame[frame["metric"] == m]) + 0.3 for m in metrics]  # inches: a panel per metric
+    gap, top, bottom = 0.75, 0.9, 0.5
+    total = top + bottom + sum(heights) + gap * (len(metrics) - 1)
+    figure, axes = pyplot().subplots(len(metrics), 1, figsize=(8.0, total), squeeze=False,
+                                     gridspec_kw={"height_ratios": heights})
+    figure.subplots_adjust(left=0.4, right=0.96, top=1 - top / total, bottom=bottom / total,
+                           hspace=gap / (sum(heights) / len(heights)))
     for axis, metric in zip(axes[:, 0], metrics):
         claims = frame[frame["metric"] == metric]
         positions = list(range(len(claims)))[::-1]
