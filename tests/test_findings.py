@@ -185,3 +185,13 @@ def test_summary_interval_figures_and_findings_plot(tmp_path):
     pd.DataFrame({"policy": ["A"], "setting": ["DP"], "reward": [1.0]}).to_csv(tmp_path / "one.csv", index=False)
     with pytest.raises(ValueError, match="no metric with an interval column"):
         plot_table_intervals(str(tmp_path / "one.csv"), "T", str(tmp_path / "x.png"))
+
+
+def test_replicates_to_settle_an_inconclusive_claim():
+    from rrhf.report.findings import replicates_to_settle
+
+    # mean 2, sd 1: N = 3 gives 4.303 / sqrt(3) = 2.48 > 2; N = 4 gives 3.182 / 2 = 1.59 < 2.
+    assert replicates_to_settle([1.0, 2.0, 3.0]) == 4
+    assert replicates_to_settle([0.9, 1.0, 1.1]) == 2
+    assert replicates_to_settle([1.0]) is None and replicates_to_settle([-1.0, 1.0]) is None
+    assert replicates_to_settle([0.5, 0.5]) == 2

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rrhf.io import atomic_path, read_json, read_parquet, setup_logging
@@ -25,7 +26,8 @@ from rrhf.scoring.training_sets import read_scored_set, training_set_stats
 from rrhf.statistics import t_interval
 
 FINDINGS_COLUMNS = ["id", "claim", "source", "metric", "row", "versus", "direction", "replicates", "effect",
-                    "ci_low", "ci_high", "verdict", "note", "replicate_effects"]
+                    "ci_low", "ci_high", "verdict", "note", "replicates_to_settle", "replicate_effects"]
+MOST_REPLICATES = 1000  # replicates_to_settle stays empty beyond this
 
 
 def row_value(path: str, metric: str) -> pd.Series | float:
@@ -71,6 +73,25 @@ def paired_difference(a: Path, b: Path, key: str) -> tuple[float, float]:
     return float(difference.mean()), float(difference.mean() / sem)
 
 
+def replicates_to_settle(effects: list[float]) -> int | None:
+    """The fewest replicates (>= 2) whose 95 % interval would exclude zero if the effect's mean and spread over
+    replicates were what ``effects`` show: the smallest N with t_{0.975, N-1} * sd / sqrt(N) < |mean|. None with
+    fewer than 2 effects, a zero mean, or more than :data:`MOST_REPLICATES`. An estimate, from few replicates."""
+    from scipy import stats
+
+    if len(effects) < 2:
+        return None
+    mean, sd = float(np.mean(effects)), float(np.std(effects, ddof=1))
+    if mean == 0:
+        return None
+    if sd == 0:
+        return 2
+    for count in range(2, MOST_REPLICATES + 1):
+        if stats.t.ppf(0.975, count - 1) * sd / math.sqrt(count) < abs(mean):
+            return count
+    return None
+
+
 def verdict(effects: list[float], direction: str) -> dict[str, Any]:
     """Mean effect, its 95 % interval, the verdict and a note, from the replicates' effects of a claim whose
     ``direction`` is "higher" (row above versus) or "lower"."""
@@ -97,6 +118,7 @@ def measure_claim(claim: dict[str, Any]) -> dict[str, Any]:
                for row_file, versus_file in claim["files"]]
     return {**{key: claim[key] for key in ("id", "claim", "source", "metric", "row", "versus", "direction")},
             "replicates": len(effects), **verdict(effects, claim["direction"]),
+            "replicates_to_settle": replicates_to_settle(effects),
             "replicate_effects": " ".join(f"{effect:.6g}" for effect in effects)}
 
 

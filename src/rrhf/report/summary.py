@@ -75,7 +75,9 @@ def write_summary(tables: dict[str, str], findings: str | None, about: dict[str,
             "claimed": frame["direction"],
             "effect [95 % interval]": [f"{e:.4g} [{lo:.4g}, {hi:.4g}]" if pd.notna(lo) else f"{e:.4g} [no interval]"
                                        for e, lo, hi in zip(frame["effect"], frame["ci_low"], frame["ci_high"])],
-            "verdict": frame["verdict"], "source": frame["source"]})
+            "verdict": frame["verdict"],
+            "replicates to settle": [f"{int(n)}" if pd.notna(n) else "-" for n in frame["replicates_to_settle"]],
+            "source": frame["source"]})
         lines += [*markdown_table(shown), ""]
     text = "\n".join(lines)
     with atomic_path(output) as tmp:
