@@ -51,7 +51,7 @@ def html_table(header: list[str], rows: list[list[Any]]) -> str:
         cells = []
         for value in row:
             text = "" if value is None else str(value)
-            kind = "number" if text and is_number(text) else "text"
+            kind = "number" if text and is_number(text.split(" ± ")[0]) else "text"  # "2.71 ± 0.10" too
             cells.append(f'<td class="{kind}">{html.escape(text) if text else "&ndash;"}</td>')
         lines.append("<tr>" + "".join(cells) + "</tr>")
     lines += ["</tbody>", "</table>"]
