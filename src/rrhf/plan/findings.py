@@ -57,10 +57,6 @@ class Claim:
     versus: TableRow
     direction: str
 
-    @property
-    def sign(self) -> int:
-        return 1 if self.direction == "higher" else -1
-
 
 def describe(row: dict[str, Any] | TableRow) -> str:
     """A row as a claim names it: "Alpaca DP", "dataset chosen", "reward model"."""
@@ -146,7 +142,7 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
     return claims, problems
 
 
-def claim_files(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 0) -> str:
+def claim_file(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 0) -> str:
     """The file a row's ``metric`` is read from in a replicate: its evaluation's generations.parquet,
     metrics.json or pair_accuracy.json, or its scored training set."""
     from rrhf.plan.tables import row_file
@@ -162,6 +158,6 @@ def claims_for_rule(plan: "Plan", claims: list[Claim]) -> list[dict[str, Any]]:
     [row's file, versus's file]."""
     return [{"id": c.id, "claim": c.claim, "source": c.source, "metric": c.metric, "row": describe(c.row),
              "versus": describe(c.versus), "direction": c.direction,
-             "files": [[claim_files(plan, c.row, c.metric, r), claim_files(plan, c.versus, c.metric, r)]
+             "files": [[claim_file(plan, c.row, c.metric, r), claim_file(plan, c.versus, c.metric, r)]
                        for r in plan.replicates.numbers()]}
             for c in claims]

@@ -13,9 +13,10 @@ rows' values. Over replicates the effect is the mean of the replicates' effects 
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -45,28 +46,32 @@ def row_value(path: str, metric: str) -> pd.Series | float:
     return float(value)
 
 
+def prompt_differences(row: pd.Series, versus: pd.Series, claim: str) -> pd.Series:
+    """``row - versus`` per test prompt (both indexed by prompt_id); raises naming the claim when the two rows
+    answered different prompts or a value is missing."""
+    if set(row.index) != set(versus.index):
+        raise ValueError(f"claim {claim}: the two rows answered different test prompts "
+                         f"({len(set(row.index) ^ set(versus.index))} differ); they cannot be paired")
+    difference = row - versus.loc[row.index]
+    if difference.isna().any():
+        raise ValueError(f"claim {claim}: {int(difference.isna().sum())} prompts have no value (is there a gold "
+                         "reward on this dataset?)")
+    return difference
+
+
 def replicate_effect(row: pd.Series | float, versus: pd.Series | float, claim: str) -> float:
-    """``row - versus`` in one replicate: the mean of the per-prompt differences when both are per prompt (they
-    must answer the same test prompts), else the difference of the two numbers. Raises naming the claim when the
-    prompts differ or a value is missing."""
+    """``row - versus`` in one replicate: the mean of the per-prompt differences when both are per prompt
+    (:func:`prompt_differences`), else the difference of the two numbers."""
     if isinstance(row, pd.Series):
-        if set(row.index) != set(versus.index):
-            raise ValueError(f"claim {claim}: the two rows answered different test prompts "
-                             f"({len(set(row.index) ^ set(versus.index))} differ); they cannot be paired")
-        difference = row - versus.loc[row.index]
-        if difference.isna().any():
-            raise ValueError(f"claim {claim}: {int(difference.isna().sum())} prompts have no value (is there a gold "
-                             "reward on this dataset?)")
-        return float(difference.mean())
+        return float(prompt_differences(row, versus, claim).mean())
     return float(row - versus)
 
 
 def paired_difference(a: Path, b: Path, key: str) -> tuple[float, float]:
-    """(mean of a - b, that mean in within-run standard errors) for metric ``key`` of two evaluation folders of
-    the same test prompts (their generations.parquet), paired by prompt: one run's view, for studies/."""
-    first = read_parquet(Path(a) / "generations.parquet", ["prompt_id", key]).set_index("prompt_id")[key]
-    second = read_parquet(Path(b) / "generations.parquet", ["prompt_id", key]).set_index("prompt_id")[key]
-    difference = (first - second.loc[first.index]).astype(float)
+    """(mean of a - b, that mean in within-run standard errors) for metric ``key`` (reward or gold_reward) of two
+    evaluation folders of the same test prompts, paired by prompt: one run's view, for studies/."""
+    first, second = (row_value(str(Path(folder) / "generations.parquet"), key) for folder in (a, b))
+    difference = prompt_differences(first, second, f"{a} - {b}")
     sem = difference.std(ddof=1) / math.sqrt(len(difference))
     if not sem:  # the same on every prompt (e.g. two rows that trained identically): no difference at all
         return float(difference.mean()), 0.0 if difference.mean() == 0 else math.copysign(math.inf, difference.mean())
@@ -110,11 +115,11 @@ def verdict(effects: list[float], direction: str) -> dict[str, Any]:
     return {"effect": mean, "ci_low": low, "ci_high": high, "verdict": result, "note": note}
 
 
-def measure_claim(claim: dict[str, Any]) -> dict[str, Any]:
+def measure_claim(claim: dict[str, Any], value: Callable[[str, str], pd.Series | float] = row_value) -> dict[str, Any]:
     """One row of findings.csv from a claim as the rule passes it: ``id``, ``claim``, ``source``, ``metric``,
-    ``row`` and ``versus`` (labels), ``direction`` and ``files``: per replicate [row's file, versus's file]."""
-    effects = [replicate_effect(row_value(row_file, claim["metric"]), row_value(versus_file, claim["metric"]),
-                                claim["id"])
+    ``row`` and ``versus`` (labels), ``direction`` and ``files``: per replicate [row's file, versus's file].
+    ``value(path, metric)`` reads a row's value (:func:`row_value`)."""
+    effects = [replicate_effect(value(row_file, claim["metric"]), value(versus_file, claim["metric"]), claim["id"])
                for row_file, versus_file in claim["files"]]
     return {**{key: claim[key] for key in ("id", "claim", "source", "metric", "row", "versus", "direction")},
             "replicates": len(effects), **verdict(effects, claim["direction"]),
@@ -126,7 +131,8 @@ def findings(claims: list[dict[str, Any]], output: str, log_path: str | None = N
     """results/findings.csv: every claim measured (:func:`measure_claim`), written atomically."""
     if not claims:
         raise ValueError(f"{output}: no claims to measure")
-    frame = pd.DataFrame([measure_claim(claim) for claim in claims], columns=FINDINGS_COLUMNS)
+    value = functools.lru_cache(maxsize=None)(row_value)  # a row's file serves many claims: read it once here
+    frame = pd.DataFrame([measure_claim(claim, value) for claim in claims], columns=FINDINGS_COLUMNS)
     with atomic_path(output) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
     counts = frame["verdict"].value_counts().to_dict()
