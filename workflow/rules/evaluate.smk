@@ -1,11 +1,13 @@
 # Evaluation stage: one generation per test prompt, cut at the next turn, scored by the
-# reward model and the evaluation LM (perplexity); best-of-n; Table 5's pair accuracy.
+# reward model and the evaluation LM (perplexity), with its KL to the untrained policy; best-of-n;
+# Table 5's pair accuracy.
 
 
 rule evaluate_policy:
     input:
         test_data=TEST_DATA,
         policy=evaluated_model_input,
+        initial_policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
         reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
         evaluation_model=lambda wildcards: PLAN.model_input(PLAN.evaluation_model, wildcards.replicate),
     output:
@@ -13,6 +15,8 @@ rule evaluate_policy:
         metrics="results/{replicate}eval/{policy}/{setting}/metrics.json",
     params:
         policy=evaluated_model,
+        # rho, the untrained model the evaluated one started from: the KL(pi || rho) of each reply.
+        initial_policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
         reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
         evaluation_model=lambda wildcards: PLAN.model_path(PLAN.evaluation_model, wildcards.replicate),
         decoding=config["evaluation"]["decoding"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pandas as pd
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
 from rrhf.data.gold_reward import gold_rewards
 from rrhf.data.preference_pairs import select_subset
+from rrhf.evaluation.divergence import KL_BATCH_SIZE, response_kl
 from rrhf.evaluation.perplexity import PERPLEXITY_BATCH_SIZE, perplexity, response_nll
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
 from rrhf.models.loading import load_causal_lm, resolve_device
@@ -29,16 +31,19 @@ def summarise_generations(frame: pd.DataFrame) -> dict[str, Any]:
 
     Needs ``response``, ``reward`` and ``gold_reward`` (NaN where there is none),
     and, for perplexity, ``nll`` and ``n_tokens`` (the evaluation LM's NLL and
-    token count of the response). Gives the mean reward and its standard error,
-    the same for the gold reward (None without one), the token-weighted perplexity
-    (None without ``nll``), the mean per-response distinct-2 and repetition (share
-    of repeated word 3-grams), and the mean length in words and in evaluation-LM
-    tokens.
+    token count of the response), and, for the KL to the initial policy,
+    ``kl_to_initial``. Gives the mean reward and its standard error, the same for
+    the gold reward (None without one), the token-weighted perplexity (None
+    without ``nll``), the mean per-response distinct-2 and repetition (share of
+    repeated word 3-grams), the mean length in words and in evaluation-LM tokens,
+    and the mean KL to the initial policy and its standard error (None without
+    ``kl_to_initial``).
     """
     reward_mean, reward_sem = mean_and_sem(frame["reward"])
     gold_mean, gold_sem = mean_and_sem(frame["gold_reward"])
     responses = list(frame["response"])
     has_lm = "nll" in frame
+    kl_mean, kl_sem = mean_and_sem(frame["kl_to_initial"]) if "kl_to_initial" in frame else (None, None)
     return {"n": len(frame),
             "n_empty": int((frame["n_tokens"] == 0).sum()) if has_lm else sum(not r.strip() for r in responses),
             "reward_mean": reward_mean, "reward_sem": reward_sem,
@@ -47,7 +52,8 @@ def summarise_generations(frame: pd.DataFrame) -> dict[str, Any]:
             "distinct_2": float(sum(map(distinct_n, responses)) / len(responses)),
             "repetition": float(sum(map(repetition, responses)) / len(responses)),
             "response_words": float(sum(len(words(r)) for r in responses) / len(responses)),
-            "response_tokens": float(frame["n_tokens"].mean()) if has_lm else None}
+            "response_tokens": float(frame["n_tokens"].mean()) if has_lm else None,
+            "kl_to_initial_mean": kl_mean, "kl_to_initial_sem": kl_sem}
 
 
 def pick_best(scored: pd.DataFrame) -> pd.DataFrame:
@@ -78,12 +84,30 @@ def write_evaluation(frame: pd.DataFrame, metrics: dict[str, Any], output_dir: s
     write_json(metrics, Path(output_dir) / "metrics.json")
 
 
+def kl_to_initial(model, tokenizer, policy: str, initial_policy: str, prompts: list[str], responses: list[str],
+                  max_length: int, device: str, dtype: str) -> list[float]:
+    """KL(pi || rho) of each response (:func:`rrhf.evaluation.divergence.response_kl`), pi being ``model`` (loaded
+    from ``policy``, with ``tokenizer``) and rho the model at ``initial_policy``, loaded here; exactly 0 without
+    loading anything when both are the same path (an untrained policy). Raises when rho's tokenizer has another
+    vocabulary."""
+    if os.path.realpath(policy) == os.path.realpath(initial_policy):
+        log.info("KL to the initial policy: %s is its own initial policy, KL 0", policy)
+        return [0.0] * len(responses)
+    reference, reference_tokenizer = load_causal_lm(initial_policy, resolve_device(device), dtype)
+    if reference_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"the policy {policy} and its initial policy {initial_policy} have different tokenizers; "
+                         "the KL between them compares next-token distributions over one vocabulary")
+    return response_kl(model, reference, tokenizer, prompts, responses, max_length, KL_BATCH_SIZE)
+
+
 def evaluate_policy(policy: str, test_data: str, reward_model: str | dict[str, Any], evaluation_model: str,
                     output_dir: str, decoding: Decoding | dict[str, Any], scoring: Scoring | dict[str, Any],
                     prompts: PromptSubset | dict[str, Any], device: str = "auto", dtype: str = "auto",
-                    log_path: str | None = None) -> dict[str, Any]:
+                    log_path: str | None = None, initial_policy: str | None = None) -> dict[str, Any]:
     """Stage entry point: generate on the selected test ``prompts`` with ``decoding``, cut, score with ``scoring``
-    (and the gold reward, where the test data records a dataset with one); write the evaluation."""
+    (and the gold reward, where the test data records a dataset with one); with ``initial_policy`` (rho, the
+    untrained model the policy started from) also the KL(pi || rho) of each cut reply (``kl_to_initial``, its
+    tokens as perplexity counts them, within ``scoring.max_length``); write the evaluation."""
     setup_logging(log_path)
     decoding, scoring = Decoding.coerce(decoding), Scoring.coerce(scoring)
     test = select_subset(read_parquet(test_data, ["prompt_id", "prompt"]), prompts, origin=test_data)
@@ -91,14 +115,18 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str | dict[str, A
     params = {k: v for k, v in decoding.as_config().items() if k != "method"}
     generated = generate_responses(model, tokenizer, list(test["prompt"]), decoding.method, num_responses=1,
                                    show_progress=True, **params)
-    del model
     frame = test[["prompt_id", "prompt"]].copy()
     frame["raw_response"] = [texts[0] for texts in generated]
     frame["response"] = [cut_at_turn(text) for text in frame["raw_response"]]
+    if initial_policy is not None:
+        frame["kl_to_initial"] = kl_to_initial(model, tokenizer, policy, initial_policy, list(frame["prompt"]),
+                                               list(frame["response"]), scoring.max_length, device, dtype)
+    del model
     frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device,
                                        gold_source(test_data), dtype)
     log.info("evaluated %s on %d prompts: %s", policy, len(frame), metrics)
     write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_policy", "policy": policy,
+                                                  "initial_policy": initial_policy,
                                                   "decoding": decoding.as_config(), "reward_model": reward_model,
                                                   "evaluation_model": evaluation_model,
                                                   DATASET_KEY: facts_of(test_data)})

@@ -84,7 +84,18 @@ def span_kl(logits: torch.Tensor, reference_logits: torch.Tensor, spans: list[tu
     positive otherwise.
     """
     rows_t, positions_t, sizes = _span_positions(spans, logits.device)
-    log_pi = torch.log_softmax(logits[rows_t, positions_t - 1].float(), dim=-1)
-    log_rho = torch.log_softmax(reference_logits[rows_t, positions_t - 1].float(), dim=-1)
-    per_token = (log_pi.exp() * (log_pi - log_rho)).sum(-1).clamp_min(0.0)
+    per_token = next_token_kl(logits[rows_t, positions_t - 1], reference_logits[rows_t, positions_t - 1])
     return torch.stack([part.sum() for part in per_token.split(sizes)])
+
+
+
+def next_token_kl(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """(M,) float32 exact KL(pi || rho) = sum_v pi(v) (log pi(v) - log rho(v)) of M pairs of next-token
+    distributions, from their logits (M, V) (any float dtype; the log-softmax runs in float32). Each value is
+    clamped at 0, so float rounding never makes a KL negative."""
+    if logits.shape != reference_logits.shape:
+        raise ValueError(f"the two models' logits differ in shape: {tuple(logits.shape)} and "
+                         f"{tuple(reference_logits.shape)} (do they share a vocabulary?)")
+    log_pi = torch.log_softmax(logits.float(), dim=-1)
+    log_rho = torch.log_softmax(reference_logits.float(), dim=-1)
+    return (log_pi.exp() * (log_pi - log_rho)).sum(-1).clamp_min(0.0)
