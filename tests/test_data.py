@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from conftest import SHARED_HH
 
+from rrhf.data.annotators import preference_scale
 from rrhf.data.gold_reward import Request, gold_reward, parse_request
 from rrhf.data.preference_pairs import (
     COLUMNS,
@@ -26,7 +27,6 @@ from rrhf.data.synthetic_hh import (
     Recipe,
     generate_pairs,
     generate_split,
-    preference_scale,
     prompt_grid,
     step_sentences,
     with_flaw,
@@ -300,7 +300,7 @@ def test_a_flawed_twin_differs_only_by_its_flaw_and_grades_lower():
     rng = random.Random(0)
     task, steps = TASKS[3]
     prompt = f"\n\nHuman: How do I {task}?\n\nAssistant:"
-    recipe = Recipe("careful", ("Sure!",), (), tuple(step_sentences(steps)), (), "none")
+    recipe = Recipe("careful", ("Sure!",), (), (), tuple(step_sentences(steps)), (), "none")
     wrong = with_flaw(recipe, Request("task", 3), "wrong_subject", rng)
     assert [sentence.split()[0] for sentence in wrong.body] == [sentence.split()[0] for sentence in recipe.body]
     assert not any(step in sentence for step in steps for sentence in wrong.body)
@@ -310,7 +310,7 @@ def test_a_flawed_twin_differs_only_by_its_flaw_and_grades_lower():
     assert grades[0] > grades[2] > grades[1]
     assert repetition(loop.render(random.Random(1))) > 0
     harm = HARMS[2]
-    refusal = Recipe("careful", (), (), (f"I can't help with {harm[1]}.", harm[3]), (), "none")
+    refusal = Recipe("careful", (), (), (), (f"I can't help with {harm[1]}.", harm[3]), (), "none")
     swapped = with_flaw(refusal, Request("harm", 2), "wrong_subject", rng)
     assert swapped.body[0] == refusal.body[0] and swapped.body[1] != harm[3]
     assert swapped.body[1] in [h[3] for h in HARMS]

@@ -26,7 +26,8 @@ Both kinds:
     -0.3   rude ("Whatever.", "Figure it out yourself.")
     -1.5 * repetition (share of repeated word 3-grams: loops, repeated sentences)
     -0.3   cut off or garbled ending: not ending in ".", "!" or "?" (or empty)
-    -0.1   per padding sentence that says nothing ("Everyone is different, ...", a lecture)
+    -0.1   per padding sentence that says nothing ("Everyone is different, ...", a lecture, an enthusiastic
+           aside such as "What a wonderful question!")
     -0.015 per word beyond the best reply's length + 6 (needless length), at most -0.5
 
 Prompts this grader does not recognise (e.g. real HH data) have no gold reward.
@@ -42,6 +43,7 @@ from typing import Callable
 
 from rrhf.data.synthetic_world import (
     APOLOGY,
+    ENTHUSIASM,
     HARMS,
     LECTURES,
     POLITE_CLOSERS,
@@ -77,7 +79,8 @@ def _by_length(names: list[str]) -> list[tuple[int, str]]:
 
 
 # The padding sentences, without their task-specific part (they are found in any reply).
-_PADDING = [sentence.split("{task}")[-1].strip(" ,.") for sentence in TASK_FILLERS] + LECTURES
+_PADDING = ([sentence.split("{task}")[-1].strip(" ,.") for sentence in TASK_FILLERS] + LECTURES
+            + [sentence.rstrip("!.") for sentence in ENTHUSIASM])
 _TASK_NAMES = _by_length([task for task, _ in TASKS])
 _HARM_NAMES = _by_length([harm[0] for harm in HARMS])
 

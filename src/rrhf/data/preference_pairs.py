@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from rrhf.data.dataset_facts import DATASET_KEY, dataset_facts
+from rrhf.data.gold_reward import gold_reward_function
 from rrhf.io import setup_logging, write_parquet
 from rrhf.plan.blocks import Data, PromptSubset
 
@@ -209,6 +210,17 @@ def select_subset(frame: pd.DataFrame, prompts: PromptSubset | dict[str, Any], o
     return select_prompts(frame, prompts.limit, prompts.seed, shard, origin=origin, key=prompts.key)
 
 
+def gold_agreement(frame: pd.DataFrame, source: str | None) -> float | None:
+    """Share of pairs whose chosen reply has the higher gold reward (ties count half); None without gold."""
+    grade = gold_reward_function(source)
+    if grade is None:
+        return None
+    grades = [(grade(prompt, chosen), grade(prompt, rejected))
+              for prompt, chosen, rejected in zip(frame["prompt"], frame["chosen"], frame["rejected"])]
+    margins = [a - b for a, b in grades if a is not None and b is not None]
+    return float(sum((m > 0) + 0.5 * (m == 0) for m in margins) / len(margins)) if margins else None
+
+
 def prepare_dataset(spec: dict[str, Any], split: str, output: str, data: Data | dict[str, Any] | None = None,
                     name: str | None = None, log_path: str | None = None) -> pd.DataFrame:
     """Stage entry point: write one normalised split to ``output`` (Parquet).
@@ -229,11 +241,15 @@ def prepare_dataset(spec: dict[str, Any], split: str, output: str, data: Data | 
         log.info("dropped: %s", detail)
     if frame.empty:
         raise ValueError(f"dataset split {split!r} of {spec} has no usable pairs")
+    agreement = gold_agreement(frame, spec.get("source"))
+    if agreement is not None:
+        log.info("%s split %s: %.3f of the labels agree with the gold reward", spec.get("source"), split, agreement)
     data = Data.coerce(data) if data is not None else None
     asked = getattr(data, f"{split}_prompts", None) if data is not None and data.dataset == name else None
     if asked is not None and asked > len(frame):
         raise ValueError(f"data.{split}_prompts: {asked} prompts asked for, but the {split} split of dataset "
                          f"{name!r} has only {len(frame)}; ask for at most {len(frame)} (null takes them all)")
     write_parquet(frame, output, {"stage": "prepare_dataset", "split": split, "spec": spec,
-                                  "dropped": counts.total(), DATASET_KEY: dataset_facts(spec["source"])})
+                                  "dropped": counts.total(), "labels_agreeing_with_gold": agreement,
+                                  DATASET_KEY: dataset_facts(spec["source"])})
     return frame

@@ -6,10 +6,10 @@ qualities (independently, as variants of one another, or as a reply and its
 twin with one flaw), as a real assistant's are: complete, most steps,
 partial, steps out of order, another task's steps, refusals, compliance,
 padded with needless sentences, repetitive, cut off. Every reply has a gold
-grade (:func:`rrhf.data.gold_reward.gold_reward`), and the label is drawn from the
-two grades by Bradley-Terry, P(a preferred) = sigmoid(beta * (g_a - g_b)), with
-beta set so that a configured share of labels (``label_noise``) disagrees with
-gold on average, as human labels sometimes do.
+grade (:func:`rrhf.data.gold_reward.gold_reward`), and the label is drawn by the
+simulated annotators of :mod:`rrhf.data.annotators`: Bradley-Terry on gold plus
+their biases (enthusiastic asides, length), with a configured share of noise
+(``label_noise``), as human labels have.
 
 The best possible reply (every step in order, polite, concise) is drawn for
 about one prompt in a hundred, so the dataset's chosen replies are good but
@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import random
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
+from rrhf.data.annotators import AnnotatorBias, label_pairs
 from rrhf.data.gold_reward import Request, gold_reward, parse_request
 from rrhf.data.synthetic_world import (
     APOLOGY,
     COMPLIANCES,
+    ENTHUSIASM,
     HARMFUL_QUESTIONS,
     HARMS,
     HEDGED_COMPLIANCE,
@@ -89,6 +90,9 @@ STYLES = {
                      corruptions={"none": 0.9, "repeat": 0.05, "cut_off": 0.05}),
 }
 USUALLY_SKIPPED_STEP, SKIP_SHARE = 2, 0.7
+# Enthusiastic asides per reply, in any style: they go with neither good nor bad content, so only the annotators'
+# bias makes them look good.
+ENTHUSIASM_COUNTS = {0: 0.6, 1: 0.3, 2: 0.1}
 # Share of repeats that are a word loop ("on on on on") rather than a repeated sentence: rare in real replies,
 # and greedy decoding of a tiny model copies them into loops it cannot leave.
 WORD_LOOP_SHARE = 0.15
@@ -188,10 +192,12 @@ def _corrupt(sentences: list[str], kind: str, rng: random.Random) -> str:
 
 @dataclass(frozen=True)
 class Recipe:
-    """The parts of one reply before it is written out: style, opening, padding, body, closing, corruption."""
+    """The parts of one reply before it is written out: style, opening, enthusiastic asides, padding, body,
+    closing, corruption."""
 
     style: str
     opener: tuple[str, ...]
+    enthusiasm: tuple[str, ...]
     fillers: tuple[str, ...]
     body: tuple[str, ...]
     closer: tuple[str, ...]
@@ -199,10 +205,11 @@ class Recipe:
 
     def render(self, rng: random.Random) -> str:
         """The reply text, with a leading space as HH replies have."""
-        return " " + _corrupt([*self.opener, *self.fillers, *self.body, *self.closer], self.corruption, rng)
+        sentences = [*self.opener, *self.enthusiasm, *self.fillers, *self.body, *self.closer]
+        return " " + _corrupt(sentences, self.corruption, rng)
 
 
-RECIPE_PARTS = ("opener", "fillers", "body", "closer", "corruption")
+RECIPE_PARTS = ("opener", "enthusiasm", "fillers", "body", "closer", "corruption")
 
 
 def _draw_part(part: str, style: Style, request: Request, rng: random.Random) -> Any:
@@ -212,6 +219,8 @@ def _draw_part(part: str, style: Style, request: Request, rng: random.Random) ->
         if task:
             return tuple(_task_body(request.index, _pick(style.task_bodies, rng), style.apology, rng))
         return tuple(_harm_body(request.index, _pick(style.harm_bodies, rng), style.apology, rng))
+    if part == "enthusiasm":
+        return tuple(rng.sample(ENTHUSIASM, _pick(ENTHUSIASM_COUNTS, rng)))
     if part == "fillers":
         pool = [f.format(task=TASKS[request.index][0]) for f in TASK_FILLERS] if task else LECTURES
         return tuple(rng.sample(pool, min(len(pool), _pick(style.fillers, rng))))
@@ -303,33 +312,6 @@ def draw_pair(prompt: str, rng: random.Random) -> tuple[str, str, float, float]:
     return first, second, first_gold, second_gold
 
 
-def preference_scale(gaps: list[float], label_noise: float) -> float:
-    """beta such that the mean over pairs of sigmoid(-beta * gap) equals ``label_noise`` (inf for 0).
-
-    ``gaps`` are the pairs' absolute gold differences; found by bisection on log beta.
-    """
-    if not 0 <= label_noise < 0.5:
-        raise ValueError(f"label_noise must be in [0, 0.5), not {label_noise}")
-    if label_noise == 0:
-        return math.inf
-
-    def noise(beta: float) -> float:
-        return sum(1 / (1 + math.exp(min(700.0, beta * gap))) for gap in gaps) / len(gaps)
-
-    low, high = -10.0, 10.0  # log beta
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (middle, high) if noise(math.exp(middle)) > label_noise else (low, middle)
-    return math.exp((low + high) / 2)
-
-
-def prefer_first_probability(first_gold: float, second_gold: float, beta: float) -> float:
-    """Bradley-Terry probability that a labeller prefers the first reply."""
-    if math.isinf(beta):
-        return float(first_gold > second_gold)
-    return 1 / (1 + math.exp(-max(-700.0, min(700.0, beta * (first_gold - second_gold)))))
-
-
 def prompt_grid() -> list[tuple[str, Request]]:
     """Every distinct prompt of the world (history, greeting, question) with its request."""
     cells = [(question.format(task=task), Request("task", i))
@@ -340,21 +322,17 @@ def prompt_grid() -> list[tuple[str, Request]]:
             for (text, request), opener, history in itertools.product(cells, OPENERS, HISTORIES)]
 
 
-def generate_pairs(num_pairs: int, seed: int,
-                   label_noise: float = DEFAULT_LABEL_NOISE) -> list[tuple[str, str, str]]:
-    """``num_pairs`` distinct-prompt (prompt, chosen, rejected) triples; the same arguments give the same list."""
+def generate_pairs(num_pairs: int, seed: int, label_noise: float = DEFAULT_LABEL_NOISE,
+                   annotator_bias: AnnotatorBias | dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """``num_pairs`` distinct-prompt (prompt, chosen, rejected) triples, labelled by annotators with
+    ``annotator_bias`` (None: unbiased); the same arguments give the same list."""
     rng = random.Random(seed)
     grid = prompt_grid()
     if num_pairs > len(grid):
         raise ValueError(f"synthetic data: num_pairs={num_pairs} exceeds the {len(grid)} distinct prompts")
     rng.shuffle(grid)
     drawn = [(prompt, *draw_pair(prompt, rng)) for prompt, _ in grid[:num_pairs]]
-    beta = preference_scale([abs(g1 - g2) for *_, g1, g2 in drawn], label_noise)
-    triples = []
-    for prompt, first, second, first_gold, second_gold in drawn:
-        prefer_first = rng.random() < prefer_first_probability(first_gold, second_gold, beta)
-        triples.append((prompt, first, second) if prefer_first else (prompt, second, first))
-    return triples
+    return label_pairs(drawn, label_noise, AnnotatorBias.coerce(annotator_bias), rng)
 
 
 def in_test_split(prompt: str, test_fraction: float) -> bool:
@@ -368,7 +346,8 @@ def generate_split(spec: dict[str, Any], split: str) -> Iterator[tuple[str, str,
     if split not in ("train", "test"):
         raise ValueError(f"synthetic data has splits 'train' and 'test', not {split!r}")
     want_test = split == "test"
-    pairs = generate_pairs(spec["num_pairs"], spec["seed"], spec.get("label_noise", DEFAULT_LABEL_NOISE))
+    pairs = generate_pairs(spec["num_pairs"], spec["seed"], spec.get("label_noise", DEFAULT_LABEL_NOISE),
+                           spec.get("annotator_bias"))
     for triple in pairs:
         if in_test_split(triple[0], spec["test_fraction"]) == want_test:
             yield triple
