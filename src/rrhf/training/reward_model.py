@@ -20,7 +20,7 @@ from rrhf.models.loading import load_tokenizer
 from rrhf.padding import pad_batch
 from rrhf.plan.blocks import Build, Precision
 from rrhf.scoring.rewards import encode_for_reward, score
-from rrhf.statistics import ordered_like_gold
+from rrhf.statistics import ordered_like_gold, spearman
 from rrhf.training.loop import train_model
 
 log = logging.getLogger("rrhf")
@@ -54,21 +54,46 @@ def held_out_metrics(test: pd.DataFrame, chosen: list[float], rejected: list[flo
     return metrics
 
 
+def on_policy_agreement(replies: pd.DataFrame, pairs: int) -> dict[str, dict[str, float]]:
+    """Per policy (and ``all``): Spearman of ``reward`` with ``gold_reward`` over its held-out on-policy
+    ``replies`` (both replies of each pair; columns policy, reward, gold_reward), and the share of its pairs
+    (consecutive halves: row i and row i + ``pairs``) the rewards order like gold (pairs of equal gold skipped)."""
+    first, second = replies.iloc[:pairs].reset_index(drop=True), replies.iloc[pairs:].reset_index(drop=True)
+    result = {}
+    for policy in [*sorted(replies["policy"].unique()), "all"]:
+        mine = first["policy"] == policy if policy != "all" else first["policy"].notna()
+        right, total = ordered_like_gold(list(first.loc[mine, "reward"]), list(second.loc[mine, "reward"]),
+                                         list(first.loc[mine, "gold_reward"]), list(second.loc[mine, "gold_reward"]))
+        both = pd.concat([first[mine], second[mine]])
+        result[policy] = {"replies": len(both), "spearman": spearman(list(both["reward"]), list(both["gold_reward"])),
+                          "gold_accuracy": right / total if total else None, "gold_pairs": total}
+    return result
+
+
 def train_reward_model(init_model: str, train_data: str, test_data: str, output_dir: str,
                        build: Build | dict[str, Any], precision: Precision | dict[str, Any],
-                       checkpoint: dict[str, Any] | None = None,
+                       on_policy_data: str | None = None, checkpoint: dict[str, Any] | None = None,
                        tracking: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: train the reward model of a ``reward`` build, report held-out pairwise accuracy (and,
     where the test data records a dataset with a gold reward, accuracy against gold), save it.
 
-    Writes the model, ``train_log.parquet`` and ``metrics.json`` (:func:`held_out_metrics`
-    and ``final_train_loss``) into ``output_dir``; returns the metrics.
+    With ``on_policy_data`` (rrhf.sampling.preference_collection), its pairs on the policies' own replies are
+    trained on besides the dataset's. Writes the model, ``train_log.parquet`` and ``metrics.json``
+    (:func:`held_out_metrics`, ``final_train_loss`` and the pair counts) into ``output_dir``; returns the
+    metrics.
     """
     start_job(log_path, output_dir)
     build, precision = Build.coerce(build), Precision.coerce(precision)
     params = build.training
     tokenizer = load_tokenizer(init_model, padding_side="right")
     frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
+    dataset_pairs = len(frame)
+    on_policy = None
+    if on_policy_data is not None:
+        on_policy = read_parquet(on_policy_data, ["prompt", "chosen", "rejected", "policy", "chosen_gold",
+                                                  "rejected_gold", "held_out"])
+        frame = pd.concat([frame, on_policy.loc[~on_policy["held_out"], ["prompt", "chosen", "rejected"]]],
+                          ignore_index=True)
     examples = [(encode_for_reward(tokenizer, p, c, params.max_length),
                  encode_for_reward(tokenizer, p, r, params.max_length))
                 for p, c, r in zip(frame["prompt"], frame["chosen"], frame["rejected"])]
@@ -76,7 +101,8 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     model = AutoModelForSequenceClassification.from_pretrained(init_model, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     model = add_lora(model, params.lora, "sequence_classification")  # with LoRA the score head trains in full
-    log.info("training a reward model from %s on %d pairs", init_model, len(examples))
+    log.info("training a reward model from %s on %d pairs (%d of the dataset, %d on-policy)", init_model,
+             len(examples), dataset_pairs, len(examples) - dataset_pairs)
     result = train_model(model, examples, [max(len(a), len(b)) for a, b in examples],
                          lambda b: collate_pairs(b, tokenizer.pad_token_id), reward_pair_loss, params, precision,
                          "reward", checkpoint)
@@ -87,9 +113,21 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     chosen = score(plain, tokenizer, prompts, list(test["chosen"]), max_length=params.max_length)
     rejected = score(plain, tokenizer, prompts, list(test["rejected"]), max_length=params.max_length)
     metrics = {**held_out_metrics(test, chosen, rejected, gold_source(test_data)),
-               "final_train_loss": result.rows[-1]["loss"]}
+               "final_train_loss": result.rows[-1]["loss"], "dataset_pairs": dataset_pairs,
+               "on_policy_pairs": len(examples) - dataset_pairs}
+    if on_policy is not None and on_policy["held_out"].any():
+        held_out = on_policy[on_policy["held_out"]]
+        replies = pd.DataFrame({"policy": [*held_out["policy"], *held_out["policy"]],
+                                "prompt": [*held_out["prompt"], *held_out["prompt"]],
+                                "response": [*held_out["chosen"], *held_out["rejected"]],
+                                "gold_reward": [*held_out["chosen_gold"], *held_out["rejected_gold"]]})
+        replies["reward"] = score(plain, tokenizer, list(replies["prompt"]), list(replies["response"]),
+                                  max_length=params.max_length)
+        metrics["on_policy_held_out"] = on_policy_agreement(replies, len(held_out))
     log.info("reward model held-out pairwise accuracy %.4f on %d pairs; %s", metrics["test_accuracy"], len(test),
              {k: v for k, v in metrics.items() if k.startswith("test_gold") or k.startswith("test_label")})
+    if "on_policy_held_out" in metrics:
+        log.info("on the policies' own held-out replies: %s", metrics["on_policy_held_out"])
     result.save(output_dir, tokenizer, {"stage": "train_reward_model", "init": init_model,
                                         "build": build.as_config()}, metrics, tracking=tracking)
     return metrics

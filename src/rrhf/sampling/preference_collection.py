@@ -1,0 +1,112 @@
+"""Preference pairs on the policies' own replies, collected as HH's were: sampled replies, labelled by annotators.
+
+A reward model trained only on the dataset's replies learns those replies, not the
+policies': it may rank a policy's own samples no better than chance. HH's
+comparisons were of replies written by the models being aligned; this stage does
+the same in miniature. Each drawn training prompt gets two sampled replies of one
+initial policy, and the dataset's simulated annotators (:mod:`rrhf.data.annotators`,
+with the ``label_noise`` and ``annotator_bias`` its provenance records) say which
+they prefer. The prompts RRHF trains on are left out, so the reward model's
+agreement with gold on the policies' training samples stays a held-out measure.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import pandas as pd
+
+from rrhf.data.annotators import AnnotatorBias, label_pairs
+from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
+from rrhf.data.gold_reward import gold_reward_function
+from rrhf.data.preference_pairs import select_subset
+from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
+from rrhf.models.loading import load_causal_lm, resolve_device
+from rrhf.plan.blocks import OnPolicy, PromptSubset
+from rrhf.sampling.generation import generate_responses
+from rrhf.text import cut_at_turn
+
+log = logging.getLogger("rrhf")
+SOURCE_KEY = "models.NAME.build.on_policy"
+
+
+def collection_prompts(train: pd.DataFrame, excluded: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
+    """``count`` prompts of ``train`` (prompt_id, prompt) that are not in ``excluded``, a seeded draw in
+    prompt_id order; a ValueError naming ``on_policy.prompts`` when there are fewer."""
+    pool = train[~train["prompt_id"].isin(set(excluded["prompt_id"]))].sort_values("prompt_id")
+    if count > len(pool):
+        raise ValueError(f"{SOURCE_KEY}.prompts: {count} prompts asked for, but the train split has only "
+                         f"{len(pool)} besides the ones RRHF trains on; ask for at most {len(pool)}")
+    chosen = sorted(random.Random(seed).sample(range(len(pool)), count))
+    return pool.iloc[chosen].reset_index(drop=True)
+
+
+def pair_rows(prompts: pd.DataFrame, replies: list[list[str]], policy: str, grade) -> list[dict[str, Any]]:
+    """One row per prompt whose two replies differ: prompt_id, prompt, policy, first, second and their gold."""
+    rows = []
+    for prompt_id, prompt, (first, second) in zip(prompts["prompt_id"], prompts["prompt"], replies):
+        first, second = cut_at_turn(first), cut_at_turn(second)
+        if first.strip() == second.strip():
+            continue
+        rows.append({"prompt_id": prompt_id, "prompt": prompt, "policy": policy, "first": first, "second": second,
+                     "first_gold": grade(prompt, first), "second_gold": grade(prompt, second)})
+    return rows
+
+
+def collect_preferences(policies: dict[str, str], train_data: str, output: str,
+                        on_policy: OnPolicy | dict[str, Any], excluded_prompts: PromptSubset | dict[str, Any],
+                        device: str = "auto", dtype: str = "auto", log_path: str | None = None) -> pd.DataFrame:
+    """Stage entry point: sample two replies per drawn prompt from the ``policies`` (name -> model path; the
+    prompts shared out among them in turn), label each pair with the dataset's annotators, and write
+    ``output`` (prompt_id, prompt, chosen, rejected, policy, chosen_gold, rejected_gold, held_out: a seeded
+    ``on_policy.held_out`` share of the prompts, whose pairs the reward model is evaluated on, not trained on).
+
+    ``excluded_prompts`` is the subset of the train split RRHF trains on (never drawn). Pairs whose replies
+    are the same text are dropped (and counted in the log).
+    """
+    setup_logging(log_path)
+    on_policy = OnPolicy.coerce(on_policy)
+    grade = gold_reward_function(gold_source(train_data))
+    if grade is None:
+        raise ValueError(f"{SOURCE_KEY}: {train_data} has no gold reward, so no simulated annotators to label "
+                         "the policies' replies; use a synthetic dataset, or on_policy: null")
+    spec = read_provenance(train_data).get("spec", {})
+    train = read_parquet(train_data, ["prompt_id", "prompt"])
+    excluded = select_subset(train, excluded_prompts, origin=train_data)
+    prompts = collection_prompts(train, excluded, on_policy.prompts, on_policy.seed)
+    rows: list[dict[str, Any]] = []
+    for turn, (name, path) in enumerate(policies.items()):
+        share = prompts.iloc[turn::len(policies)].reset_index(drop=True)
+        model, tokenizer = load_causal_lm(path, resolve_device(device), dtype)
+        replies = generate_responses(model, tokenizer, list(share["prompt"]), "top_p", num_responses=2,
+                                     max_new_tokens=on_policy.max_new_tokens, top_p=on_policy.top_p,
+                                     temperature=on_policy.temperature, seed=on_policy.seed + 1000 * turn,
+                                     batch_size=on_policy.batch_size, show_progress=True)
+        del model
+        policy_rows = pair_rows(share, replies, name, grade)
+        log.info("%s: %d pairs from %d prompts (%d with two identical replies dropped)", name, len(policy_rows),
+                 len(share), len(share) - len(policy_rows))
+        rows += policy_rows
+    bias = AnnotatorBias.coerce(spec.get("annotator_bias"))
+    labelled = label_pairs([(r["prompt"], r["first"], r["second"], r["first_gold"], r["second_gold"]) for r in rows],
+                           spec["label_noise"], bias, random.Random(on_policy.seed))
+    gold = {(r["prompt"], r["first"]): r["first_gold"] for r in rows} | {
+        (r["prompt"], r["second"]): r["second_gold"] for r in rows}
+    frame = pd.DataFrame({"prompt_id": [r["prompt_id"] for r in rows], "prompt": [p for p, _, _ in labelled],
+                          "chosen": [c for _, c, _ in labelled], "rejected": [r for _, _, r in labelled],
+                          "policy": [r["policy"] for r in rows]})
+    frame["chosen_gold"] = [gold[(p, c)] for p, c in zip(frame["prompt"], frame["chosen"])]
+    frame["rejected_gold"] = [gold[(p, r)] for p, r in zip(frame["prompt"], frame["rejected"])]
+    held_out = set(random.Random(on_policy.seed + 1).sample(sorted(set(frame["prompt_id"])),
+                                                             round(on_policy.held_out * frame["prompt_id"].nunique())))
+    frame["held_out"] = frame["prompt_id"].isin(held_out)
+    agreement = float(((frame["chosen_gold"] > frame["rejected_gold"])
+                       + 0.5 * (frame["chosen_gold"] == frame["rejected_gold"])).mean())
+    log.info("%d on-policy pairs; %.3f of the labels agree with gold (annotator bias %s, label noise %s)",
+             len(frame), agreement, bias, spec.get("label_noise"))
+    write_parquet(frame, output, {"stage": "collect_preferences", "policies": policies,
+                                  "on_policy": on_policy.as_config(), "labels_agreeing_with_gold": agreement,
+                                  DATASET_KEY: facts_of(train_data)})
+    return frame
