@@ -34,6 +34,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/findings.smk"
+include: "workflow/rules/overoptimisation.smk"
 include: "workflow/rules/targets.smk"
 
 
@@ -52,6 +53,8 @@ rule all:
         "results/eval/dataset/chosen/metrics.json",
         "results/eval/dataset/rejected/metrics.json",
         "results/eval/reward_model/metrics.json",
+        # Proxy and gold reward against sqrt(KL) (config key `overoptimisation`; none without it).
+        ["results/overoptimisation.csv", "results/figures/overoptimisation.png"] if PLAN.overoptimisation else [],
 
 
 # resources.rules may only name rules that take resources (a typo would silently keep the defaults).

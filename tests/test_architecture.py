@@ -27,6 +27,7 @@ NOT_CONFIG_DEFAULTS = {
     ("rrhf.models.loading", "resolve_dtype", "device"): "the device a dtype is chosen for, not config device",
     ("rrhf.models.value_head_reward", "load_value_head_reward_model", "dtype"): "a torch dtype, resolved by the caller",
     ("rrhf.batching.prompt_sharing", "block_attention_mask", "dtype"): "the dtype of an additive mask, not a config",
+    ("rrhf.plan.plan", "Plan.ppo_for", "setting"): "a PPO setting's name (PPO or PPO-noKL), not resampling.setting",
 }
 
 

@@ -29,7 +29,8 @@ def tiny_plan(edit=None) -> Plan:
 # --- the setting grammar --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, kind, number, with_kl", [
-    ("none", "none", None, False), ("PPO", "ppo", None, False), ("DP", "named", None, False),
+    ("none", "none", None, False), ("PPO", "ppo", None, True), ("PPO-noKL", "ppo", None, False),
+    ("DP", "named", None, False),
     ("BP-norank", "named", None, False), ("IP-1", "iterated", 1, False), ("IP-12", "iterated", 12, False),
     ("OP-32", "online", 32, False), ("OP-2+KL", "online", 2, True), ("best-of-4", "best_of_n", 4, False),
 ])
@@ -269,6 +270,12 @@ def test_the_tiny_and_paper_configs_have_no_problems():
     (lambda c: c.update(reward_model="instruct"), "reward_model: 'instruct' is a sft build"),
     (lambda c: c.update(evaluation_model="tokenizer"), "evaluation_model: 'tokenizer' is a tokenizer build"),
     (lambda c: c["models"]["instruct"]["build"].update(init="reward"), "models.instruct.build.init: 'reward'"),
+    (lambda c: c["models"]["reward"]["build"]["on_policy"].update(policies=["base", "ghost"]),
+     "models.reward.build.on_policy.policies[1]: 'ghost' is not a `models` entry"),
+    (lambda c: c["models"]["reward"]["build"]["on_policy"].update(policies=["tokenizer"]),
+     "models.reward.build.on_policy.policies[0]: 'tokenizer' is a tokenizer build"),
+    (lambda c: c["models"]["instruct"]["build"].update(on_policy={"policies": ["base"]}),
+     "models.instruct.build.on_policy: only a reward build collects on-policy pairs, not a sft build"),
     (lambda c: c["ppo"].update(num_layers_unfrozen=3),
      "ppo.num_layers_unfrozen: 3 layers to train, but policies.Alpaca (instruct) has 2"),
     (lambda c: c.update(accelerate_config="envs/accelerate/nope.yaml"),
@@ -284,6 +291,17 @@ def test_the_tiny_and_paper_configs_have_no_problems():
      "models.instruct.build.training.max_length: 512 tokens, but instruct has 256 positions"),
     (lambda c: c["sampling"]["samplers"]["top_p"].update(max_new_tokens=256),
      "sampling.samplers.top_p.max_new_tokens: 256 new tokens leave no room for a prompt in the 256 positions"),
+    # The over-optimisation study: a policy role, settings that log along training, evaluated settings as points.
+    (lambda c: c["overoptimisation"].update(policy="instruct"),
+     "overoptimisation.policy: 'instruct' is not a role of `policies` (Alpaca, Alpaca-sft, LLaMA)"),
+    (lambda c: c["overoptimisation"].update(along_training=["PPO", "DP"]),
+     "overoptimisation.along_training[1]: 'DP' is not PPO, PPO-noKL, OP-k or OP-k+KL"),
+    (lambda c: c["overoptimisation"].update(along_training=["IP-2"]), "overoptimisation.along_training[0]: 'IP-2'"),
+    (lambda c: c["overoptimisation"].update(along_training=["PPO-nokl"]),
+     "overoptimisation.along_training[0]: 'PPO-nokl' is not PPO"),
+    (lambda c: c["overoptimisation"].update(points=["DP", "best-of-4"]),
+     "overoptimisation.points[1]: 'best-of-4' is not an evaluated setting"),
+    (lambda c: c["overoptimisation"].update(points=["OP-0"]), "overoptimisation.points[0]: 'OP-0' is not an evaluated"),
 ])
 def test_each_check_names_its_key(edit, expected):
     problems = problems_of(edit)

@@ -340,8 +340,9 @@ def test_online_run_without_kl(tmp_path, synthetic_frame, tiny_lm_dir, tiny_rewa
     _, windows, starts, total = expected_schedule(train, online, training)
     assert metrics["rounds"] == len(windows) == 2
     assert sorted(samples["step"].unique()) == starts
-    assert samples["kl"].isna().all()
-    assert samples["training_reward"].tolist() == samples["reward"].tolist()
+    assert (samples["kl"] >= 0).all() and samples["kl"].notna().all()  # measured without +KL too
+    assert (samples.loc[samples["step"] > 0, "kl"] > 0).any()  # the policy has moved from rho
+    assert samples["training_reward"].tolist() == samples["reward"].tolist()  # ... but not subtracted
     assert samples["gold_reward"].isna().all()  # the data records no dataset: no gold reward
     assert len(pd.read_parquet(tmp_path / "model" / "train_log.parquet")) == total
 

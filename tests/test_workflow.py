@@ -278,7 +278,7 @@ def test_ppo_run_in_the_workflow(baseline_workdir):
     log = pd.read_parquet(model / "train_log.parquet")
     assert len(log) == 4 and log["kl"].map(math.isfinite).all() and log["gold_reward"].notna().all()
     assert (model / "value_head.safetensors").exists() and (model / "model.safetensors").exists()
-    assert (workdir / "logs/train_ppo/instruct.log").read_text().count("PPO iteration") == 4
+    assert (workdir / "logs/train_ppo/instruct_PPO.log").read_text().count("PPO iteration") == 4
     assert read_provenance(model / "train_log.parquet")["stage"] == "train_ppo"
 
 

@@ -14,7 +14,7 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 # Smaller than config/config.yaml so a whole chain runs in about a minute.
 FAST_OVERRIDES = {
-    "datasets": {"synthetic_hh": {"num_pairs": 500}},
+    "datasets": {"synthetic_hh": {"num_pairs": 500}, "synthetic_hh_unbiased": {"num_pairs": 500}},
     "data": {"train_prompts": 12, "test_prompts": 8},
     "models": {
         "tokenizer": {"build": {"vocab_size": 500}},
@@ -22,7 +22,10 @@ FAST_OVERRIDES = {
                            "training": {"epochs": 1, "batch_size": 32, "max_length": 128}}},
         "instruct": {"build": {"max_examples": 64, "training": {"batch_size": 16, "max_length": 128}}},
         "instruct_sft": {"build": {"max_examples": 64, "training": {"batch_size": 16, "max_length": 128}}},
-        "reward": {"build": {"training": {"batch_size": 32, "max_length": 128}}},
+        "reward": {"build": {"training": {"batch_size": 32, "max_length": 128},
+                             "on_policy": {"prompts": 24, "max_new_tokens": 12}}},
+        "reward_unbiased": {"build": {"training": {"batch_size": 32, "max_length": 128},
+                                      "on_policy": {"prompts": 24, "max_new_tokens": 12}}},
         "evaluation_lm": {"build": {"architecture": {"n_layer": 1, "n_embd": 32, "n_head": 2},
                                     "training": {"epochs": 1, "batch_size": 32, "max_length": 128}}},
     },
@@ -30,6 +33,7 @@ FAST_OVERRIDES = {
                                                 for name in ("beam", "diverse_beam", "top_p")}},
     "rrhf": {"training": {"epochs": 1, "batch_size": 4, "max_length": 128}},
     "evaluation": {"decoding": {"max_new_tokens": 12}},
+    "overoptimisation": {"best_of": [1, 2, 4]},
 }
 
 

@@ -12,6 +12,8 @@ from rrhf.plan.settings import (
     ITERATED_PATTERN,
     LATER_ITERATION_PATTERN,
     ONLINE_PATTERN,
+    PPO_SETTINGS,
+    RESERVED,
     names_pattern,
 )
 from rrhf.plan.tables import entries, labelled_rows, report_rows
@@ -35,8 +37,8 @@ ENV = "../../envs/rrhf.yaml"
 TRAIN_DATA = PLAN.data_file("train")
 TEST_DATA = PLAN.data_file("test")
 # Settings an evaluation accepts: the untrained policy, PPO, and every RRHF setting.
-EVALUATED_SETTINGS = "|".join([names_pattern([*PLAN.settings, "none", "PPO"]), ITERATED_PATTERN, ONLINE_PATTERN])
-TRAINED_SETTINGS = f"{names_pattern(PLAN.settings)}|PPO|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}"
+EVALUATED_SETTINGS = "|".join([names_pattern([*PLAN.settings, *RESERVED]), ITERATED_PATTERN, ONLINE_PATTERN])
+TRAINED_SETTINGS = f"{names_pattern([*PLAN.settings, *PPO_SETTINGS])}|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}"
 
 
 def sharded(path):
@@ -131,3 +133,14 @@ wildcard_constraints:
     sampler=names_pattern(SAMPLERS),
     shard=r"\d+",
     replicate=FOLDER_PATTERN,
+
+
+def overoptimisation_input(wildcards):
+    files = PLAN.overoptimisation_inputs(wildcards.replicate)
+    # a trained model is a directory output: its folder is the input, the log file in it the param
+    return {"samples": files["samples"], "trained_models": [os.path.dirname(p) for p in files["curves"].values()],
+            "points": list(files["points"].values())}
+
+
+# Every reward build in every replicate (rule reward_models).
+REWARD_BUILDS = [(r, name) for r in PLAN.replicates.numbers() for name in PLAN.built_models("reward")]

@@ -117,11 +117,13 @@ rule summary:
 
 
 # `make findings`: the claims judged over the config's replicates, on a page, a figure and in the summary, with
-# each table's means and intervals (REPORT_FILES adds their figures when replicates >= 2).
+# each table's means and intervals (REPORT_FILES adds their figures when replicates >= 2), and every reward
+# build's agreement with gold in every replicate (results/reward_models.csv: reward_unbiased is built here only).
 rule findings_report:
     input:
         "results/findings.csv",
         "results/summary.md",
         "results/report/findings.html",
         "results/figures/findings.png",
+        "results/reward_models.csv",
         REPORT_FILES,

@@ -71,9 +71,39 @@ rule train_sft:
         "../scripts/train_sft.py"
 
 
+# A reward build's preference pairs on the initial policies' own replies (models.NAME.build.on_policy).
+rule collect_preferences:
+    input:
+        data=build_train_data,
+        policies=lambda wildcards: [path for policy in PLAN.on_policy_policies(wildcards.name, wildcards.replicate)
+                                    for path in PLAN.model_input(policy, wildcards.replicate)],
+    output:
+        pairs="resources/preferences/{replicate}{name}.parquet",
+    params:
+        policies=lambda wildcards: PLAN.on_policy_policies(wildcards.name, wildcards.replicate),
+        on_policy=lambda wildcards: PLAN.build(wildcards.name, wildcards.replicate)["on_policy"],
+        excluded_prompts=PLAN.prompt_subset("train"),
+        device=config["device"],
+        dtype=config["precision"]["dtype"],
+    log:
+        "logs/collect_preferences/{replicate}{name}.log",
+    benchmark:
+        "logs/benchmarks/collect_preferences/{replicate}{name}.tsv"
+    wildcard_constraints:
+        name=names_pattern(PLAN.built_models("reward")),
+    threads: threads_of("collect_preferences")
+    resources:
+        **resources_of("collect_preferences"),
+    conda:
+        ENV
+    script:
+        "../scripts/collect_preferences.py"
+
+
 rule train_reward_model:
     input:
         data=build_train_data,
+        on_policy=lambda wildcards: PLAN.on_policy_file(wildcards.name, wildcards.replicate),
         test_data=lambda wildcards: PLAN.dataset_file(PLAN.build(wildcards.name)["dataset"], "test"),
         init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"], wildcards.replicate),
     output:

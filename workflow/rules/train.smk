@@ -72,18 +72,20 @@ rule train_ppo:
         policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
         reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
     output:
-        model=directory("results/{replicate}models/{policy}/PPO"),
+        model=directory("results/{replicate}models/{policy}/{ppo_setting}"),
     params:
         policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
         reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
-        ppo=lambda wildcards: PLAN.ppo_for(wildcards.replicate),
+        ppo=lambda wildcards: PLAN.ppo_for(wildcards.replicate, wildcards.ppo_setting),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("train"),
         precision=config["precision"],
     log:
-        "logs/train_ppo/{replicate}{policy}.log",
+        "logs/train_ppo/{replicate}{policy}_{ppo_setting}.log",
     benchmark:
-        "logs/benchmarks/train_ppo/{replicate}{policy}.tsv"
+        "logs/benchmarks/train_ppo/{replicate}{policy}_{ppo_setting}.tsv"
+    wildcard_constraints:
+        ppo_setting=names_pattern(PPO_SETTINGS),
     threads: threads_of("train_ppo")
     resources:
         **resources_of("train_ppo"),

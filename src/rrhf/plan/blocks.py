@@ -92,6 +92,21 @@ class Architecture(Block):
 
 
 @dataclass(frozen=True)
+class OnPolicy(Block):
+    """``models.NAME.build.on_policy``: preference pairs on the policies' own replies for a reward build."""
+
+    SCHEMA: ClassVar[str] = "$defs/build.on_policy"
+    policies: list[str]
+    prompts: int
+    held_out: float
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    batch_size: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class Build(Block):
     """``models.NAME.build``: the recipe of a model built locally (tokenizer, pretrain, sft or reward)."""
 
@@ -104,6 +119,7 @@ class Build(Block):
     training: Training
     init: str | None = optional()
     tokenizer: str | None = optional()
+    on_policy: OnPolicy | None = optional()
 
 
 # --- data, sampling, scoring -----------------------------------------------------------------------------------
@@ -335,3 +351,14 @@ TOP_LEVEL_BLOCKS: dict[str, type[Block]] = {
     "resampling": Resampling, "checkpoints": Checkpoints, "precision": Precision, "resources": Resources,
     "data": Data, "tracking": Tracking,
 }
+
+
+@dataclass(frozen=True)
+class Overoptimisation(Block):
+    """``overoptimisation``: the over-optimisation study of one initial policy (rrhf.report.overoptimisation)."""
+
+    SCHEMA: ClassVar[str] = "overoptimisation"
+    policy: str
+    best_of: list[int]
+    along_training: list[str]
+    points: list[str]

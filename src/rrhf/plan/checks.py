@@ -20,7 +20,7 @@ import yaml
 from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
 from rrhf.plan.model_sources import model_source_problem
 from rrhf.plan.replicates import FOLDER_PATTERN
-from rrhf.plan.settings import setting_problem
+from rrhf.plan.settings import parse_setting, setting_problem
 from rrhf.plan.tables import table_row_problems
 
 if TYPE_CHECKING:
@@ -210,6 +210,26 @@ def single_process_problems(plan: "Plan") -> list[str]:
             for rule, what in SINGLE_PROCESS_RULES.items() if plan.rule_resources(rule)["gpu"] > 1]
 
 
+def overoptimisation_problems(plan: "Plan") -> list[str]:
+    """The over-optimisation study's names: a policy role of `policies`, settings followed along training that
+    log it (PPO, PPO-noKL, OP-k[+KL]), and evaluated settings as points (not best-of-n: no KL is measured)."""
+    study = plan.overoptimisation
+    if study is None:
+        return []
+    problems = []
+    if study.policy not in plan.policies:
+        problems.append(f"overoptimisation.policy: {study.policy!r} is not a role of `policies` "
+                        f"({', '.join(sorted(plan.policies))})")
+    for key, names, kinds, what in (
+            ("along_training", study.along_training, ("ppo", "online"), "PPO, PPO-noKL, OP-k or OP-k+KL"),
+            ("points", study.points, ("none", "ppo", "named", "iterated", "online"), "an evaluated setting")):
+        for k, name in enumerate(names):
+            parsed = parse_setting(name, plan.settings)
+            if parsed is None or parsed.kind not in kinds:
+                problems.append(f"overoptimisation.{key}[{k}]: {name!r} is not {what}")
+    return problems
+
+
 def rule_name_problems(plan: "Plan", names: list[str]) -> list[str]:
     """Entries of resources.rules that name none of ``names`` (the rules that take resources): a typo would
     silently keep the defaults."""
@@ -308,4 +328,4 @@ def plan_problems(plan: "Plan") -> list[str]:
             *config_problems(config),
             *ppo_length_problems(plan.ppo.training.max_length, plan.ppo.generation.max_new_tokens),
             *single_process_problems(plan), *table_problems(plan), *finding_problems(plan),
-            *size_problems(plan)]
+            *size_problems(plan), *overoptimisation_problems(plan)]

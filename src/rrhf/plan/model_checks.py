@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rrhf.plan.settings import PPO_SETTINGS
+
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
@@ -32,8 +34,17 @@ def role_problems(plan: "Plan") -> list[str]:
         if build.get("kind") == "pretrain":
             expect(build.get("tokenizer"), ("tokenizer",), f"models.{name}.build.tokenizer",
                    "name a tokenizer build (or a model given by path)")
+        on_policy = build.get("on_policy") or {}
+        if on_policy and build.get("kind") != "reward":
+            problems.append(f"models.{name}.build.on_policy: only a reward build collects on-policy pairs, "
+                            f"not a {build.get('kind')} build")
+        for k, policy in enumerate(on_policy.get("policies", [])):
+            key = f"models.{name}.build.on_policy.policies[{k}]"
+            if policy not in plan.models:
+                problems.append(f"{key}: {policy!r} is not a `models` entry")
+            expect(policy, lm, key, "the replies come from a causal LM (a pretrain or sft build, or a path)")
     unfrozen = plan.ppo.num_layers_unfrozen
-    for role in sorted({row.policy for rows in plan.tables.values() for row in rows if row.setting == "PPO"}):
+    for role in sorted({row.policy for rows in plan.tables.values() for row in rows if row.setting in PPO_SETTINGS}):
         layers = built_layers(plan, plan.policies.get(role))
         if unfrozen is not None and layers is not None and unfrozen > layers:
             problems.append(f"ppo.num_layers_unfrozen: {unfrozen} layers to train, but policies.{role} "

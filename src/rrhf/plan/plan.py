@@ -18,6 +18,7 @@ from rrhf.plan.blocks import (
     Checkpoints,
     Data,
     Evaluation,
+    Overoptimisation,
     Precision,
     Resampling,
     Resources,
@@ -56,6 +57,8 @@ class Plan:
         self.checkpoints = Checkpoints.from_config(config["checkpoints"])
         self.precision = Precision.from_config(config["precision"])
         self.resources = Resources.from_config(config["resources"])
+        study = config.get("overoptimisation")
+        self.overoptimisation = Overoptimisation.from_config(study) if study is not None else None
         self.tables_file = self.workflow_dir / config["tables"]
         self.tables: dict[str, list[TableRow]]
         self.tables, self.table_problems = read_table_rows(self.tables_file, config["table_settings"])
@@ -103,9 +106,12 @@ class Plan:
         rank_weight and the replicate's training seed."""
         return {**self.with_seed(self.config["rrhf"], "training", replicate), "rank_weight": self.rank_weight(name)}
 
-    def ppo_for(self, replicate: int | str = 0) -> dict[str, Any]:
-        """The ``ppo`` block with the replicate's training seed."""
-        return self.with_seed(self.config["ppo"], "training", replicate)
+    def ppo_for(self, replicate: int | str = 0, setting: str = "PPO") -> dict[str, Any]:
+        """The ``ppo`` block with the replicate's training seed; for PPO-noKL with a fixed KL coefficient of 0."""
+        ppo = self.with_seed(self.config["ppo"], "training", replicate)
+        if self.setting(setting).with_kl:
+            return ppo
+        return {**ppo, "kl": {**ppo["kl"], "controller": "fixed", "init_coef": 0.0}}
 
     def best_of_n_for(self, replicate: int | str = 0) -> dict[str, Any]:
         """``evaluation.best_of_n`` with the replicate's sampling seed."""
@@ -157,7 +163,23 @@ class Plan:
     def build(self, name: str, replicate: int | str = 0) -> dict[str, Any]:
         """The build recipe of a models entry, with the replicate's training seed (a tokenizer has none)."""
         build = self.models[name]["build"]
-        return self.with_seed(build, "models", replicate) if "training" in build else build
+        build = self.with_seed(build, "models", replicate) if "training" in build else build
+        on_policy = build.get("on_policy")
+        if on_policy:  # the replies are sampled from the replicate's models: a models-stage seed
+            seed = self.replicates.seed(on_policy["seed"], replicate, "models")
+            build = build if seed == on_policy["seed"] else {**build, "on_policy": {**on_policy, "seed": seed}}
+        return build
+
+    def on_policy_policies(self, name: str, replicate: int | str = 0) -> dict[str, str]:
+        """The policies whose replies a reward build's on-policy pairs hold (name -> model path); {} without."""
+        on_policy = self.models[name]["build"].get("on_policy") or {}
+        return {policy: self.model_path(policy, replicate) for policy in on_policy.get("policies", [])}
+
+    def on_policy_file(self, name: str, replicate: int | str = 0) -> list[str]:
+        """A reward build's on-policy preference pairs as a job input: [the file], or [] when it has none."""
+        if not self.on_policy_policies(name, replicate):
+            return []
+        return [f"resources/preferences/{self.folder(replicate, 'models')}{name}.parquet"]
 
     def model_path(self, name: str, replicate: int | str = 0) -> str:
         """Where a model loads from: its build folder (the replicate's, for every build but a tokenizer), or its
@@ -288,6 +310,21 @@ class Plan:
                         sets[path.split("scored/", 1)[1].removesuffix(".parquet")] = path
         return sets
 
+    def overoptimisation_inputs(self, replicate: int | str = 0) -> dict[str, Any]:
+        """The files of the over-optimisation study: ``samples`` (the best-of-max(n) evaluation's samples),
+        ``curves`` (setting -> its PPO train_log or online RRHF online_samples) and ``points`` (setting -> its
+        evaluation metrics); {} without the study."""
+        study = self.overoptimisation
+        if study is None:
+            return {}
+        model = self.policies[study.policy]
+        log_name = {"ppo": "train_log.parquet", "online": "online_samples.parquet"}
+        return {"samples": self.evaluation_file(model, f"best-of-{max(study.best_of)}", "samples.parquet", replicate),
+                "curves": {setting: f"{self.trained_model(model, setting, replicate)}/"
+                                    f"{log_name[self.setting(setting).kind]}" for setting in study.along_training},
+                "points": {setting: self.evaluation_file(model, setting, "metrics.json", replicate)
+                           for setting in study.points}}
+
     # --- resources ----------------------------------------------------------------------------------------------
 
     def rule_resources(self, rule: str) -> dict[str, int]:
@@ -301,8 +338,8 @@ class Plan:
 
     def training_about(self, setting: str) -> dict[str, Any]:
         """The config behind a trained model, for its report caption: the setting and the block it used."""
-        if setting == "PPO":
-            return {"ppo": self.config["ppo"]}
+        if self.setting(setting).kind == "ppo":
+            return {"ppo": self.ppo_for(0, setting)}
         about = {"setting": self.setting_spec(setting), "rank_weight": self.rank_weight(setting),
                  "rrhf": self.config["rrhf"]}
         if self.setting(setting).kind in ("iterated", "online"):

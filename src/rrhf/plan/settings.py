@@ -2,7 +2,8 @@
 
 A setting is one of
 - ``none``: the untrained policy;
-- ``PPO``: the PPO baseline (config ``ppo``);
+- ``PPO``: the PPO baseline (config ``ppo``); ``PPO-noKL``: the same with its KL coefficient fixed at 0 (no
+  penalty), for the over-optimisation study;
 - ``best-of-{n}``: n samples of the untrained policy per test prompt, the best kept (evaluation only);
 - a name of the config's ``settings`` (``BP``, ``DP``, ``BP-norank``, ...): RRHF on a fixed training set;
 - ``IP-{n}``: iterated RRHF (IP-1 is ``resampling.setting``; IP-n samples with IP-(n-1)'s model);
@@ -24,7 +25,8 @@ ITERATED_PATTERN = rf"IP-{NUMBER}"
 LATER_ITERATION_PATTERN = r"IP-(?:[2-9]|[1-9][0-9]+)"  # IP-n with n >= 2: the ones train_rrhf trains
 ONLINE_PATTERN = rf"OP-{NUMBER}(?:\+KL)?"
 BEST_OF_N_PATTERN = rf"best-of-{NUMBER}"
-RESERVED = ("none", "PPO")
+PPO_SETTINGS = ("PPO", "PPO-noKL")
+RESERVED = ("none", *PPO_SETTINGS)
 # A path segment that looks like a patterned setting but is none (IP-0, OP-x, best-of-01, ...): a wildcard
 # constraint (hence the lookahead to the segment's end) for the rule that explains such a target.
 IMPOSSIBLE_SETTING_PATTERN = (rf"(?!(?:{ITERATED_PATTERN}|{ONLINE_PATTERN}|{BEST_OF_N_PATTERN})(?:[/.]|$))"
@@ -36,7 +38,8 @@ PATTERNED = re.compile(r"(?P<kind>IP|OP|best-of)-(?P<number>[^+]*)(?P<kl>\+KL)?"
 @dataclass(frozen=True)
 class Setting:
     """A parsed setting name. ``kind``: none, ppo, best_of_n, named (a ``settings`` entry), iterated (IP-n) or
-    online (OP-k[+KL]); ``number``: n of IP-n and best-of-n, k of OP-k; ``with_kl``: OP-k+KL."""
+    online (OP-k[+KL]); ``number``: n of IP-n and best-of-n, k of OP-k; ``with_kl``: OP-k+KL, and PPO (whose
+    KL penalty PPO-noKL drops)."""
 
     name: str
     kind: str
@@ -63,8 +66,8 @@ def parse_setting(name: str, named: Collection[str]) -> Setting | None:
     name = str(name)
     if name == "none":
         return Setting(name, "none")
-    if name == "PPO":
-        return Setting(name, "ppo")
+    if name in PPO_SETTINGS:
+        return Setting(name, "ppo", with_kl=name == "PPO")
     if name in named:
         return Setting(name, "named")
     if match := re.fullmatch(rf"IP-({NUMBER})", name):
@@ -84,7 +87,7 @@ def setting_problem(name: str, named: Collection[str]) -> str | None:
         form, letter = {"IP": ("IP-n", "n"), "OP": ("OP-k and OP-k+KL", "k"),
                         "best-of": ("best-of-n", "n")}[match.group("kind")]
         return f"{name!r}: in {form}, {letter} is a whole number from 1, not {match.group('number')!r}"
-    return (f"{name!r} is not one of {sorted(named)}, none, PPO, IP-n, OP-k, OP-k+KL or best-of-n "
+    return (f"{name!r} is not one of {sorted(named)}, none, PPO, PPO-noKL, IP-n, OP-k, OP-k+KL or best-of-n "
             "(n, k whole numbers from 1)")
 
 

@@ -29,15 +29,16 @@ from rrhf.sampling.generation import generate_responses
 from rrhf.text import cut_at_turn
 
 log = logging.getLogger("rrhf")
-SOURCE_KEY = "models.NAME.build.on_policy"
+KEY = "models.NAME.build.on_policy"  # the config key errors name (the rule passes the build's own)
 
 
-def collection_prompts(train: pd.DataFrame, excluded: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
+def collection_prompts(train: pd.DataFrame, excluded: pd.DataFrame, count: int, seed: int,
+                       key: str = KEY) -> pd.DataFrame:
     """``count`` prompts of ``train`` (prompt_id, prompt) that are not in ``excluded``, a seeded draw in
-    prompt_id order; a ValueError naming ``on_policy.prompts`` when there are fewer."""
+    prompt_id order; a ValueError naming ``{key}.prompts`` when there are fewer."""
     pool = train[~train["prompt_id"].isin(set(excluded["prompt_id"]))].sort_values("prompt_id")
     if count > len(pool):
-        raise ValueError(f"{SOURCE_KEY}.prompts: {count} prompts asked for, but the train split has only "
+        raise ValueError(f"{key}.prompts: {count} prompts asked for, but the train split has only "
                          f"{len(pool)} besides the ones RRHF trains on; ask for at most {len(pool)}")
     chosen = sorted(random.Random(seed).sample(range(len(pool)), count))
     return pool.iloc[chosen].reset_index(drop=True)
@@ -57,25 +58,27 @@ def pair_rows(prompts: pd.DataFrame, replies: list[list[str]], policy: str, grad
 
 def collect_preferences(policies: dict[str, str], train_data: str, output: str,
                         on_policy: OnPolicy | dict[str, Any], excluded_prompts: PromptSubset | dict[str, Any],
-                        device: str = "auto", dtype: str = "auto", log_path: str | None = None) -> pd.DataFrame:
+                        device: str = "auto", dtype: str = "auto", key: str = KEY,
+                        log_path: str | None = None) -> pd.DataFrame:
     """Stage entry point: sample two replies per drawn prompt from the ``policies`` (name -> model path; the
     prompts shared out among them in turn), label each pair with the dataset's annotators, and write
     ``output`` (prompt_id, prompt, chosen, rejected, policy, chosen_gold, rejected_gold, held_out: a seeded
     ``on_policy.held_out`` share of the prompts, whose pairs the reward model is evaluated on, not trained on).
 
     ``excluded_prompts`` is the subset of the train split RRHF trains on (never drawn). Pairs whose replies
-    are the same text are dropped (and counted in the log).
+    are the same text are dropped (and counted in the log). Errors name the config block ``key``; both checks
+    (gold, enough prompts) run before any model is loaded.
     """
     setup_logging(log_path)
     on_policy = OnPolicy.coerce(on_policy)
     grade = gold_reward_function(gold_source(train_data))
     if grade is None:
-        raise ValueError(f"{SOURCE_KEY}: {train_data} has no gold reward, so no simulated annotators to label "
+        raise ValueError(f"{key}: {train_data} has no gold reward, so no simulated annotators to label "
                          "the policies' replies; use a synthetic dataset, or on_policy: null")
     spec = read_provenance(train_data).get("spec", {})
     train = read_parquet(train_data, ["prompt_id", "prompt"])
     excluded = select_subset(train, excluded_prompts, origin=train_data)
-    prompts = collection_prompts(train, excluded, on_policy.prompts, on_policy.seed)
+    prompts = collection_prompts(train, excluded, on_policy.prompts, on_policy.seed, key)
     rows: list[dict[str, Any]] = []
     for turn, (name, path) in enumerate(policies.items()):
         share = prompts.iloc[turn::len(policies)].reset_index(drop=True)

@@ -52,7 +52,7 @@ class OnlineContext:
     tokenizer: Any
     reward_model: torch.nn.Module
     reward_tokenizer: Any
-    reference: FrozenReference | None
+    reference: FrozenReference
     online: OnlineSchedule
     sampling: Sampling
     scoring: Scoring
@@ -120,13 +120,12 @@ def draw_samples(model, context: OnlineContext, queries: pd.DataFrame, seed: int
 def round_training_set(model, context: OnlineContext, samples: pd.DataFrame,
                        provided: pd.DataFrame | None) -> pd.DataFrame:
     """One round's training set: the samples and the provided responses of their queries, each with its
-    ``kl`` (NaN without +KL) and ``training_reward`` = reward - kl_coef * kl (the reward without +KL)."""
+    ``kl`` (KL(pi || rho), measured with and without +KL: the over-optimisation study plots against it) and
+    ``training_reward`` = reward - kl_coef * kl (the reward itself without +KL)."""
     parts = [samples]
     if provided is not None:
         parts.append(provided[provided["prompt_id"].isin(set(samples["prompt_id"]))])
     frame = combine_parts(parts, "online sampling round")
-    if context.reference is None:
-        return frame.assign(kl=math.nan, training_reward=frame["reward"])
     kl = response_kl(model, context.reference, context.tokenizer, list(frame["prompt"]), list(frame["response"]),
                      context.max_length, context.scoring.batch_size)
     return frame.assign(kl=kl, training_reward=frame["reward"] - context.online.kl_coef * pd.Series(kl))
@@ -166,7 +165,7 @@ def train_online_rrhf(policy: str, reward_model: str | dict[str, Any], train_dat
     collate = query_collator(model, tokenizer, rrhf.max_tokens_per_forward, rrhf.prompt_sharing,
                              "rrhf.prompt_sharing", "online RRHF training")
     model = add_lora(model, params.lora)
-    reference = FrozenReference(model) if online_params.kl_coef > 0 else None  # with LoRA: the adapters off
+    reference = FrozenReference(model)  # with LoRA: the adapters off
     per_window = online_params.steps_per_sample * params.batch_size * params.gradient_accumulation_steps
     windows = query_windows(len(queries), per_window, params.epochs, params.seed)
     accumulation = params.gradient_accumulation_steps  # each round ends with a step (Trainer.run_epochs)
