@@ -130,6 +130,24 @@ def test_online_rows_are_found_under_the_name_the_config_runs_them_as():
                       "results/replicate1/eval/instruct/DP/generations.parquet"]]
 
 
+def test_a_point_of_the_overoptimisation_study_is_a_row_for_evaluation_metrics(tmp_path):
+    plan = plan_of(TINY, replicates=2)
+    claims, problems = read_claims(plan, REPO / "config" / "findings.yaml")
+    claim = next(c for c in claims if c.id == "ppo-kl-limits-gold-drop")
+    assert problems == [] and claim.versus.table == "overoptimisation" and claim.versus.setting == "PPO-noKL"
+    files = next(c for c in claims_for_rule(plan, claims) if c["id"] == "ppo-kl-limits-gold-drop")["files"]
+    assert files[1] == ["results/replicate1/eval/instruct/PPO/generations.parquet",
+                        "results/replicate1/eval/instruct/PPO-noKL/generations.parquet"]
+    path = tmp_path / "findings.yaml"
+    path.write_text(yaml.safe_dump([{**CLAIM, "row": {"policy": "Alpaca", "setting": "PPO-noKL"}}]))
+    without_study = {key: value for key, value in TINY.items() if key != "overoptimisation"}
+    claims, problems = read_claims(plan_of(without_study), path)
+    assert claims == [] and "nor a point of `overoptimisation`" in problems[0], problems
+    noKL = {"policy": "Alpaca", "setting": "PPO-noKL"}
+    path.write_text(yaml.safe_dump([{**CLAIM, "metric": "accuracy", "row": noKL}]))
+    assert "is no row of table5 (metric accuracy)" in read_claims(plan, path)[1][0]  # Table 5 has no study rows
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"row": {"policy": "LLaMA", "setting": "SP"}}, "claim 'c': row {'policy': 'LLaMA', 'setting': 'SP'} is no row"),
     ({"metric": "accuracy", "row": {"policy": "Alpaca", "setting": "SP"}}, "is no row of table5 (metric accuracy)"),

@@ -85,7 +85,18 @@ def find_row(plan: "Plan", written: Any, tables: tuple[str, ...]) -> TableRow | 
             elif set(written) == {"policy", "setting"} and row.policy == written["policy"] \
                     and written["setting"] in (row.listed_setting, row.setting):
                 return row
-    return None
+    return study_row(plan, written) if "table2" in tables else None
+
+
+def study_row(plan: "Plan", written: dict[str, Any]) -> TableRow | None:
+    """A point of the over-optimisation study (config ``overoptimisation.points``: an evaluated setting of its
+    policy) as a row claims on evaluation metrics may name, e.g. {policy: Alpaca, setting: PPO-noKL}."""
+    study = plan.overoptimisation
+    if study is None or set(written) != {"policy", "setting"} or written["policy"] != study.policy \
+            or written["setting"] not in study.points:
+        return None
+    setting = written["setting"]
+    return TableRow("overoptimisation", study.points.index(setting) + 1, study.policy, setting, setting)
 
 
 def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]:
@@ -125,7 +136,8 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
         for key in ("row", "versus"):
             row = find_row(plan, entry[key], tables)
             if row is None:
-                problems.append(f"{where}: {key} {entry[key]!r} is no row of {', '.join(tables)} (metric "
+                study = " nor a point of `overoptimisation`" if "table2" in tables else ""
+                problems.append(f"{where}: {key} {entry[key]!r} is no row of {', '.join(tables)}{study} (metric "
                                 f"{entry['metric']}); rows are written as in config/tables.yaml (with another "
                                 "tables file, point `findings` at claims about its rows, or set it to null)")
             elif source == "scored" and plan.scored_file(plan.policies[row.policy], row.setting) is None:
