@@ -340,9 +340,11 @@ def test_dry_run_of_ip3_lists_exactly_its_chain(online_workdir):
     samplers = {w: i for r, w, i in jobs if r == "sample_iterated_responses"}
     assert "results/models/instruct/DP" in samplers["policy=instruct, iteration=IP-2, sampler=diverse_beam"]
     assert "results/models/instruct/IP-2" in samplers["policy=instruct, iteration=IP-3, sampler=diverse_beam"]
-    # Nothing else: the data, the models the chain needs, and one evaluation.
+    # Nothing else: the data, the models the chain needs (the reward model's on-policy pairs need every initial
+    # policy, instruct_sft too), and one evaluation.
     assert jobs_by_rule(chain) == {
-        "prepare_dataset": 2, "build_tokenizer": 1, "pretrain_lm": 2, "train_sft": 1, "train_reward_model": 1,
+        "prepare_dataset": 2, "build_tokenizer": 1, "pretrain_lm": 2, "train_sft": 2, "collect_preferences": 1,
+        "train_reward_model": 1,
         "sample_responses": 1, "score_samples": 1, "score_provided": 1, "assemble_training_set": 3,
         "train_rrhf": 3, "sample_iterated_responses": 2, "score_iterated_samples": 2, "evaluate_policy": 1}
 
