@@ -21,7 +21,7 @@ import pandas as pd
 from rrhf.data.annotators import AnnotatorBias, label_pairs
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
 from rrhf.data.gold_reward import gold_reward_function
-from rrhf.data.preference_pairs import select_subset
+from rrhf.data.preference_pairs import gold_agreement, select_subset
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models.loading import load_causal_lm, resolve_device
 from rrhf.plan.blocks import OnPolicy, PromptSubset
@@ -95,18 +95,16 @@ def collect_preferences(policies: dict[str, str], train_data: str, output: str,
     bias = AnnotatorBias.coerce(spec.get("annotator_bias"))
     labelled = label_pairs([(r["prompt"], r["first"], r["second"], r["first_gold"], r["second_gold"]) for r in rows],
                            spec["label_noise"], bias, random.Random(on_policy.seed))
-    gold = {(r["prompt"], r["first"]): r["first_gold"] for r in rows} | {
-        (r["prompt"], r["second"]): r["second_gold"] for r in rows}
-    frame = pd.DataFrame({"prompt_id": [r["prompt_id"] for r in rows], "prompt": [p for p, _, _ in labelled],
+    golds = [(r["first_gold"], r["second_gold"]) if chosen == r["first"] else (r["second_gold"], r["first_gold"])
+             for r, (_, chosen, _) in zip(rows, labelled)]  # (chosen's, rejected's)
+    frame = pd.DataFrame({"prompt_id": [r["prompt_id"] for r in rows], "prompt": [r["prompt"] for r in rows],
                           "chosen": [c for _, c, _ in labelled], "rejected": [r for _, _, r in labelled],
-                          "policy": [r["policy"] for r in rows]})
-    frame["chosen_gold"] = [gold[(p, c)] for p, c in zip(frame["prompt"], frame["chosen"])]
-    frame["rejected_gold"] = [gold[(p, r)] for p, r in zip(frame["prompt"], frame["rejected"])]
+                          "policy": [r["policy"] for r in rows],
+                          "chosen_gold": [c for c, _ in golds], "rejected_gold": [r for _, r in golds]})
     held_out = set(random.Random(on_policy.seed + 1).sample(sorted(set(frame["prompt_id"])),
                                                              round(on_policy.held_out * frame["prompt_id"].nunique())))
     frame["held_out"] = frame["prompt_id"].isin(held_out)
-    agreement = float(((frame["chosen_gold"] > frame["rejected_gold"])
-                       + 0.5 * (frame["chosen_gold"] == frame["rejected_gold"])).mean())
+    agreement = gold_agreement(frame, gold_source(train_data))
     log.info("%d on-policy pairs; %.3f of the labels agree with gold (annotator bias %s, label noise %s)",
              len(frame), agreement, bias, spec.get("label_noise"))
     write_parquet(frame, output, {"stage": "collect_preferences", "policies": policies,
