@@ -187,7 +187,7 @@ def test_every_check_of_the_plan_fires_before_any_job(tmp_path, synthetic_frame)
         c["rrhf"]["training"].update(learning_rate=float("nan"))
         c["resampling"].update(kl_coef=float("inf"))
         c.update(shards=3, tables=str(NOT_ROWS_TABLES), reward_model="instruct")
-        c["resources"]["rules"].update(train_rrhf={"gpu": 16})
+        c["resources"]["rules"].update(train_rrhf={"gpu": 64})
         c["table_settings"].update({"OP-32": "OP-0"})
         c["models"]["base"]["build"]["architecture"].update(n_head=3)
 
@@ -196,9 +196,9 @@ def test_every_check_of_the_plan_fires_before_any_job(tmp_path, synthetic_frame)
     assert result.returncode != 0
     for expected in ("rrhf.training.learning_rate: nan is not a finite number",
                      "resampling.kl_coef: inf is not a finite number",
-                     "shards: 3 shards, but 72 training prompts in generation batches of sampling.batch_size 72 "
-                     "make 1 batch(es)",
-                     "rrhf.training.batch_size: 72 training prompts make 9 batch(es) of 8, fewer than the 16 "
+                     "shards: 3 shards, but 256 training prompts in generation batches of sampling.batch_size 128 "
+                     "make 2 batch(es)",
+                     "rrhf.training.batch_size: 256 training prompts make 32 batch(es) of 8, fewer than the 64 "
                      "processes",
                      "table6 row 1: 'DP' is not a row",
                      "table_settings.OP-32: 'OP-0'",

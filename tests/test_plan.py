@@ -183,7 +183,7 @@ def test_every_key_of_the_schema_is_described_with_schema_keywords():
 
 def test_blocks_are_built_whole_and_refuse_unknown_or_missing_keys():
     rrhf = RRHF.from_config(fill_defaults(copy.deepcopy(TINY))["rrhf"])
-    assert rrhf.training.seed == 42 and rrhf.reward_during_training.every_steps == 3 and rrhf.ft_reduction == "sum"
+    assert rrhf.training.seed == 42 and rrhf.reward_during_training.every_steps == 8 and rrhf.ft_reduction == "sum"
     with pytest.raises(ValueError, match=r"rrhf: unknown key\(s\) \['rank_wieght'\]"):
         RRHF.from_config({**rrhf.as_config(), "rank_wieght": 2})
     partial = rrhf.as_config()
@@ -250,10 +250,10 @@ def test_the_tiny_and_paper_configs_have_no_problems():
     (lambda c: c["ppo"]["kl"].update(target=float("inf")), "ppo.kl.target: inf is not a finite number"),
     (lambda c: c["models"]["base"]["build"]["training"].update(adam_betas=[0.9, float("nan")]),
      "models.base.build.training.adam_betas[1]: nan is not a finite number"),
-    (lambda c: c.update(shards=2), "shards: 2 shards, but 72 training prompts in generation batches of "
-                                   "sampling.batch_size 72 make 1 batch(es)"),
-    (lambda c: c["resources"]["rules"].update(train_rrhf={"gpu": 10}),
-     "rrhf.training.batch_size: 72 training prompts make 9 batch(es) of 8, fewer than the 10 processes"),
+    (lambda c: c.update(shards=3), "shards: 3 shards, but 256 training prompts in generation batches of "
+                                   "sampling.batch_size 128 make 2 batch(es)"),
+    (lambda c: c["resources"]["rules"].update(train_rrhf={"gpu": 40}),
+     "rrhf.training.batch_size: 256 training prompts make 32 batch(es) of 8, fewer than the 40 processes"),
     (lambda c: c["resources"]["rules"].update(train_online_rrhf={"gpu": 2}),
      "resources.rules.train_online_rrhf.gpu: Online RRHF (OP-k) runs in one process"),
     (lambda c: c["ppo"]["generation"].update(max_new_tokens=192),
@@ -329,7 +329,7 @@ def test_prompts_against_a_prepared_split(tmp_path, synthetic_frame):
     cwd = os.getcwd()
     os.chdir(tmp_path)  # the plan's data files are relative to the working folder, as in a run
     try:
-        assert size_problems(plan) == ["data.train_prompts: 72 prompts asked for, but "
+        assert size_problems(plan) == ["data.train_prompts: 256 prompts asked for, but "
                                        "resources/data/synthetic_hh/train.parquet has only 50; ask for at most 50 "
                                        "(null takes them all)"]
     finally:
