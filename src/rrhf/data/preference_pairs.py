@@ -210,6 +210,11 @@ def select_subset(frame: pd.DataFrame, prompts: PromptSubset | dict[str, Any], o
     return select_prompts(frame, prompts.limit, prompts.seed, shard, origin=origin, key=prompts.key)
 
 
+def share_agreeing(margins: list[float]) -> float | None:
+    """Share of gold margins (chosen's gold minus rejected's) above zero, ties counting half; None when empty."""
+    return float(sum((m > 0) + 0.5 * (m == 0) for m in margins) / len(margins)) if margins else None
+
+
 def gold_agreement(frame: pd.DataFrame, source: str | None) -> float | None:
     """Share of pairs whose chosen reply has the higher gold reward (ties count half); None without gold."""
     grade = gold_reward_function(source)
@@ -217,8 +222,7 @@ def gold_agreement(frame: pd.DataFrame, source: str | None) -> float | None:
         return None
     grades = [(grade(prompt, chosen), grade(prompt, rejected))
               for prompt, chosen, rejected in zip(frame["prompt"], frame["chosen"], frame["rejected"])]
-    margins = [a - b for a, b in grades if a is not None and b is not None]
-    return float(sum((m > 0) + 0.5 * (m == 0) for m in margins) / len(margins)) if margins else None
+    return share_agreeing([a - b for a, b in grades if a is not None and b is not None])
 
 
 def prepare_dataset(spec: dict[str, Any], split: str, output: str, data: Data | dict[str, Any] | None = None,

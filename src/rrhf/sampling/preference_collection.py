@@ -21,7 +21,7 @@ import pandas as pd
 from rrhf.data.annotators import AnnotatorBias, label_pairs
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
 from rrhf.data.gold_reward import gold_reward_function
-from rrhf.data.preference_pairs import gold_agreement, select_subset
+from rrhf.data.preference_pairs import select_subset, share_agreeing
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models.loading import load_causal_lm, resolve_device
 from rrhf.plan.blocks import OnPolicy, PromptSubset
@@ -104,7 +104,7 @@ def collect_preferences(policies: dict[str, str], train_data: str, output: str,
     held_out = set(random.Random(on_policy.seed + 1).sample(sorted(set(frame["prompt_id"])),
                                                              round(on_policy.held_out * frame["prompt_id"].nunique())))
     frame["held_out"] = frame["prompt_id"].isin(held_out)
-    agreement = gold_agreement(frame, gold_source(train_data))
+    agreement = share_agreeing(list(frame["chosen_gold"] - frame["rejected_gold"]))  # golds graded above
     log.info("%d on-policy pairs; %.3f of the labels agree with gold (annotator bias %s, label noise %s)",
              len(frame), agreement, bias, spec.get("label_noise"))
     write_parquet(frame, output, {"stage": "collect_preferences", "policies": policies,
