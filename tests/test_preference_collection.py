@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from rrhf.data.gold_reward import gold_reward
-from rrhf.data.preference_pairs import prepare_dataset, select_subset
+from rrhf.data.preference_pairs import gold_agreement, prepare_dataset, select_subset
 from rrhf.io import read_parquet, read_provenance
 from rrhf.sampling.preference_collection import collect_preferences, collection_prompts, pair_rows
 
@@ -60,6 +60,8 @@ def test_collect_preferences_samples_each_policy_and_labels_with_the_dataset_ann
         assert row.rejected_gold == gold_reward(row.prompt, row.rejected)
     provenance = read_provenance(output)
     assert provenance["on_policy"]["prompts"] == 24 and 0 <= provenance["labels_agreeing_with_gold"] <= 1
+    # the agreement from the stored golds is what grading every reply again gives
+    assert provenance["labels_agreeing_with_gold"] == gold_agreement(frame, "synthetic")
     again = collect_preferences({"a": str(tiny_lm_dir), "b": str(tiny_lm_dir)}, str(train_split),
                                 str(tmp_path / "again.parquet"), on_policy, EXCLUDED)
     assert again.equals(frame)  # seeded: the same config gives the same pairs
