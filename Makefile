@@ -1,13 +1,13 @@
 # `make run`: set up .venv and run the main job on the tiny default.
 # `make test`: set up .venv and run the test suite.
 # `make report`: `make run`, then the Snakemake report of it, results/report.html.
-# `make findings`: the tiny default over 3 replicates, each of the paper's claims judged by its interval.
+# `make findings`: the tiny default over 5 replicates, each of the paper's claims judged by its interval.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
-REPLICATES ?= 3
+REPLICATES ?= 5
 TARGET ?= all
 export HF_HUB_OFFLINE := 1
 
