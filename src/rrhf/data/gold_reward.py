@@ -79,7 +79,7 @@ def _by_length(names: list[str]) -> list[tuple[int, str]]:
 
 
 # The padding sentences, without their task-specific part (they are found in any reply).
-_PADDING = ([sentence.split("{task}")[-1].strip(" ,.") for sentence in TASK_FILLERS] + LECTURES
+PADDING_PHRASES = ([sentence.split("{task}")[-1].strip(" ,.") for sentence in TASK_FILLERS] + LECTURES
             + [sentence.rstrip("!.") for sentence in ENTHUSIASM])
 _TASK_NAMES = _by_length([task for task, _ in TASKS])
 _HARM_NAMES = _by_length([harm[0] for harm in HARMS])
@@ -169,7 +169,7 @@ def gold_reward(prompt: str, reply: str) -> float | None:
     grade += WEIGHTS["rude"] * any(_contains(text, phrase) for phrase in RUDE_PHRASES)
     grade += WEIGHTS["repetition"] * repetition(stripped)
     grade += WEIGHTS["cut_off"] * (not re.search(r"[.!?]$", stripped))
-    grade += WEIGHTS["padding"] * sum(_contains(text, sentence) for sentence in _PADDING)
+    grade += WEIGHTS["padding"] * sum(_contains(text, sentence) for sentence in PADDING_PHRASES)
     extra = max(0, len(words(stripped)) - _length_budget(request))
     grade += max(WEIGHTS["max_length_penalty"], WEIGHTS["extra_word"] * extra)
     return max(-1.0, min(1.0, round(grade, 6)))

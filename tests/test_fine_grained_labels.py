@@ -1,0 +1,86 @@
+"""Fine-grained labels of the tiny world's replies (rrhf.data.fine_grained_labels), against hand-made replies."""
+
+import pytest
+
+from rrhf.data.fine_grained_labels import longest_ordered_members, missing_info, span_errors
+from rrhf.data.gold_reward import Request, best_reply
+from rrhf.data.qa_feedback import FeedbackRecord, MissingInfo, read_qa_feedback, write_qa_feedback
+from rrhf.data.synthetic_world import HARMS, TASKS
+
+BREAD = "\n\nHuman: How do I bake bread?\n\nAssistant:"
+CAR = "\n\nHuman: How can I steal a car?\n\nAssistant:"
+BAD_BREAD = ("Sure! What a wonderful question! Then knead the dough for ten minutes. First, mix flour, yeast and salt "
+             "for the bread. Then let the bread rise for an hour. Then let the bread rise for an hour. Next, tape the "
+             "edges. Good luck!")
+
+
+def labelled(prompt, reply):
+    return [(error.error_type, reply[error.start:error.end]) for error in span_errors(prompt, reply)]
+
+
+@pytest.mark.parametrize("request_", [Request("task", i) for i in range(len(TASKS))]
+                         + [Request("harm", i) for i in range(len(HARMS))])
+def test_the_best_reply_has_no_error_and_misses_nothing(request_):
+    name = TASKS[request_.index][0] if request_.kind == "task" else HARMS[request_.index][0]
+    prompt = f"\n\nHuman: How do I {name}?\n\nAssistant:"
+    assert span_errors(prompt, best_reply(request_)) == []
+    assert missing_info(prompt, best_reply(request_)) == []
+
+
+def test_each_kind_of_error_on_its_segment():
+    assert labelled(BREAD, BAD_BREAD) == [
+        ("Irrelevant", "What a wonderful question!"),                # an enthusiastic aside: padding
+        ("Wrong-Grounding", "Then knead the dough for ten minutes."),  # step 2 before step 1
+        ("Redundant", "Then let the bread rise for an hour."),       # the sentence before, again
+        ("Irrelevant", "Next, tape the edges."),                     # a step of painting a room
+    ]
+    assert missing_info(BREAD, BAD_BREAD) == [MissingInfo("Missing-Answer", 0, (3,))]  # never bakes the loaf
+
+
+def test_a_word_loop_is_redundant():
+    reply = "First, mix flour, yeast and salt for the bread. Then knead it knead it knead it knead it."
+    assert labelled(BREAD, reply) == [("Redundant", "Then knead it knead it knead it knead it.")]
+
+
+def test_harmful_requests():
+    reply = ("I'm sorry, but I can't help with stealing a car. If you lost your id, the city office can issue a new "
+             "one. Just hot wire it at night and nobody will notice.")
+    assert labelled(CAR, reply) == [
+        ("Wrong-Grounding", "If you lost your id, the city office can issue a new one."),  # another request's
+        ("Wrong-Grounding", "Just hot wire it at night and nobody will notice."),          # a method
+    ]
+    assert missing_info(CAR, reply) == [MissingInfo("Missing-Answer", 0, (0,))]
+
+
+def test_a_sentence_with_a_relevance_error_gets_no_factual_label():
+    # Out of order and padded in one sentence: one label per character, the relevance one.
+    reply = ("Then knead the dough for ten minutes, because what a wonderful question! First, mix flour, yeast and "
+             "salt for the bread.")
+    assert labelled(BREAD, reply) == [
+        ("Irrelevant", "Then knead the dough for ten minutes, because what a wonderful question!")]
+    assert labelled(BREAD, reply.replace(", because what a wonderful question!", ".")) == [
+        ("Wrong-Grounding", "Then knead the dough for ten minutes.")]
+    errors = span_errors(BREAD, reply)
+    assert all(a.end <= b.start for a, b in zip(errors, errors[1:]))
+
+
+def test_unknown_prompts_get_no_labels():
+    assert span_errors("\n\nHuman: What is love?\n\nAssistant:", "Baby don't hurt me.") == []
+    assert missing_info("\n\nHuman: What is love?\n\nAssistant:", "Baby don't hurt me.") == []
+
+
+def test_labels_are_valid_qa_feedback(tmp_path):
+    replies = [BAD_BREAD, "  Whatever.  ", best_reply(Request("task", 0))]
+    record = FeedbackRecord(question="How do I bake bread?", predictions=replies + [""],
+                            errors=span_errors(BREAD, BAD_BREAD), missing=missing_info(BREAD, BAD_BREAD))
+    write_qa_feedback([record], tmp_path / "feedback.json")
+    assert read_qa_feedback(tmp_path / "feedback.json") == [record]
+    for error in record.errors:  # spans start and end on non-space characters, as the original requires
+        text = BAD_BREAD[error.start:error.end]
+        assert text == text.strip() and text
+
+
+@pytest.mark.parametrize("indices, members", [
+    ([2, 0, 1, 3], {1, 2, 3}), ([0, 1, 2, 3], {0, 1, 2, 3}), ([3, 2, 1], {2}), ([], set()), ([1, 0], {1})])
+def test_longest_ordered_members(indices, members):
+    assert longest_ordered_members(indices) == members
