@@ -84,3 +84,27 @@ def test_labels_are_valid_qa_feedback(tmp_path):
     ([2, 0, 1, 3], {1, 2, 3}), ([0, 1, 2, 3], {0, 1, 2, 3}), ([3, 2, 1], {2}), ([], set()), ([1, 0], {1})])
 def test_longest_ordered_members(indices, members):
     assert longest_ordered_members(indices) == members
+
+
+def test_label_noise_flips_segments_at_its_rate():
+    import random
+
+    from rrhf.data.fine_grained_labels import noisy_span_errors
+
+    clean = span_errors(BREAD, BAD_BREAD)
+    assert noisy_span_errors(BAD_BREAD, clean, 0.0, random.Random(0)) == clean
+    flipped = noisy_span_errors(BAD_BREAD, clean, 1.0, random.Random(0))
+    assert not set(flipped) & set(clean)  # every label dropped, every clean segment labelled
+    assert {error.error_type for error in flipped} == {"Irrelevant"}  # sentences all overlap a relevance label
+    changed, trials = 0, 1000
+    for seed in range(trials):
+        noisy = noisy_span_errors(BAD_BREAD, clean, 0.1, random.Random(seed))
+        assert all(a.end <= b.start for a, b in zip(noisy, noisy[1:]))  # never two labels on a character
+        changed += noisy != clean
+    # 7 sub-sentences can change their relevance label (the eighth carries the factual one) and 5 sentences
+    # their factual one (3 hold relevance labels), each at 0.1: some label changes in 1 - 0.9^12 = 72 % of cases.
+    assert abs(changed / trials - (1 - 0.9 ** 12)) < 0.06
+    assert noisy_span_errors(BAD_BREAD, clean, 0.1, random.Random(3)) == noisy_span_errors(
+        BAD_BREAD, clean, 0.1, random.Random(3))
+    with pytest.raises(ValueError, match="not within"):
+        noisy_span_errors(BAD_BREAD, clean, 1.5, random.Random(0))

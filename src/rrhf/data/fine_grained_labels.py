@@ -15,11 +15,14 @@ FineGrainedRLHF's terms (:mod:`rrhf.data.qa_feedback`), on the segments of :mod:
   leaves out (``sentence_id`` is the step's number), or for a harmful request's safe alternative
   (``sentence_id`` [0]). The tiny world has no passages; ``passage_id`` is 0.
 
-Spans cover a segment from its first to its last non-space character. These are clean labels; noisy
-annotators come on top of them.
+Spans cover a segment from its first to its last non-space character. :func:`span_errors` gives the clean
+labels; :func:`noisy_span_errors` flips each segment's label with a given probability, as a careless annotator
+would.
 """
 
 from __future__ import annotations
+
+import random
 
 from rrhf.data.gold_reward import PADDING_PHRASES, Request, parse_request
 from rrhf.data.qa_feedback import MissingInfo, SpanError
@@ -121,3 +124,40 @@ def missing_info(prompt: str, reply: str) -> list[MissingInfo]:
         return [] if alternative in lowered else [MissingInfo("Missing-Answer", 0, (0,))]
     return [MissingInfo("Missing-Answer", 0, (index,))
             for index, step in enumerate(TASKS[request.index][1]) if step.lower() not in lowered]
+
+
+def _flip(spans: list[tuple[int, int]], labelled: dict[tuple[int, int], SpanError], kinds: tuple[str, ...],
+          added: str, rate: float, rng: random.Random, taken: list[SpanError]) -> list[SpanError]:
+    """Each span of ``spans`` flipped with probability ``rate``: a label of ``kinds`` on it is dropped, an
+    unlabelled span gets ``added``. Nothing is kept or added over a label already in ``taken`` (one label per
+    character)."""
+    flipped: list[SpanError] = []
+    for span in spans:
+        error = labelled.get(span)
+        flip = rng.random() < rate
+        free = not any(e.start < span[1] and span[0] < e.end for e in taken + flipped)
+        if error is not None and error.error_type in kinds:
+            if not flip and free:
+                flipped.append(error)
+        elif error is None and flip and free:
+            flipped.append(SpanError(added, *span))
+    return flipped
+
+
+def noisy_span_errors(reply: str, errors: list[SpanError], rate: float, rng: random.Random) -> list[SpanError]:
+    """``errors`` as a careless annotator gives them: each sub-sentence's relevance label flips with probability
+    ``rate`` (a label dropped, or ``Irrelevant`` put on a clean sub-sentence), then each sentence's factual
+    label the same way (``Wrong-Grounding`` dropped or added where no relevance label is) — the span analogue
+    of the preference labels' ``label_noise``. ``rng`` makes it reproducible."""
+    if not 0 <= rate <= 1:
+        raise ValueError(f"label noise rate {rate} is not within [0, 1]")
+
+    def spans_of(bounds: list[int]) -> list[tuple[int, int]]:
+        return [span for start, end in zip(bounds, bounds[1:]) if (span := _trimmed(reply, start, end))]
+
+    labelled = {(error.start, error.end): error for error in errors}
+    relevance = _flip(spans_of(subsentence_boundaries(reply)), labelled, ("Irrelevant", "Redundant"), "Irrelevant",
+                      rate, rng, [])
+    factual = _flip(spans_of(sentence_boundaries(reply)), labelled, ("Wrong-Grounding",), "Wrong-Grounding", rate,
+                    rng, relevance)
+    return sorted(relevance + factual, key=lambda error: error.start)
