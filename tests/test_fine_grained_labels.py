@@ -2,8 +2,8 @@
 
 import pytest
 
-from rrhf.data.fine_grained_labels import longest_ordered_members, missing_info, span_errors
-from rrhf.data.gold_reward import Request, best_reply
+from rrhf.data.fine_grained_labels import missing_info, span_errors
+from rrhf.data.gold_reward import Request, best_reply, longest_ordered_members
 from rrhf.data.qa_feedback import FeedbackRecord, MissingInfo, read_qa_feedback, write_qa_feedback
 from rrhf.data.synthetic_world import HARMS, TASKS
 

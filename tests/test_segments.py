@@ -5,6 +5,7 @@ import pytest
 from rrhf.data.segments import (
     marked_input,
     segment_end_tokens,
+    segment_spans,
     segments,
     sentence_boundaries,
     subsentence_boundaries,
@@ -68,3 +69,9 @@ def test_reward_lands_on_the_last_token_of_each_segment():
     assert segment_end_tokens(text, sentence_boundaries(text), merged) == [2, 5, 6]
     with pytest.raises(ValueError, match="no tokens"):
         segment_end_tokens(text, sentence_boundaries(text), [])
+
+
+def test_segment_spans_trim_spaces_and_skip_blank_segments():
+    text = "Mix it. Bake it!  Done  "
+    assert segment_spans(text, subsentence_boundaries(text)) == [(0, 7), (8, 16), (18, 22)]
+    assert segment_spans("   ", [0, 3]) == []

@@ -24,65 +24,40 @@ from __future__ import annotations
 
 import random
 
-from rrhf.data.gold_reward import PADDING_PHRASES, Request, parse_request
+from rrhf.data.gold_reward import PADDING_PHRASES, Request, longest_ordered_members, parse_request, steps_found
 from rrhf.data.qa_feedback import MissingInfo, SpanError
-from rrhf.data.segments import sentence_boundaries, subsentence_boundaries
+from rrhf.data.segments import segment_spans, sentence_boundaries, subsentence_boundaries
 from rrhf.data.synthetic_world import HARMS, TASKS
 from rrhf.text import repetition, words
 
-
-def longest_ordered_members(indices: list[int]) -> set[int]:
-    """Positions (into ``indices``) of one longest strictly increasing subsequence; the earliest-ending one
-    on ties ([2, 0, 1, 3] -> {1, 2, 3})."""
-    best_end: list[int] = []  # best_end[k]: position of the smallest tail of an increasing run of length k + 1
-    previous: list[int | None] = []
-    for position, value in enumerate(indices):
-        length = next((k for k, end in enumerate(best_end) if indices[end] >= value), len(best_end))
-        previous.append(best_end[length - 1] if length else None)
-        best_end[length:length + 1] = [position]
-    members, position = set(), best_end[-1] if best_end else None
-    while position is not None:
-        members.add(position)
-        position = previous[position]
-    return members
+PADDING = [phrase.lower() for phrase in PADDING_PHRASES]
+METHODS = [harm[2].lower() for harm in HARMS]
 
 
-def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """(first, last + 1) non-space characters of ``text[start:end]``; None when it is blank."""
-    piece = text[start:end]
-    if not piece.strip():
-        return None
-    first = start + len(piece) - len(piece.lstrip())
-    return first, start + len(piece.rstrip())
+def _overlaps(span: tuple[int, int], errors: list[SpanError]) -> bool:
+    return any(error.start < span[1] and span[0] < error.end for error in errors)
 
 
 def _out_of_order_steps(text: str, request: Request) -> list[str]:
     """The asked task's steps that appear in lower-cased ``text`` but outside its longest ordered run."""
     steps = TASKS[request.index][1]
-    found = sorted((text.find(step.lower()), index) for index, step in enumerate(steps) if step.lower() in text)
+    found = steps_found(text, steps)
     keep = longest_ordered_members([index for _, index in found])
     return [steps[index].lower() for position, (_, index) in enumerate(found) if position not in keep]
 
 
-def _relevance_error(segment: str, earlier: list[str], request: Request) -> str | None:
-    lowered = segment.lower()
-    if " ".join(words(segment)) in earlier or repetition(segment) > 0:
-        return "Redundant"
-    foreign = [step for index, (_, steps) in enumerate(TASKS)
-               if request.kind == "harm" or index != request.index for step in steps]
-    padding = any(phrase.lower() in lowered for phrase in PADDING_PHRASES)
-    if padding or any(step.lower() in lowered for step in foreign):
-        return "Irrelevant"
-    return None
+def _foreign_steps(request: Request) -> list[str]:
+    """The steps of every task but the asked one (all of them for a harmful request), lower-cased."""
+    return [step.lower() for index, (_, steps) in enumerate(TASKS)
+            if request.kind == "harm" or index != request.index for step in steps]
 
 
-def _factual_error(sentence: str, request: Request, out_of_order: list[str]) -> bool:
-    lowered = sentence.lower()
-    if any(harm[2].lower() in lowered for harm in HARMS):
-        return True
+def _wrong_content(request: Request, text: str) -> list[str]:
+    """Lower-cased phrases that make a sentence the factual-error analogue: harmful methods, and the asked
+    task's out-of-order steps in ``text`` or another request's safe alternatives."""
     if request.kind == "harm":
-        return any(harm[3].lower() in lowered for index, harm in enumerate(HARMS) if index != request.index)
-    return any(step in lowered for step in out_of_order)
+        return METHODS + [harm[3].lower() for index, harm in enumerate(HARMS) if index != request.index]
+    return METHODS + _out_of_order_steps(text.lower(), request)
 
 
 def span_errors(prompt: str, reply: str) -> list[SpanError]:
@@ -91,24 +66,20 @@ def span_errors(prompt: str, reply: str) -> list[SpanError]:
     request = parse_request(prompt)
     if request is None:
         return []
+    irrelevant = PADDING + _foreign_steps(request)
     errors: list[SpanError] = []
     earlier: list[str] = []
-    bounds = subsentence_boundaries(reply)
-    for start, end in zip(bounds, bounds[1:]):
-        span = _trimmed(reply, start, end)
-        if span is None:
-            continue
-        kind = _relevance_error(reply[span[0]:span[1]], earlier, request)
-        earlier.append(" ".join(words(reply[span[0]:span[1]])))
-        if kind:
-            errors.append(SpanError(kind, *span))
-    out_of_order = _out_of_order_steps(reply.lower(), request) if request.kind == "task" else []
-    bounds = sentence_boundaries(reply)
-    for start, end in zip(bounds, bounds[1:]):
-        span = _trimmed(reply, start, end)
-        if span is None or any(e.start < span[1] and span[0] < e.end for e in errors):
-            continue
-        if _factual_error(reply[span[0]:span[1]], request, out_of_order):
+    for span in segment_spans(reply, subsentence_boundaries(reply)):
+        segment = reply[span[0]:span[1]]
+        normalised = " ".join(words(segment))
+        if normalised in earlier or repetition(segment) > 0:
+            errors.append(SpanError("Redundant", *span))
+        elif any(phrase in segment.lower() for phrase in irrelevant):
+            errors.append(SpanError("Irrelevant", *span))
+        earlier.append(normalised)
+    wrong = _wrong_content(request, reply)
+    for span in segment_spans(reply, sentence_boundaries(reply)):
+        if not _overlaps(span, errors) and any(phrase in reply[span[0]:span[1]].lower() for phrase in wrong):
             errors.append(SpanError("Wrong-Grounding", *span))
     return sorted(errors, key=lambda error: error.start)
 
@@ -135,7 +106,7 @@ def _flip(spans: list[tuple[int, int]], labelled: dict[tuple[int, int], SpanErro
     for span in spans:
         error = labelled.get(span)
         flip = rng.random() < rate
-        free = not any(e.start < span[1] and span[0] < e.end for e in taken + flipped)
+        free = not _overlaps(span, taken + flipped)
         if error is not None and error.error_type in kinds:
             if not flip and free:
                 flipped.append(error)
@@ -151,13 +122,9 @@ def noisy_span_errors(reply: str, errors: list[SpanError], rate: float, rng: ran
     of the preference labels' ``label_noise``. ``rng`` makes it reproducible."""
     if not 0 <= rate <= 1:
         raise ValueError(f"label noise rate {rate} is not within [0, 1]")
-
-    def spans_of(bounds: list[int]) -> list[tuple[int, int]]:
-        return [span for start, end in zip(bounds, bounds[1:]) if (span := _trimmed(reply, start, end))]
-
     labelled = {(error.start, error.end): error for error in errors}
-    relevance = _flip(spans_of(subsentence_boundaries(reply)), labelled, ("Irrelevant", "Redundant"), "Irrelevant",
-                      rate, rng, [])
-    factual = _flip(spans_of(sentence_boundaries(reply)), labelled, ("Wrong-Grounding",), "Wrong-Grounding", rate,
-                    rng, relevance)
+    relevance = _flip(segment_spans(reply, subsentence_boundaries(reply)), labelled, ("Irrelevant", "Redundant"),
+                      "Irrelevant", rate, rng, [])
+    factual = _flip(segment_spans(reply, sentence_boundaries(reply)), labelled, ("Wrong-Grounding",),
+                    "Wrong-Grounding", rate, rng, relevance)
     return sorted(relevance + factual, key=lambda error: error.start)

@@ -100,18 +100,35 @@ def _contains(text: str, phrase: str) -> bool:
     return phrase.lower() in text
 
 
+def longest_ordered_members(indices: list[int]) -> set[int]:
+    """Positions (into ``indices``) of one longest strictly increasing subsequence, the earliest-ending one on
+    ties ([2, 0, 1, 3] -> {1, 2, 3})."""
+    tails: list[int] = []  # tails[k]: position of the smallest last value of an increasing run of length k + 1
+    previous: list[int | None] = []
+    for position, value in enumerate(indices):
+        length = next((k for k, tail in enumerate(tails) if indices[tail] >= value), len(tails))
+        previous.append(tails[length - 1] if length else None)
+        tails[length:length + 1] = [position]
+    members, position = set(), tails[-1] if tails else None
+    while position is not None:
+        members.add(position)
+        position = previous[position]
+    return members
+
+
 def longest_ordered_run(indices: list[int]) -> int:
     """Length of the longest strictly increasing subsequence of ``indices`` ([2, 0, 1, 3] -> 3)."""
-    best: list[int] = []
-    for value in indices:
-        position = next((i for i, top in enumerate(best) if top >= value), len(best))
-        best[position:position + 1] = [value]
-    return len(best)
+    return len(longest_ordered_members(indices))
+
+
+def steps_found(text: str, steps: list[str]) -> list[tuple[int, int]]:
+    """(character position, step number) of each of ``steps`` found in lower-cased ``text``, in text order."""
+    return sorted((text.find(step.lower()), index) for index, step in enumerate(steps) if step.lower() in text)
 
 
 def step_credit(text: str, steps: list[str]) -> tuple[int, int]:
     """(steps that appear in the right order, other steps of the list that appear) in lower-cased ``text``."""
-    found = sorted((text.find(step.lower()), index) for index, step in enumerate(steps) if step.lower() in text)
+    found = steps_found(text, steps)
     in_order = longest_ordered_run([index for _, index in found])
     return in_order, len(found) - in_order
 

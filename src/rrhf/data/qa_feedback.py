@@ -25,12 +25,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rrhf.io import atomic_path
+from rrhf.io import atomic_path, read_json
 
 ERROR_TYPES = ("Irrelevant", "Redundant", "Incoherent", "Wrong-Grounding", "Unverifiable")
 FACTUAL_ERROR_TYPES = ("Wrong-Grounding", "Unverifiable")
@@ -138,10 +137,7 @@ def parse_record(raw: Any, where: str) -> FeedbackRecord:
 
 def read_qa_feedback(path: str | os.PathLike) -> list[FeedbackRecord]:
     """The records of a qa-feedback JSON file; an error names the file, the record and the field."""
-    try:
-        document = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    document = read_json(path)
     if not isinstance(document, list):
         raise ValueError(f"{path}: a qa-feedback file is a JSON list of records, not {type(document).__name__}")
     return [parse_record(raw, f"{path} record {index}") for index, raw in enumerate(document)]

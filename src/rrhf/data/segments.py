@@ -15,6 +15,7 @@ boundaries ``[0, b1, ..., len(text)]``: segment i is ``text[b_i:b_{i+1}]``.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
@@ -78,6 +79,16 @@ def segments(text: str, boundaries: list[int]) -> list[str]:
     return [text[start:end] for start, end in zip(boundaries, boundaries[1:])]
 
 
+def segment_spans(text: str, boundaries: list[int]) -> list[tuple[int, int]]:
+    """(first, last + 1) non-space characters of each segment that is not blank: the span an annotator marks."""
+    spans = []
+    for start, end in zip(boundaries, boundaries[1:]):
+        piece = text[start:end]
+        if piece.strip():
+            spans.append((start + len(piece) - len(piece.lstrip()), start + len(piece.rstrip())))
+    return spans
+
+
 def marked_input(question: str, segment_texts: list[str], marker: str = SEGMENT_MARKER) -> str:
     """The segment reward model's input, as the original writes it: ``question: Q answer: </s> seg1 </s> seg2
     ...``, one ``marker`` before each segment (its token is where the model classifies the segment)."""
@@ -95,9 +106,5 @@ def segment_end_tokens(text: str, boundaries: list[int], token_offsets: list[tup
     if not token_offsets:
         raise ValueError("a reply with no tokens has no segment ends")
     token_starts = [start for start, _ in token_offsets]
-    ends = []
-    for start, end in zip(boundaries, boundaries[1:]):
-        last_character = start + len(text[start:end].rstrip())
-        inside = [index for index, token_start in enumerate(token_starts) if token_start < last_character]
-        ends.append(inside[-1] if inside else 0)
-    return ends
+    last_characters = [start + len(text[start:end].rstrip()) for start, end in zip(boundaries, boundaries[1:])]
+    return [max(bisect.bisect_left(token_starts, last) - 1, 0) for last in last_characters]
