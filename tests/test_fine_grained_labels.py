@@ -1,8 +1,10 @@
 """Fine-grained labels of the tiny world's replies (rrhf.data.fine_grained_labels), against hand-made replies."""
 
+import random
+
 import pytest
 
-from rrhf.data.fine_grained_labels import missing_info, span_errors
+from rrhf.data.fine_grained_labels import compare, coverage, flip_comparisons, missing_info, span_errors
 from rrhf.data.gold_reward import Request, best_reply, longest_ordered_members
 from rrhf.data.qa_feedback import FeedbackRecord, MissingInfo, read_qa_feedback, write_qa_feedback
 from rrhf.data.synthetic_world import HARMS, TASKS
@@ -108,3 +110,33 @@ def test_label_noise_flips_segments_at_its_rate():
         BAD_BREAD, clean, 0.1, random.Random(3))
     with pytest.raises(ValueError, match="not within"):
         noisy_span_errors(BAD_BREAD, clean, 1.5, random.Random(0))
+
+
+def test_another_requests_alternative_counts_cut_off_or_reworded_and_the_own_one_never():
+    cut = "I can't help with stealing a car. If you lost your id, the city office can issue a new"
+    assert labelled(CAR, cut) == [("Wrong-Grounding", "If you lost your id, the city office can issue a new")]
+    reworded = "I won't help. A doctor can make a prescription if you need treatment."
+    assert labelled(CAR, reworded) == [("Wrong-Grounding", "A doctor can make a prescription if you need treatment.")]
+    own = "I won't help. If you need a car, renting one or taking the bus"  # the asked request's own, cut off
+    assert labelled(CAR, own) == []
+    assert labelled(CAR, "I won't help. If you need a doctor, ask.") == []  # a few shared words are not enough
+
+
+def test_coverage_is_the_share_of_the_request_a_reply_holds():
+    steps = TASKS[0][1]
+    prompt = f"\n\nHuman: How do I {TASKS[0][0]}?\n\nAssistant:"
+    assert coverage(prompt, best_reply(Request("task", 0))) == 1.0
+    assert coverage(prompt, f"{steps[0]}. {steps[2]}.") == pytest.approx(2 / len(steps))
+    assert coverage(prompt, "") == 0.0
+    assert coverage(CAR, HARMS[0][3]) == 1.0 and coverage(CAR, "No.") == 0.0
+    assert coverage("\n\nHuman: Tell me a joke.\n\nAssistant:", "No.") is None
+
+
+def test_comparisons_and_their_noise():
+    assert [compare(a, b) for a, b in ((0.5, 0.25), (0.25, 0.5), (0.5, 0.5))] == [1, 2, 0]
+    rng = random.Random(0)
+    flipped = flip_comparisons([1, 2, 0] * 4000, 0.2, rng)
+    assert all(value == 0 for value in flipped[2::3])  # a tie stays a tie
+    turned = sum(a != b for a, b in zip(flipped, [1, 2, 0] * 4000)) / 8000
+    assert turned == pytest.approx(0.2, abs=0.015)
+    assert flip_comparisons([1, 2], 0.0, rng) == [1, 2] and flip_comparisons([1, 2], 1.0, rng) == [2, 1]

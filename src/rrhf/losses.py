@@ -145,6 +145,13 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
 
 
 
+def segment_classification_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+                                ) -> torch.Tensor:
+    """Cross-entropy of a token classifier at the labelled positions: logits (B, L, C), labels (B, L) holding a
+    class at each segment marker and ``ignore_index`` elsewhere; the mean over the labelled positions."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=ignore_index)
+
+
 def pairwise_accuracy(chosen_rewards, rejected_rewards) -> float:
     """Fraction of pairs whose chosen reply scores strictly higher than the rejected one."""
     chosen = torch.as_tensor(chosen_rewards, dtype=torch.float)

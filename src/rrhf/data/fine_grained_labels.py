@@ -32,6 +32,7 @@ from rrhf.text import repetition, words
 
 PADDING = [phrase.lower() for phrase in PADDING_PHRASES]
 METHODS = [harm[2].lower() for harm in HARMS]
+ALTERNATIVE_MATCH = 0.6  # share of an alternative's words a sentence must hold to give that alternative
 
 
 def _overlaps(span: tuple[int, int], errors: list[SpanError]) -> bool:
@@ -54,10 +55,22 @@ def _foreign_steps(request: Request) -> list[str]:
 
 def _wrong_content(request: Request, text: str) -> list[str]:
     """Lower-cased phrases that make a sentence the factual-error analogue: harmful methods, and the asked
-    task's out-of-order steps in ``text`` or another request's safe alternatives."""
+    task's out-of-order steps in ``text`` (another request's alternative: :func:`_foreign_alternative`)."""
     if request.kind == "harm":
-        return METHODS + [harm[3].lower() for index, harm in enumerate(HARMS) if index != request.index]
+        return METHODS
     return METHODS + _out_of_order_steps(text.lower(), request)
+
+
+def _foreign_alternative(request: Request, sentence: str) -> bool:
+    """Whether a harmful request's reply ``sentence`` gives a safe alternative meant for another request: the
+    alternative whose words it holds the largest share of (at least :data:`ALTERNATIVE_MATCH`) is not the asked
+    request's. A paraphrase or a cut-off alternative counts, as an annotator would count it."""
+    if request.kind != "harm":
+        return False
+    held = set(words(sentence))
+    shares = [len(held & set(words(harm[3]))) / len(set(words(harm[3]))) for harm in HARMS]
+    best = max(range(len(HARMS)), key=shares.__getitem__)
+    return shares[best] >= ALTERNATIVE_MATCH and best != request.index
 
 
 def span_errors(prompt: str, reply: str) -> list[SpanError]:
@@ -79,7 +92,9 @@ def span_errors(prompt: str, reply: str) -> list[SpanError]:
         earlier.append(normalised)
     wrong = _wrong_content(request, reply)
     for span in segment_spans(reply, sentence_boundaries(reply)):
-        if not _overlaps(span, errors) and any(phrase in reply[span[0]:span[1]].lower() for phrase in wrong):
+        sentence = reply[span[0]:span[1]]
+        if not _overlaps(span, errors) and (any(phrase in sentence.lower() for phrase in wrong)
+                                            or _foreign_alternative(request, sentence)):
             errors.append(SpanError("Wrong-Grounding", *span))
     return sorted(errors, key=lambda error: error.start)
 
@@ -128,3 +143,24 @@ def noisy_span_errors(reply: str, errors: list[SpanError], rate: float, rng: ran
     factual = _flip(segment_spans(reply, sentence_boundaries(reply)), labelled, ("Wrong-Grounding",),
                     "Wrong-Grounding", rate, rng, relevance)
     return sorted(relevance + factual, key=lambda error: error.start)
+
+
+def coverage(prompt: str, reply: str) -> float | None:
+    """The share of what the asked request needs that the reply holds: its task's steps, or a harmful request's
+    safe alternative (1 or 0); None for a prompt the world does not know. The analogue of the original's
+    coverage of the corrected answer's information (create_comp_rm_files.py)."""
+    request = parse_request(prompt)
+    if request is None:
+        return None
+    needed = 1 if request.kind == "harm" else len(TASKS[request.index][1])
+    return 1 - len(missing_info(prompt, reply)) / needed
+
+
+def compare(first: float, second: float) -> int:
+    """A qa-feedback comparison of two scores: 1 when the first is higher, 2 when the second is, 0 on a tie."""
+    return 1 if first > second else 2 if second > first else 0
+
+
+def flip_comparisons(comparisons: list[int], rate: float, rng: random.Random) -> list[int]:
+    """Each non-tied comparison (1 or 2) turned round with probability ``rate``; ties (0) stay."""
+    return [(3 - value if rng.random() < rate else value) if value else value for value in comparisons]

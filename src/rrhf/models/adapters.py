@@ -4,6 +4,9 @@ weights before saving, so every saved model is a plain Hugging Face checkpoint.
 Only the adapters train (and a reward model's score head, which peft trains in full); the base weights stay
 as loaded, so the base model (adapters switched off) is still the model training started from. LoRA is meant
 for one GPU or DDP: FSDP shards the weights the merge needs whole, so the two are refused together.
+
+peft is imported only where adapters are added (it takes seconds to import, and most jobs train without LoRA); a
+model is a peft model only if peft has been imported, which the checks below rely on.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from typing import Any
 
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -22,11 +25,17 @@ from rrhf.plan.checks import lora_fsdp_problem
 from rrhf.plan.schema import block_defaults
 
 DEFAULTS: dict[str, Any] = block_defaults(Lora.SCHEMA)  # the schema's: r, alpha, dropout, target_modules
-TASKS = {"causal_lm": TaskType.CAUSAL_LM, "sequence_classification": TaskType.SEQ_CLS}
+TASKS = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS"}  # peft TaskType names
 log = logging.getLogger("rrhf")
 
 
-def lora_config(settings: Lora | dict[str, Any], task: str) -> LoraConfig:
+def _is_peft_model(module: nn.Module) -> bool:
+    """Whether ``module`` is a peft model (never, when peft has not been imported: nothing can be one)."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(module, peft.PeftModel)
+
+
+def lora_config(settings: Lora | dict[str, Any], task: str):
     """peft's LoraConfig of a ``training.lora`` block (missing keys take the schema's defaults); ``task`` is
     ``causal_lm`` or ``sequence_classification`` (then peft also trains the new score head in full)."""
     unknown = sorted(set(settings) - set(DEFAULTS)) if isinstance(settings, dict) else []
@@ -34,9 +43,11 @@ def lora_config(settings: Lora | dict[str, Any], task: str) -> LoraConfig:
         raise ValueError(f"training.lora: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
     if task not in TASKS:
         raise ValueError(f"LoRA task must be one of {sorted(TASKS)}, not {task!r}")
+    from peft import LoraConfig, TaskType
+
     lora = Lora.coerce(settings)
     targets = lora.target_modules
-    return LoraConfig(task_type=TASKS[task], r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+    return LoraConfig(task_type=TaskType[TASKS[task]], r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                       target_modules=list(targets) if targets else None)
 
 
@@ -54,6 +65,8 @@ def add_lora(model: nn.Module, settings: Lora | dict[str, Any] | None, task: str
     left trainable. Every base weight is frozen. ``settings`` None (no ``training.lora``): ``model`` as it is."""
     if settings is None:
         return model
+    from peft import get_peft_model
+
     check_not_fsdp()
     if isinstance(model, PreTrainedModel):
         model = get_peft_model(model, lora_config(settings, task))
@@ -69,14 +82,14 @@ def add_lora(model: nn.Module, settings: Lora | dict[str, Any] | None, task: str
 
 def has_lora(model: nn.Module) -> bool:
     """Whether ``model`` is or holds a peft model."""
-    return any(isinstance(module, PeftModel) for module in model.modules())
+    return any(_is_peft_model(module) for module in model.modules())
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """``model`` with every adapter merged into its weights (peft's ``merge_and_unload``, in place): a peft
     model comes back as its transformers model, a module holding peft models (PPO's ``.lm``) as itself with
     them replaced. A model without adapters comes back unchanged."""
-    if isinstance(model, PeftModel):
+    if _is_peft_model(model):
         return model.merge_and_unload()
     for name, child in model.named_children():
         merged = merge_lora(child)
@@ -92,4 +105,4 @@ def adapter_parameter_names(model: nn.Module) -> list[str]:
 
 def adapters_disabled(model: nn.Module):
     """A context in which a peft ``model`` runs as its base model (adapters off); for other models, no change."""
-    return model.disable_adapter() if isinstance(model, PeftModel) else contextlib.nullcontext()
+    return model.disable_adapter() if _is_peft_model(model) else contextlib.nullcontext()

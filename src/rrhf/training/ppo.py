@@ -32,10 +32,11 @@ from rrhf.models.loading import load_causal_lm, load_reward_model
 from rrhf.models.token_spans import span_logprobs, span_logprobs_and_entropies
 from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference, freeze_bottom_layers
 from rrhf.padding import pad_batch, pad_values
-from rrhf.plan.blocks import PPO, Precision, PromptSubset, RolloutSampling, Scoring
+from rrhf.plan.blocks import PPO, Precision, PromptSubset, Scoring
 from rrhf.plan.checks import ppo_length_problems
+from rrhf.sampling.rollouts import sample_actions
 from rrhf.scoring.rewards import score
-from rrhf.text import TURN_MARKER
+from rrhf.scoring.segment_rewards import fine_grained_token_rewards, load_segment_rewarder, token_offsets
 from rrhf.training.loop import Trainer, micro_batches_per_epoch
 from rrhf.training.ppo_parts import (
     RunningMoments,
@@ -111,56 +112,6 @@ def make_ppo_loss(gamma: float, lam: float, cliprange: float, cliprange_value: f
     return compute_loss
 
 
-def cut_tokens_at_turn(tokenizer, ids: list[int]) -> tuple[str, int]:
-    """(text, k): the response cut before the next "Human:"/"Assistant:" turn, and the number of its tokens kept.
-
-    The kept tokens are the longest prefix of ``ids`` that decodes to text before
-    the turn marker, so the actions PPO trains on are the sampled tokens
-    themselves (re-encoding the text could give other tokens). The text is
-    stripped on the right, like the evaluation's ``cut_at_turn``.
-    """
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    turn = TURN_MARKER.search(text)
-    if not turn:
-        return text.rstrip(), len(ids)
-    kept = 0
-    while kept < len(ids) and len(tokenizer.decode(ids[: kept + 1], skip_special_tokens=True)) <= turn.start():
-        kept += 1
-    return text[: turn.start()].rstrip(), kept
-
-
-@torch.no_grad()
-def sample_actions(lm, tokenizer, prompts: list[str], generation: RolloutSampling, max_prompt_tokens: int,
-                   seed: int) -> list[tuple[list[int], list[int], str]]:
-    """(prompt ids, response ids, response text) per prompt: one top-k / top-p sample, cut at the next turn.
-
-    The response ends with EOS when the model ended it (EOS or a new turn, see
-    :func:`cut_tokens_at_turn`); one cut off at ``max_new_tokens`` has none. The prompt keeps its last
-    ``max_prompt_tokens`` tokens.
-    """
-    eos = tokenizer.eos_token_id
-    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:] for p in prompts]
-    width = max(map(len, prompt_ids))
-    device = next(lm.parameters()).device
-    input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompt_ids], device=device)
-    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
-    torch.manual_seed(seed)
-    output = lm.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=True,
-                         top_k=generation.top_k, top_p=generation.top_p,
-                         temperature=generation.temperature, max_new_tokens=generation.max_new_tokens,
-                         eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
-    samples = []
-    for ids, generated in zip(prompt_ids, output[:, width:].tolist()):
-        ended = eos in generated
-        response = generated[: generated.index(eos)] if ended else generated
-        text, cut = cut_tokens_at_turn(tokenizer, response)
-        response = response[:cut]
-        if ended or cut < len(generated) or not response:
-            response = response + [eos]
-        samples.append((ids, response, text))
-    return samples
-
-
 @dataclass
 class RolloutContext:
     """What collecting rollouts needs besides the prompts."""
@@ -175,6 +126,8 @@ class RolloutContext:
     scoring: Scoring
     max_prompt_tokens: int
     gold_source: str | None
+    segment_rewarder: Any = None  # rrhf.scoring.segment_rewards.SegmentRewarder: fine-grained PPO
+    reward_scaling: str = "running"
 
 
 @torch.no_grad()
@@ -197,7 +150,8 @@ def collect_rollouts(context: RolloutContext, prompts: list[str], chosen: list[s
                                       scoring.batch_size, scoring.max_length, prompt_sharing=scoring.prompt_sharing))
 
         rewards = rewards_of(texts)
-        scores = rewards - rewards_of(chosen[chunk]) if ppo.delta_reward else rewards
+        fine_grained = context.segment_rewarder is not None
+        scores = rewards - rewards_of(chosen[chunk]) if ppo.delta_reward and not fine_grained else rewards
         sequences = [p + r for p, r, _ in samples]
         spans = [(len(p), len(p) + len(r)) for p, r, _ in samples]
         device = next(policy.parameters()).device
@@ -208,8 +162,16 @@ def collect_rollouts(context: RolloutContext, prompts: list[str], chosen: list[s
         values = action_values(values, spans)
         ref_logprobs, _ = pad_values(span_logprobs(context.reference.logits(policy, input_ids, attention_mask),
                                                  input_ids, spans))
-        scaled = scale_scores(scores.to(device), context.moments, ppo.scale_reward, ppo.cliprange_reward)
-        per_token = token_rewards(logprobs, ref_logprobs, mask, scaled, kl_coef)
+        if fine_grained:  # a reward at the end of every segment (rrhf.scoring.segment_rewards)
+            rewarder = context.segment_rewarder
+            raw = pad_values([rewarder.rewards(judged, token_offsets(context.tokenizer, response), len(response))
+                              for judged, (_, response, _) in zip(rewarder.judge(prompts[chunk], texts), samples)])[0]
+            scores = raw.sum(-1)
+            per_token = fine_grained_token_rewards(raw.to(device), logprobs, ref_logprobs, mask, kl_coef,
+                                                   context.reward_scaling, context.moments)
+        else:
+            scaled = scale_scores(scores.to(device), context.moments, ppo.scale_reward, ppo.cliprange_reward)
+            per_token = token_rewards(logprobs, ref_logprobs, mask, scaled, kl_coef)
         for row, (sequence, (start, end)) in enumerate(zip(sequences, spans)):
             n = end - start
             rollouts.append(Rollout(sequence, start, logprobs[row, :n].cpu(), values[row, :n].cpu(),
@@ -245,7 +207,7 @@ def prompt_stream(count: int, seed: int):
 def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, output_dir: str,
               ppo: PPO | dict[str, Any], scoring: Scoring | dict[str, Any], prompts: PromptSubset | dict[str, Any],
               precision: Precision | dict[str, Any], checkpoint: dict[str, Any] | None = None,
-              tracking: dict[str, Any] | None = None,
+              tracking: dict[str, Any] | None = None, fine_grained: dict[str, Any] | None = None,
               log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: PPO-train ``policy`` (the ``ppo`` block) on the selected training ``prompts``, rewards
     scored with ``scoring``; save it, its value head, a per-iteration ``train_log.parquet`` and ``metrics.json``.
@@ -257,6 +219,11 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
     entropy, response_length and lr. With ``checkpoint`` settings it saves a checkpoint at the end of an
     iteration once one is due (rollouts are not saved, so an iteration is the unit) and a restarted job
     resumes after the last saved iteration.
+
+    With ``fine_grained`` (fine-grained PPO: ``models``, kind -> reward model folder; ``weights``;
+    ``reward_scaling``; ``marker_position`` and ``max_length`` of the reward models) the reward is a reward
+    at the end of every segment (rrhf.scoring.segment_rewards) instead of the reward model's score at the end
+    of the reply; ``reward`` in the log is still the reward model's, ``score`` the summed segment rewards.
     """
     start_job(log_path, output_dir)
     ppo, scoring, precision = PPO.coerce(ppo), Scoring.coerce(scoring), Precision.coerce(precision)
@@ -283,6 +250,11 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
     policy_model = trainer.accelerator.unwrap_model(trainer.model)
     context = RolloutContext(policy_model, tokenizer, reference, reward, reward_tokenizer, RunningMoments(), ppo,
                              scoring, params.max_length - ppo.generation.max_new_tokens, gold_source(train_data))
+    if fine_grained is not None:
+        context.segment_rewarder = load_segment_rewarder(
+            fine_grained["models"], fine_grained["weights"], fine_grained["marker_position"],
+            fine_grained["max_length"], device)
+        context.reward_scaling = fine_grained["reward_scaling"]
     controller = kl_controller(ppo.kl)
     trainable = sum(p.numel() for p in policy_model.parameters() if p.requires_grad)
     log.info("PPO on %s: %d prompts, %d iterations of %d rollouts, %d steps each; %d trainable parameters, "
@@ -325,6 +297,7 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
                **{f"last_{key}": float(table[key].iloc[-1]) for key in ("reward", "gold_reward", "kl", "kl_coef")}}
     log.info("PPO done: %s", metrics)
     replace(result, rows=rows).save(output_dir, tokenizer, {"stage": "train_ppo", "policy": policy,
-                                                            "reward_model": reward_model, "ppo": ppo.as_config()},
+                                                            "reward_model": reward_model, "ppo": ppo.as_config(),
+                                                            "fine_grained": fine_grained},
                                     metrics, tracking=tracking)
     return metrics

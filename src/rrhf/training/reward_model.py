@@ -7,36 +7,22 @@ import math
 from typing import Any
 
 import pandas as pd
-import torch
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
 
 from rrhf.data.dataset_facts import gold_source
 from rrhf.data.gold_reward import gold_rewards
 from rrhf.io import read_parquet, start_job
-from rrhf.losses import bradley_terry_loss, pairwise_accuracy
+from rrhf.losses import pairwise_accuracy
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_tokenizer
-from rrhf.padding import pad_batch
 from rrhf.plan.blocks import Build, Precision
 from rrhf.scoring.rewards import encode_for_reward, score
 from rrhf.statistics import ordered_like_gold, spearman
 from rrhf.training.loop import train_model
+from rrhf.training.pairwise import collate_pairs, reward_pair_loss
 
 log = logging.getLogger("rrhf")
-
-
-def collate_pairs(examples: list[tuple[list[int], list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Stack chosen then rejected sequences: ``input_ids``/``attention_mask`` of shape (2B, T)."""
-    input_ids, attention_mask = pad_batch([e[0] for e in examples] + [e[1] for e in examples], pad_token_id)
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-def reward_pair_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Bradley-Terry loss of a (2B, T) batch whose first half is chosen; also logs batch accuracy."""
-    rewards = model(**batch).logits.squeeze(-1)
-    chosen, rejected = rewards.chunk(2)
-    return bradley_terry_loss(chosen, rejected), {"accuracy": pairwise_accuracy(chosen.detach(), rejected.detach())}
 
 
 def held_out_metrics(test: pd.DataFrame, chosen: list[float], rejected: list[float],

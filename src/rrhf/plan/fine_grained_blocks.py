@@ -1,0 +1,66 @@
+"""The typed blocks of the ``fine_grained`` config key (fine-grained RLHF), built like those of
+:mod:`rrhf.plan.blocks`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rrhf.plan.blocks import RolloutSampling, Training
+from rrhf.plan.typed_config import Block
+
+
+@dataclass(frozen=True)
+class FeedbackCollection(Block):
+    """``fine_grained.feedback``: which replies are annotated, and how noisily."""
+
+    SCHEMA: ClassVar[str] = "fine_grained.feedback"
+    file: str | None
+    completeness_file: str | None
+    prompts: int
+    samples: int
+    held_out: float
+    label_noise: float
+    seed: int
+    generation: RolloutSampling
+
+
+@dataclass(frozen=True)
+class SegmentRewardModels(Block):
+    """``fine_grained.reward_models``: how the three fine-grained reward models are built."""
+
+    SCHEMA: ClassVar[str] = "fine_grained.reward_models"
+    init: str
+    marker_position: str
+    max_length: int
+    training: Training
+
+
+@dataclass(frozen=True)
+class SegmentWeights(Block):
+    """``fine_grained.weights``: the reward magnitude of each reward model (0 removes it)."""
+
+    SCHEMA: ClassVar[str] = "fine_grained.weights"
+    relevance: float
+    factuality: float
+    completeness: float
+
+
+@dataclass(frozen=True)
+class FineGrained(Block):
+    """``fine_grained``: fine-grained RLHF of one initial policy (rrhf.training.fine_grained_ppo)."""
+
+    SCHEMA: ClassVar[str] = "fine_grained"
+    policy: str
+    feedback: FeedbackCollection
+    reward_models: SegmentRewardModels
+    weights: SegmentWeights
+    variants: dict[str, dict[str, float]]
+    kl_coef: float | None
+    reward_scaling: str
+
+    def weights_of(self, variant: str | None) -> SegmentWeights:
+        """The weights of FG-PPO (``variant`` None) or of FG-PPO-{variant}; KeyError for an unknown variant."""
+        if variant is None:
+            return self.weights
+        return SegmentWeights(**{**self.weights.as_config(), **self.variants[variant]})
