@@ -35,6 +35,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/findings.smk"
 include: "workflow/rules/overoptimisation.smk"
+include: "workflow/rules/fine_grained.smk"
 include: "workflow/rules/targets.smk"
 
 
@@ -55,6 +56,8 @@ rule all:
         "results/eval/reward_model/metrics.json",
         # Proxy and gold reward against sqrt(KL) (config key `overoptimisation`; none without it).
         ["results/overoptimisation.csv", "results/figures/overoptimisation.png"] if PLAN.overoptimisation else [],
+        # Fine-grained RLHF (config key `fine_grained`; none without it): its table, reward models, annotation page.
+        FINE_GRAINED_TARGETS,
 
 
 # resources.rules may only name rules that take resources (a typo would silently keep the defaults).

@@ -8,6 +8,7 @@ from rrhf.plan.findings import claims_for_rule
 from rrhf.plan.plan import SAMPLERS, Plan  # src/ is on sys.path (Snakefile)
 from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import (
+    FINE_GRAINED_PATTERN,
     IMPOSSIBLE_SETTING_PATTERN,
     ITERATED_PATTERN,
     LATER_ITERATION_PATTERN,
@@ -36,9 +37,13 @@ if config["offline"]:
 ENV = "../../envs/rrhf.yaml"
 TRAIN_DATA = PLAN.data_file("train")
 TEST_DATA = PLAN.data_file("test")
-# Settings an evaluation accepts: the untrained policy, PPO, and every RRHF setting.
-EVALUATED_SETTINGS = "|".join([names_pattern([*PLAN.settings, *RESERVED]), ITERATED_PATTERN, ONLINE_PATTERN])
-TRAINED_SETTINGS = f"{names_pattern([*PLAN.settings, *PPO_SETTINGS])}|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}"
+# Settings an evaluation accepts: the untrained policy, PPO, every RRHF setting and fine-grained PPO.
+EVALUATED_SETTINGS = "|".join(
+    [names_pattern([*PLAN.settings, *RESERVED]), ITERATED_PATTERN, ONLINE_PATTERN, FINE_GRAINED_PATTERN]
+)
+TRAINED_SETTINGS = (
+    f"{names_pattern([*PLAN.settings, *PPO_SETTINGS])}|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}|{FINE_GRAINED_PATTERN}"
+)
 
 
 def sharded(path):

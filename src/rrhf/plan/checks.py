@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 DEVICE = re.compile(r"auto|cpu|mps|(?:cuda|xpu|npu|hpu)(?::[0-9]+)?")
 # Rules that train in one process on one GPU (they sample while they train).
-SINGLE_PROCESS_RULES = {"train_ppo": "PPO", "train_online_rrhf": "Online RRHF (OP-k)"}
+SINGLE_PROCESS_RULES = {"train_ppo": "PPO", "train_online_rrhf": "Online RRHF (OP-k)",
+                        "train_fine_grained_ppo": "Fine-grained PPO"}
 # What a dataset source needs besides `source`.
 SOURCE_KEYS = {"hub": "name", "anthropic_jsonl": "files"}
 
@@ -230,6 +231,43 @@ def overoptimisation_problems(plan: "Plan") -> list[str]:
     return problems
 
 
+def fine_grained_problems(plan: "Plan") -> list[str]:
+    """The fine-grained study's names: its policy a role of `policies`, its reward models' start a `models`
+    entry or a path, and every FG-PPO row of the tables backed by the block (its variant one of `variants`)."""
+    study, problems = plan.fine_grained, []
+    for rows in plan.tables.values():
+        for row in rows:
+            setting = parse_setting(row.setting, plan.settings) if row.setting else None
+            if setting is None or setting.kind != "fine_grained":
+                continue
+            where = f"{plan.tables_file.name}: {row.where}"
+            if study is None:
+                problems.append(f"{where}: {row.setting} needs the config's `fine_grained` block (absent)")
+            elif setting.variant is not None and setting.variant not in study.variants:
+                problems.append(f"{where}: {row.setting}: {setting.variant!r} is not one of fine_grained.variants "
+                                f"({', '.join(sorted(study.variants)) or 'none given'})")
+            elif row.policy != study.policy:
+                problems.append(f"{where}: {row.setting} trains fine_grained.policy ({study.policy}), not "
+                                f"{row.policy}")
+    if study is None:
+        return problems
+    if study.policy not in plan.policies:
+        problems.append(f"fine_grained.policy: {study.policy!r} is not a role of `policies` "
+                        f"({', '.join(sorted(plan.policies))})")
+    dataset = plan.config["datasets"].get(plan.config["data"]["dataset"], {})
+    if study.feedback.file is None and dataset.get("source") != "synthetic":
+        problems.append(f"fine_grained.feedback.file: the dataset {plan.config['data']['dataset']!r} has no gold "
+                        "reward, so no simulated annotators can label the replies; give a qa-feedback file of "
+                        "people's annotations (results/fine_grained/annotation.html saves one)")
+    if study.feedback.completeness_file is not None and study.feedback.file is None:
+        problems.append("fine_grained.feedback.completeness_file: given without fine_grained.feedback.file")
+    init = study.reward_models.init
+    if init not in plan.models and not Path(init).exists() and init.startswith((".", "/", "~")):
+        problems.append(f"fine_grained.reward_models.init: {init!r} is neither a `models` entry nor an existing "
+                        "path")
+    return problems
+
+
 def rule_name_problems(plan: "Plan", names: list[str]) -> list[str]:
     """Entries of resources.rules that name none of ``names`` (the rules that take resources): a typo would
     silently keep the defaults."""
@@ -328,4 +366,4 @@ def plan_problems(plan: "Plan") -> list[str]:
             *config_problems(config),
             *ppo_length_problems(plan.ppo.training.max_length, plan.ppo.generation.max_new_tokens),
             *single_process_problems(plan), *table_problems(plan), *finding_problems(plan),
-            *size_problems(plan), *overoptimisation_problems(plan)]
+            *size_problems(plan), *overoptimisation_problems(plan), *fine_grained_problems(plan)]

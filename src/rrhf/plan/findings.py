@@ -32,14 +32,18 @@ if TYPE_CHECKING:
 
 # metric -> (the tables whose rows have it, the file of a row it is read from).
 METRICS = {
-    "reward": (("table2", "table6", "table7"), "generations.parquet"),
-    "gold_reward": (("table2", "table6", "table7"), "generations.parquet"),
-    "ppl": (("table2", "table6", "table7"), "metrics.json"),
+    "reward": (("table2", "table6", "table7", "table_fine_grained"), "generations.parquet"),
+    "gold_reward": (("table2", "table6", "table7", "table_fine_grained"), "generations.parquet"),
+    "ppl": (("table2", "table6", "table7", "table_fine_grained"), "metrics.json"),
     "repetition": (("table2", "table6", "table7"), "metrics.json"),
     "accuracy": (("table5",), "pair_accuracy.json"),
     "train_reward_mean": (("table6",), "scored"),
     "train_reward_std": (("table6",), "scored"),
     "train_reward_max": (("table6",), "scored"),
+    # The fine-grained evaluation's per-reply measures (rrhf.evaluation.fine_grained), paired over test prompts.
+    "relevance_error_rate": (("table_fine_grained",), "segments.parquet"),
+    "factual_error_rate": (("table_fine_grained",), "segments.parquet"),
+    "completeness": (("table_fine_grained",), "segments.parquet"),
 }
 DIRECTIONS = ("higher", "lower")
 CLAIM_KEYS = {"id", "claim", "source", "metric", "row", "versus", "direction"}
@@ -162,6 +166,8 @@ def claim_file(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 
     source = METRICS[metric][1]
     if source == "scored":
         return plan.scored_file(plan.policies[row.policy], row.setting, replicate)
+    if source == "segments.parquet":
+        return plan.fine_grained_evaluation(plan.policies[row.policy], row.setting, source, replicate)
     return row_file(plan, row, source, replicate)
 
 

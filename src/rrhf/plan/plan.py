@@ -26,6 +26,7 @@ from rrhf.plan.blocks import (
     Scoring,
 )
 from rrhf.plan.checks import plan_problems
+from rrhf.plan.fine_grained_blocks import FineGrained
 from rrhf.plan.replicates import Replicates
 from rrhf.plan.schema import fill_defaults
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
@@ -59,6 +60,8 @@ class Plan:
         self.resources = Resources.from_config(config["resources"])
         study = config.get("overoptimisation")
         self.overoptimisation = Overoptimisation.from_config(study) if study is not None else None
+        fine_grained = config.get("fine_grained")
+        self.fine_grained = FineGrained.from_config(fine_grained) if fine_grained is not None else None
         self.tables_file = self.workflow_dir / config["tables"]
         self.tables: dict[str, list[TableRow]]
         self.tables, self.table_problems = read_table_rows(self.tables_file, config["table_settings"])
@@ -107,11 +110,57 @@ class Plan:
         return {**self.with_seed(self.config["rrhf"], "training", replicate), "rank_weight": self.rank_weight(name)}
 
     def ppo_for(self, replicate: int | str = 0, setting: str = "PPO") -> dict[str, Any]:
-        """The ``ppo`` block with the replicate's training seed; for PPO-noKL with a fixed KL coefficient of 0."""
+        """The ``ppo`` block with the replicate's training seed; for PPO-noKL with a fixed KL coefficient of 0, for
+        FG-PPO[-{variant}] with fine_grained.kl_coef (fixed) where it is set."""
         ppo = self.with_seed(self.config["ppo"], "training", replicate)
+        if self.setting(setting).kind == "fine_grained" and self.fine_grained.kl_coef is not None:
+            return {**ppo, "kl": {**ppo["kl"], "controller": "fixed", "init_coef": self.fine_grained.kl_coef}}
         if self.setting(setting).with_kl:
             return ppo
         return {**ppo, "kl": {**ppo["kl"], "controller": "fixed", "init_coef": 0.0}}
+
+    def fine_grained_for(self, setting: str, replicate: int | str = 0) -> dict[str, Any]:
+        """What FG-PPO[-{variant}] trains with besides ``ppo_for``: the segment weights and the reward scaling."""
+        study = self.fine_grained
+        return {"weights": study.weights_of(self.setting(setting).variant).as_config(),
+                "reward_scaling": study.reward_scaling}
+
+    def fine_grained_file(self, name: str, replicate: int | str = 0) -> str:
+        """A file of the fine-grained study: ``feedback.json`` and ``completeness.json`` (sampling stage), or
+        ``reward_models/{kind}`` (training stage)."""
+        stage = "training" if name.startswith("reward_models") else "sampling"
+        return f"results/{self.folder(replicate, stage)}fine_grained/{name}"
+
+    def fine_grained_models(self, replicate: int | str = 0) -> dict[str, str]:
+        """kind -> folder of each fine-grained reward model in a replicate."""
+        return {kind: self.fine_grained_file(f"reward_models/{kind}", replicate)
+                for kind in ("relevance", "factuality", "completeness")}
+
+    def fine_grained_evaluation(self, model: str, setting: str, name: str, replicate: int | str = 0) -> str:
+        """A row's fine-grained evaluation file (``metrics.json`` or ``segments.parquet``): beside the reward
+        models it is judged by, so in the training stage's folder."""
+        return f"results/{self.folder(replicate, 'training')}fine_grained/eval/{model}/{setting}/{name}"
+
+    def fine_grained_init(self, replicate: int | str = 0) -> tuple[str, list[str]]:
+        """(path, input files) of the model the fine-grained reward models start from: a `models` entry, or a
+        path or hub id as given."""
+        init = self.fine_grained.reward_models.init
+        if init in self.models:
+            return self.model_path(init, replicate), self.model_input(init, replicate)
+        return init, [init] if Path(init).exists() else []
+
+    def fine_grained_build(self, kind: str, replicate: int | str = 0) -> dict[str, Any]:
+        """``fine_grained.reward_models`` for one kind's model in a replicate: its training seed is the config's
+        plus 0, 1 or 2 (relevance, factuality, completeness), re-seeded with the models stage."""
+        block = self.config["fine_grained"]["reward_models"]
+        offset = ("relevance", "factuality", "completeness").index(kind)
+        seed = self.replicates.seed(block["training"]["seed"] + offset, replicate, "training")
+        return {**block, "training": {**block["training"], "seed": seed}}
+
+    def fine_grained_feedback(self, replicate: int | str = 0) -> dict[str, Any]:
+        """``fine_grained.feedback`` with the replicate's sampling seed."""
+        feedback = self.config["fine_grained"]["feedback"]
+        return {**feedback, "seed": self.replicates.seed(feedback["seed"], replicate, "sampling")}
 
     def best_of_n_for(self, replicate: int | str = 0) -> dict[str, Any]:
         """``evaluation.best_of_n`` with the replicate's sampling seed."""
@@ -340,6 +389,8 @@ class Plan:
         """The config behind a trained model, for its report caption: the setting and the block it used."""
         if self.setting(setting).kind == "ppo":
             return {"ppo": self.ppo_for(0, setting)}
+        if self.setting(setting).kind == "fine_grained":
+            return {"ppo": self.ppo_for(0, setting), "fine_grained": self.fine_grained_for(setting)}
         about = {"setting": self.setting_spec(setting), "rank_weight": self.rank_weight(setting),
                  "rrhf": self.config["rrhf"]}
         if self.setting(setting).kind in ("iterated", "online"):

@@ -7,7 +7,9 @@ A setting is one of
 - ``best-of-{n}``: n samples of the untrained policy per test prompt, the best kept (evaluation only);
 - a name of the config's ``settings`` (``BP``, ``DP``, ``BP-norank``, ...): RRHF on a fixed training set;
 - ``IP-{n}``: iterated RRHF (IP-1 is ``resampling.setting``; IP-n samples with IP-(n-1)'s model);
-- ``OP-{k}`` and ``OP-{k}+KL``: online RRHF, sampling again every k steps (+KL: rewards lowered by KL(pi || rho)).
+- ``OP-{k}`` and ``OP-{k}+KL``: online RRHF, sampling again every k steps (+KL: rewards lowered by KL(pi || rho));
+- ``FG-PPO`` and ``FG-PPO-{variant}``: fine-grained PPO (config ``fine_grained``), with ``fine_grained.weights``
+  or with the weights of ``fine_grained.variants.{variant}``.
 
 n and k are whole numbers from 1. :func:`parse_setting` reads a name into a :class:`Setting`;
 :func:`setting_problem` says why a name is none of these. The patterns are also Snakemake's wildcard
@@ -25,6 +27,7 @@ ITERATED_PATTERN = rf"IP-{NUMBER}"
 LATER_ITERATION_PATTERN = r"IP-(?:[2-9]|[1-9][0-9]+)"  # IP-n with n >= 2: the ones train_rrhf trains
 ONLINE_PATTERN = rf"OP-{NUMBER}(?:\+KL)?"
 BEST_OF_N_PATTERN = rf"best-of-{NUMBER}"
+FINE_GRAINED_PATTERN = r"FG-PPO(?:-[a-z0-9][a-z0-9-]*)?"
 PPO_SETTINGS = ("PPO", "PPO-noKL")
 RESERVED = ("none", *PPO_SETTINGS)
 # A path segment that looks like a patterned setting but is none (IP-0, OP-x, best-of-01, ...): a wildcard
@@ -39,12 +42,14 @@ PATTERNED = re.compile(r"(?P<kind>IP|OP|best-of)-(?P<number>[^+]*)(?P<kl>\+KL)?"
 class Setting:
     """A parsed setting name. ``kind``: none, ppo, best_of_n, named (a ``settings`` entry), iterated (IP-n) or
     online (OP-k[+KL]); ``number``: n of IP-n and best-of-n, k of OP-k; ``with_kl``: OP-k+KL, and PPO (whose
-    KL penalty PPO-noKL drops)."""
+    KL penalty PPO-noKL drops); ``variant``: the fine_grained.variants entry of FG-PPO-{variant} (kind
+    fine_grained)."""
 
     name: str
     kind: str
     number: int | None = None
     with_kl: bool = False
+    variant: str | None = None
 
     @property
     def trains_with_rrhf(self) -> bool:
@@ -53,8 +58,8 @@ class Setting:
 
     @property
     def is_trained(self) -> bool:
-        """Whether a model is trained for it (RRHF or PPO)."""
-        return self.trains_with_rrhf or self.kind == "ppo"
+        """Whether a model is trained for it (RRHF, PPO or fine-grained PPO)."""
+        return self.trains_with_rrhf or self.kind in ("ppo", "fine_grained")
 
     @property
     def iteration(self) -> int | None:
@@ -76,6 +81,9 @@ def parse_setting(name: str, named: Collection[str]) -> Setting | None:
         return Setting(name, "online", int(match.group(1)), bool(match.group(2)))
     if match := re.fullmatch(rf"best-of-({NUMBER})", name):
         return Setting(name, "best_of_n", int(match.group(1)))
+    if re.fullmatch(FINE_GRAINED_PATTERN, name):
+        return Setting(name, "fine_grained", with_kl=True, variant=name.removeprefix("FG-PPO-") if name != "FG-PPO"
+                       else None)
     return None
 
 
@@ -87,8 +95,8 @@ def setting_problem(name: str, named: Collection[str]) -> str | None:
         form, letter = {"IP": ("IP-n", "n"), "OP": ("OP-k and OP-k+KL", "k"),
                         "best-of": ("best-of-n", "n")}[match.group("kind")]
         return f"{name!r}: in {form}, {letter} is a whole number from 1, not {match.group('number')!r}"
-    return (f"{name!r} is not one of {sorted(named)}, none, PPO, PPO-noKL, IP-n, OP-k, OP-k+KL or best-of-n "
-            "(n, k whole numbers from 1)")
+    return (f"{name!r} is not one of {sorted(named)}, none, PPO, PPO-noKL, IP-n, OP-k, OP-k+KL, best-of-n, "
+            "FG-PPO or FG-PPO-{variant} (n, k whole numbers from 1)")
 
 
 def names_pattern(names: Collection[str]) -> str:

@@ -18,13 +18,14 @@ from rrhf.plan.settings import parse_setting, setting_problem
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
-TABLES = ("table2", "table5", "table6", "table7")
+TABLES = ("table2", "table5", "table6", "table7", "table_fine_grained")
 # The setting kinds a table's policy rows may have (rrhf.plan.settings.Setting.kind).
 RRHF_KINDS = ("named", "iterated", "online")
 ROW_KINDS = {"table6": RRHF_KINDS, "table7": RRHF_KINDS, "table2": (*RRHF_KINDS, "none", "ppo", "best_of_n"),
-             "table5": (*RRHF_KINDS, "none", "ppo")}
+             "table5": (*RRHF_KINDS, "none", "ppo"), "table_fine_grained": ("none", "ppo", "fine_grained")}
 # How each table names its other settings, in errors.
-EXTRA_NAMES = {"table6": "", "table7": "", "table2": ", none, PPO, best-of-n", "table5": ", none, PPO"}
+EXTRA_NAMES = {"table6": "", "table7": "", "table2": ", none, PPO, best-of-n", "table5": ", none, PPO",
+               "table_fine_grained": ", none, PPO, FG-PPO, FG-PPO-{variant}"}
 # Rows of a table that are not a policy: Table 2's dataset replies, Table 5's reward model.
 OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True])}
 # How Table 2 and the report label the dataset's own replies.

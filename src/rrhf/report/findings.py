@@ -1,10 +1,10 @@
 """Each claim of config/findings.yaml measured over replicates: results/findings.csv and its verdicts.
 
-Within a replicate a claim's effect is ``row - versus`` on its metric: for reward and gold reward the mean of
-the paired differences over the same test prompts (their generations.parquet, joined on prompt_id); for the
-other metrics (perplexity, repetition, Table 5 accuracy, training-set statistics) the difference of the two
-rows' values. Over replicates the effect is the mean of the replicates' effects with its 95 % t-interval
-(rrhf.statistics.t_interval), and the verdict is
+Within a replicate a claim's effect is ``row - versus`` on its metric: for reward, gold reward and the
+fine-grained measures the mean of the paired differences over the same test prompts (their generations.parquet
+or fine-grained segments.parquet, joined on prompt_id); for the other metrics (perplexity, repetition, Table 5
+accuracy, training-set statistics) the difference of the two rows' values. Over replicates the effect is the
+mean of the replicates' effects with its 95 % t-interval (rrhf.statistics.t_interval), and the verdict is
 
 - **holds**: the interval excludes zero on the claimed side;
 - **contradicted**: the interval excludes zero on the other side;
@@ -32,10 +32,10 @@ MOST_REPLICATES = 1000  # replicates_to_settle stays empty beyond this
 
 
 def row_value(path: str, metric: str) -> pd.Series | float:
-    """A row's value of ``metric`` in one replicate: per test prompt (a Series indexed by prompt_id) for reward
-    and gold reward, else one number."""
+    """A row's value of ``metric`` in one replicate: per test prompt (a Series indexed by prompt_id) for reward,
+    gold reward and the fine-grained measures, else one number."""
     source = METRICS[metric][1]
-    if source == "generations.parquet":
+    if source in ("generations.parquet", "segments.parquet"):
         frame = read_parquet(path, ["prompt_id", metric])
         return frame.drop_duplicates("prompt_id").set_index("prompt_id")[metric].astype(float)
     if source == "scored":

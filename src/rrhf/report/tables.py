@@ -22,7 +22,8 @@ TRAIN_COLUMNS = ["train_reward_mean", "train_reward_std", "train_reward_max"]
 OPTIONAL_COLUMNS = ("ppl", "reward_sem", "gold_reward", "gold_reward_sem", *TRAIN_COLUMNS)
 TABLE6_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS, *TRAIN_COLUMNS]
 # Over replicates, these columns get a 95 % interval column beside them (``{column}_ci95``: its half-width).
-INTERVAL_COLUMNS = ("ppl", "reward", "gold_reward", "accuracy")
+INTERVAL_COLUMNS = ("ppl", "reward", "gold_reward", "accuracy", "relevance_error_rate", "factual_error_rate",
+                    "completeness", "kl")
 
 
 def by_replicate(files: list[Any], rows: int, replicates: int) -> list[list[Any]]:

@@ -1,0 +1,6 @@
+from rrhf.io import setup_logging
+from rrhf.report.fine_grained import reward_model_table
+
+setup_logging(snakemake.log[0]).info(
+    "\n%s", reward_model_table([f"{path}/metrics.json" for path in snakemake.input.models], snakemake.params.kinds,
+                               snakemake.params.replicates, snakemake.output.table).to_string(index=False))
