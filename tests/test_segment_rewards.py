@@ -134,3 +134,55 @@ def test_segment_rewards_are_scaled_then_the_kl_penalty_subtracted():
     with pytest.raises(ValueError, match="reward_scaling"):
         fine_grained_token_rewards(raw, logprobs, reference, mask, 0.1, "rank", RunningMoments())
     assert not math.isnan(rewards.sum().item())
+
+
+def test_fine_grained_rollouts_carry_each_segment_reward_on_its_token(tiny_lm_dir, tiny_reward_dir, tmp_path):
+    """PPO's rollouts with a segment rewarder (real tiny reward models, untrained heads): at KL coefficient 0 each
+    rollout's rewards are the rewarder's, placed on the sampled tokens that end the segments, over the running
+    std of the replies' summed rewards."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    from rrhf.io import write_json
+    from rrhf.models.loading import load_causal_lm, load_reward_model
+    from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference
+    from rrhf.plan.blocks import PPO, Scoring
+    from rrhf.scoring.segment_rewards import load_segment_rewarder
+    from rrhf.training.ppo import RolloutContext, collect_rollouts
+
+    tokenizer = load_tokenizer(str(tiny_lm_dir), padding_side="right")
+    paths = {}
+    for kind, loader, labels in (("relevance", AutoModelForTokenClassification, 2),
+                                 ("factuality", AutoModelForTokenClassification, 2),
+                                 ("completeness", AutoModelForSequenceClassification, 1)):
+        torch.manual_seed(len(kind))
+        model = loader.from_pretrained(str(tiny_lm_dir), num_labels=labels)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        paths[kind] = str(tmp_path / kind)
+        model.save_pretrained(paths[kind])
+        tokenizer.save_pretrained(paths[kind])
+    write_json({"mean": 0.1, "std": 2.0}, tmp_path / "completeness" / "metrics.json")
+    weights = {"relevance": 0.3, "factuality": 0.5, "completeness": 0.3}
+    rewarder = load_segment_rewarder(paths, weights, "after", 128, "cpu")
+    lm, policy_tokenizer = load_causal_lm(str(tiny_lm_dir))
+    policy = CausalLMWithValueHead(lm, 1.0).eval()
+    reward, reward_tokenizer = load_reward_model(str(tiny_reward_dir))
+    ppo = PPO.with_defaults({"chunk_size": 6, "generation": {"max_new_tokens": 16, "temperature": 1.0}})
+    context = RolloutContext(policy, policy_tokenizer, FrozenReference(lm), reward, reward_tokenizer,
+                             RunningMoments(), ppo, Scoring.with_defaults({"max_length": 128}), 64, None,
+                             rewarder, "running")
+    prompts = ["\n\nHuman: How do I bake bread? Tell me, please.\n\nAssistant:"] * 6
+    rollouts, stats = collect_rollouts(context, prompts, [" Bake it."] * 6, 0.0, seed=3)
+    texts = [policy_tokenizer.decode(r.sequence[r.start:], skip_special_tokens=True).rstrip() for r in rollouts]
+    raw = [rewarder.rewards(judged, token_offsets(policy_tokenizer, r.sequence[r.start:]), len(r.sequence) - r.start)
+           for judged, r in zip(rewarder.judge(prompts, texts), rollouts)]
+    sums = torch.stack([row.sum() for row in raw])
+    assert stats["score"] == pytest.approx(float(sums.mean()), abs=1e-5)  # the summed segment rewards
+    std = context.moments.std
+    assert std == pytest.approx(float(sums.std()), rel=1e-4)
+    for rollout, expected, text in zip(rollouts, raw, texts):
+        assert torch.allclose(rollout.rewards, expected / std, atol=1e-5)
+        offsets = token_offsets(policy_tokenizer, rollout.sequence[rollout.start:])
+        ends = {segment_end_token(offsets, end) for kind in ("relevance", "factuality")
+                for _, end in reply_segments(text, kind)} | {len(offsets) - 1}
+        assert set(torch.nonzero(expected).flatten().tolist()) <= ends  # nothing lands between segment ends
+
