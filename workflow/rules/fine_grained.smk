@@ -103,7 +103,7 @@ rule train_fine_grained_ppo:
     conda:
         ENV
     script:
-        "../scripts/train_fine_grained_ppo.py"
+        "../scripts/train_ppo.py"
 
 
 rule evaluate_fine_grained:
