@@ -183,7 +183,7 @@ def test_every_key_of_the_schema_is_described_with_schema_keywords():
 
 def test_blocks_are_built_whole_and_refuse_unknown_or_missing_keys():
     rrhf = RRHF.from_config(fill_defaults(copy.deepcopy(TINY))["rrhf"])
-    assert rrhf.training.seed == 42 and rrhf.reward_during_training.every_steps == 8 and rrhf.ft_reduction == "sum"
+    assert rrhf.training.seed == 42 and rrhf.reward_during_training.every_steps == 16 and rrhf.ft_reduction == "sum"
     with pytest.raises(ValueError, match=r"rrhf: unknown key\(s\) \['rank_wieght'\]"):
         RRHF.from_config({**rrhf.as_config(), "rank_wieght": 2})
     partial = rrhf.as_config()

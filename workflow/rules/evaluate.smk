@@ -110,6 +110,7 @@ rule evaluate_best_of_n:
         "logs/benchmarks/evaluate_best_of_n/{replicate}{policy}_{n}.tsv"
     wildcard_constraints:
         n="[1-9][0-9]*",
+    priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
     threads: threads_of("evaluate_best_of_n")
     resources:
         **resources_of("evaluate_best_of_n"),

@@ -97,6 +97,7 @@ rule train_fine_grained_ppo:
         "logs/benchmarks/train_fine_grained_ppo/{replicate}{policy}_{fine_grained_setting}.tsv"
     wildcard_constraints:
         fine_grained_setting=FINE_GRAINED_PATTERN,
+    priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
     threads: threads_of("train_fine_grained_ppo")
     resources:
         **resources_of("train_fine_grained_ppo"),

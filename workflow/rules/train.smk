@@ -57,6 +57,7 @@ rule train_online_rrhf:
         "logs/benchmarks/train_online_rrhf/{replicate}{policy}_{setting}.tsv"
     wildcard_constraints:
         setting=ONLINE_PATTERN,
+    priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
     threads: threads_of("train_online_rrhf")
     resources:
         **resources_of("train_online_rrhf"),
@@ -86,6 +87,7 @@ rule train_ppo:
         "logs/benchmarks/train_ppo/{replicate}{policy}_{ppo_setting}.tsv"
     wildcard_constraints:
         ppo_setting=names_pattern(PPO_SETTINGS),
+    priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
     threads: threads_of("train_ppo")
     resources:
         **resources_of("train_ppo"),
