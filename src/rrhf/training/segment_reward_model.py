@@ -187,6 +187,10 @@ def _train_completeness(init_model: str, tokenizer, train: list[FeedbackRecord],
         return encode_for_reward(tokenizer, prompt, reply, spec.max_length)
 
     examples = [(encode(q, c), encode(q, r)) for q, c, r in pairs(train)]
+    if len(examples) < spec.training.batch_size:
+        raise ValueError(f"fine_grained: the completeness file's {len(train)} training questions hold "
+                         f"{len(examples)} comparisons (ties are 0), fewer than one batch of "
+                         f"{spec.training.batch_size}: annotate more questions (fine_grained.feedback.prompts)")
     model = AutoModelForSequenceClassification.from_pretrained(init_model, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     log.info("training the completeness reward model from %s on %d comparisons", init_model, len(examples))
