@@ -17,9 +17,11 @@ TABLE2_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS]
 TABLE5_COLUMNS = ["policy", "setting", "accuracy", "pairs"]
 # Columns that may be empty: no gold reward on real data, no standard error from a single prompt,
 # no perplexity for best-of-n (read_metrics has checked ppl is a number everywhere else), no training-set
-# statistics for online settings (OP-k), which sample during training, as in the paper.
+# statistics for online settings (OP-k), which sample during training, as in the paper; no gold error rates or
+# completeness on people's fine-grained feedback about real data.
 TRAIN_COLUMNS = ["train_reward_mean", "train_reward_std", "train_reward_max"]
-OPTIONAL_COLUMNS = ("ppl", "reward_sem", "gold_reward", "gold_reward_sem", *TRAIN_COLUMNS)
+OPTIONAL_COLUMNS = ("ppl", "reward_sem", "gold_reward", "gold_reward_sem", *TRAIN_COLUMNS, "relevance_error_rate",
+                    "factual_error_rate", "completeness", "kl")
 TABLE6_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS, *TRAIN_COLUMNS]
 # Over replicates, these columns get a 95 % interval column beside them (``{column}_ci95``: its half-width).
 INTERVAL_COLUMNS = ("ppl", "reward", "gold_reward", "accuracy", "relevance_error_rate", "factual_error_rate",
