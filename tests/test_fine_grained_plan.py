@@ -1,12 +1,19 @@
 """Fine-grained RLHF in the plan: its setting names, what each FG-PPO row trains with, its files in each replicate,
 the checks' messages, and the findings' files of its metrics."""
 
+import re
+
 import pytest
 from test_plan import tiny_plan
 
 from rrhf.plan.checks import finding_problems, fine_grained_problems
 from rrhf.plan.findings import claim_file
-from rrhf.plan.settings import parse_setting, setting_problem
+from rrhf.plan.settings import (
+    evaluated_settings_pattern,
+    parse_setting,
+    setting_problem,
+    trained_settings_pattern,
+)
 from rrhf.plan.tables import TableRow
 
 
@@ -21,6 +28,15 @@ def test_fine_grained_setting_names(name, variant):
 @pytest.mark.parametrize("name", ["FG-PPO-", "FG-PPO-Shifted", "FG-PPO_x", "FG-ppo"])
 def test_names_that_are_no_fine_grained_setting(name):
     assert parse_setting(name, {}) is None and "FG-PPO-{variant}" in setting_problem(name, {})
+
+
+def test_evaluated_and_trained_setting_patterns_take_fine_grained_ppo():
+    evaluated, trained = evaluated_settings_pattern(["DP"]), trained_settings_pattern(["DP"])
+    for name, is_evaluated, is_trained in (("FG-PPO", True, True), ("FG-PPO-shifted", True, True),
+                                           ("none", True, False), ("IP-1", True, False), ("IP-2", True, True),
+                                           ("PPO-noKL", True, True), ("best-of-4", False, False), ("XP", False, False)):
+        assert bool(re.fullmatch(evaluated, name)) == is_evaluated, name
+        assert bool(re.fullmatch(trained, name)) == is_trained, name
 
 
 def test_what_each_fine_grained_row_trains_with():

@@ -8,14 +8,13 @@ from rrhf.plan.findings import claims_for_rule
 from rrhf.plan.plan import SAMPLERS, Plan  # src/ is on sys.path (Snakefile)
 from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import (
-    FINE_GRAINED_PATTERN,
     IMPOSSIBLE_SETTING_PATTERN,
-    ITERATED_PATTERN,
     LATER_ITERATION_PATTERN,
     ONLINE_PATTERN,
     PPO_SETTINGS,
-    RESERVED,
+    evaluated_settings_pattern,
     names_pattern,
+    trained_settings_pattern,
 )
 from rrhf.plan.tables import entries, labelled_rows, report_rows
 from snakemake.utils import min_version, validate
@@ -37,13 +36,9 @@ if config["offline"]:
 ENV = "../../envs/rrhf.yaml"
 TRAIN_DATA = PLAN.data_file("train")
 TEST_DATA = PLAN.data_file("test")
-# Settings an evaluation accepts: the untrained policy, PPO, every RRHF setting and fine-grained PPO.
-EVALUATED_SETTINGS = "|".join(
-    [names_pattern([*PLAN.settings, *RESERVED]), ITERATED_PATTERN, ONLINE_PATTERN, FINE_GRAINED_PATTERN]
-)
-TRAINED_SETTINGS = (
-    f"{names_pattern([*PLAN.settings, *PPO_SETTINGS])}|{LATER_ITERATION_PATTERN}|{ONLINE_PATTERN}|{FINE_GRAINED_PATTERN}"
-)
+# Settings an evaluation accepts, and settings a model is trained for (rrhf.plan.settings).
+EVALUATED_SETTINGS = evaluated_settings_pattern(PLAN.settings)
+TRAINED_SETTINGS = trained_settings_pattern(PLAN.settings)
 
 
 def sharded(path):

@@ -1,6 +1,8 @@
 # Fine-grained RLHF (config key `fine_grained`; docs/fine_grained.md): feedback on the segments of one initial
 # policy's sampled replies (qa-feedback layout), a reward model per kind of error, PPO with a reward at the end
 # of every segment (FG-PPO[-{variant}]), each row's fine-grained evaluation, and results/table_fine_grained.csv.
+from rrhf.plan.settings import FINE_GRAINED_PATTERN
+
 FINE_GRAINED = PLAN.fine_grained
 FINE_GRAINED_ROWS = [{"model": PLAN.policies[row.policy], "policy": PLAN.display_name(PLAN.policies[row.policy]),
                       "setting": row.setting} for row in PLAN.tables.get("table_fine_grained", [])]

@@ -102,3 +102,16 @@ def setting_problem(name: str, named: Collection[str]) -> str | None:
 def names_pattern(names: Collection[str]) -> str:
     """A regular expression that matches exactly these names (longest first; matches nothing when empty)."""
     return "|".join(sorted(map(re.escape, names), key=len, reverse=True)) or "(?!)"
+
+
+def evaluated_settings_pattern(named: Collection[str]) -> str:
+    """The settings an evaluation accepts, as a wildcard constraint: the untrained policy, PPO, every RRHF setting
+    (``named``, IP-n, OP-k[+KL]) and fine-grained PPO (not best-of-n, evaluated by its own rule)."""
+    return "|".join([names_pattern([*named, *RESERVED]), ITERATED_PATTERN, ONLINE_PATTERN, FINE_GRAINED_PATTERN])
+
+
+def trained_settings_pattern(named: Collection[str]) -> str:
+    """The settings a model is trained for, as a wildcard constraint: ``named``, PPO, PPO-noKL, IP-n with n >= 2
+    (IP-1 is resampling.setting's model), OP-k[+KL] and fine-grained PPO."""
+    return "|".join([names_pattern([*named, *PPO_SETTINGS]), LATER_ITERATION_PATTERN, ONLINE_PATTERN,
+                     FINE_GRAINED_PATTERN])
