@@ -74,6 +74,12 @@ def test_feedback_needs_a_gold_reward_before_any_model_loads(tmp_path):
                          str(tmp_path / "c.json"), {"prompts": 2}, EXCLUDED)
 
 
+def test_too_many_prompts_asked_for_names_the_key_before_any_model_loads(train_split, tmp_path):
+    with pytest.raises(ValueError, match=r"^fine_grained\.feedback\.prompts: 5000 prompts asked for"):
+        collect_feedback(str(tmp_path / "missing-model"), str(train_split), str(tmp_path / "f.json"),
+                         str(tmp_path / "c.json"), {"prompts": 5000}, EXCLUDED)
+
+
 def marked_records(count: int) -> list[FeedbackRecord]:
     """Replies of two or three sentences to a question the tiny world does not know (so the file's labels are
     the truth); every sentence with "banana" in it is Irrelevant."""

@@ -17,7 +17,6 @@ import random
 from typing import Any
 
 from rrhf.data.annotators import AnnotatorBias, label_pairs
-from rrhf.data.dataset_facts import gold_source
 from rrhf.data.fine_grained_labels import (
     compare,
     coverage,
@@ -26,14 +25,13 @@ from rrhf.data.fine_grained_labels import (
     noisy_span_errors,
     span_errors,
 )
-from rrhf.data.gold_reward import best_reply, gold_reward_function, parse_request
-from rrhf.data.preference_pairs import select_subset
+from rrhf.data.gold_reward import best_reply, parse_request
 from rrhf.data.qa_feedback import PREFERENCE_PAIRS, FeedbackRecord, read_qa_feedback, write_qa_feedback
-from rrhf.io import read_parquet, read_provenance, setup_logging
+from rrhf.io import setup_logging
 from rrhf.models.loading import load_causal_lm, resolve_device
 from rrhf.plan.blocks import PromptSubset
 from rrhf.plan.fine_grained_blocks import FeedbackCollection
-from rrhf.sampling.preference_collection import collection_prompts
+from rrhf.sampling.preference_collection import annotated_prompts
 from rrhf.sampling.rollouts import sample_actions
 
 log = logging.getLogger("rrhf")
@@ -113,14 +111,10 @@ def collect_feedback(policy: str, train_data: str, feedback_output: str, complet
     feedback = FeedbackCollection.coerce(feedback)
     if feedback.file is not None:
         return given_feedback(feedback, feedback_output, completeness_output)
-    grade = gold_reward_function(gold_source(train_data))
-    if grade is None:
-        raise ValueError(f"{KEY}: {train_data} has no gold reward, so no simulated annotators to give fine-grained "
-                         "feedback; use a synthetic dataset, or collect real feedback in the qa-feedback layout")
-    spec = read_provenance(train_data).get("spec", {})
-    train = read_parquet(train_data, ["prompt_id", "prompt"])
-    excluded = select_subset(train, excluded_prompts, origin=train_data)
-    prompts = list(collection_prompts(train, excluded, feedback.prompts, feedback.seed, f"{KEY}.prompts")["prompt"])
+    grade, spec, drawn = annotated_prompts(train_data, excluded_prompts, feedback.prompts, feedback.seed, KEY,
+                                           "use a synthetic dataset, or people's annotations (fine_grained.feedback."
+                                           "file)")
+    prompts = list(drawn["prompt"])
     replies = sample_replies(policy, prompts, feedback, device, dtype, max_prompt_tokens)
     rng = random.Random(feedback.seed)
     bias = AnnotatorBias.coerce(spec.get("annotator_bias"))

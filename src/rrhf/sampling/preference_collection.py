@@ -44,6 +44,22 @@ def collection_prompts(train: pd.DataFrame, excluded: pd.DataFrame, count: int, 
     return pool.iloc[chosen].reset_index(drop=True)
 
 
+def annotated_prompts(train_data: str, excluded_prompts: PromptSubset | dict[str, Any], count: int, seed: int,
+                      key: str, remedy: str):
+    """(gold reward function, the dataset's spec, drawn prompts) for a stage whose simulated annotators label the
+    policies' own replies to ``count`` prompts of ``train_data`` that RRHF does not train on
+    (:func:`collection_prompts`). A dataset without a gold reward has no annotators: a ValueError naming ``key``,
+    the file and the ``remedy``, before any model is loaded."""
+    grade = gold_reward_function(gold_source(train_data))
+    if grade is None:
+        raise ValueError(f"{key}: {train_data} has no gold reward, so no simulated annotators to label the "
+                         f"policies' replies; {remedy}")
+    train = read_parquet(train_data, ["prompt_id", "prompt"])
+    excluded = select_subset(train, excluded_prompts, origin=train_data)
+    return (grade, read_provenance(train_data).get("spec", {}),
+            collection_prompts(train, excluded, count, seed, key))
+
+
 def pair_rows(prompts: pd.DataFrame, replies: list[list[str]], policy: str, grade) -> list[dict[str, Any]]:
     """One row per prompt whose two replies differ: prompt_id, prompt, policy, first, second and their gold."""
     rows = []
@@ -71,14 +87,8 @@ def collect_preferences(policies: dict[str, str], train_data: str, output: str,
     """
     setup_logging(log_path)
     on_policy = OnPolicy.coerce(on_policy)
-    grade = gold_reward_function(gold_source(train_data))
-    if grade is None:
-        raise ValueError(f"{key}: {train_data} has no gold reward, so no simulated annotators to label "
-                         "the policies' replies; use a synthetic dataset, or on_policy: null")
-    spec = read_provenance(train_data).get("spec", {})
-    train = read_parquet(train_data, ["prompt_id", "prompt"])
-    excluded = select_subset(train, excluded_prompts, origin=train_data)
-    prompts = collection_prompts(train, excluded, on_policy.prompts, on_policy.seed, key)
+    grade, spec, prompts = annotated_prompts(train_data, excluded_prompts, on_policy.prompts, on_policy.seed, key,
+                                             "use a synthetic dataset, or on_policy: null")
     rows: list[dict[str, Any]] = []
     for turn, (name, path) in enumerate(policies.items()):
         share = prompts.iloc[turn::len(policies)].reset_index(drop=True)
