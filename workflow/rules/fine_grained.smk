@@ -18,7 +18,10 @@ localrules:
 rule collect_fine_grained_feedback:
     input:
         train_data=TRAIN_DATA,
-        policy=lambda wildcards: PLAN.model_input(PLAN.policies[FINE_GRAINED.policy], wildcards.replicate),
+        # the policy whose replies are sampled, unless people's annotations are given
+        policy=lambda wildcards: (
+            [] if FINE_GRAINED.feedback.file else PLAN.model_input(PLAN.policies[FINE_GRAINED.policy], wildcards.replicate)
+        ),
         # people's annotations, where the config gives them (fine_grained.feedback.file)
         given=lambda wildcards: [f for f in (FINE_GRAINED.feedback.file, FINE_GRAINED.feedback.completeness_file) if f],
     output:

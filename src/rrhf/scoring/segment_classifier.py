@@ -74,15 +74,16 @@ def segment_error_probabilities(model, tokenizer, prompts: list[str], replies: l
     """Per reply, the probability that each of its segments (:func:`reply_segments`) holds an error of
     ``kind``; a segment cut off by ``max_length`` gets 0 (no evidence against it)."""
     device = next(model.parameters()).device
-    encoded = [encode_marked(tokenizer, p, r, reply_segments(r, kind), position, max_length)
-               for p, r in zip(prompts, replies)]
+    spans = [reply_segments(reply, kind) for reply in replies]
+    encoded = [encode_marked(tokenizer, p, r, segments, position, max_length)
+               for p, r, segments in zip(prompts, replies, spans)]
     result: list[list[float]] = []
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start:start + batch_size]
         input_ids, attention_mask = pad_batch([ids for ids, _ in chunk], tokenizer.pad_token_id)
         logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits.float()
         errors = logits.softmax(-1)[..., 1].cpu()
-        for row, ((_, positions), reply) in enumerate(zip(chunk, replies[start:start + batch_size])):
+        for row, ((_, positions), segments) in enumerate(zip(chunk, spans[start:start + batch_size])):
             found = errors[row, positions].tolist()
-            result.append(found + [0.0] * (len(reply_segments(reply, kind)) - len(found)))
+            result.append(found + [0.0] * (len(segments) - len(found)))
     return result
