@@ -34,6 +34,7 @@ FAST_OVERRIDES = {
     "rrhf": {"training": {"epochs": 1, "batch_size": 4, "max_length": 128}},
     "evaluation": {"decoding": {"max_new_tokens": 12}},
     "overoptimisation": {"best_of": [1, 2, 4]},
+    "human_evaluation": {"pairs": 4, "shared_pairs": 2, "annotators": 2, "table4_prompts": 2},
 }
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from rrhf.plan.human_evaluation import human_evaluation_problems
 from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
 from rrhf.plan.model_sources import model_source_problem
 from rrhf.plan.replicates import FOLDER_PATTERN
@@ -366,4 +367,5 @@ def plan_problems(plan: "Plan") -> list[str]:
             *config_problems(config),
             *ppo_length_problems(plan.ppo.training.max_length, plan.ppo.generation.max_new_tokens),
             *single_process_problems(plan), *table_problems(plan), *finding_problems(plan),
-            *size_problems(plan), *overoptimisation_problems(plan), *fine_grained_problems(plan)]
+            *size_problems(plan), *overoptimisation_problems(plan), *fine_grained_problems(plan),
+            *human_evaluation_problems(plan)]

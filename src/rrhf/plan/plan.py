@@ -27,6 +27,7 @@ from rrhf.plan.blocks import (
 )
 from rrhf.plan.checks import plan_problems
 from rrhf.plan.fine_grained_blocks import FineGrained
+from rrhf.plan.human_evaluation import HumanEvaluation
 from rrhf.plan.replicates import Replicates
 from rrhf.plan.schema import fill_defaults
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
@@ -58,10 +59,11 @@ class Plan:
         self.checkpoints = Checkpoints.from_config(config["checkpoints"])
         self.precision = Precision.from_config(config["precision"])
         self.resources = Resources.from_config(config["resources"])
-        study = config.get("overoptimisation")
-        self.overoptimisation = Overoptimisation.from_config(study) if study is not None else None
-        fine_grained = config.get("fine_grained")
-        self.fine_grained = FineGrained.from_config(fine_grained) if fine_grained is not None else None
+        # The optional studies: None when the config leaves their key out.
+        self.overoptimisation, self.fine_grained, self.human_evaluation = (
+            block.from_config(config[key]) if config.get(key) is not None else None for block, key in
+            ((Overoptimisation, "overoptimisation"), (FineGrained, "fine_grained"),
+             (HumanEvaluation, "human_evaluation")))
         self.tables_file = self.workflow_dir / config["tables"]
         self.tables: dict[str, list[TableRow]]
         self.tables, self.table_problems = read_table_rows(self.tables_file, config["table_settings"])

@@ -18,16 +18,22 @@ from rrhf.plan.settings import parse_setting, setting_problem
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
-TABLES = ("table2", "table5", "table6", "table7", "table_fine_grained")
+TABLES = ("table2", "table3", "table4", "table5", "table6", "table7", "table_fine_grained")
 # The setting kinds a table's policy rows may have (rrhf.plan.settings.Setting.kind).
 RRHF_KINDS = ("named", "iterated", "online")
+EVALUATED_KINDS = (*RRHF_KINDS, "none", "ppo", "best_of_n", "fine_grained")
 ROW_KINDS = {"table6": RRHF_KINDS, "table7": RRHF_KINDS, "table2": (*RRHF_KINDS, "none", "ppo", "best_of_n"),
-             "table5": (*RRHF_KINDS, "none", "ppo"), "table_fine_grained": ("none", "ppo", "fine_grained")}
+             "table5": (*RRHF_KINDS, "none", "ppo"), "table_fine_grained": ("none", "ppo", "fine_grained"),
+             "table3": EVALUATED_KINDS, "table4": EVALUATED_KINDS}
 # How each table names its other settings, in errors.
 EXTRA_NAMES = {"table6": "", "table7": "", "table2": ", none, PPO, best-of-n", "table5": ", none, PPO",
-               "table_fine_grained": ", none, PPO, FG-PPO, FG-PPO-{variant}"}
+               "table_fine_grained": ", none, PPO, FG-PPO, FG-PPO-{variant}",
+               **dict.fromkeys(("table3", "table4"), ", none, PPO, best-of-n, FG-PPO[-{variant}]")}
 # Rows of a table that are not a policy: Table 2's dataset replies, Table 5's reward model.
-OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True])}
+OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True]),
+              "table3": ("responses", ["chosen", "rejected"]), "table4": ("responses", ["chosen", "rejected"])}
+# Table 3's rows are comparisons: a row (side A) with the row it is judged against (side B) under `versus`.
+COMPARISON_TABLES = ("table3",)
 # How Table 2 and the report label the dataset's own replies.
 RESPONSE_LABELS = {"chosen": "good responses", "rejected": "bad responses"}
 
@@ -36,7 +42,8 @@ RESPONSE_LABELS = {"chosen": "good responses", "rejected": "bad responses"}
 class TableRow:
     """One row of config/tables.yaml. A policy row has ``policy`` (a role of the config's ``policies``) and
     ``setting`` (as this config runs it: table_settings applied; ``listed_setting`` as the file gives it); a
-    dataset row has ``responses`` (chosen or rejected); Table 5's reward-model row has ``reward_model``."""
+    dataset row has ``responses`` (chosen or rejected); Table 5's reward-model row has ``reward_model``. A row of
+    Table 3 is a comparison: the row is side A and ``versus`` side B, itself a row."""
 
     table: str
     number: int
@@ -45,6 +52,7 @@ class TableRow:
     listed_setting: str | None = None
     responses: str | None = None
     reward_model: bool = False
+    versus: "TableRow | None" = None
 
     @property
     def where(self) -> str:
@@ -69,18 +77,38 @@ def read_table_rows(path: Path, table_settings: dict[str, str]) -> tuple[dict[st
             continue
         tables[table] = []
         for number, row in enumerate(rows, start=1):
-            known = {"policy", "setting", "responses", "reward_model"}
-            if not isinstance(row, dict) or set(row) - known:
-                problems.append(f"{Path(path).name}: {table} row {number}: {row!r} is not a row "
-                                "({policy, setting}, {responses} or {reward_model})")
+            where = f"{Path(path).name}: {table} row {number}"
+            if table in COMPARISON_TABLES:
+                if not isinstance(row, dict) or not isinstance(row.get("versus"), dict):
+                    problems.append(f"{where}: {row!r} is not a comparison (a row with the row it is judged "
+                                    "against under `versus`, e.g. {policy: Alpaca, setting: DP, versus: "
+                                    "{responses: chosen}})")
+                    continue
+                versus, problems_b = table_row(table, number, row["versus"], table_settings, f"{where} versus")
+                first, problems_a = table_row(table, number, {k: v for k, v in row.items() if k != "versus"},
+                                              table_settings, where)
+                problems += problems_a + problems_b
+                if first is not None and versus is not None:
+                    tables[table].append(TableRow(**{**first.__dict__, "versus": versus}))
                 continue
-            listed = row.get("setting")
-            setting = table_settings.get(listed, listed) if listed is not None else None
-            tables[table].append(TableRow(table, number, row.get("policy"), setting, listed, row.get("responses"),
-                                          row.get("reward_model") is True))
-            if "reward_model" in row or "responses" in row:
-                problems += other_row_problems(table, row, f"{Path(path).name}: {table} row {number}")
+            parsed, row_problems = table_row(table, number, row, table_settings, where)
+            problems += row_problems
+            if parsed is not None:
+                tables[table].append(parsed)
     return tables, problems
+
+
+def table_row(table: str, number: int, row: Any, table_settings: dict[str, str],
+              where: str) -> tuple[TableRow | None, list[str]]:
+    """(the row, problems) of one row as a tables file writes it; None when it is not a row at all."""
+    known = {"policy", "setting", "responses", "reward_model"}
+    if not isinstance(row, dict) or set(row) - known:
+        return None, [f"{where}: {row!r} is not a row ({{policy, setting}}, {{responses}} or {{reward_model}})"]
+    listed = row.get("setting")
+    setting = table_settings.get(listed, listed) if listed is not None else None
+    parsed = TableRow(table, number, row.get("policy"), setting, listed, row.get("responses"),
+                      row.get("reward_model") is True)
+    return parsed, other_row_problems(table, row, where) if "reward_model" in row or "responses" in row else []
 
 
 def other_row_problems(table: str, row: dict[str, Any], where: str) -> list[str]:
@@ -93,10 +121,15 @@ def other_row_problems(table: str, row: dict[str, Any], where: str) -> list[str]
 
 
 def table_row_problems(row: TableRow, policies: dict[str, str], settings: dict[str, Any], where: str) -> list[str]:
-    """What is wrong with a policy row: a role that is not a policy, a setting the table cannot have."""
-    if row.responses is not None or row.reward_model:
-        return []  # checked when read (other_row_problems)
+    """What is wrong with a policy row (and a comparison's ``versus``): a role that is not a policy, a setting
+    the table cannot have, a comparison of a row with itself."""
     problems = []
+    if row.versus is not None:
+        problems += table_row_problems(row.versus, policies, settings, f"{where} versus")
+        if (row.versus.policy, row.versus.setting, row.versus.responses) == (row.policy, row.setting, row.responses):
+            problems.append(f"{where}: compares a row with itself")
+    if row.responses is not None or row.reward_model:
+        return problems  # checked when read (other_row_problems)
     if row.policy not in policies:
         problems.append(f"{where} policy: {row.policy!r} is not one of {sorted(policies)}")
     parsed = parse_setting(row.setting, settings) if row.setting is not None else None
