@@ -36,6 +36,7 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/findings.smk"
 include: "workflow/rules/overoptimisation.smk"
 include: "workflow/rules/fine_grained.smk"
+include: "workflow/rules/human_evaluation.smk"
 include: "workflow/rules/targets.smk"
 
 
@@ -58,6 +59,8 @@ rule all:
         ["results/overoptimisation.csv", "results/figures/overoptimisation.png"] if PLAN.overoptimisation else [],
         # Fine-grained RLHF (config key `fine_grained`; none without it): its table, reward models, annotation page.
         FINE_GRAINED_TARGETS,
+        # Human evaluation (config key `human_evaluation`; none without it): Table 3 and 4, the annotators' pages.
+        HUMAN_TARGETS,
 
 
 # resources.rules may only name rules that take resources (a typo would silently keep the defaults).

@@ -27,7 +27,7 @@ rule table_page:
     log:
         "logs/report/{table}_page.log",
     wildcard_constraints:
-        table="|".join(REPORT_TABLES),
+        table="|".join([*REPORT_TABLES, "table3"]),
     conda:
         ENV
     script:

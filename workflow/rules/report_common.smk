@@ -7,18 +7,26 @@ EVALUATED_TABLES = [table for table in ("table2", "table6", "table7") if PLAN.ta
 REPORT_EXAMPLES = 3  # test prompts shown per table on its generations page
 # Report categories, numbered: the report lists them in alphabetical order.
 CATEGORY = {"tables": "1. Tables", "curves": "2. Training curves", "rewards": "3. Rewards",
-            "generations": "4. Generations"}
+            "generations": "4. Generations", "human": "5. Human evaluation"}
 TABLE_TITLES = {
     "table2": "Table 2: the main comparison (PPL, reward, gold reward)",
     "table5": "Table 5: share of test pairs whose chosen reply a scorer prefers",
     "table6": "Table 6: training-data ablation (evaluation and training-set reward statistics)",
     "table7": "Table 7: ranking-loss ablation",
+    "table3": "Table 3: human evaluation, win / tie / lose of A against B (blind pairwise judgments)",
+    "table4": "Table 4: each row's reply to the same test prompts",
 }
 
 
 def table_label(table):
     """A table's short name ("Table 6"), for labels and titles."""
     return TABLE_TITLES[table].split(":")[0]
+
+
+def summary_tables():
+    """The tables results/summary.md shows: the report's, and Table 3 where `all` makes it."""
+    tables = [table for table in REPORT_TABLES if PLAN.tables.get(table)]
+    return tables + (["table3"] if "results/table3.csv" in HUMAN_TARGETS else [])
 
 
 def loss_curve_file(model_dir):

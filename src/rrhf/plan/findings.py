@@ -44,6 +44,9 @@ METRICS = {
     "relevance_error_rate": (("table_fine_grained",), "segments.parquet"),
     "factual_error_rate": (("table_fine_grained",), "segments.parquet"),
     "completeness": (("table_fine_grained",), "segments.parquet"),
+    # Table 3's human evaluation: the share of judgments preferring row minus the share preferring versus (a
+    # fraction in [-1, 1]), over the comparison's counted pairs in each replicate's judged.parquet.
+    "net_win": (("table3",), "judged.parquet"),
 }
 DIRECTIONS = ("higher", "lower")
 CLAIM_KEYS = {"id", "claim", "source", "metric", "row", "versus", "direction"}
@@ -80,16 +83,32 @@ def find_row(plan: "Plan", written: Any, tables: tuple[str, ...]) -> TableRow | 
         return None
     for table in tables:
         for row in plan.tables.get(table, []):
-            if written.get("responses") is not None:
-                if row.responses == written["responses"] and set(written) == {"responses"}:
-                    return row
-            elif written.get("reward_model") is True:
-                if row.reward_model and set(written) == {"reward_model"}:
-                    return row
-            elif set(written) == {"policy", "setting"} and row.policy == written["policy"] \
-                    and written["setting"] in (row.listed_setting, row.setting):
+            if names(written, row):
                 return row
     return study_row(plan, written) if "table2" in tables else None
+
+
+def names(written: dict[str, Any], row: TableRow) -> bool:
+    """Whether ``written`` (a row as tables.yaml writes it) names ``row``."""
+    if written.get("responses") is not None:
+        return row.responses == written["responses"] and set(written) == {"responses"}
+    if written.get("reward_model") is True:
+        return row.reward_model and set(written) == {"reward_model"}
+    return set(written) == {"policy", "setting"} and row.policy == written["policy"] \
+        and written["setting"] in (row.listed_setting, row.setting)
+
+
+def comparison_sides(plan: "Plan", row: Any, versus: Any) -> tuple[TableRow, TableRow] | None:
+    """(row, versus) as the two sides of a Table 3 comparison, in either order; None when Table 3 compares no
+    such two rows (a claim on ``net_win``)."""
+    if not isinstance(row, dict) or not isinstance(versus, dict):
+        return None
+    for entry in plan.tables.get("table3", []):
+        if names(row, entry) and names(versus, entry.versus):
+            return entry, entry.versus
+        if names(row, entry.versus) and names(versus, entry):
+            return entry.versus, entry
+    return None
 
 
 def study_row(plan: "Plan", written: dict[str, Any]) -> TableRow | None:
@@ -136,6 +155,15 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
             problems.append(f"{where}: direction {entry['direction']!r} is not one of {list(DIRECTIONS)}")
             continue
         tables, source = METRICS[entry["metric"]]
+        if source == "judged.parquet":  # a comparison of Table 3: row and versus are its two sides
+            sides = comparison_sides(plan, entry["row"], entry["versus"])
+            if sides is None:
+                problems.append(f"{where}: table3 has no comparison of {entry['row']!r} with {entry['versus']!r} "
+                                f"(metric {entry['metric']})")
+            else:
+                claims.append(Claim(str(entry["id"]), str(entry["claim"]), str(entry["source"]), entry["metric"],
+                                    *sides, entry["direction"]))
+            continue
         rows = []
         for key in ("row", "versus"):
             row = find_row(plan, entry[key], tables)
@@ -166,6 +194,10 @@ def claim_file(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 
     source = METRICS[metric][1]
     if source == "scored":
         return plan.scored_file(plan.policies[row.policy], row.setting, replicate)
+    if source == "judged.parquet":
+        from rrhf.plan.human_evaluation import human_evaluation_file
+
+        return human_evaluation_file(plan, source, replicate)
     if source == "segments.parquet":
         return plan.fine_grained_evaluation(plan.policies[row.policy], row.setting, source, replicate)
     return row_file(plan, row, source, replicate)
@@ -174,8 +206,11 @@ def claim_file(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 
 def claims_for_rule(plan: "Plan", claims: list[Claim]) -> list[dict[str, Any]]:
     """The claims as the findings rule passes them to rrhf.report.findings: labels, and per replicate the
     [row's file, versus's file]."""
+    from rrhf.plan.human_evaluation import human_replicates, side_label
+
     return [{"id": c.id, "claim": c.claim, "source": c.source, "metric": c.metric, "row": describe(c.row),
              "versus": describe(c.versus), "direction": c.direction,
              "files": [[claim_file(plan, c.row, c.metric, r), claim_file(plan, c.versus, c.metric, r)]
-                       for r in plan.replicates.numbers()]}
+                       for r in (human_replicates(plan) if c.metric == "net_win" else plan.replicates.numbers())],
+             **({"sides": [side_label(plan, c.row), side_label(plan, c.versus)]} if c.metric == "net_win" else {})}
             for c in claims]

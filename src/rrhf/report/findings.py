@@ -119,8 +119,14 @@ def measure_claim(claim: dict[str, Any], value: Callable[[str, str], pd.Series |
     """One row of findings.csv from a claim as the rule passes it: ``id``, ``claim``, ``source``, ``metric``,
     ``row`` and ``versus`` (labels), ``direction`` and ``files``: per replicate [row's file, versus's file].
     ``value(path, metric)`` reads a row's value (:func:`row_value`)."""
-    effects = [replicate_effect(value(row_file, claim["metric"]), value(versus_file, claim["metric"]), claim["id"])
-               for row_file, versus_file in claim["files"]]
+    if claim["metric"] == "net_win":  # both files are the replicate's judgments of the comparison (Table 3)
+        from rrhf.report.human_tables import net_win
+
+        effects = [net_win(read_parquet(row_file, ["a", "b", "shared", "outcome"]), *claim["sides"])
+                   for row_file, _ in claim["files"]]
+    else:
+        effects = [replicate_effect(value(row_file, claim["metric"]), value(versus_file, claim["metric"]),
+                                    claim["id"]) for row_file, versus_file in claim["files"]]
     return {**{key: claim[key] for key in ("id", "claim", "source", "metric", "row", "versus", "direction")},
             "replicates": len(effects), **verdict(effects, claim["direction"]),
             "replicates_to_settle": replicates_to_settle(effects),
