@@ -86,3 +86,14 @@ def table_workdir(workdir):
     overrides = {**FAST_OVERRIDES, "tables": str(tables), "findings": None}  # the claims need the full tables
     run_snakemake(workdir, "results/table6.csv", overrides=overrides)
     return workdir, overrides
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/browser_driver.py), one per test module; the test is skipped without one."""
+    from browser_driver import Browser
+
+    from workflow_helpers import chromium
+
+    with Browser(chromium()) as running:
+        yield running

@@ -14,7 +14,6 @@ from browser_driver import Browser
 
 from rrhf.data.qa_feedback import FeedbackRecord, MissingInfo, SpanError, read_qa_feedback, write_qa_feedback
 from rrhf.report.annotation_page import SCRIPT, annotation_page, embedded_records
-from workflow_helpers import chromium
 
 BREAD = FeedbackRecord(
     question="How do I bake bread?",
@@ -58,12 +57,6 @@ def save(browser: Browser, folder) -> str:
     download = browser.wait_download()
     assert download.suggested_filename == "qa_feedback.json"
     return download.path.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with Browser(chromium()) as running:
-        yield running
 
 
 @pytest.fixture

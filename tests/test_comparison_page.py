@@ -19,7 +19,6 @@ from rrhf.evaluation.human_judgments import import_judgments
 from rrhf.evaluation.human_pairs import batch_tasks, build_pairs
 from rrhf.report.comparison_page import SCRIPT, comparison_page, embedded_tasks, judgments_file_name
 from rrhf.report.human_tables import write_table3
-from workflow_helpers import chromium
 
 HOSTILE = "Sure.</script><script>alert(1)</script><script>window.injected = 'script'</script> <!-- Done."
 TASKS = [
@@ -63,12 +62,6 @@ def judgments_text(export, batch, annotator, judgments) -> str:
     content = {"export": export, "batch": batch, "annotator": annotator,
                "judgments": [{"pair_id": pair_id, "judgment": judgment} for pair_id, judgment in judgments]}
     return json.dumps(content, indent=2, ensure_ascii=False) + "\n"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with Browser(chromium()) as running:
-        yield running
 
 
 @pytest.fixture

@@ -63,7 +63,9 @@ textarea { width: 100%; font: inherit; }
 # The page's JavaScript, kept in its own file beside this one (package data).
 SCRIPT = (Path(__file__).parent / "annotation_page.js").read_text(encoding="utf-8")
 
-TEMPLATE = """<!DOCTYPE html>
+# The head of every offline page (this one and rrhf.report.comparison_page's): only the page's own script, by its
+# hash, may run, and nothing may be fetched.
+OFFLINE_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -75,6 +77,9 @@ style-src 'unsafe-inline'">
 </head>
 <body>
 <h1>@@TITLE@@</h1>
+"""
+
+TEMPLATE = OFFLINE_HEAD + """\
 <p class="note">Select characters of prediction 1 with the mouse, choose an error type and click <b>Mark span</b>;
 list missing information by passage and sentence ids; choose the preferences. <b>Save</b> downloads
 <code>@@FILE_NAME@@</code> (the qa-feedback layout); <b>Load</b> reads such a file to go on with it. Nothing

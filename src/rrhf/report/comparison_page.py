@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rrhf.report.annotation_page import script_json
+from rrhf.report.annotation_page import OFFLINE_HEAD, script_json
 
 TASK_KEYS = ("pair_id", "prompt", "left", "right")
 JUDGMENTS = ("left", "tie", "right")
@@ -69,18 +69,7 @@ kbd { border: 1px solid #94a3b8; border-radius: 3px; padding: 0 0.3em; font-size
 # The page's JavaScript, kept in its own file beside this one (package data).
 SCRIPT = (Path(__file__).parent / "comparison_page.js").read_text(encoding="utf-8")
 
-TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src '@@SCRIPT_HASH@@'; \
-style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>@@TITLE@@</title>
-<style>@@STYLE@@</style>
-</head>
-<body>
-<h1>@@TITLE@@</h1>
+TEMPLATE = OFFLINE_HEAD + """\
 <p class="note">Read the prompt and both replies, then say which reply is better, or that they tie. Keys:
 <kbd>1</kbd> or <kbd>&larr;</kbd> Reply 1 is better, <kbd>2</kbd>, <kbd>&darr;</kbd> or <kbd>t</kbd> tie,
 <kbd>3</kbd> or <kbd>&rarr;</kbd> Reply 2 is better; <kbd>Backspace</kbd> or <kbd>&uarr;</kbd> back to the
