@@ -143,11 +143,12 @@ def test_unblinding_gives_back_a_and_b():
     shown = {task["pair_id"]: task for b in (1, 2) for task in batch_tasks(key, b, SEED)}
     for row in key.itertuples():
         task = shown[row.pair_id]
-        assert (task["left"], task["right"]) == shown_replies(row)
-        assert task["prompt"] == row.prompt
+        # The page shows the texts without their surrounding blank lines and spaces.
+        assert (task["left"], task["right"]) == tuple(reply.strip() for reply in shown_replies(row))
+        assert task["prompt"] == row.prompt.strip() != row.prompt
         a_shown = "left" if row.left == "a" else "right"
-        assert task[a_shown] == row.a_response
-        assert task["right" if a_shown == "left" else "left"] == row.b_response
+        assert task[a_shown] == row.a_response.strip()
+        assert task["right" if a_shown == "left" else "left"] == row.b_response.strip()
     for judgment, if_a_left, if_b_left in (("left", "win", "lose"), ("right", "lose", "win"), ("tie", "tie", "tie")):
         judged = pd.DataFrame({"file": "f", "line": 1, "annotator": "x", "batch": 1, "pair_id": key["pair_id"],
                                "judgment": judgment})

@@ -102,11 +102,11 @@ def build_pairs(comparisons: list[dict[str, Any]], pairs: int, shared_pairs: int
 
 def batch_tasks(key: pd.DataFrame, batch: int, seed: int) -> list[dict[str, str]]:
     """Batch ``batch``'s tasks in its own order: the shared pairs and its own, each {pair_id, prompt, left,
-    right}."""
+    right}, without the blank lines and spaces the texts begin or end with."""
     mine = key[key["shared"] | (key["batch"] == batch)]
     mine = mine.iloc[np.random.default_rng([seed, 1, batch]).permutation(len(mine))]
-    return [{"pair_id": row.pair_id, "prompt": row.prompt, "left": shown_replies(row)[0],
-             "right": shown_replies(row)[1]} for row in mine.itertuples()]
+    return [{"pair_id": row.pair_id, "prompt": row.prompt.strip(), "left": shown_replies(row)[0].strip(),
+             "right": shown_replies(row)[1].strip()} for row in mine.itertuples()]
 
 
 def batch_sheet(key: pd.DataFrame, batch: int, seed: int) -> pd.DataFrame:
