@@ -1,7 +1,8 @@
 """Every loss of the project, each a pure function of tensors with its shapes, and the metrics that watch them.
 
 RRHF's ranking and fine-tuning loss (Yuan et al., 2023, eq. 2-4) and its rank accuracy; the reward model's
-Bradley-Terry loss and pair accuracy; PPO's clipped surrogate and clipped value loss. The training methods
+Bradley-Terry loss and pair accuracy; PPO's clipped surrogate and clipped value loss; the pairwise and unpaired
+preference losses that came after RRHF (DPO, R-DPO, IPO, SLiC-HF, SimPO, KTO, ORPO). The training methods
 (rrhf.training) wrap them in a ``compute_loss(model, batch)`` for the one training loop; LM pre-training and
 SFT use the model's own token cross-entropy (``model(**batch).loss``).
 """
@@ -143,6 +144,93 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
     """Mean of -log sigmoid(r_chosen - r_rejected); both inputs have shape (B,)."""
     return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
 
+
+
+# RRHF's successors, on the same log-probabilities as RRHF: each takes per-reply log-probabilities of the policy (and of the reference
+# rho where the method has one), summed over the reply's tokens, as (B,) tensors, and returns the per-pair (or,
+# for KTO, per-reply) losses (B,); the training loop takes their mean. ``*_lengths`` are the replies' token counts.
+
+
+def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+             reference_chosen_logps: torch.Tensor, reference_rejected_logps: torch.Tensor, beta: float,
+             length_weight: float = 0.0, chosen_lengths: torch.Tensor | None = None,
+             rejected_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """DPO (Rafailov et al., 2023), the sigmoid loss: -log sigmoid(beta * h) with the margin of implicit rewards
+    h = (pi_c - rho_c) - (pi_r - rho_r). With ``length_weight`` alpha > 0 it is R-DPO (Park et al., 2024):
+    -log sigmoid(beta * h - alpha * (n_c - n_r)), which charges the chosen reply for being longer.
+
+    All inputs (B,); returns (B,)."""
+    chosen_ratio = policy_chosen_logps - reference_chosen_logps
+    margin = beta * (chosen_ratio - (policy_rejected_logps - reference_rejected_logps))
+    if length_weight:
+        margin = margin - length_weight * (chosen_lengths - rejected_lengths).to(margin.dtype)
+    return -F.logsigmoid(margin)
+
+
+def ipo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+             reference_chosen_logps: torch.Tensor, reference_rejected_logps: torch.Tensor,
+             chosen_lengths: torch.Tensor, rejected_lengths: torch.Tensor, beta: float) -> torch.Tensor:
+    """IPO (Azar et al., 2023): (h - 1 / (2 beta))^2, regressing the margin of log-ratios to a fixed target
+    instead of pushing it to infinity; h averages each reply's log-ratio over its tokens, as TRL does:
+    h = (pi_c - rho_c) / n_c - (pi_r - rho_r) / n_r. All inputs (B,); returns (B,)."""
+    margin = ((policy_chosen_logps - reference_chosen_logps) / chosen_lengths.clamp(min=1)
+              - (policy_rejected_logps - reference_rejected_logps) / rejected_lengths.clamp(min=1))
+    return (margin - 1 / (2 * beta)) ** 2
+
+
+def slic_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor, chosen_nll: torch.Tensor,
+              beta: float, nll_weight: float) -> torch.Tensor:
+    """SLiC-HF (Zhao et al., 2023): the rank-calibration hinge max(0, 1 - beta * (pi_c - pi_r)) (margin delta =
+    1 / beta on the summed log-probabilities; no reference model) plus ``nll_weight`` times the chosen reply's
+    fine-tuning loss ``chosen_nll`` (its mean token NLL). All inputs (B,); returns (B,)."""
+    return torch.relu(1 - beta * (policy_chosen_logps - policy_rejected_logps)) + nll_weight * chosen_nll
+
+
+def simpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+               chosen_lengths: torch.Tensor, rejected_lengths: torch.Tensor, beta: float, gamma: float
+               ) -> torch.Tensor:
+    """SimPO (Meng et al., 2024): -log sigmoid(beta * (pi_c / n_c - pi_r / n_r) - gamma), the length-normalised
+    log-probability as the implicit reward (no reference model) and a target margin gamma. All inputs (B,);
+    returns (B,)."""
+    chosen = policy_chosen_logps / chosen_lengths.clamp(min=1)
+    return -F.logsigmoid(beta * (chosen - policy_rejected_logps / rejected_lengths.clamp(min=1)) - gamma)
+
+
+def kto_reference_point(policy_mismatched_logps: torch.Tensor, reference_mismatched_logps: torch.Tensor
+                        ) -> torch.Tensor:
+    """KTO's reference point z: the batch's estimate of KL(pi || rho), max(0, mean(pi(y'|x) - rho(y'|x))) over
+    replies y' paired with another example's prompt x, detached (no gradient flows through it). Inputs (N,)."""
+    return (policy_mismatched_logps - reference_mismatched_logps).mean().clamp(min=0).detach()
+
+
+def kto_loss(policy_logps: torch.Tensor, reference_logps: torch.Tensor, desirable: torch.Tensor,
+             reference_point: torch.Tensor, beta: float, desirable_weight: float = 1.0,
+             undesirable_weight: float = 1.0) -> torch.Tensor:
+    """KTO (Ethayarajh et al., 2024) on unpaired replies: with r = pi - rho, a desirable reply costs
+    w_d * (1 - sigmoid(beta * (r - z))) and an undesirable one w_u * (1 - sigmoid(beta * (z - r))), z the
+    reference point (:func:`kto_reference_point`). policy_logps, reference_logps, desirable (bool): (N,);
+    returns (N,)."""
+    ratio = policy_logps - reference_logps
+    return torch.where(desirable, desirable_weight * (1 - torch.sigmoid(beta * (ratio - reference_point))),
+                       undesirable_weight * (1 - torch.sigmoid(beta * (reference_point - ratio))))
+
+
+def log_one_minus_exp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < 0, accurate near 0 and far below it."""
+    return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def orpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+              chosen_lengths: torch.Tensor, rejected_lengths: torch.Tensor, chosen_nll: torch.Tensor,
+              odds_ratio_weight: float) -> torch.Tensor:
+    """ORPO (Hong et al., 2024): the chosen reply's NLL ``chosen_nll`` minus lambda * log sigmoid(log odds ratio),
+    where a reply's odds are p / (1 - p) of its per-token mean probability p = exp(pi / n): log OR =
+    (a - b) - (log(1 - e^a) - log(1 - e^b)) with a = pi_c / n_c, b = pi_r / n_r. No reference model. All
+    inputs (B,); returns (B,)."""
+    chosen = policy_chosen_logps / chosen_lengths.clamp(min=1)
+    rejected = policy_rejected_logps / rejected_lengths.clamp(min=1)
+    log_odds = (chosen - rejected) - (log_one_minus_exp(chosen) - log_one_minus_exp(rejected))
+    return chosen_nll - odds_ratio_weight * F.logsigmoid(log_odds)
 
 
 def segment_classification_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
