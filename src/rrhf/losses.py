@@ -146,9 +146,10 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
 
 
 
-# RRHF's successors, on the same log-probabilities as RRHF: each takes per-reply log-probabilities of the policy (and of the reference
-# rho where the method has one), summed over the reply's tokens, as (B,) tensors, and returns the per-pair (or,
-# for KTO, per-reply) losses (B,); the training loop takes their mean. ``*_lengths`` are the replies' token counts.
+# RRHF's successors, on the same log-probabilities as RRHF: each takes per-reply log-probabilities of the policy
+# (and of the reference rho where the method has one), summed over the reply's tokens, as (B,) tensors, and
+# returns the per-pair (or, for KTO, per-reply) losses (B,); the training loop takes their mean. ``*_lengths``
+# are the replies' token counts.
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
