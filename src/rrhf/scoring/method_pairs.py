@@ -1,0 +1,79 @@
+"""What the pairwise and unpaired preference methods train on, made from an RRHF training set.
+
+RRHF ranks all K scored replies of a prompt. DPO, IPO, SLiC-HF, SimPO and ORPO learn from pairs, and KTO from
+single replies labelled desirable or undesirable. The same scored set (prompt_id, prompt, response_index,
+response, reward) yields both, so every method trains on identical samples and rewards:
+
+- ``best_worst``: per prompt, the highest-reward reply against the lowest (one pair per prompt; the first of
+  equal rewards by response_index, as RRHF's fine-tuning target is chosen);
+- ``all_ordered``: every two replies of a prompt with different rewards, the higher one chosen (up to
+  K (K - 1) / 2 pairs per prompt);
+- ``provided``: the dataset's own pair, the provided chosen reply against the provided rejected one (replies
+  whose ``source`` is ``chosen`` and ``rejected``; a set without them has none).
+
+Pairs whose two rewards are equal are dropped: they say nothing of which reply is better. For KTO, a reply is
+desirable when its reward is above its prompt's mean reward (``prompt_mean``) or above a fixed number; replies
+exactly at the threshold are dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+PAIR_RULES = ("best_worst", "all_ordered", "provided")
+PAIR_COLUMNS = ["prompt_id", "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward",
+                "chosen_index", "rejected_index"]
+LABELLED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "reward", "desirable"]
+
+
+def _pair(group: pd.DataFrame, chosen: pd.Series, rejected: pd.Series) -> dict:
+    return {"prompt_id": chosen["prompt_id"], "prompt": group["prompt"].iloc[0], "chosen": chosen["response"],
+            "rejected": rejected["response"], "chosen_reward": float(chosen["reward"]),
+            "rejected_reward": float(rejected["reward"]), "chosen_index": int(chosen["response_index"]),
+            "rejected_index": int(rejected["response_index"])}
+
+
+def preference_pairs(scored: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """The pairs (:data:`PAIR_COLUMNS`) of a scored set by ``rule`` (:data:`PAIR_RULES`), sorted by prompt_id then
+    the chosen and rejected response_index; ties dropped."""
+    if rule not in PAIR_RULES:
+        raise ValueError(f"pairs: {rule!r} is not one of {', '.join(PAIR_RULES)}")
+    pairs = []
+    ordered = scored.sort_values(["prompt_id", "response_index"], kind="stable")
+    for _, group in ordered.groupby("prompt_id", sort=False):
+        replies = [row for _, row in group.iterrows()]
+        if rule == "best_worst":
+            best = max(replies, key=lambda row: row["reward"])  # max and min keep the first of equal rewards
+            worst = min(replies, key=lambda row: row["reward"])
+            candidates = [(best, worst)]
+        elif rule == "all_ordered":
+            candidates = [(a, b) if a["reward"] > b["reward"] else (b, a)
+                          for a, b in itertools.combinations(replies, 2)]
+        else:
+            if "source" not in group.columns:
+                raise ValueError("pairs: provided needs the scored set's `source` column (chosen / rejected)")
+            by_source = {row["source"]: row for row in replies}
+            candidates = [(by_source["chosen"], by_source["rejected"])] if {"chosen", "rejected"} <= set(by_source) \
+                else []
+        pairs += [_pair(group, chosen, rejected) for chosen, rejected in candidates
+                  if chosen["reward"] != rejected["reward"]]
+    frame = pd.DataFrame(pairs, columns=PAIR_COLUMNS)
+    return frame.sort_values(["prompt_id", "chosen_index", "rejected_index"], kind="stable").reset_index(drop=True)
+
+
+def desirable_labels(scored: pd.DataFrame, threshold: str | float) -> pd.DataFrame:
+    """KTO's examples (:data:`LABELLED_COLUMNS`): every reply with ``desirable`` True when its reward is above
+    ``threshold`` (``"prompt_mean"``: its prompt's mean reward; a number: that reward), False when below;
+    replies exactly at the threshold are dropped."""
+    frame = scored.sort_values(["prompt_id", "response_index"], kind="stable").reset_index(drop=True)
+    if threshold == "prompt_mean":
+        cut = frame.groupby("prompt_id")["reward"].transform("mean")
+    elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        cut = pd.Series(float(threshold), index=frame.index)
+    else:
+        raise ValueError(f"kto threshold: {threshold!r} is neither prompt_mean nor a number")
+    kept = frame[frame["reward"] != cut].copy()
+    kept["desirable"] = kept["reward"] > cut[kept.index]
+    return kept[LABELLED_COLUMNS].reset_index(drop=True)
