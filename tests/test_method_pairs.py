@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from rrhf.scoring.method_pairs import desirable_labels, preference_pairs
+from rrhf.scoring.method_pairs import desirable_labels, method_examples, preference_pairs
 
 # Two prompts: p1 has a tie at the top (indices 0 and 2) and a provided pair; p2's replies all tie.
 SCORED = pd.DataFrame({
@@ -55,3 +55,17 @@ def test_kto_labels_by_the_prompts_mean_or_a_number():
     assert list(desirable_labels(SCORED, 0.0)["desirable"]) == [True, False, True, True, True, True]
     with pytest.raises(ValueError, match="neither prompt_mean nor a number"):
         desirable_labels(SCORED, "median")
+
+
+def test_method_examples_put_the_chosen_reply_first_and_give_kto_a_reply_to_another_prompt():
+    pairs = method_examples(SCORED, "pairs", "best_worst", "prompt_mean")
+    assert pairs.values.tolist() == [["p1/0-1", "P1", 0, "a", 2.0], ["p1/0-1", "P1", 1, "b", -1.0]]
+    labels = method_examples(SCORED, "labels", "best_worst", 0.0)
+    own = labels[labels["response_index"] == 0]
+    mismatched = labels[labels["response_index"] == 1]
+    assert list(own["response"]) == ["a", "b", "c", "d", "e", "f"] and list(own["reward"]) == [1, 0, 1, 1, 1, 1]
+    prompt_of = dict(zip(SCORED["response"], SCORED["prompt_id"]))
+    assert all(prompt_of[reply] != example.split("/")[0]
+               for example, reply in zip(mismatched["prompt_id"], mismatched["response"]))
+    with pytest.raises(ValueError, match="neither pairs nor labels"):
+        method_examples(SCORED, "triples", "best_worst", 0.0)

@@ -42,6 +42,9 @@ class QueryExample:
     prompt: list[int]
     responses: list[list[int]]
     rewards: list[float]
+    # The reference model's summed log-probability of each response (rrhf.scoring.reference_logprobs), for the
+    # preference methods that compare with it; None for RRHF.
+    references: list[float] | None = None
 
     @property
     def length(self) -> int:
@@ -114,7 +117,8 @@ def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_
                     logits_on_scored_only: bool = False) -> dict[str, torch.Tensor]:
     """Tensors for a batch of B queries with up to K responses.
 
-    Keys: ``rewards`` (B, K); ``shape`` (3,) = (B, K, T), T the longest response; per chunk c of rows of
+    Keys: ``rewards`` (B, K); ``reference_logps`` (B, K) where every example has ``references``; ``shape`` (3,) =
+    (B, K, T), T the longest response; per chunk c of rows of
     similar length: ``input_ids_c`` (n_c, L_c) and ``attention_mask_c`` (separate) or ``position_ids_c`` and
     ``segments_c`` (packed), and the gather indices of the response tokens the chunk scores
     (:func:`scored_cells`: ``rows_c``, ``columns_c``, ``targets_c``, ``picks_c``, ``slots_c`` and, with
@@ -136,6 +140,10 @@ def collate_queries(examples: list[QueryExample], pad_token_id: int, max_tokens_
             scored.append([(predictor, target, group_slots[k] + n) for k, n, predictor, target
                            in scored_positions(row, [len(r) for r in responses])])
     batch = {"rewards": rewards, "shape": torch.tensor([len(examples), width, longest])}
+    if all(example.references is not None for example in examples):
+        batch["reference_logps"] = torch.zeros(len(examples), width)
+        for b, example in enumerate(examples):
+            batch["reference_logps"][b, : len(example.references)] = torch.tensor(example.references)
     for c, chunk in enumerate(length_chunks([len(r.tokens) for r in rows], max_tokens_per_forward,
                                             max_length_spread)):
         chunk_rows = [rows[i] for i in chunk]

@@ -77,3 +77,32 @@ def desirable_labels(scored: pd.DataFrame, threshold: str | float) -> pd.DataFra
     kept = frame[frame["reward"] != cut].copy()
     kept["desirable"] = kept["reward"] > cut[kept.index]
     return kept[LABELLED_COLUMNS].reset_index(drop=True)
+
+
+def method_examples(scored: pd.DataFrame, data: str, rule: str, threshold: str | float) -> pd.DataFrame:
+    """A method's training examples in the layout of a scored set (prompt_id, prompt, response_index, response,
+    reward), which RRHF's batching packs and the reference stage scores as they are. ``data`` "pairs": one
+    example per pair of :func:`preference_pairs` (``rule``), its chosen reply response 0 and its rejected reply
+    response 1, with their rewards; ``prompt_id`` "{prompt_id}/{chosen_index}-{rejected_index}". ``data``
+    "labels" (KTO): one example per reply of :func:`desirable_labels` (``threshold``), the reply response 0 with
+    reward 1 (desirable) or 0, and response 1 a reply to another prompt (reward 0), on which KTO estimates
+    KL(pi || rho); ``prompt_id`` "{prompt_id}/{response_index}"."""
+    rows = []
+    if data == "pairs":
+        for pair in preference_pairs(scored, rule).itertuples():
+            example = f"{pair.prompt_id}/{pair.chosen_index}-{pair.rejected_index}"
+            rows += [(example, pair.prompt, 0, pair.chosen, pair.chosen_reward),
+                     (example, pair.prompt, 1, pair.rejected, pair.rejected_reward)]
+    elif data == "labels":
+        labels = desirable_labels(scored, threshold)
+        blocks = [group for _, group in labels.groupby("prompt_id", sort=True)]
+        for number, block in enumerate(blocks):
+            # The k-th reply of the next prompt (cyclically): a reply to another prompt whenever there are two.
+            following = blocks[(number + 1) % len(blocks)]["response"].tolist()
+            for k, reply in enumerate(block.itertuples()):
+                example = f"{reply.prompt_id}/{reply.response_index}"
+                rows += [(example, reply.prompt, 0, reply.response, float(reply.desirable)),
+                         (example, reply.prompt, 1, following[k % len(following)], 0.0)]
+    else:
+        raise ValueError(f"method data: {data!r} is neither pairs nor labels")
+    return pd.DataFrame(rows, columns=["prompt_id", "prompt", "response_index", "response", "reward"])
