@@ -120,8 +120,11 @@ def write_table3(judged_paths: list[str], comparisons: list[dict[str, str]], out
     setup_logging(log_path)
     judged = [read_parquet(path, ["comparison", "annotator", "pair_id", "shared", "outcome"]) for path in judged_paths]
     table = table3_frame(judged, comparisons)
+    written = table.round(2)
+    for column in ("pairs", "judgments", "annotators", "shared_pairs"):  # counts: means over replicates
+        written[column] = [int(value) if float(value).is_integer() else value for value in written[column]]
     with atomic_path(output) as path:
-        table.round(2).to_csv(path, index=False)
+        written.to_csv(path, index=False)
     overall = [agreement(frame[frame["shared"]]) for frame in judged]
     logger.info("agreement on all shared pairs (replicate 0): %s", overall[0])
     return table
