@@ -184,7 +184,8 @@ def test_loading_a_saved_file(page, tmp_path):
     for path, message in [(other_batch, 'it is for export "loading" batch 8, this page is export "loading" batch 7'),
                           (unknown, 'judgments[1]: pair_id "p99" is not on this page')]:
         page.set_file_input("#load", path)
-        page.wait_for("document.getElementById('status').textContent.startsWith('Could not load')")
+        # the file is read asynchronously: wait for this file's message, not the one before it
+        page.wait_for(f"document.getElementById('status').textContent.startsWith('Could not load {path.name}')")
         assert text_of(page, "#status") == f"Could not load {path.name}: {message}"
         assert text_of(page, "#counter") == "Pair 2 of 5 \u00b7 1 judged"  # the page's work is kept
 
