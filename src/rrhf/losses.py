@@ -154,7 +154,7 @@ def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
              reference_chosen_logps: torch.Tensor, reference_rejected_logps: torch.Tensor, beta: float,
-             length_weight: float = 0.0, chosen_lengths: torch.Tensor | None = None,
+             length_weight: float | None = None, chosen_lengths: torch.Tensor | None = None,
              rejected_lengths: torch.Tensor | None = None) -> torch.Tensor:
     """DPO (Rafailov et al., 2023), the sigmoid loss: -log sigmoid(beta * h) with the margin of implicit rewards
     h = (pi_c - rho_c) - (pi_r - rho_r). With ``length_weight`` alpha > 0 it is R-DPO (Park et al., 2024):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from rrhf.plan.human_evaluation import human_evaluation_problems
+from rrhf.plan.methods import method_problems
 from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
 from rrhf.plan.model_sources import model_source_problem
 from rrhf.plan.replicates import FOLDER_PATTERN
@@ -368,4 +369,4 @@ def plan_problems(plan: "Plan") -> list[str]:
             *ppo_length_problems(plan.ppo.training.max_length, plan.ppo.generation.max_new_tokens),
             *single_process_problems(plan), *table_problems(plan), *finding_problems(plan),
             *size_problems(plan), *overoptimisation_problems(plan), *fine_grained_problems(plan),
-            *human_evaluation_problems(plan)]
+            *human_evaluation_problems(plan), *method_problems(plan)]

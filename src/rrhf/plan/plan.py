@@ -1,5 +1,4 @@
-"""The plan of a run: from the validated config, what each setting means, where each file goes and what each
-job takes.
+"""The plan of a run: from the validated config, what each setting means, where each file goes, what a job takes.
 
 ``Plan.from_config(config, workflow_dir)`` is built once, by workflow/rules/common.smk, before any job; it
 raises ValueError listing every problem it finds (:mod:`rrhf.plan.checks`), each naming its config key. The
@@ -28,6 +27,7 @@ from rrhf.plan.blocks import (
 from rrhf.plan.checks import plan_problems
 from rrhf.plan.fine_grained_blocks import FineGrained
 from rrhf.plan.human_evaluation import HumanEvaluation
+from rrhf.plan.methods import Methods
 from rrhf.plan.replicates import Replicates
 from rrhf.plan.schema import fill_defaults
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
@@ -60,10 +60,10 @@ class Plan:
         self.precision = Precision.from_config(config["precision"])
         self.resources = Resources.from_config(config["resources"])
         # The optional studies: None when the config leaves their key out.
-        self.overoptimisation, self.fine_grained, self.human_evaluation = (
+        self.overoptimisation, self.fine_grained, self.human_evaluation, self.methods = (
             block.from_config(config[key]) if config.get(key) is not None else None for block, key in
             ((Overoptimisation, "overoptimisation"), (FineGrained, "fine_grained"),
-             (HumanEvaluation, "human_evaluation")))
+             (HumanEvaluation, "human_evaluation"), (Methods, "methods")))
         self.tables_file = self.workflow_dir / config["tables"]
         self.tables: dict[str, list[TableRow]]
         self.tables, self.table_problems = read_table_rows(self.tables_file, config["table_settings"])
@@ -326,7 +326,7 @@ class Plan:
         return [previous] if previous else self.model_input(policy, replicate)
 
     def evaluated_model(self, policy: str, setting: str, replicate: int | str = 0) -> str:
-        """The model an evaluation uses: the RRHF- or PPO-trained one, or the untrained policy for "none"."""
+        """The model an evaluation uses: the one the setting trained, or the untrained policy for "none"."""
         if setting == "none":
             return self.model_path(policy, replicate)
         return self.trained_model(policy, setting, replicate)

@@ -9,7 +9,9 @@ A setting is one of
 - ``IP-{n}``: iterated RRHF (IP-1 is ``resampling.setting``; IP-n samples with IP-(n-1)'s model);
 - ``OP-{k}`` and ``OP-{k}+KL``: online RRHF, sampling again every k steps (+KL: rewards lowered by KL(pi || rho));
 - ``FG-PPO`` and ``FG-PPO-{variant}``: fine-grained PPO (config ``fine_grained``), with ``fine_grained.weights``
-  or with the weights of ``fine_grained.variants.{variant}``.
+  or with the weights of ``fine_grained.variants.{variant}``;
+- ``{method}@{setting}``: one of RRHF's successors (:data:`METHOD_NAMES`: DPO, R-DPO, IPO, SLiC, SimPO, KTO,
+  ORPO; config ``methods``) trained on a named setting's training set, e.g. ``DPO@DP``.
 
 n and k are whole numbers from 1. :func:`parse_setting` reads a name into a :class:`Setting`;
 :func:`setting_problem` says why a name is none of these. The patterns are also Snakemake's wildcard
@@ -29,6 +31,8 @@ ONLINE_PATTERN = rf"OP-{NUMBER}(?:\+KL)?"
 BEST_OF_N_PATTERN = rf"best-of-{NUMBER}"
 FINE_GRAINED_PATTERN = r"FG-PPO(?:-[a-z0-9][a-z0-9-]*)?"
 PPO_SETTINGS = ("PPO", "PPO-noKL")
+# RRHF's successors (rrhf.training.preference_methods.METHODS, which a test keeps equal to this).
+METHOD_NAMES = ("DPO", "R-DPO", "IPO", "SLiC", "SimPO", "KTO", "ORPO")
 RESERVED = ("none", *PPO_SETTINGS)
 # A path segment that looks like a patterned setting but is none (IP-0, OP-x, best-of-01, ...): a wildcard
 # constraint (hence the lookahead to the segment's end) for the rule that explains such a target.
@@ -43,13 +47,15 @@ class Setting:
     """A parsed setting name. ``kind``: none, ppo, best_of_n, named (a ``settings`` entry), iterated (IP-n) or
     online (OP-k[+KL]); ``number``: n of IP-n and best-of-n, k of OP-k; ``with_kl``: OP-k+KL, and PPO (whose
     KL penalty PPO-noKL drops); ``variant``: the fine_grained.variants entry of FG-PPO-{variant} (kind
-    fine_grained)."""
+    fine_grained); ``method`` and ``training_set``: of {method}@{setting} (kind method)."""
 
     name: str
     kind: str
     number: int | None = None
     with_kl: bool = False
     variant: str | None = None
+    method: str | None = None
+    training_set: str | None = None
 
     @property
     def trains_with_rrhf(self) -> bool:
@@ -59,7 +65,7 @@ class Setting:
     @property
     def is_trained(self) -> bool:
         """Whether a model is trained for it (RRHF, PPO or fine-grained PPO)."""
-        return self.trains_with_rrhf or self.kind in ("ppo", "fine_grained")
+        return self.trains_with_rrhf or self.kind in ("ppo", "fine_grained", "method")
 
     @property
     def iteration(self) -> int | None:
@@ -81,6 +87,11 @@ def parse_setting(name: str, named: Collection[str]) -> Setting | None:
         return Setting(name, "online", int(match.group(1)), bool(match.group(2)))
     if match := re.fullmatch(rf"best-of-({NUMBER})", name):
         return Setting(name, "best_of_n", int(match.group(1)))
+    if "@" in name:
+        method, training_set = name.split("@", 1)
+        if method in METHOD_NAMES and training_set in named:
+            return Setting(name, "method", method=method, training_set=training_set)
+        return None
     if re.fullmatch(FINE_GRAINED_PATTERN, name):
         return Setting(name, "fine_grained", with_kl=True, variant=name.removeprefix("FG-PPO-") if name != "FG-PPO"
                        else None)
@@ -95,8 +106,14 @@ def setting_problem(name: str, named: Collection[str]) -> str | None:
         form, letter = {"IP": ("IP-n", "n"), "OP": ("OP-k and OP-k+KL", "k"),
                         "best-of": ("best-of-n", "n")}[match.group("kind")]
         return f"{name!r}: in {form}, {letter} is a whole number from 1, not {match.group('number')!r}"
+    if "@" in str(name):
+        method, training_set = str(name).split("@", 1)
+        if method not in METHOD_NAMES:
+            return f"{name!r}: {method!r} is not one of the methods {', '.join(METHOD_NAMES)}"
+        return (f"{name!r}: a method trains on a named setting's training set, and {training_set!r} is none of "
+                f"{sorted(named)}")
     return (f"{name!r} is not one of {sorted(named)}, none, PPO, PPO-noKL, IP-n, OP-k, OP-k+KL, best-of-n, "
-            "FG-PPO or FG-PPO-{variant} (n, k whole numbers from 1)")
+            "FG-PPO, FG-PPO-{variant} or {method}@{setting} (n, k whole numbers from 1)")
 
 
 def names_pattern(names: Collection[str]) -> str:
@@ -104,14 +121,20 @@ def names_pattern(names: Collection[str]) -> str:
     return "|".join(sorted(map(re.escape, names), key=len, reverse=True)) or "(?!)"
 
 
+def method_pattern(named: Collection[str]) -> str:
+    """{method}@{setting} for the methods and ``named`` settings, as a wildcard constraint."""
+    return f"(?:{names_pattern(METHOD_NAMES)})@(?:{names_pattern(named)})"
+
+
 def evaluated_settings_pattern(named: Collection[str]) -> str:
     """The settings an evaluation accepts, as a wildcard constraint: the untrained policy, PPO, every RRHF setting
-    (``named``, IP-n, OP-k[+KL]) and fine-grained PPO (not best-of-n, evaluated by its own rule)."""
-    return "|".join([names_pattern([*named, *RESERVED]), ITERATED_PATTERN, ONLINE_PATTERN, FINE_GRAINED_PATTERN])
+    (``named``, IP-n, OP-k[+KL]), fine-grained PPO and the methods (not best-of-n, evaluated by its own rule)."""
+    return "|".join([method_pattern(named), names_pattern([*named, *RESERVED]), ITERATED_PATTERN, ONLINE_PATTERN,
+                     FINE_GRAINED_PATTERN])
 
 
 def trained_settings_pattern(named: Collection[str]) -> str:
     """The settings a model is trained for, as a wildcard constraint: ``named``, PPO, PPO-noKL, IP-n with n >= 2
     (IP-1 is resampling.setting's model), OP-k[+KL] and fine-grained PPO."""
-    return "|".join([names_pattern([*named, *PPO_SETTINGS]), LATER_ITERATION_PATTERN, ONLINE_PATTERN,
-                     FINE_GRAINED_PATTERN])
+    return "|".join([method_pattern(named), names_pattern([*named, *PPO_SETTINGS]), LATER_ITERATION_PATTERN,
+                     ONLINE_PATTERN, FINE_GRAINED_PATTERN])

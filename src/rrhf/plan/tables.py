@@ -18,17 +18,19 @@ from rrhf.plan.settings import parse_setting, setting_problem
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
-TABLES = ("table2", "table3", "table4", "table5", "table6", "table7", "table_fine_grained")
+TABLES = ("table2", "table3", "table4", "table5", "table6", "table7", "table_fine_grained", "table_methods")
 # The setting kinds a table's policy rows may have (rrhf.plan.settings.Setting.kind).
 RRHF_KINDS = ("named", "iterated", "online")
-EVALUATED_KINDS = (*RRHF_KINDS, "none", "ppo", "best_of_n", "fine_grained")
+EVALUATED_KINDS = (*RRHF_KINDS, "none", "ppo", "best_of_n", "fine_grained", "method")
 ROW_KINDS = {"table6": RRHF_KINDS, "table7": RRHF_KINDS, "table2": (*RRHF_KINDS, "none", "ppo", "best_of_n"),
              "table5": (*RRHF_KINDS, "none", "ppo"), "table_fine_grained": ("none", "ppo", "fine_grained"),
-             "table3": EVALUATED_KINDS, "table4": EVALUATED_KINDS}
+             "table3": EVALUATED_KINDS, "table4": EVALUATED_KINDS,
+             "table_methods": (*RRHF_KINDS, "none", "ppo", "best_of_n", "method")}
 # How each table names its other settings, in errors.
 EXTRA_NAMES = {"table6": "", "table7": "", "table2": ", none, PPO, best-of-n", "table5": ", none, PPO",
                "table_fine_grained": ", none, PPO, FG-PPO, FG-PPO-{variant}",
-               **dict.fromkeys(("table3", "table4"), ", none, PPO, best-of-n, FG-PPO[-{variant}]")}
+               **dict.fromkeys(("table3", "table4"), ", none, PPO, best-of-n, FG-PPO[-{variant}], {method}@{setting}"),
+               "table_methods": ", none, PPO, best-of-n, {method}@{setting}"}
 # Rows of a table that are not a policy: Table 2's dataset replies, Table 5's reward model.
 OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True]),
               "table3": ("responses", ["chosen", "rejected"]), "table4": ("responses", ["chosen", "rejected"])}

@@ -1,0 +1,73 @@
+"""RRHF's successors in the plan: the {method}@{setting} grammar, the files a method's training reads, the
+`methods` block and its checks, and the plan agreeing with the training code's list of methods."""
+
+import re
+
+import pytest
+from test_plan import tiny_plan
+
+from rrhf.plan.checks import plan_problems
+from rrhf.plan.methods import METHOD_DATA, METHODS_WITH_REFERENCE, method_for, method_inputs, method_problems
+from rrhf.plan.settings import (
+    METHOD_NAMES,
+    evaluated_settings_pattern,
+    parse_setting,
+    setting_problem,
+    trained_settings_pattern,
+)
+from rrhf.training.preference_methods import METHODS
+
+NAMED = ["BP", "DP", "P", "D", "SP", "BP-norank"]
+
+
+@pytest.mark.parametrize("name, method, training_set", [("DPO@DP", "DPO", "DP"), ("R-DPO@BP", "R-DPO", "BP"),
+                                                         ("KTO@BP-norank", "KTO", "BP-norank")])
+def test_method_settings_parse(name, method, training_set):
+    setting = parse_setting(name, NAMED)
+    assert (setting.kind, setting.method, setting.training_set) == ("method", method, training_set)
+    assert setting.is_trained and not setting.trains_with_rrhf
+    for pattern in (evaluated_settings_pattern(NAMED), trained_settings_pattern(NAMED)):
+        assert re.fullmatch(pattern, name)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("XPO@DP", "'XPO' is not one of the methods DPO, R-DPO, IPO, SLiC, SimPO, KTO, ORPO"),
+    ("DPO@OP-2", "a method trains on a named setting's training set, and 'OP-2' is none of"),
+    ("DPO@", "and '' is none of")])
+def test_impossible_method_settings_say_why(name, reason):
+    assert parse_setting(name, NAMED) is None
+    assert reason in setting_problem(name, NAMED)
+    assert not re.fullmatch(trained_settings_pattern(NAMED), name)
+
+
+def test_the_plan_and_the_training_code_list_the_same_methods():
+    assert set(METHOD_NAMES) == set(METHODS)
+    assert {name for name, method in METHODS.items() if method.data == "labels"} == set(METHOD_DATA)
+    assert {name for name, method in METHODS.items() if method.reference} == set(METHODS_WITH_REFERENCE)
+    plan = tiny_plan()
+    assert set(plan.methods.parameters) == set(METHOD_NAMES)  # the schema describes every method's parameters
+    for name, method in METHODS.items():
+        assert set(plan.methods.parameters[name]) == set(method.parameters)
+
+
+def test_a_methods_inputs_come_from_its_training_sets_folder():
+    plan = tiny_plan(lambda c: c.update(replicates=2))
+    assert method_inputs(plan, "instruct", "DPO@DP") == {
+        "examples": "results/methods/instruct/DP/pairs.parquet",
+        "reference": "results/methods/instruct/DP/pairs_reference.parquet"}
+    assert method_inputs(plan, "instruct", "SimPO@DP", 1) == {
+        "examples": "results/replicate1/methods/instruct/DP/pairs.parquet"}
+    kto = method_inputs(plan, "instruct", "KTO@BP")
+    assert kto["reference"] == "results/methods/instruct/BP/labels_reference.parquet"
+    assert plan.trained_model("instruct", "DPO@DP", 1) == "results/replicate1/models/instruct/DPO@DP"
+    assert method_for(plan, "SimPO@DP") == {"method": "SimPO", "hyper": {"beta": 2.0, "gamma": 1.0}}
+
+
+def test_method_rows_need_the_block_and_known_parameters(tmp_path):
+    tables = tmp_path / "tables.yaml"
+    tables.write_text("table2:\n  - {policy: Alpaca, setting: DPO@DP}\n")
+    without = tiny_plan(lambda c: (c.pop("methods"), c.update(tables=str(tables), findings=None)))
+    assert method_problems(without) == [f"{tables.name}: table2 row 1: DPO@DP needs the config's `methods` block "
+                                        "(absent)"]
+    assert method_problems(without)[0] in plan_problems(without)
+    assert method_problems(tiny_plan(lambda c: c.update(tables=str(tables), findings=None))) == []
