@@ -11,7 +11,7 @@ REPLICATES ?= 5
 TARGET ?= all
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run findings report test test-slurm lint clean setup
+.PHONY: run findings methods report test test-slurm lint clean setup
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ run: $(STAMP)
 # judged by its 95 % interval (results/findings.csv), and results/summary.md (docs/findings.md).
 findings: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) findings_report --config replicates=$(REPLICATES)
+
+# RRHF among its successors (DPO, R-DPO, IPO, SLiC-HF, SimPO, KTO, ORPO) on the same training sets:
+# results/table_methods.csv (docs/methods.md). Not in `make run`, which is over its time budget already.
+methods: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) results/table_methods.csv
 
 # The report of the run's target: its tables, figures and generations, one self-contained HTML file.
 report: run

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 
 # metric -> (the tables whose rows have it, the file of a row it is read from).
 METRICS = {
-    "reward": (("table2", "table6", "table7", "table_fine_grained"), "generations.parquet"),
-    "gold_reward": (("table2", "table6", "table7", "table_fine_grained"), "generations.parquet"),
-    "ppl": (("table2", "table6", "table7", "table_fine_grained"), "metrics.json"),
+    "reward": (("table2", "table6", "table7", "table_fine_grained", "table_methods"), "generations.parquet"),
+    "gold_reward": (("table2", "table6", "table7", "table_fine_grained", "table_methods"), "generations.parquet"),
+    "ppl": (("table2", "table6", "table7", "table_fine_grained", "table_methods"), "metrics.json"),
     "repetition": (("table2", "table6", "table7"), "metrics.json"),
     "accuracy": (("table5",), "pair_accuracy.json"),
     "train_reward_mean": (("table6",), "scored"),

@@ -21,7 +21,7 @@ TABLE5_COLUMNS = ["policy", "setting", "accuracy", "pairs"]
 # completeness on people's fine-grained feedback about real data.
 TRAIN_COLUMNS = ["train_reward_mean", "train_reward_std", "train_reward_max"]
 OPTIONAL_COLUMNS = ("ppl", "reward_sem", "gold_reward", "gold_reward_sem", *TRAIN_COLUMNS, "relevance_error_rate",
-                    "factual_error_rate", "completeness", "kl")
+                    "factual_error_rate", "completeness", "kl", "train_seconds", "train_peak_memory_mb")
 TABLE6_COLUMNS = ["policy", "setting", *EVALUATION_COLUMNS, *TRAIN_COLUMNS]
 # Over replicates, these columns get a 95 % interval column beside them (``{column}_ci95``: its half-width).
 INTERVAL_COLUMNS = ("ppl", "reward", "gold_reward", "accuracy", "relevance_error_rate", "factual_error_rate",

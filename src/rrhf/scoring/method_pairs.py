@@ -106,3 +106,21 @@ def method_examples(scored: pd.DataFrame, data: str, rule: str, threshold: str |
     else:
         raise ValueError(f"method data: {data!r} is neither pairs nor labels")
     return pd.DataFrame(rows, columns=["prompt_id", "prompt", "response_index", "response", "reward"])
+
+
+def write_method_examples(scored_path: str, data: str, rule: str, threshold: str | float, output: str,
+                          log_path: str | None = None) -> pd.DataFrame:
+    """Stage entry point: :func:`method_examples` of the scored set at ``scored_path``, written to ``output``."""
+    from rrhf.io import setup_logging, write_parquet
+    from rrhf.scoring.training_sets import read_scored_set
+
+    logger = setup_logging(log_path)
+    scored = read_scored_set(scored_path, ["prompt_id", "prompt", "response_index", "response", "reward"])
+    frame = method_examples(scored, data, rule, threshold)
+    if frame.empty:
+        raise ValueError(f"{scored_path}: no {data} for the methods (every reply of every prompt ties?)")
+    write_parquet(frame, output, {"stage": "method_examples", "scored": scored_path, "data": data, "pairs": rule,
+                                  "kto_threshold": threshold})
+    logger.info("%s: %d examples of %s from %d prompts", output, frame["prompt_id"].nunique(), data,
+                scored["prompt_id"].nunique())
+    return frame

@@ -18,9 +18,8 @@ import torch
 from tqdm import tqdm
 
 from rrhf.batching.query_batches import build_examples, query_collator, response_logprobs
-from rrhf.io import start_job, write_parquet
-from rrhf.models.loading import load_causal_lm
-from rrhf.scoring.training_sets import read_scored_set
+from rrhf.io import read_parquet, start_job, write_parquet
+from rrhf.models.loading import load_causal_lm, resolve_device
 
 log = logging.getLogger("rrhf")
 REFERENCE_COLUMNS = ["prompt_id", "response_index", "reference_logp", "n_tokens"]
@@ -58,10 +57,12 @@ def reference_frame(scored: pd.DataFrame, sums: list[list[float]], counts: list[
 def compute_reference_logprobs(reference: str, scored_path: str, output: str, settings: dict[str, Any],
                                device: str, log_path: str | None = None) -> pd.DataFrame:
     """Stage entry point: rho's (``reference``, a model folder) log-probability of every reply of the scored set
-    at ``scored_path``, with ``settings`` {max_length, max_tokens_per_forward, prompt_sharing, batch_size} as
-    the method's training uses them; written to ``output`` (Parquet, :data:`REFERENCE_COLUMNS`)."""
+    (or a method's examples) at ``scored_path``, on ``device`` (config ``device``: auto, cpu, cuda, ...), with
+    ``settings`` {max_length, max_tokens_per_forward, prompt_sharing, batch_size} as the method's training uses
+    them; written to ``output`` (Parquet, :data:`REFERENCE_COLUMNS`)."""
     start_job(log_path, output)
-    scored = read_scored_set(scored_path, ["prompt_id", "prompt", "response_index", "response", "reward"])
+    scored = read_parquet(scored_path, ["prompt_id", "prompt", "response_index", "response", "reward"])
+    device = resolve_device(device)
     model, tokenizer = load_causal_lm(reference, device)
     collate = query_collator(model, tokenizer, settings["max_tokens_per_forward"], settings["prompt_sharing"],
                              "prompt_sharing", "the reference log-probabilities")

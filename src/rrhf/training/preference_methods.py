@@ -23,7 +23,6 @@ from rrhf.losses import dpo_loss, ipo_loss, kto_loss, kto_reference_point, orpo_
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_causal_lm
 from rrhf.plan.blocks import RRHF, Precision
-from rrhf.scoring.training_sets import read_scored_set
 from rrhf.training.loop import train_model
 
 log = logging.getLogger("rrhf")
@@ -57,7 +56,7 @@ def method_losses(method: str, hyper: dict[str, float], logps: torch.Tensor, len
     nll = -logps[:, 0] / lengths[:, 0].clamp(min=1)  # the chosen reply's mean token NLL
     if method in ("DPO", "R-DPO"):
         return dpo_loss(logps[:, 0], logps[:, 1], reference[:, 0], reference[:, 1], hyper["beta"],
-                        hyper.get("length_weight", 0.0), lengths[:, 0], lengths[:, 1])
+                        hyper.get("length_weight"), lengths[:, 0], lengths[:, 1])
     if method == "IPO":
         return ipo_loss(logps[:, 0], logps[:, 1], reference[:, 0], reference[:, 1], lengths[:, 0], lengths[:, 1],
                         hyper["beta"])
@@ -121,7 +120,7 @@ def train_preference_method(policy: str, examples_path: str, reference_path: str
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
     rrhf, precision = RRHF.coerce(rrhf), Precision.coerce(precision)
-    frame = read_scored_set(examples_path, ["prompt_id", "prompt", "response_index", "response", "reward"])
+    frame = read_parquet(examples_path, ["prompt_id", "prompt", "response_index", "response", "reward"])
     model, tokenizer = load_causal_lm(policy)
     collate = query_collator(model, tokenizer, rrhf.max_tokens_per_forward, rrhf.prompt_sharing,
                              "rrhf.prompt_sharing", f"{method} training")
