@@ -118,14 +118,19 @@ def measure(case: str, folder: str, unfrozen: int | None, queue) -> None:
     queue.put(peak_memory_mb() - baseline)
 
 
-def run_case(case: str, folder: Path, unfrozen: int | None = None) -> float:
+def in_fresh_process(target, *args):
+    """``target(*args, queue)`` run in a new (spawned) process; what it puts on the queue."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=measure, args=(case, str(folder), unfrozen, queue))
+    process = context.Process(target=target, args=(*args, queue))
     process.start()
     result = queue.get()
     process.join()
     return result
+
+
+def run_case(case: str, folder: Path, unfrozen: int | None = None) -> float:
+    return in_fresh_process(measure, case, str(folder), unfrozen)
 
 
 def main() -> None:
