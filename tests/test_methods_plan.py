@@ -71,3 +71,10 @@ def test_method_rows_need_the_block_and_known_parameters(tmp_path):
                                         "(absent)"]
     assert method_problems(without)[0] in plan_problems(without)
     assert method_problems(tiny_plan(lambda c: c.update(tables=str(tables), findings=None))) == []
+
+
+def test_an_unknown_kto_threshold_is_named():
+    plan = tiny_plan(lambda c: c["methods"].update(kto_threshold="median"))
+    assert method_problems(plan) == ["methods.kto_threshold: 'median' is neither prompt_mean nor a number"]
+    assert method_problems(tiny_plan(lambda c: c["methods"].update(kto_threshold=0.5))) == []
+

@@ -77,6 +77,9 @@ def method_problems(plan: "Plan") -> list[str]:
                 elif setting.method not in plan.methods.parameters:
                     problems.append(f"{where}: {side.setting}: methods.parameters has no {setting.method}")
     if plan.methods is not None:
+        if isinstance(plan.methods.kto_threshold, str) and plan.methods.kto_threshold != "prompt_mean":
+            problems.append(f"methods.kto_threshold: {plan.methods.kto_threshold!r} is neither prompt_mean nor a "
+                            "number")
         unknown = sorted(set(plan.methods.parameters) - set(METHOD_NAMES))
         if unknown:
             problems.append(f"methods.parameters: {unknown} are not methods ({', '.join(METHOD_NAMES)})")
