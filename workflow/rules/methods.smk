@@ -1,7 +1,9 @@
 # RRHF's successors (config key `methods`; docs/methods.md): {method}@{setting} trains the policy with DPO, R-DPO,
 # IPO, SLiC-HF, SimPO, KTO or ORPO on the pairs (KTO: labelled replies) made from a named setting's training set,
 # with rho's log-probabilities of every reply computed once beforehand; the model is evaluated like any row.
-from rrhf.plan.methods import method_for, method_inputs, training_benchmarks
+from types import SimpleNamespace
+
+from rrhf.plan.methods import method_for, method_inputs, method_points, training_benchmarks
 from rrhf.plan.settings import method_pattern
 
 
@@ -117,3 +119,46 @@ rule table_methods:
         ENV
     script:
         "../scripts/table_methods.py"
+
+
+# The over-optimisation study (config `overoptimisation`) with every method of the methods table as a point
+# (replicate 0; `make methods`): results/overoptimisation_methods.csv and its figure.
+localrules:
+    overoptimisation_methods,
+    plot_overoptimisation_methods,
+
+
+rule overoptimisation_methods:
+    input:
+        unpack(lambda wildcards: overoptimisation_input(SimpleNamespace(replicate=""))),
+        method_points=lambda wildcards: list(method_points(PLAN).values()),
+    output:
+        table="results/overoptimisation_methods.csv",
+    params:
+        best_of=lambda wildcards: PLAN.overoptimisation.best_of,
+        curves=lambda wildcards: PLAN.overoptimisation_inputs(0)["curves"],
+        points=lambda wildcards: {**PLAN.overoptimisation_inputs(0)["points"], **method_points(PLAN)},
+    log:
+        "logs/overoptimisation/overoptimisation_methods.log",
+    conda:
+        ENV
+    script:
+        "../scripts/overoptimisation.py"
+
+
+rule plot_overoptimisation_methods:
+    input:
+        table="results/overoptimisation_methods.csv",
+    output:
+        figure=report(
+            "results/figures/overoptimisation_methods.png",
+            caption="../report/overoptimisation.rst",
+            category=CATEGORY["rewards"],
+            labels={"figure": "Over-optimisation, with the methods", "format": "png"},
+        ),
+    log:
+        "logs/overoptimisation/plot_methods.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_overoptimisation.py"

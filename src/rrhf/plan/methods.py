@@ -102,3 +102,14 @@ def training_benchmarks(plan: "Plan", policy: str, name: str, replicate: int | s
         return files
     rule = {"named": "train_rrhf", "iterated": "train_rrhf", "online": "train_online_rrhf", "ppo": "train_ppo"}
     return [f"logs/benchmarks/{rule[setting.kind]}/{folder}{policy}_{trained}.tsv"] if setting.kind in rule else []
+
+
+def method_points(plan: "Plan") -> dict[str, str]:
+    """{setting: its evaluation's metrics.json} of the methods table's method rows for the over-optimisation
+    study's policy: the points results/overoptimisation_methods.csv adds to the study's (replicate 0)."""
+    study = plan.overoptimisation
+    if study is None:
+        return {}
+    return {row.setting: plan.evaluation_file(plan.policies[row.policy], row.setting, "metrics.json")
+            for row in plan.tables.get("table_methods", [])
+            if row.policy == study.policy and plan.setting(row.setting).kind == "method"}
