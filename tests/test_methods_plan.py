@@ -7,7 +7,14 @@ import pytest
 from test_plan import tiny_plan
 
 from rrhf.plan.checks import plan_problems
-from rrhf.plan.methods import METHOD_DATA, METHODS_WITH_REFERENCE, method_for, method_inputs, method_problems
+from rrhf.plan.methods import (
+    METHOD_DATA,
+    METHODS_WITH_REFERENCE,
+    method_for,
+    method_inputs,
+    method_points,
+    method_problems,
+)
 from rrhf.plan.settings import (
     METHOD_NAMES,
     evaluated_settings_pattern,
@@ -77,4 +84,14 @@ def test_an_unknown_kto_threshold_is_named():
     plan = tiny_plan(lambda c: c["methods"].update(kto_threshold="median"))
     assert method_problems(plan) == ["methods.kto_threshold: 'median' is neither prompt_mean nor a number"]
     assert method_problems(tiny_plan(lambda c: c["methods"].update(kto_threshold=0.5))) == []
+
+
+def test_the_methods_are_points_of_the_over_optimisation_study():
+    plan = tiny_plan()
+    points = method_points(plan)
+    method_rows = [row.setting for row in plan.tables["table_methods"] if "@" in row.setting]
+    assert list(points) == method_rows and len(points) == 14
+    assert points["DPO@DP"] == "results/eval/instruct/DPO@DP/metrics.json"
+    assert not set(points) & set(plan.overoptimisation.points)  # added to the study's own, not in make run's
+    assert method_points(tiny_plan(lambda c: c.pop("overoptimisation"))) == {}
 
