@@ -132,21 +132,33 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def embedded_json(page: str, element: str, what: str) -> Any:
+    """The JSON an offline page carries in its ``<script type="application/json" id="{element}">``; raises
+    naming ``what`` the page should be when it has none."""
+    match = re.search(rf'<script type="application/json" id="{element}">(.*?)</script>', page, re.DOTALL)
+    if match is None:
+        raise ValueError(f"not {what}: no {element} element")
+    return json.loads(match.group(1))
+
+
+def offline_page(template: str, script: str, title: str, style: str, **parts: str) -> str:
+    """``template`` (:data:`OFFLINE_HEAD` and a body) with its @@NAME@@ placeholders filled: the script, its
+    Content-Security-Policy hash, the escaped title, the style and ``parts``. One pass, so text put in (a title,
+    a record) is never searched for placeholders itself."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    parts = {"SCRIPT_HASH": f"sha256-{digest}", "TITLE": html.escape(title), "STYLE": style, "SCRIPT": script,
+             **parts}
+    return re.sub(r"@@([A-Z_]+)@@", lambda match: parts[match.group(1)], template)
+
+
 def embedded_records(page: str) -> list[dict[str, Any]]:
     """The records a page made by :func:`annotation_page` carries (its ``<script id="records">`` JSON)."""
-    match = re.search(r'<script type="application/json" id="records">(.*?)</script>', page, re.DOTALL)
-    if match is None:
-        raise ValueError("not an annotation page: no records element")
-    return json.loads(match.group(1))
+    return embedded_json(page, "records", "an annotation page")
 
 
 def annotation_page(records: list[FeedbackRecord], title: str) -> str:
     """The annotation page for ``records`` (see the module's docstring), as one self-contained HTML text."""
     config = {"errorTypes": list(ERROR_TYPES), "missingTypes": list(MISSING_TYPES),
               "pairs": [list(pair) for pair in PREFERENCE_PAIRS], "predictions": PREDICTIONS, "fileName": FILE_NAME}
-    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
-    parts = {"SCRIPT_HASH": f"sha256-{digest}", "TITLE": html.escape(title), "STYLE": STYLE,
-             "FILE_NAME": FILE_NAME, "CONFIG": script_json(config),
-             "RECORDS": script_json([record.as_json() for record in records]), "SCRIPT": SCRIPT}
-    # One pass, so text put in (a title, a record) is never searched for placeholders itself.
-    return re.sub(r"@@([A-Z_]+)@@", lambda match: parts[match.group(1)], TEMPLATE)
+    return offline_page(TEMPLATE, SCRIPT, title, STYLE, FILE_NAME=FILE_NAME, CONFIG=script_json(config),
+                        RECORDS=script_json([record.as_json() for record in records]))

@@ -29,16 +29,13 @@ nothing be fetched.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
-import json
 import numbers
 import re
 from pathlib import Path
 from typing import Any
 
-from rrhf.report.annotation_page import OFFLINE_HEAD, script_json
+from rrhf.report.annotation_page import OFFLINE_HEAD, embedded_json, offline_page, script_json
 
 TASK_KEYS = ("pair_id", "prompt", "left", "right")
 JUDGMENTS = ("left", "tie", "right")
@@ -133,10 +130,7 @@ def _checked_tasks(tasks: list[dict]) -> list[dict[str, str]]:
 def embedded_tasks(page: str) -> dict[str, Any]:
     """What a page made by :func:`comparison_page` carries (its ``<script id="tasks">`` JSON):
     ``{"export": ..., "batch": ..., "tasks": [...]}``."""
-    match = re.search(r'<script type="application/json" id="tasks">(.*?)</script>', page, re.DOTALL)
-    if match is None:
-        raise ValueError("not a comparison page: no tasks element")
-    data = json.loads(match.group(1))
+    data = embedded_json(page, "tasks", "a comparison page")
     return {key: data[key] for key in ("export", "batch", "tasks")}
 
 
@@ -152,8 +146,4 @@ def comparison_page(export: str, batch: int, tasks: list[dict], title: str) -> s
     file_name = judgments_file_name(export, batch)
     data = {"export": export, "batch": batch, "tasks": _checked_tasks(tasks), "fileName": file_name,
             "judgments": list(JUDGMENTS)}
-    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
-    parts = {"SCRIPT_HASH": f"sha256-{digest}", "TITLE": html.escape(title), "STYLE": STYLE,
-             "FILE_NAME": html.escape(file_name), "TASKS": script_json(data), "SCRIPT": SCRIPT}
-    # One pass, so text put in (a title, a task) is never searched for placeholders itself.
-    return re.sub(r"@@([A-Z_]+)@@", lambda match: parts[match.group(1)], TEMPLATE)
+    return offline_page(TEMPLATE, SCRIPT, title, STYLE, FILE_NAME=html.escape(file_name), TASKS=script_json(data))
