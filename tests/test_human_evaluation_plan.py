@@ -10,12 +10,12 @@ from rrhf.plan.checks import plan_problems, table_problems
 from rrhf.plan.findings import claims_for_rule, comparison_sides, read_claims
 from rrhf.plan.human_evaluation import (
     batch_files,
-    comparison_of,
     comparisons,
     human_evaluation_file,
     human_evaluation_problems,
     human_replicates,
     judgment_files,
+    side_label,
     table4_rows,
 )
 from rrhf.plan.tables import read_table_rows
@@ -184,9 +184,9 @@ def test_comparison_sides_in_either_order():
     assert comparison_sides(plan, CHOSEN, DP) == (first.versus, first)
     assert comparison_sides(plan, DP, {**PPO, "setting": "PPO-noKL"}) is None
     assert comparison_sides(plan, "Alpaca DP", PPO) is None and comparison_sides(plan, DP, None) is None
-    assert comparison_of(plan, third.versus, third) == (f"{ALPACA} DP", f"{ALPACA} IP-2")  # Table 3's order
-    assert comparison_of(plan, third, third.versus) == (f"{ALPACA} DP", f"{ALPACA} IP-2")
-    assert comparison_of(plan, third.versus, plan.tables["table3"][1].versus) is None
+    # The labels the judgments name the sides by, in Table 3's order whichever order the claim gives
+    assert (side_label(plan, third), side_label(plan, third.versus)) == (f"{ALPACA} DP", f"{ALPACA} IP-2")
+    assert comparison_sides(plan, IP2, PPO) is None
 
 
 def test_net_win_claims_read_each_replicates_judgments(tmp_path):

@@ -100,17 +100,6 @@ def table4_rows(plan: "Plan") -> list[dict[str, str]]:
             for row in plan.tables.get("table4", [])]
 
 
-def comparison_of(plan: "Plan", row: TableRow, versus: TableRow) -> tuple[str, str] | None:
-    """(A's label, B's label) of the Table 3 comparison of ``row`` and ``versus`` in either order, None when
-    Table 3 has no such comparison (a findings claim on ``net_win`` names one)."""
-    for entry in plan.tables.get("table3", []):
-        sides = {(entry.policy, entry.setting, entry.responses), (entry.versus.policy, entry.versus.setting,
-                                                                 entry.versus.responses)}
-        if sides == {(row.policy, row.setting, row.responses), (versus.policy, versus.setting, versus.responses)}:
-            return side_label(plan, entry), side_label(plan, entry.versus)
-    return None
-
-
 def human_evaluation_problems(plan: "Plan") -> list[str]:
     """What the human evaluation cannot do: Table 3 or 4 rows without the block, more pairs than test prompts,
     simulated annotators without a gold reward."""
