@@ -132,7 +132,7 @@ def test_shared_pairs_go_to_every_batch_and_counted_ones_to_one_each_evenly(pair
         assert dealt.sum() == pairs and dealt.max() - dealt.min() <= 1
     overall = key.loc[~key["shared"], "batch"].value_counts()
     assert overall.max() - overall.min() <= 1  # no batch gets every comparison's remainder
-    sheet = batch_sheet(key, 1, SEED)
+    sheet = batch_sheet(batch_tasks(key, 1, SEED), key["export"].iloc[0], 1)
     assert list(sheet.columns) == SHEET_COLUMNS and list(sheet["pair_id"]) == batches[1]
     assert set(sheet["export"]) == {key["export"].iloc[0]} and set(sheet["judgment"]) == {""}
 
@@ -218,7 +218,7 @@ def test_export_writes_the_key_the_pages_and_the_sheets(tmp_path):
                                         "tasks": batch_tasks(key, batch, SEED)}
         assert f"Batch {batch} of 2 (8 pairs)" in text
         written = pd.read_csv(sheet, dtype=str, keep_default_na=False)
-        expected = batch_sheet(key, batch, SEED).astype(str)
+        expected = batch_sheet(batch_tasks(key, batch, SEED), key["export"].iloc[0], batch).astype(str)
         pd.testing.assert_frame_equal(written, expected)
 
 

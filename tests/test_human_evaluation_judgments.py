@@ -17,7 +17,7 @@ from rrhf.evaluation.human_judgments import (
     simulate_annotators,
     simulated_judgments,
 )
-from rrhf.evaluation.human_pairs import batch_sheet
+from rrhf.evaluation.human_pairs import batch_sheet, batch_tasks
 from rrhf.report.human_tables import write_table3
 
 EXACT = {"noise": 0.0, "noise_spread": 0.0, "tie_margin": 0.0, "annotator_bias": {}}
@@ -107,7 +107,7 @@ def test_malformed_and_foreign_json_files(tmp_path, key):
 
 
 def test_a_sheet_without_a_judgment_column_and_a_bad_cell(tmp_path, key):
-    sheet = batch_sheet(key, 1, SEED)
+    sheet = batch_sheet(batch_tasks(key, 1, SEED), key["export"].iloc[0], 1)
     sheet.drop(columns="judgment").to_csv(tmp_path / "batch_1.csv", index=False)
     assert csv_entries(tmp_path / "batch_1.csv")[1] == [
         f"{tmp_path / 'batch_1.csv'} line 1: missing column(s) ['judgment']; a batch spreadsheet has "
@@ -134,7 +134,7 @@ def test_a_failed_import_writes_nothing(tmp_path, key):
 # --- a filled spreadsheet reads as the page's file ------------------------------------------------------------
 
 def test_a_filled_sheet_reads_the_same_as_the_json(tmp_path, key):
-    sheet = batch_sheet(key, 1, SEED)
+    sheet = batch_sheet(batch_tasks(key, 1, SEED), key["export"].iloc[0], 1)
     filled = ["left", "", "tie", " Right", "", "LEFT", "tie", ""]
     assert len(sheet) == len(filled)
     sheet = sheet.assign(judgment=filled, annotator="ana")

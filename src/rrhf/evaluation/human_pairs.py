@@ -109,11 +109,11 @@ def batch_tasks(key: pd.DataFrame, batch: int, seed: int) -> list[dict[str, str]
              "right": shown_replies(row)[1].strip()} for row in mine.itertuples()]
 
 
-def batch_sheet(key: pd.DataFrame, batch: int, seed: int) -> pd.DataFrame:
-    """Batch ``batch`` as a spreadsheet (:data:`SHEET_COLUMNS`): its tasks with an empty ``judgment`` (to be
-    filled with left, tie or right) and ``annotator`` column."""
-    tasks = pd.DataFrame(batch_tasks(key, batch, seed), columns=["pair_id", "prompt", "left", "right"])
-    return tasks.assign(export=key["export"].iloc[0], batch=batch, judgment="", annotator="")[SHEET_COLUMNS]
+def batch_sheet(tasks: list[dict[str, str]], export: str, batch: int) -> pd.DataFrame:
+    """Batch ``batch``'s ``tasks`` (:func:`batch_tasks`) as a spreadsheet (:data:`SHEET_COLUMNS`), with an empty
+    ``judgment`` (to be filled with left, tie or right) and ``annotator`` column."""
+    frame = pd.DataFrame(tasks, columns=["pair_id", "prompt", "left", "right"])
+    return frame.assign(export=export, batch=batch, judgment="", annotator="")[SHEET_COLUMNS]
 
 
 def export_human_evaluation(comparisons: list[dict[str, Any]], study: dict[str, Any], key_output: str,
@@ -124,9 +124,11 @@ def export_human_evaluation(comparisons: list[dict[str, Any]], study: dict[str, 
     from rrhf.report.comparison_page import comparison_page
 
     setup_logging(log_path)
-    columns = ["prompt_id", "prompt", "response", "reward"]
-    loaded = [{**entry, "a_generations": read_parquet(entry["a_generations"], columns),
-               "b_generations": read_parquet(entry["b_generations"], columns)} for entry in comparisons]
+    # Each generations file read once: a side (RRHF-DP in the paper's three) is often in several comparisons.
+    frames = {path: read_parquet(path, ["prompt_id", "prompt", "response", "reward"])
+              for entry in comparisons for path in (entry["a_generations"], entry["b_generations"])}
+    loaded = [{**entry, "a_generations": frames[entry["a_generations"]],
+               "b_generations": frames[entry["b_generations"]]} for entry in comparisons]
     key = build_pairs(loaded, study["pairs"], study["shared_pairs"], study["annotators"], study["seed"])
     export = key["export"].iloc[0]
     for batch, (page, sheet) in enumerate(zip(page_outputs, sheet_outputs), start=1):
@@ -135,7 +137,7 @@ def export_human_evaluation(comparisons: list[dict[str, Any]], study: dict[str, 
         with atomic_path(page) as path:
             Path(path).write_text(comparison_page(export, batch, tasks, title), encoding="utf-8")
         with atomic_path(sheet) as path:
-            batch_sheet(key, batch, study["seed"]).to_csv(path, index=False)
+            batch_sheet(tasks, export, batch).to_csv(path, index=False)
     with atomic_path(key_output) as path:
         key.to_parquet(path, index=False)
     logger.info("export %s: %d comparisons, %d pairs (%d shared), %d batches", export, len(comparisons), len(key),

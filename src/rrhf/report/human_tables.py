@@ -125,8 +125,7 @@ def write_table3(judged_paths: list[str], comparisons: list[dict[str, str]], out
         written[column] = [int(value) if float(value).is_integer() else value for value in written[column]]
     with atomic_path(output) as path:
         written.to_csv(path, index=False)
-    overall = [agreement(frame[frame["shared"]]) for frame in judged]
-    logger.info("agreement on all shared pairs (replicate 0): %s", overall[0])
+    logger.info("agreement on all shared pairs (replicate 0): %s", agreement(judged[0][judged[0]["shared"]]))
     return table
 
 
