@@ -11,16 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rrhf.plan.settings import METHOD_NAMES, parse_setting
+from rrhf.plan.settings import METHOD_NAMES, METHODS, parse_setting
 from rrhf.plan.typed_config import Block
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
-
-# What each method trains on (rrhf.training.preference_methods.METHODS; a test keeps the two equal).
-METHOD_DATA = {"KTO": "labels"}
-METHODS_WITH_REFERENCE = ("DPO", "R-DPO", "IPO", "KTO")
-
 
 @dataclass(frozen=True)
 class Methods(Block):
@@ -30,11 +25,6 @@ class Methods(Block):
     pairs: str
     kto_threshold: Any
     parameters: dict[str, dict[str, float]]
-
-
-def method_data(method: str) -> str:
-    """"pairs" or "labels" (KTO): what ``method`` trains on."""
-    return METHOD_DATA.get(method, "pairs")
 
 
 def method_file(plan: "Plan", policy: str, setting: str, name: str, replicate: int | str = 0) -> str:
@@ -48,9 +38,9 @@ def method_inputs(plan: "Plan", policy: str, name: str, replicate: int | str = 0
     """What the training of ``name`` ({method}@{setting}) reads: its ``examples`` and, for a method with a
     reference, rho's log-probabilities of them (``reference``)."""
     setting = plan.setting(name)
-    data = method_data(setting.method)
+    data = METHODS[setting.method].data
     inputs = {"examples": method_file(plan, policy, setting.training_set, f"{data}.parquet", replicate)}
-    if setting.method in METHODS_WITH_REFERENCE:
+    if METHODS[setting.method].reference:
         inputs["reference"] = method_file(plan, policy, setting.training_set, f"{data}_reference.parquet", replicate)
     return inputs
 
@@ -95,10 +85,10 @@ def training_benchmarks(plan: "Plan", policy: str, name: str, replicate: int | s
     trained = plan.trained_setting(name)
     if setting.kind == "method":
         files = [f"logs/benchmarks/train_preference_method/{folder}{policy}_{name}.tsv"]
-        if setting.method in METHODS_WITH_REFERENCE:
+        if METHODS[setting.method].reference:
             stage_folder = plan.folder(replicate, plan.training_set_stage(setting.training_set))
             files.append(f"logs/benchmarks/methods/{stage_folder}{policy}_{setting.training_set}_"
-                         f"{method_data(setting.method)}_reference.tsv")
+                         f"{METHODS[setting.method].data}_reference.tsv")
         return files
     rule = {"named": "train_rrhf", "iterated": "train_rrhf", "online": "train_online_rrhf", "ppo": "train_ppo"}
     return [f"logs/benchmarks/{rule[setting.kind]}/{folder}{policy}_{trained}.tsv"] if setting.kind in rule else []

@@ -31,8 +31,29 @@ ONLINE_PATTERN = rf"OP-{NUMBER}(?:\+KL)?"
 BEST_OF_N_PATTERN = rf"best-of-{NUMBER}"
 FINE_GRAINED_PATTERN = r"FG-PPO(?:-[a-z0-9][a-z0-9-]*)?"
 PPO_SETTINGS = ("PPO", "PPO-noKL")
-# RRHF's successors (rrhf.training.preference_methods.METHODS, which a test keeps equal to this).
-METHOD_NAMES = ("DPO", "R-DPO", "IPO", "SLiC", "SimPO", "KTO", "ORPO")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One of RRHF's successors: what it trains on (``data``: pairs, or labels for KTO), whether it compares with
+    the reference rho's log-probabilities, and its hyper-parameters' names (config ``methods.parameters``)."""
+
+    data: str
+    reference: bool
+    parameters: tuple[str, ...]
+
+
+# The methods, described once: the plan reads them here, the training (rrhf.training.preference_methods) too.
+METHODS = {
+    "DPO": Method("pairs", True, ("beta",)),
+    "R-DPO": Method("pairs", True, ("beta", "length_weight")),
+    "IPO": Method("pairs", True, ("beta",)),
+    "SLiC": Method("pairs", False, ("beta", "nll_weight")),
+    "SimPO": Method("pairs", False, ("beta", "gamma")),
+    "KTO": Method("labels", True, ("beta", "desirable_weight", "undesirable_weight")),
+    "ORPO": Method("pairs", False, ("odds_ratio_weight",)),
+}
+METHOD_NAMES = tuple(METHODS)
 RESERVED = ("none", *PPO_SETTINGS)
 # A path segment that looks like a patterned setting but is none (IP-0, OP-x, best-of-01, ...): a wildcard
 # constraint (hence the lookahead to the segment's end) for the rule that explains such a target.

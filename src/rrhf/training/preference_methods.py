@@ -11,7 +11,6 @@ in the batch as ``reference_logps``; none holds a second model.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -23,30 +22,10 @@ from rrhf.losses import dpo_loss, ipo_loss, kto_loss, kto_reference_point, orpo_
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_causal_lm
 from rrhf.plan.blocks import RRHF, Precision
+from rrhf.plan.settings import METHODS
 from rrhf.training.loop import train_model
 
 log = logging.getLogger("rrhf")
-
-
-@dataclass(frozen=True)
-class Method:
-    """A preference method: what it trains on (``data``: pairs or labels), whether it needs the reference's
-    log-probabilities, and its hyper-parameters' names (config ``methods.{name}``)."""
-
-    data: str
-    reference: bool
-    parameters: tuple[str, ...]
-
-
-METHODS = {
-    "DPO": Method("pairs", True, ("beta",)),
-    "R-DPO": Method("pairs", True, ("beta", "length_weight")),
-    "IPO": Method("pairs", True, ("beta",)),
-    "SLiC": Method("pairs", False, ("beta", "nll_weight")),
-    "SimPO": Method("pairs", False, ("beta", "gamma")),
-    "ORPO": Method("pairs", False, ("odds_ratio_weight",)),
-    "KTO": Method("labels", True, ("beta", "desirable_weight", "undesirable_weight")),
-}
 
 
 def method_losses(method: str, hyper: dict[str, float], logps: torch.Tensor, lengths: torch.Tensor,
