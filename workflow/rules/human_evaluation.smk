@@ -13,6 +13,7 @@ from rrhf.plan.human_evaluation import (
 
 HUMAN = PLAN.human_evaluation
 HUMAN_REPLICATES = human_replicates(PLAN) if HUMAN else []
+HUMAN_BATCHES = list(HUMAN.batches) if HUMAN else []  # one per annotator
 
 
 localrules:
@@ -37,9 +38,9 @@ rule export_human_evaluation:
                 category=CATEGORY["human"],
                 labels={"batch": str(k), "format": "HTML page for an annotator"},
             )
-            for k in (HUMAN.batches if HUMAN else [])
+            for k in HUMAN_BATCHES
         ],
-        sheets=[f"results/{{replicate}}human_eval/batch_{k}.csv" for k in (HUMAN.batches if HUMAN else [])],
+        sheets=[f"results/{{replicate}}human_eval/batch_{k}.csv" for k in HUMAN_BATCHES],
     params:
         comparisons=lambda wildcards: comparisons(PLAN, wildcards.replicate),
         study=HUMAN.as_config() if HUMAN else None,
@@ -55,7 +56,7 @@ rule simulate_annotators:
     input:
         key="results/{replicate}human_eval/pairs.parquet",
     output:
-        judgments=[f"results/{{replicate}}human_eval/simulated/batch_{k}.json" for k in (HUMAN.batches if HUMAN else [])],
+        judgments=[f"results/{{replicate}}human_eval/simulated/batch_{k}.json" for k in HUMAN_BATCHES],
     params:
         annotators=HUMAN.simulated_annotators.as_config() if HUMAN else None,
         seed=lambda wildcards: PLAN.replicates.seed(HUMAN.simulated_annotators.seed, wildcards.replicate, "training"),
