@@ -88,10 +88,18 @@ def score(reward_model, tokenizer, prompts: list[str], responses: list[str], bat
     sequences are sorted by length and scored in right-padded batches of ``batch_size``. The same rewards
     either way, to float tolerance, in the input order. Sequences longer than ``max_length`` (or than the
     model accepts) lose the start of their prompt, each pair on its own, so a reward never depends on the
-    other responses scored with it.
+    other responses scored with it. A pair given more than once is scored once, so equal pairs get equal rewards
+    (in a packed row two copies of a reply sit at different positions, and float rounding could tell them apart).
     """
     if len(prompts) != len(responses):
         raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
+    given = list(zip(prompts, responses))
+    distinct = list(dict.fromkeys(given))
+    if len(distinct) < len(given):
+        reward_of = dict(zip(distinct, score(reward_model, tokenizer, [p for p, _ in distinct],
+                                             [r for _, r in distinct], batch_size, max_length, show_progress,
+                                             prompt_sharing)))
+        return [reward_of[pair] for pair in given]
     device = next(reward_model.parameters()).device
     max_length = usable_length(reward_model, max_length)
     pairs = encode_for_sharing(tokenizer, list(prompts), list(responses), max_length)
