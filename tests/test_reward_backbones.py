@@ -23,7 +23,7 @@ from rrhf.io import write_parquet
 from rrhf.losses import pairwise_accuracy
 from rrhf.models.loading import load_reward_model, load_tokenizer
 from rrhf.models.tiny import transcripts
-from rrhf.models.token_spans import encode_pair
+from rrhf.models.token_spans import cut_pair, encode_pair
 from rrhf.scoring.rewards import encode_for_reward, score
 from rrhf.training.reward_model import train_reward_model
 
@@ -155,9 +155,9 @@ def test_encoder_input_is_cut_within_max_length(bert_dir, synthetic_frame):
     response = " Gladly." + synthetic_frame["chosen"].iloc[0]
     for max_length in (16, 33, 64):
         ids = encode_for_reward(tokenizer, prompt, response, max_length)
-        inner, start = encode_pair(tokenizer, prompt, response, max_length - 2, add_eos=False)
-        assert len(ids) == max_length and ids == [tokenizer.cls_token_id] + inner + [tokenizer.sep_token_id]
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        inner, start = cut_pair(prompt_ids, tokenizer(response, add_special_tokens=False)["input_ids"], max_length - 2)
+        assert len(ids) == max_length and ids == [tokenizer.cls_token_id] + inner + [tokenizer.sep_token_id]
         assert inner[:start] == prompt_ids[len(prompt_ids) - start:]
         assert inner[start:] == tokenizer(response, add_special_tokens=False)["input_ids"][:len(inner) - start]
 

@@ -28,6 +28,7 @@ from rrhf.batching.prompt_sharing import (
     scored_positions,
     sharing_decision,
 )
+from rrhf.models.token_spans import sequence_start
 from rrhf.padding import pad_batch
 
 # A chunk's longest row is at most this many times its shortest, so padding stays under ~1/6 of a chunk.
@@ -57,11 +58,14 @@ class QueryExample:
 
 
 def encode_query(tokenizer, prompt: str, responses: list[str], max_length: int) -> tuple[list[int], list[list[int]]]:
-    """(prompt ids, ids of each response + EOS), cut together to fit ``max_length`` (:func:`cut_query`)."""
+    """(prompt ids, ids of each response + EOS), cut together to fit ``max_length`` (:func:`cut_query`); the prompt
+    starts as the tokenizer starts a text (:func:`rrhf.models.token_spans.sequence_start`, e.g. LLaMA's BOS)."""
     eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    start = sequence_start(tokenizer)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     response_ids = [ids + eos for ids in tokenizer(list(responses), add_special_tokens=False)["input_ids"]]
-    return cut_query(prompt_ids, response_ids, max_length)
+    prompt_ids, response_ids = cut_query(prompt_ids, response_ids, max_length - len(start))
+    return start + prompt_ids, response_ids
 
 
 def build_examples(frame: pd.DataFrame, tokenizer, max_length: int) -> list[QueryExample]:

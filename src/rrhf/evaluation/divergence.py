@@ -14,7 +14,7 @@ import torch
 
 from rrhf.batching.query_batches import QueryExample, chunk_inputs, collate_queries, keeps_logits
 from rrhf.models.loading import usable_length
-from rrhf.models.token_spans import cut_pair, next_token_kl
+from rrhf.models.token_spans import cut_pair, next_token_kl, sequence_start
 
 log = logging.getLogger("rrhf")
 KL_BATCH_SIZE = 16  # replies per forward of each model
@@ -86,8 +86,9 @@ def response_kl(policy, reference, tokenizer, prompts: list[str], responses: lis
     max_length = min(usable_length(policy, max_length), usable_length(reference, max_length))
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
-    encoded = [cut_pair(p, r, max_length) for p, r in zip(prompt_ids, response_ids)]
-    cut = sum(len(p) + len(r) > max_length for p, r in zip(prompt_ids, response_ids))
+    start = sequence_start(tokenizer)
+    encoded = [cut_pair(p, r, max_length, start) for p, r in zip(prompt_ids, response_ids)]
+    cut = sum(len(start) + len(p) + len(r) > max_length for p, r in zip(prompt_ids, response_ids))
     if cut:
         log.warning("KL to the initial policy: cut %d of %d prompts from the left to fit prompt + response in %d "
                     "tokens", cut, len(encoded), max_length)

@@ -16,7 +16,7 @@ from rrhf.batching.query_batches import (
     response_logprobs,
 )
 from rrhf.models.loading import usable_length
-from rrhf.models.token_spans import cut_pair
+from rrhf.models.token_spans import cut_pair, sequence_start
 
 log = logging.getLogger("rrhf")
 PERPLEXITY_BATCH_SIZE = 16  # responses per forward of the evaluation LM
@@ -36,8 +36,9 @@ def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max
     max_length = usable_length(model, max_length)
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
-    encoded = [cut_pair(p, r, max_length) for p, r in zip(prompt_ids, response_ids)]
-    cut = sum(len(p) + len(r) > max_length for p, r in zip(prompt_ids, response_ids))
+    start = sequence_start(tokenizer)
+    encoded = [cut_pair(p, r, max_length, start) for p, r in zip(prompt_ids, response_ids)]
+    cut = sum(len(start) + len(p) + len(r) > max_length for p, r in zip(prompt_ids, response_ids))
     if cut:
         log.warning("perplexity: cut %d of %d prompts from the left to fit prompt + response in %d tokens", cut,
                     len(encoded), max_length)

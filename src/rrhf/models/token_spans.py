@@ -1,32 +1,77 @@
-"""Token ids of (prompt, response) pairs and the log-probabilities, entropies and KL of a span of them."""
+"""Token ids of (prompt, response) pairs and the log-probabilities, entropies and KL of a span of them.
+
+Every sequence starts the way the model's own tokenizer starts a text (:func:`sequence_start`: LLaMA's BOS, nothing
+for GPT-2), however its prompt is cut: texts are tokenized without special tokens, cut, and the start is put in
+front. The response ends with EOS where the caller asks for it.
+"""
 
 from __future__ import annotations
 
+import weakref
+
 import torch
+
+_STARTS: "weakref.WeakKeyDictionary[object, tuple[int, ...]]" = weakref.WeakKeyDictionary()
+_PROBE = "Human: hello"
+
+
+def sequence_start(tokenizer) -> list[int]:
+    """The special tokens ``tokenizer`` puts in front of a text it encodes on its own (``add_special_tokens``):
+    ``[bos]`` for LLaMA's, ``[cls]`` for an encoder's, ``[]`` for GPT-2's and the project's BPE. Tokens it adds
+    after the text (an encoder's ``[sep]``, an EOS) are not part of it. Found once per tokenizer by encoding a
+    probe text with and without them."""
+    try:
+        return list(_STARTS[tokenizer])
+    except (KeyError, TypeError):
+        pass
+    plain = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
+    full = tokenizer(_PROBE, add_special_tokens=True)["input_ids"]
+    start = next((i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain), None)
+    if start is None:
+        raise ValueError(f"{type(tokenizer).__name__}: encoding a text with special tokens does not keep its own "
+                         f"tokens ({plain} inside {full}); cannot tell which special tokens it puts first")
+    found = tuple(full[:start])
+    try:
+        _STARTS[tokenizer] = found
+    except TypeError:  # not weakly referable: found again next time
+        pass
+    return list(found)
+
+
+def start_and_cut(tokenizer, prompt_ids: list[int], budget: int | None) -> list[int]:
+    """:func:`sequence_start` + the last tokens of ``prompt_ids`` that fit ``budget`` tokens in all (None: all of
+    them): a prompt cut from the left keeps the end of the question being answered and its start token."""
+    start = sequence_start(tokenizer)
+    if budget is None:
+        return start + prompt_ids
+    room = max(0, budget - len(start))
+    return start + prompt_ids[max(0, len(prompt_ids) - room):] if room else list(start)
 
 
 def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos: bool = True) -> tuple[list[int], int]:
-    """Token ids of prompt + response (+ EOS) within ``max_length``, and where the response starts.
+    """Token ids of [start] + prompt + response (+ EOS) within ``max_length``, and where the response starts.
 
-    When too long, the response keeps up to ``max_length - min(len(prompt), max_length // 2)``
-    tokens and the prompt is cut from the left, so the end of the prompt (the
-    question being answered) is always kept.
+    [start] is :func:`sequence_start`. When too long, the response keeps up to
+    ``max_length - min(len(prompt), max_length // 2)`` tokens and the prompt is cut from the left (after its start
+    token), so the end of the prompt (the question being answered) is always kept.
     """
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if add_eos and tokenizer.eos_token_id is not None:
         response_ids = response_ids + [tokenizer.eos_token_id]
-    return cut_pair(prompt_ids, response_ids, max_length)
+    return cut_pair(prompt_ids, response_ids, max_length, sequence_start(tokenizer))
 
 
-
-def cut_pair(prompt_ids: list[int], response_ids: list[int], max_length: int) -> tuple[list[int], int]:
-    """:func:`encode_pair` on token ids: prompt + response within ``max_length`` (the prompt cut from the left),
-    and where the response starts."""
-    if len(prompt_ids) + len(response_ids) > max_length:
-        response_ids = response_ids[: max_length - min(len(prompt_ids), max_length // 2)]
-        prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(response_ids)):]
-    return prompt_ids + response_ids, len(prompt_ids)
+def cut_pair(prompt_ids: list[int], response_ids: list[int], max_length: int,
+             start: list[int] | None = None) -> tuple[list[int], int]:
+    """:func:`encode_pair` on token ids: ``start`` + prompt + response within ``max_length`` (the prompt cut from
+    the left, after ``start``), and where the response starts."""
+    start = list(start or [])
+    room = max_length - len(start)
+    if len(prompt_ids) + len(response_ids) > room:
+        response_ids = response_ids[: room - min(len(prompt_ids), room // 2)]
+        prompt_ids = prompt_ids[len(prompt_ids) - (room - len(response_ids)):]
+    return start + prompt_ids + response_ids, len(start) + len(prompt_ids)
 
 
 

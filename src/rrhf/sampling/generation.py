@@ -13,6 +13,7 @@ from rrhf.data.dataset_facts import DATASET_KEY, facts_of
 from rrhf.data.preference_pairs import select_subset
 from rrhf.io import read_parquet, setup_logging, write_parquet
 from rrhf.models.loading import load_causal_lm, model_positions, resolve_device
+from rrhf.models.token_spans import sequence_start, start_and_cut
 from rrhf.plan.blocks import PromptSubset, Sampling
 from rrhf.sampling.diverse_beam import group_beam_search
 
@@ -70,13 +71,13 @@ def prompt_budget(model, max_new_tokens: int) -> int | None:
 
 def encode_prompts(tokenizer, texts: list[str], max_prompt_tokens: int | None):
     """(left-padded batch of ``input_ids`` and ``attention_mask``, each (n, longest kept prompt), number of
-    prompts cut): a prompt longer than ``max_prompt_tokens`` keeps its last ones (the question being
-    answered), as scoring and training cut theirs. No special tokens are added."""
+    prompts cut): each prompt starts as the tokenizer starts a text (LLaMA's BOS;
+    :func:`rrhf.models.token_spans.sequence_start`), and one longer than ``max_prompt_tokens`` keeps its last
+    tokens after that start (the question being answered), as scoring and training cut theirs."""
+    start = sequence_start(tokenizer)
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    cut = 0
-    if max_prompt_tokens is not None:
-        cut = sum(len(row) > max_prompt_tokens for row in ids)
-        ids = [row[-max_prompt_tokens:] if len(row) > max_prompt_tokens else row for row in ids]
+    cut = 0 if max_prompt_tokens is None else sum(len(start) + len(row) > max_prompt_tokens for row in ids)
+    ids = [start_and_cut(tokenizer, row, max_prompt_tokens) for row in ids]
     return tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt"), cut
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from rrhf.models.token_spans import start_and_cut
 from rrhf.plan.blocks import RolloutSampling
 from rrhf.text import TURN_MARKER
 
@@ -33,11 +34,12 @@ def sample_actions(lm, tokenizer, prompts: list[str], generation: RolloutSamplin
     """(prompt ids, response ids, response text) per prompt: one top-k / top-p sample, cut at the next turn.
 
     The response ends with EOS when the model ended it (EOS or a new turn, see
-    :func:`cut_tokens_at_turn`); one cut off at ``max_new_tokens`` has none. The prompt keeps its last
-    ``max_prompt_tokens`` tokens.
+    :func:`cut_tokens_at_turn`); one cut off at ``max_new_tokens`` has none. The prompt starts as the tokenizer
+    starts a text (LLaMA's BOS) and keeps its last tokens after that, ``max_prompt_tokens`` in all.
     """
     eos = tokenizer.eos_token_id
-    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"][-max_prompt_tokens:] for p in prompts]
+    prompt_ids = [start_and_cut(tokenizer, tokenizer(p, add_special_tokens=False)["input_ids"], max_prompt_tokens)
+                  for p in prompts]
     width = max(map(len, prompt_ids))
     device = next(lm.parameters()).device
     input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompt_ids], device=device)

@@ -15,7 +15,7 @@ from rrhf.data.dataset_facts import DATASET_KEY, facts_of
 from rrhf.data.preference_pairs import select_subset
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models.loading import load_reward_model, resolve_device, usable_length
-from rrhf.models.token_spans import encode_pair
+from rrhf.models.token_spans import cut_pair, encode_pair
 from rrhf.padding import pad_batch
 from rrhf.plan.blocks import PromptSubset, Scoring
 from rrhf.scoring.packed_rewards import packed_scores, reward_reader, reward_sharing_problem
@@ -40,16 +40,18 @@ def reward_special_tokens(tokenizer) -> tuple[list[int], list[int]]:
 def encode_for_reward(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
     """Token ids, at most ``max_length`` of them, that a reward model scores for one (prompt, response).
 
-    Decoder: ``encode_pair``'s prompt + response + EOS, exactly. Encoder:
-    [CLS] + prompt + response + [SEP] (no EOS), the text cut as ``encode_pair``
-    cuts it (the prompt from the left) to fit ``max_length`` with the two
-    special tokens. Training (``train_reward``) and scoring use this one encoding.
+    Decoder: ``encode_pair``'s [start] + prompt + response + EOS, exactly ([start] is what the tokenizer puts
+    first, e.g. LLaMA's BOS). Encoder: [CLS] + prompt + response + [SEP] (no EOS), the text cut as
+    ``encode_pair`` cuts it (the prompt from the left) to fit ``max_length`` with the two special tokens.
+    Training (``train_reward``) and scoring use this one encoding.
     """
     before, after = reward_special_tokens(tokenizer)
     if not before and not after:
         return encode_pair(tokenizer, prompt, response, max_length)[0]
-    ids, _ = encode_pair(tokenizer, prompt, response, max_length - len(before) - len(after), add_eos=False)
-    return before + ids + after
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    ids, _ = cut_pair(prompt_ids, response_ids, max_length - len(after), before)
+    return ids + after
 
 
 def encode_for_sharing(tokenizer, prompts: list[str], responses: list[str],

@@ -14,6 +14,7 @@ import torch
 
 from rrhf.data.qa_feedback import FACTUAL_ERROR_TYPES, SpanError
 from rrhf.data.segments import segment_spans, sentence_boundaries, subsentence_boundaries
+from rrhf.models.token_spans import sequence_start, start_and_cut
 from rrhf.padding import pad_batch
 
 RELEVANCE_ERROR_TYPES = ("Irrelevant", "Redundant", "Incoherent")
@@ -50,20 +51,23 @@ def marker_token(tokenizer) -> int:
 
 def encode_marked(tokenizer, prompt: str, reply: str, spans: list[tuple[int, int]], position: str,
                   max_length: int) -> tuple[list[int], list[int]]:
-    """(token ids, marker positions): the prompt, then each segment ``reply[start:end]`` (after a space) with the
-    marker token before or after it (``position``). The prompt loses tokens from the left to fit
-    ``max_length``; segments that still do not fit are left out, so there may be fewer markers than spans."""
-    marker = marker_token(tokenizer)
+    """(token ids, marker positions): the tokenizer's start (an encoder's ``<s>``,
+    :func:`rrhf.models.token_spans.sequence_start`) and the prompt, then each segment ``reply[start:end]`` (after a
+    space) with the marker token before or after it (``position``). The prompt loses tokens from the left (after
+    the start) to fit ``max_length``; segments that still do not fit are left out, so there may be fewer markers
+    than spans."""
+    marker, first = marker_token(tokenizer), sequence_start(tokenizer)
     pieces = []
     for start, end in spans:
         text = tokenizer(" " + reply[start:end], add_special_tokens=False)["input_ids"]
         pieces.append([marker, *text] if position == "before" else [*text, marker])
     reply_ids: list[int] = []
     for piece in pieces:
-        if len(reply_ids) + len(piece) > max_length - 1:
+        if len(first) + len(reply_ids) + len(piece) > max_length - 1:
             break
         reply_ids += piece
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-(max_length - len(reply_ids)):]
+    prompt_ids = start_and_cut(tokenizer, tokenizer(prompt, add_special_tokens=False)["input_ids"],
+                               max_length - len(reply_ids))
     ids = prompt_ids + reply_ids
     return ids, [index for index, token in enumerate(ids) if token == marker and index >= len(prompt_ids)]
 
