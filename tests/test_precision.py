@@ -114,3 +114,75 @@ def test_shipped_accelerate_configs_load(name, distributed, offload):
 def test_an_accelerate_config_means_accelerate_launch_even_on_one_gpu():
     assert not needs_launch(1, None) and not needs_launch(0, None)
     assert needs_launch(8, None) and needs_launch(1, "envs/accelerate/fsdp_cpu_offload.yaml")
+
+
+class Generated(Exception):
+    """Raised after a trainer's first generation, which is all the next tests need."""
+
+
+def record_generation_dtypes(monkeypatch, module, name: str, dtypes: list):
+    """Replace ``module.name`` (a function generating with a causal LM, its first argument) by one that records the
+    dtype of every output of the LM's head while it runs, then stops the trainer."""
+    generate = getattr(module, name)
+
+    def recorded(lm, *args, **kwargs):
+        head = lm.get_output_embeddings()
+        handle = head.register_forward_hook(lambda _module, _inputs, output: dtypes.append(output.dtype))
+        try:
+            generate(lm, *args, **kwargs)
+        finally:
+            handle.remove()
+        raise Generated
+
+    monkeypatch.setattr(module, name, recorded)
+
+
+def test_ppo_rollouts_generate_in_the_training_precision(tmp_path, tiny_lm_dir, tiny_reward_dir, synthetic_frame,
+                                                         fresh_accelerator_state, monkeypatch):
+    """Under bf16 mixed precision the rollouts are sampled (and their log-probabilities taken) in bf16, as the
+    updates compute, not in float32 beside them."""
+    import rrhf.training.ppo
+
+    dtypes = []
+    record_generation_dtypes(monkeypatch, rrhf.training.ppo, "sample_actions", dtypes)
+    write_parquet(synthetic_frame.head(8), tmp_path / "train.parquet", {"stage": "test"})
+    ppo = {"num_rollouts": 4, "chunk_size": 4, "total_steps": 1,
+           "generation": {"max_new_tokens": 4, "top_k": 0, "top_p": 1.0, "temperature": 1.0},
+           "training": {"batch_size": 2, "max_length": 96, "learning_rate": 1e-4, "seed": 0}}
+    with pytest.raises(Generated):
+        rrhf.training.ppo.train_ppo(str(tiny_lm_dir), str(tiny_reward_dir), str(tmp_path / "train.parquet"),
+                                    str(tmp_path / "ppo"), ppo, {}, {"limit": 8, "seed": 0, "key": "k"},
+                                    {"mixed_precision": "bf16"})
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+
+
+def test_online_rrhf_samples_in_the_training_precision(tmp_path, tiny_lm_dir, tiny_reward_dir, synthetic_frame,
+                                                       fresh_accelerator_state, monkeypatch):
+    import rrhf.training.online_rrhf
+
+    dtypes = []
+    record_generation_dtypes(monkeypatch, rrhf.training.online_rrhf, "generate_responses", dtypes)
+    write_parquet(synthetic_frame.head(8), tmp_path / "train.parquet", {"stage": "test"})
+    sampling = {"seed": 0, "batch_size": 4, "samplers": {"top_p": {"num_responses": 2, "max_new_tokens": 4}}}
+    with pytest.raises(Generated):
+        rrhf.training.online_rrhf.train_online_rrhf(
+            str(tiny_lm_dir), str(tiny_reward_dir), str(tmp_path / "train.parquet"), str(tmp_path / "online"),
+            {"training": {"batch_size": 2, "max_length": 96, "seed": 0}},
+            {"steps_per_sample": 1, "kl_coef": 0.1, "sampler": "top_p"}, sampling, {},
+            {"limit": 8, "seed": 0, "key": "k"}, {"mixed_precision": "bf16"})
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+
+
+def test_the_reward_monitor_decodes_in_the_training_precision(tmp_path, tiny_lm_dir, tiny_reward_dir,
+                                                              synthetic_frame, fresh_accelerator_state, monkeypatch):
+    import rrhf.training.reward_monitor
+
+    dtypes = []
+    record_generation_dtypes(monkeypatch, rrhf.training.reward_monitor, "generate_responses", dtypes)
+    write_parquet(scored_set(synthetic_frame, 8), tmp_path / "scored.parquet", {"stage": "test"})
+    rrhf_block = {"training": {"batch_size": 4, "max_length": 96, "seed": 0},
+                  "reward_during_training": {"every_steps": 1, "prompts": 2, "max_new_tokens": 4}}
+    with pytest.raises(Generated):
+        train_rrhf(str(tiny_lm_dir), str(tmp_path / "scored.parquet"), str(tmp_path / "model"), rrhf_block,
+                   {"mixed_precision": "bf16"}, reward_model=str(tiny_reward_dir), scoring={})
+    assert dtypes and set(dtypes) == {torch.bfloat16}

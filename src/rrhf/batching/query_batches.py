@@ -12,6 +12,7 @@ Either way :func:`response_logprobs` gives the same (B, K, T) log-probabilities,
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
@@ -28,9 +29,11 @@ from rrhf.batching.prompt_sharing import (
     scored_positions,
     sharing_decision,
 )
+from rrhf.models.loading import launched_with_fsdp
 from rrhf.models.token_spans import sequence_start
 from rrhf.padding import pad_batch
 
+log = logging.getLogger("rrhf")
 # A chunk's longest row is at most this many times its shortest, so padding stays under ~1/6 of a chunk.
 MAX_LENGTH_SPREAD = 1.2
 
@@ -265,8 +268,31 @@ def causal_lm_sharing_problem(model) -> str | None:
 def query_collator(model, tokenizer, max_tokens_per_forward: int, prompt_sharing: str, key: str, what: str):
     """``collate(examples)`` for ``model``'s training batches: packed rows when ``prompt_sharing`` (config
     ``key``) is ``packed``, or ``auto`` and the model can share prompts (:func:`causal_lm_sharing_problem`);
-    logits only where a token is scored when the model takes ``logits_to_keep``. Logs which it is."""
-    packed = sharing_decision(prompt_sharing, key, lambda: causal_lm_sharing_problem(model), what)
+    logits only where a token is scored when the model takes ``logits_to_keep``. Logs which it is.
+
+    In training of several processes the first one runs the probe and every process packs as it decided: under
+    FSDP's memory-efficient loading only the first process has the weights before training starts. Under FSDP
+    each batch runs in one forward pass: every forward pass of a sharded model gathers weights from all
+    processes, so all must run as many as each other, whatever the lengths of their own batches."""
+    packed = sharing_decision(prompt_sharing, key, lambda: decided_by_first_process(
+        lambda: causal_lm_sharing_problem(model)), what)
     keep = keeps_logits(model)
-    return lambda examples: collate_queries(examples, tokenizer.pad_token_id, max_tokens_per_forward,
+    spread = MAX_LENGTH_SPREAD
+    if launched_with_fsdp():
+        log.info("%s: one forward pass per batch under FSDP (rrhf.max_tokens_per_forward %d does not apply)", what,
+                 max_tokens_per_forward)
+        max_tokens_per_forward, spread = 1 << 62, float("inf")
+    return lambda examples: collate_queries(examples, tokenizer.pad_token_id, max_tokens_per_forward, spread,
                                             packed=packed, logits_on_scored_only=keep)
+
+
+def decided_by_first_process(question):
+    """``question()`` asked in the first process only, its (picklable) answer given to every process; asked here
+    when there is one process. Every process must call this at the same point."""
+    import torch.distributed as distributed
+
+    if not (distributed.is_available() and distributed.is_initialized()) or distributed.get_world_size() == 1:
+        return question()
+    answer = [question() if distributed.get_rank() == 0 else None]
+    distributed.broadcast_object_list(answer, src=0)
+    return answer[0]

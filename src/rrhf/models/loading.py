@@ -1,11 +1,24 @@
-"""Loading models and tokenizers the same way in every stage."""
+"""Loading models and tokenizers the same way in every stage.
+
+Inference stages load a model in the inference dtype straight onto their device. Trainers load it in float32 (the
+dtype its weights and optimiser state train in; mixed precision computes in bf16 on top) on the CPU, and the
+training loop moves it; under FSDP with ``cpu_ram_efficient_loading`` only the first process reads the weights
+(:func:`weights_come_from_main_process`), so a node holds one copy in host memory, not one per GPU.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    GenerationConfig,
+)
 
 from rrhf.io import naming_damage
 from rrhf.models.value_head_reward import load_value_head_reward_model
@@ -68,17 +81,79 @@ def check_vocabulary(model, tokenizer, path: str) -> None:
                          "folder's tokenizer belongs to another model")
 
 
+def direct_placement(device: str | torch.device) -> dict[str, Any]:
+    """from_pretrained's keyword that puts the weights straight on an accelerator ``device`` as they are read (no
+    copy of the model in host memory first); none for the CPU."""
+    device = torch.device(device)
+    return {} if device.type in ("cpu", "meta") else {"device_map": {"": device}}
+
+
 def load_causal_lm(path: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"):
     """(model in eval mode on ``device`` with weights in ``dtype`` (:func:`resolve_dtype`), tokenizer padded on
     the left) from a hub id or folder; a bad path or a tokenizer that does not fit the model raises naming it."""
     check_model_source(path)
     tokenizer = load_tokenizer(path, padding_side="left")
     with naming_damage(path, "the causal LM"):
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device),
+                                                     **direct_placement(device))
     check_vocabulary(model, tokenizer, path)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "false").lower() in ("1", "true")
+
+
+def launched_with_fsdp() -> bool:
+    """Whether this process trains under ``accelerate launch`` with an FSDP config (envs/accelerate/fsdp_*.yaml)."""
+    return _flag("ACCELERATE_USE_FSDP")
+
+
+def weights_come_from_main_process() -> bool:
+    """Whether this process builds its model to train without reading the weights: it runs under ``accelerate
+    launch`` with FSDP and ``fsdp_cpu_ram_efficient_loading`` (envs/accelerate/fsdp_*.yaml) and it is not the
+    first process, whose weights accelerate copies into every process's shards when it prepares the model."""
+    return launched_with_fsdp() and _flag("FSDP_CPU_RAM_EFFICIENT_LOADING") and os.environ.get("RANK", "0") != "0"
+
+
+def load_for_training(path: str, auto_class=AutoModelForCausalLM, **config_changes):
+    """A model to train, from a hub id or folder: weights in float32 on the CPU (the training loop moves it), or,
+    where the weights come from the first process (:func:`weights_come_from_main_process`), the same model with
+    its parameters on the meta device: no host memory for them. ``config_changes`` (e.g. ``num_labels=1``) apply
+    to its config either way. Under ``accelerate launch`` the process group exists from here on, so every
+    process of a job can agree on what it decides before training starts."""
+    from accelerate import PartialState, init_empty_weights
+    from accelerate.utils import parse_flag_from_env
+
+    # Joins the launched processes' group (nothing to join in one process), on the CPU where the launch says so,
+    # as accelerate's own state would.
+    PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    check_model_source(path)
+    with naming_damage(path, f"the model to train ({auto_class.__name__})"):
+        if not weights_come_from_main_process():
+            return auto_class.from_pretrained(path, dtype=torch.float32, **config_changes)
+        config = AutoConfig.from_pretrained(path, **config_changes)
+        with init_empty_weights(include_buffers=False):  # buffers such as rotary frequencies are computed for real
+            model = auto_class.from_config(config, dtype=torch.float32)
+        model.tie_weights()  # tying inside init_empty_weights makes a second meta tensor instead
+    try:
+        model.generation_config = GenerationConfig.from_pretrained(path)
+    except OSError:  # the folder has no generation_config.json: the model config's defaults, as from_pretrained
+        pass
+    return model
+
+
+def load_causal_lm_for_training(path: str):
+    """(causal LM to train, :func:`load_for_training`, tokenizer padded on the left), checked as
+    :func:`load_causal_lm` checks them."""
+    tokenizer = load_tokenizer(path, padding_side="left")
+    model = load_for_training(path)
+    check_vocabulary(model, tokenizer, path)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
 
 
 def load_reward_model(source: str | dict[str, Any], device: str | torch.device = "cpu",
@@ -102,7 +177,8 @@ def load_reward_model(source: str | dict[str, Any], device: str | torch.device =
     tokenizer = load_tokenizer(path, padding_side="right", trust_remote_code=trust_remote_code)
     with naming_damage(path, "the reward model"):
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=resolve_dtype(dtype, device),
-                                                                   trust_remote_code=trust_remote_code)
+                                                                   trust_remote_code=trust_remote_code,
+                                                                   **direct_placement(device))
     check_vocabulary(model, tokenizer, path)
     if model.config.num_labels != 1:
         raise ValueError(f"reward model {path!r} has {model.config.num_labels} labels; a reward model has 1")

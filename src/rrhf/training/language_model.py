@@ -12,7 +12,7 @@ import torch
 
 from rrhf.io import read_parquet, start_job
 from rrhf.models.adapters import add_lora
-from rrhf.models.loading import load_causal_lm, load_tokenizer
+from rrhf.models.loading import load_causal_lm_for_training, load_tokenizer
 from rrhf.models.tiny import new_causal_lm, transcripts
 from rrhf.models.token_spans import encode_pair
 from rrhf.padding import pad_batch, pad_right
@@ -86,7 +86,7 @@ def train_sft(init_model: str, train_data: str, output_dir: str, build: Build | 
     start_job(log_path, output_dir)
     build, precision = Build.coerce(build), Precision.coerce(precision)
     params = build.training
-    model, tokenizer = load_causal_lm(init_model)
+    model, tokenizer = load_causal_lm_for_training(init_model)
     model = add_lora(model, params.lora)
     frame = read_parquet(train_data, ["prompt", "chosen"])
     if build.max_examples is not None:

@@ -10,17 +10,18 @@ that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -28,6 +29,7 @@ from rrhf.io import atomic_path, write_json, write_parquet
 from rrhf.models.adapters import check_not_fsdp, has_lora, merge_lora
 from rrhf.plan.blocks import Precision, Training
 from rrhf.training.checkpoints import Checkpoints, CheckpointSettings
+from rrhf.training.sharded_copy import free_cached_memory, gathered_copy, is_sharded
 from rrhf.training.tracking import log_training
 
 log = logging.getLogger("rrhf")
@@ -89,16 +91,21 @@ class Trainer:
     ``checkpoint`` (the job's ``checkpoints:`` settings, see
     :class:`rrhf.training.checkpoints.CheckpointSettings`) turns on checkpoints:
     :meth:`resume` loads the latest, :meth:`checkpoint` saves one when due.
-    ``monitor(model, step, last)`` adds its measurements to each step's log row (e.g.
-    rrhf.training.reward_monitor); it runs in single-process training only.
+    ``monitor(trainer, step, last)`` adds its measurements to each step's log row (e.g.
+    rrhf.training.reward_monitor); every process calls it at every step.
+
+    The model, its optimiser and schedule are prepared together, as FSDP2 needs (it replaces the parameters the
+    optimiser holds); without FSDP the model is on its device before the optimiser is made. Anything else built
+    from the model's weights (a reference snapshot, a gathered copy) is built from :attr:`model` after this, so
+    it lives where the prepared model lives.
     """
 
     def __init__(self, model: torch.nn.Module, training: Training | dict[str, Any],
                  precision: Precision | dict[str, Any], total_steps: int, description: str = "train",
                  checkpoint: dict[str, Any] | None = None,
-                 monitor: Callable[[torch.nn.Module, int, bool], dict[str, float]] | None = None):
+                 monitor: Callable[["Trainer", int, bool], dict[str, float]] | None = None):
         self.params = params = Training.coerce(training)
-        precision = Precision.coerce(precision)
+        self.precision = precision = Precision.coerce(precision)
         set_seed(params.seed)
         self.description = description
         self.total_steps = max(1, total_steps)
@@ -107,10 +114,13 @@ class Trainer:
         if precision.gradient_checkpointing and not enable_gradient_checkpointing(model):
             raise ValueError(f"gradient_checkpointing: {type(model).__name__} has no transformers model that "
                              "supports it")
-        self.model = self.accelerator.prepare(model)  # wrap first (FSDP shards it), then optimise what it trains
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, betas=tuple(params.adam_betas),
-                                      eps=params.adam_epsilon, weight_decay=params.weight_decay)
+        if self.accelerator.distributed_type != DistributedType.FSDP:
+            # Where prepare would put it, before the optimiser holds its parameters: a move to another kind of
+            # device makes new parameter objects. (FSDP shards the model in prepare and swaps them itself.)
+            model = model.to(self.accelerator.device)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=params.learning_rate,
+                                      betas=tuple(params.adam_betas), eps=params.adam_epsilon,
+                                      weight_decay=params.weight_decay)
         warmup = int(params.warmup_ratio * self.total_steps)
         if params.lr_schedule == "constant":
             scheduler = get_constant_schedule_with_warmup(optimizer, warmup)
@@ -118,15 +128,13 @@ class Trainer:
             scheduler = get_linear_schedule_with_warmup(optimizer, warmup, self.total_steps)
         else:
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', not {params.lr_schedule!r}")
-        self.optimizer, self.scheduler = self.accelerator.prepare(optimizer, scheduler)
-        self.trainable = trainable
+        # One call: under FSDP2 the model is sharded and the optimiser's parameters are swapped for the shards.
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.rows: list[dict[str, float]] = []
         settings = CheckpointSettings.from_config(checkpoint)
         self.checkpoints = Checkpoints(settings, self.accelerator) if settings else None
         self.monitor = monitor
-        if monitor is not None and self.accelerator.num_processes > 1:
-            log.warning("%s: the reward during training is measured in single-process runs only", description)
-            self.monitor = None
         self.model.train()
         self.progress = tqdm(total=self.total_steps, desc=description,
                              disable=not self.accelerator.is_local_main_process)
@@ -215,8 +223,7 @@ class Trainer:
                                                              for key in pending[0]})
                     row.update(step=len(self.rows) + 1, epoch=micro / per_epoch, lr=self.scheduler.get_last_lr()[0])
                     if self.monitor is not None:
-                        row.update(self.monitor(accelerator.unwrap_model(self.model), row["step"],
-                                                row["step"] == self.total_steps))
+                        row.update(self.monitor(self, row["step"], row["step"] == self.total_steps))
                     self.rows.append(row)
                     pending = []
                     self._report(row)
@@ -229,6 +236,43 @@ class Trainer:
         self.progress.set_postfix(loss=f"{row['loss']:.4f}")
         if len(self.rows) % 10 == 0 or len(self.rows) == self.total_steps:
             log.info("%s step %d/%d loss %.4f", self.description, len(self.rows), self.total_steps, row["loss"])
+
+    @contextlib.contextmanager
+    def generating(self) -> Iterator[torch.nn.Module]:
+        """The model as trained so far, to generate and score with in this process on its own, in eval mode
+        (no dropout) under the training precision's autocast; the training mode comes back afterwards.
+
+        In one process or under DDP that is the model itself, unwrapped (a forward pass of it needs no other
+        process). Under FSDP every forward pass of the sharded model gathers weights from all processes, so
+        processes generating replies of different lengths would wait on each other: every process takes part in
+        gathering a plain copy (:func:`rrhf.training.sharded_copy.gathered_copy`, in the inference dtype of the
+        mixed precision) and generates with that; the copy is freed on leaving.
+        """
+        plain = self.accelerator.unwrap_model(self.model)
+        sharded = is_sharded(plain)
+        model = gathered_copy(plain, self.inference_dtype, self.accelerator.device) if sharded else plain
+        was_training = plain.training
+        model.eval()
+        try:
+            with self.accelerator.autocast():
+                yield model
+        finally:
+            plain.train(was_training)
+            if sharded:
+                del model
+                free_cached_memory()
+
+    @property
+    def inference_dtype(self) -> torch.dtype:
+        """The dtype forward passes compute in: bfloat16 / float16 under that mixed precision, else float32."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(self.accelerator.mixed_precision),
+                                                                  torch.float32)
+
+    def gather_lists(self, values: list[Any]) -> list[Any]:
+        """Every process's ``values`` (picklable) in process order, in every process; ``values`` in one."""
+        if self.accelerator.num_processes == 1:
+            return list(values)
+        return gather_object(list(values))
 
     def finish(self) -> "TrainingResult":
         """Close the progress bar, put the model in eval mode, and return it with every log row."""
@@ -248,7 +292,7 @@ def train_model(
     precision: Precision | dict[str, Any],
     description: str = "train",
     checkpoint: dict[str, Any] | None = None,
-    monitor: Callable[[torch.nn.Module, int, bool], dict[str, float]] | None = None,
+    monitor: Callable[[Trainer, int, bool], dict[str, float]] | None = None,
 ) -> "TrainingResult":
     """Train ``model`` in place for ``training.epochs``; return it with one log row per optimiser step.
 

@@ -9,8 +9,12 @@ policy it trains, and every query is sampled once per epoch. With +KL each respo
 ``kl_coef * KL(pi || rho)`` of that response (:func:`rrhf.models.token_spans.span_kl`), rho being the policy before
 training (:class:`rrhf.models.value_head_policy.FrozenReference`).
 
-One process holds the policy, rho (+KL only) and the reward model; sampling in the middle of an FSDP or DDP
-run is not supported, so the rule runs on one GPU, like PPO.
+It runs in one process or in several (``accelerate launch``, DDP or FSDP, like offline RRHF): each process samples
+its share of a round's generation batches (the batches and seeds of a one-process run) with
+:meth:`rrhf.training.loop.Trainer.generating` (under FSDP a plain copy of the policy gathered from the shards),
+scores them and measures their KL with its own reward model and rho, and every process then trains on the whole
+round, each taking its share of the batches. rho is a snapshot of the policy taken where it generates, in its
+dtype, before the first step.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from accelerate import PartialState
 
 from rrhf.batching.query_batches import build_examples, encode_queries, query_collator
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
@@ -30,7 +35,7 @@ from rrhf.data.gold_reward import gold_rewards
 from rrhf.data.preference_pairs import select_subset
 from rrhf.io import read_parquet, start_job
 from rrhf.models.adapters import add_lora
-from rrhf.models.loading import load_causal_lm, load_reward_model
+from rrhf.models.loading import load_causal_lm_for_training, load_reward_model
 from rrhf.models.token_spans import span_kl
 from rrhf.models.value_head_policy import FrozenReference
 from rrhf.padding import pad_batch
@@ -39,7 +44,7 @@ from rrhf.sampling.generation import SAMPLE_COLUMNS, generate_responses, sampler
 from rrhf.scoring.rewards import check_finite, score
 from rrhf.scoring.training_sets import SCORED_COLUMNS, combine_parts
 from rrhf.training.checkpoints import frame_from_json, frame_to_json
-from rrhf.training.loop import Trainer
+from rrhf.training.loop import Trainer, micro_batches_per_epoch
 from rrhf.training.ranking import make_rrhf_loss, run_metrics
 
 log = logging.getLogger("rrhf")
@@ -60,12 +65,13 @@ class OnlineContext:
     gold_source: str | None
 
 
-def query_windows(count: int, per_window: int, epochs: float, seed: int) -> list[list[int]]:
+def query_windows(count: int, per_window: int, epochs: float, seed: int, least: int = 1) -> list[list[int]]:
     """The query indices (of ``count``) each sampling round covers, in training order.
 
     Epoch e visits every query once, in an order shuffled with ``seed + e``, cut into windows of
     ``per_window`` queries (the last window of an epoch may be shorter); a fractional last epoch visits the
-    start of its order only, ``round(epochs * count)`` visits in all.
+    start of its order only, ``round(epochs * count)`` visits in all. A last window of fewer than ``least``
+    queries joins the window before it.
     """
     total = round(epochs * count)
     windows = []
@@ -73,7 +79,10 @@ def query_windows(count: int, per_window: int, epochs: float, seed: int) -> list
         order = list(range(count))
         random.Random(seed + epoch).shuffle(order)
         order = order[: total - epoch * count]
-        windows += [order[i:i + per_window] for i in range(0, len(order), per_window)]
+        cut = [order[i:i + per_window] for i in range(0, len(order), per_window)]
+        if len(cut) > 1 and len(cut[-1]) < least:
+            cut[-2:] = [cut[-2] + cut[-1]]
+        windows += cut
     return windows
 
 
@@ -99,12 +108,14 @@ def response_kl(model, reference: FrozenReference, tokenizer, prompts: list[str]
     return values
 
 
-def draw_samples(model, context: OnlineContext, queries: pd.DataFrame, seed: int) -> pd.DataFrame:
+def draw_samples(model, context: OnlineContext, queries: pd.DataFrame, seed: int,
+                 shard: tuple[int, int] | None = None) -> pd.DataFrame:
     """The policy's responses to ``queries`` (prompt_id, prompt), scored:
     :data:`rrhf.sampling.generation.SAMPLE_COLUMNS`
-    plus ``reward`` and ``gold_reward`` (NaN without a gold reward)."""
+    plus ``reward`` and ``gold_reward`` (NaN without a gold reward). With ``shard`` (index, count), only that
+    shard's generation batches (:func:`rrhf.sampling.generation.generation_batches`)."""
     online = context.online
-    responses = generate_responses(model, context.tokenizer, list(queries["prompt"]), online.sampler,
+    responses = generate_responses(model, context.tokenizer, list(queries["prompt"]), online.sampler, shard=shard,
                                    **{**sampler_arguments(context.sampling, online.sampler), "seed": seed})
     samples = pd.DataFrame([(pid, prompt, k, text, online.sampler)
                             for pid, prompt, texts in zip(queries["prompt_id"], queries["prompt"], responses)
@@ -115,6 +126,26 @@ def draw_samples(model, context: OnlineContext, queries: pd.DataFrame, seed: int
     check_finite(samples, "online samples")
     samples["gold_reward"] = gold_rewards(samples, context.gold_source)
     return samples
+
+
+def draw_round(trainer: Trainer, context: OnlineContext, queries: pd.DataFrame, seed: int,
+               provided: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(samples, training set) of one sampling round over ``queries``: :func:`draw_samples` and
+    :func:`round_training_set` with the policy as trained so far, each process on its share of the generation
+    batches; both frames whole and alike in every process (the samples in query order, the set sorted by prompt)."""
+    accelerator = trainer.accelerator
+    shard = (accelerator.process_index, accelerator.num_processes) if accelerator.num_processes > 1 else None
+    with trainer.generating() as model:
+        samples = draw_samples(model, context, queries, seed, shard)
+        frame = round_training_set(model, context, samples, provided) if len(samples) else None
+    if shard is None:
+        return samples, frame
+    position = {prompt_id: i for i, prompt_id in enumerate(queries["prompt_id"])}
+    samples = pd.DataFrame(trainer.gather_lists(samples.to_dict("records")), columns=samples.columns)
+    samples = (samples.assign(query=samples["prompt_id"].map(position))
+               .sort_values(["query", "response_index"], kind="stable").drop(columns="query").reset_index(drop=True))
+    frame = pd.DataFrame(trainer.gather_lists([] if frame is None else frame.to_dict("records")))
+    return samples, frame.sort_values(["prompt_id", "response_index"], kind="stable").reset_index(drop=True)
 
 
 def round_training_set(model, context: OnlineContext, samples: pd.DataFrame,
@@ -161,16 +192,22 @@ def train_online_rrhf(policy: str, reward_model: str | dict[str, Any], train_dat
         if missing:
             raise ValueError(f"{provided}: no provided responses for {len(missing)} of the {len(queries)} selected "
                              f"prompts, e.g. {missing[:3]}; was it scored with another data.train_prompts?")
-    model, tokenizer = load_causal_lm(policy)
+    model, tokenizer = load_causal_lm_for_training(policy)
     collate = query_collator(model, tokenizer, rrhf.max_tokens_per_forward, rrhf.prompt_sharing,
                              "rrhf.prompt_sharing", "online RRHF training")
     model = add_lora(model, params.lora)
-    reference = FrozenReference(model)  # with LoRA: the adapters off
-    per_window = online_params.steps_per_sample * params.batch_size * params.gradient_accumulation_steps
-    windows = query_windows(len(queries), per_window, params.epochs, params.seed)
+    # Queries of k optimiser steps, over all training processes (each takes its share of a round's batches).
+    processes = PartialState().num_processes
+    per_window = online_params.steps_per_sample * params.batch_size * params.gradient_accumulation_steps * processes
+    # A window short of a batch for every process joins the one before it (run_epochs needs one each).
+    windows = query_windows(len(queries), per_window, params.epochs, params.seed,
+                            params.batch_size * (processes - 1) + 1)
     accumulation = params.gradient_accumulation_steps  # each round ends with a step (Trainer.run_epochs)
-    steps = sum(math.ceil(math.ceil(len(window) / params.batch_size) / accumulation) for window in windows)
+    steps = sum(math.ceil(micro_batches_per_epoch(len(window), params.batch_size, processes) / accumulation)
+                for window in windows)
     trainer = Trainer(model, params, precision, steps, "online rrhf", checkpoint)
+    with trainer.generating() as initial:  # rho, before any step (or resumed checkpoint); with LoRA: the adapters off
+        reference = FrozenReference(initial)
     reward, reward_tokenizer = load_reward_model(reward_model, trainer.accelerator.device, precision.dtype)
     context = OnlineContext(tokenizer, reward, reward_tokenizer, reference, online_params, sampling, scoring,
                             params.max_length, gold_source(train_data))
@@ -185,10 +222,7 @@ def train_online_rrhf(policy: str, reward_model: str | dict[str, Any], train_dat
         if round_number < state["rounds"]:
             continue
         step = len(trainer.rows)
-        sampler_model = trainer.accelerator.unwrap_model(trainer.model).eval()
-        samples = draw_samples(sampler_model, context, queries.iloc[window], seed)
-        frame = round_training_set(sampler_model, context, samples, provided_frame)
-        sampler_model.train()
+        samples, frame = draw_round(trainer, context, queries.iloc[window], seed, provided_frame)
         seed += math.ceil(len(window) / sampling.batch_size)  # a fresh seed per generation batch
         sampled = frame["source"] == online_params.sampler
         summary = {"round": round_number, "sample_reward": float(frame.loc[sampled, "reward"].mean()),

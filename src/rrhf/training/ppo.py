@@ -28,7 +28,7 @@ from rrhf.data.preference_pairs import select_subset
 from rrhf.io import read_parquet, start_job
 from rrhf.losses import policy_loss, value_loss
 from rrhf.models.adapters import add_lora
-from rrhf.models.loading import load_causal_lm, load_reward_model
+from rrhf.models.loading import load_causal_lm_for_training, load_reward_model
 from rrhf.models.token_spans import span_logprobs, span_logprobs_and_entropies
 from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference, freeze_bottom_layers
 from rrhf.padding import pad_batch, pad_values
@@ -159,7 +159,7 @@ def collect_rollouts(context: RolloutContext, prompts: list[str], chosen: list[s
         logits, values = policy(input_ids, attention_mask)
         token_logprobs, entropies = span_logprobs_and_entropies(logits, input_ids, spans)
         logprobs, mask = pad_values(token_logprobs)
-        values = action_values(values, spans)
+        values = action_values(values.float(), spans)  # float32 as the update reads them, whatever autocast gave
         ref_logprobs, _ = pad_values(span_logprobs(context.reference.logits(policy, input_ids, attention_mask),
                                                  input_ids, spans))
         if fine_grained:  # a reward at the end of every segment (rrhf.scoring.segment_rewards)
@@ -231,7 +231,7 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
     if problems := ppo_length_problems(params.max_length, ppo.generation.max_new_tokens):
         raise ValueError(problems[0])
     frame = select_subset(read_parquet(train_data, ["prompt_id", "prompt", "chosen"]), prompts, origin=train_data)
-    lm, tokenizer = load_causal_lm(policy)
+    lm, tokenizer = load_causal_lm_for_training(policy)
     if params.lora is None:
         freeze_bottom_layers(lm, ppo.num_layers_unfrozen)
     elif ppo.num_layers_unfrozen is not None:
@@ -240,14 +240,15 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
     set_seed(params.seed)  # the value head is initialised here (then the adapters, with LoRA)
     model = CausalLMWithValueHead(lm, ppo.generation.temperature)
     add_lora(model, params.lora)
-    reference = FrozenReference(model.lm)  # with LoRA: the policy's LM with its adapters off
     iterations, per_iteration = ppo_schedule(ppo)
     trainer = Trainer(model, params, precision, iterations * per_iteration, "ppo", checkpoint)
     trainer.model.eval()  # no dropout: rollout and update see the same policy
     device = trainer.accelerator.device
+    policy_model = trainer.accelerator.unwrap_model(trainer.model)
+    # rho: taken from the prepared policy (where training put it), before any step; with LoRA, the adapters off.
+    reference = FrozenReference(policy_model.lm)
     reward, reward_tokenizer = load_reward_model(reward_model, device, precision.dtype)
     reward.requires_grad_(False)
-    policy_model = trainer.accelerator.unwrap_model(trainer.model)
     context = RolloutContext(policy_model, tokenizer, reference, reward, reward_tokenizer, RunningMoments(), ppo,
                              scoring, params.max_length - ppo.generation.max_new_tokens, gold_source(train_data))
     if fine_grained is not None:
@@ -274,8 +275,9 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
     for iteration in range(len(rows), iterations):
         picked = [next(stream) for _ in range(ppo.num_rollouts)]
         kl_coef = controller.value
-        rollouts, stats = collect_rollouts(context, [prompts[i] for i in picked], [chosen[i] for i in picked],
-                                           kl_coef, params.seed + 1000 * iteration)
+        with trainer.accelerator.autocast():  # rollouts in the precision the updates compute in
+            rollouts, stats = collect_rollouts(context, [prompts[i] for i in picked], [chosen[i] for i in picked],
+                                               kl_coef, params.seed + 1000 * iteration)
         steps, lengths = [], [len(r.sequence) for r in rollouts]
         for epoch in range(ppo.ppo_epochs):
             steps += trainer.run_epochs(rollouts, lengths, collate, loss, 1,

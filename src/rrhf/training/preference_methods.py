@@ -20,7 +20,7 @@ from rrhf.batching.query_batches import QueryExample, build_examples, query_coll
 from rrhf.io import read_parquet, start_job
 from rrhf.losses import dpo_loss, ipo_loss, kto_loss, kto_reference_point, orpo_loss, simpo_loss, slic_loss
 from rrhf.models.adapters import add_lora
-from rrhf.models.loading import load_causal_lm
+from rrhf.models.loading import load_causal_lm_for_training
 from rrhf.plan.blocks import RRHF, Precision
 from rrhf.plan.settings import METHODS
 from rrhf.training.loop import train_model
@@ -100,7 +100,7 @@ def train_preference_method(policy: str, examples_path: str, reference_path: str
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
     rrhf, precision = RRHF.coerce(rrhf), Precision.coerce(precision)
     frame = read_parquet(examples_path, ["prompt_id", "prompt", "response_index", "response", "reward"])
-    model, tokenizer = load_causal_lm(policy)
+    model, tokenizer = load_causal_lm_for_training(policy)
     collate = query_collator(model, tokenizer, rrhf.max_tokens_per_forward, rrhf.prompt_sharing,
                              "rrhf.prompt_sharing", f"{method} training")
     model = add_lora(model, rrhf.training.lora)

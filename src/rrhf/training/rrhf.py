@@ -20,7 +20,7 @@ from rrhf.batching.query_batches import (
 from rrhf.data.dataset_facts import gold_source
 from rrhf.io import start_job
 from rrhf.models.adapters import add_lora
-from rrhf.models.loading import load_causal_lm
+from rrhf.models.loading import load_causal_lm_for_training
 from rrhf.plan.blocks import RRHF, Precision, Scoring
 from rrhf.scoring.training_sets import read_scored_set
 from rrhf.training.loop import train_model
@@ -49,7 +49,7 @@ def train_rrhf(policy: str, scored: str, output_dir: str, rrhf: RRHF | dict[str,
     rrhf, precision = RRHF.coerce(rrhf), Precision.coerce(precision)
     params = rrhf.training
     frame = read_scored_set(scored, SCORED_COLUMNS)  # raises naming NaN / non-numeric rewards, repeated rows
-    model, tokenizer = load_causal_lm(policy)
+    model, tokenizer = load_causal_lm_for_training(policy)
     collate = query_collator(model, tokenizer, rrhf.max_tokens_per_forward, rrhf.prompt_sharing,
                              "rrhf.prompt_sharing", "RRHF training")
     model = add_lora(model, params.lora)

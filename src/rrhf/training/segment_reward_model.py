@@ -32,7 +32,7 @@ from rrhf.data.qa_feedback import (
 )
 from rrhf.io import start_job
 from rrhf.losses import segment_classification_loss
-from rrhf.models.loading import load_tokenizer
+from rrhf.models.loading import load_for_training, load_tokenizer
 from rrhf.padding import pad_batch
 from rrhf.plan.blocks import Precision
 from rrhf.plan.fine_grained_blocks import SegmentRewardModels
@@ -157,7 +157,7 @@ def train_segment_reward_model(kind: str, init_model: str, feedback_file: str, o
         kept = [(p, y) for p, y in zip(positions, labels) if y != IGNORE]
         if kept:
             examples.append((ids, [p for p, _ in kept], [y for _, y in kept]))
-    model = AutoModelForTokenClassification.from_pretrained(init_model, num_labels=2)
+    model = load_for_training(init_model, AutoModelForTokenClassification, num_labels=2)
     model.config.pad_token_id = tokenizer.pad_token_id
     log.info("training the %s reward model from %s on %d replies (%d segments)", kind, init_model, len(examples),
              sum(len(y) for _, _, y in examples))
@@ -191,7 +191,7 @@ def _train_completeness(init_model: str, tokenizer, train: list[FeedbackRecord],
         raise ValueError(f"fine_grained: the completeness file's {len(train)} training questions hold "
                          f"{len(examples)} comparisons (ties are 0), fewer than one batch of "
                          f"{spec.training.batch_size}: annotate more questions (fine_grained.feedback.prompts)")
-    model = AutoModelForSequenceClassification.from_pretrained(init_model, num_labels=1)
+    model = load_for_training(init_model, AutoModelForSequenceClassification, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     log.info("training the completeness reward model from %s on %d comparisons", init_model, len(examples))
     result = train_model(model, examples, [max(len(a), len(b)) for a, b in examples],
