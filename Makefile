@@ -11,7 +11,7 @@ REPLICATES ?= 5
 TARGET ?= all
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run findings methods report test test-slurm lint clean setup
+.PHONY: run findings methods report test test-slurm gpu-check lint clean setup
 
 setup: $(STAMP)
 
@@ -50,8 +50,13 @@ test: $(STAMP)
 test-slurm: $(STAMP)
 	RRHF_TEST_SLURM=1 $(BIN)/pytest tests/test_slurm.py
 
+# On a machine with a CUDA GPU: every path of the workflow for a few steps, each job's peak GPU memory against the
+# memory plan (benchmarks/gpu_check.py, docs/cluster.md). Needs the environment's torch to be a CUDA build.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --workdir gpu-check
+
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results resources logs checkpoints .snakemake
+	rm -rf results resources logs checkpoints .snakemake gpu-check

@@ -254,8 +254,9 @@ def test_the_tiny_and_paper_configs_have_no_problems():
                                    "sampling.batch_size 128 make 2 batch(es)"),
     (lambda c: c["resources"]["rules"].update(train_rrhf={"gpu": 40}),
      "rrhf.training.batch_size: 256 training prompts make 32 batch(es) of 8, fewer than the 40 processes"),
-    (lambda c: c["resources"]["rules"].update(train_online_rrhf={"gpu": 2}),
-     "resources.rules.train_online_rrhf.gpu: Online RRHF (OP-k) runs in one process"),
+    (lambda c: c["resources"]["rules"].update(train_online_rrhf={"gpu": 40}),
+     "rrhf.training.batch_size: 256 training prompts make 32 batch(es) of 8, fewer than the 40 processes of "
+     "train_online_rrhf"),
     (lambda c: c["ppo"]["generation"].update(max_new_tokens=192),
      "ppo.training.max_length must exceed ppo.generation.max_new_tokens, as the prompt keeps the difference: "
      "ppo.training.max_length (192) must exceed 192"),

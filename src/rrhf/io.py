@@ -6,6 +6,7 @@ into place, so a failed job never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -174,7 +175,25 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
         logger.addHandler(file_handler)
     logger.propagate = False
     sys.excepthook = _log_uncaught
+    global _PEAK_LOGGED
+    if not _PEAK_LOGGED:
+        atexit.register(_log_gpu_peak)
+        _PEAK_LOGGED = True
     return logger
+
+
+_PEAK_LOGGED = False
+GPU_PEAK_MESSAGE = "peak GPU memory of this process: %.3f GiB allocated, %.3f GiB reserved (torch's allocator)"
+
+
+def _log_gpu_peak() -> None:
+    """At exit, the process's peak GPU memory in its log, where it used CUDA (beside the plan of docs/cluster.md;
+    `make gpu-check` reads it)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    logging.getLogger("rrhf").info(GPU_PEAK_MESSAGE, torch.cuda.max_memory_allocated() / 2 ** 30,
+                                   torch.cuda.max_memory_reserved() / 2 ** 30)
 
 
 def start_job(log_path: str | os.PathLike | None, output: str | os.PathLike) -> logging.Logger:

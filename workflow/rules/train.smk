@@ -47,10 +47,13 @@ rule train_online_rrhf:
         reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
         rrhf=lambda wildcards: PLAN.rrhf_for(wildcards.setting, wildcards.replicate),
         online=lambda wildcards: PLAN.online_for(wildcards.setting),
-        sampling=lambda wildcards: PLAN.sampling_for(PLAN.online_for(wildcards.setting)["sampler"], wildcards.replicate),
+        sampling=lambda wildcards: PLAN.sampling_for(
+            PLAN.online_for(wildcards.setting)["sampler"], wildcards.replicate, PLAN.resampling.online_batch_size
+        ),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("train"),
         precision=config["precision"],
+        accelerate_config=PLAN.accelerate_config,
     log:
         "logs/train_online_rrhf/{replicate}{policy}_{setting}.log",
     benchmark:

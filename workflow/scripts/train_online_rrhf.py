@@ -9,4 +9,6 @@ run_trainer(
          provided=snakemake.input.get("provided"),
          checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
          tracking=snakemake.config["tracking"], log_path=snakemake.log[0]),
+    num_processes=snakemake.resources.gpu,
+    accelerate_config=snakemake.params.accelerate_config,
 )

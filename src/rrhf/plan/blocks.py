@@ -221,6 +221,7 @@ class Resampling(Block):
     SCHEMA: ClassVar[str] = "resampling"
     setting: str
     kl_coef: float
+    online_batch_size: int | None
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,7 @@ class RuleResources(Block):
     mem_mb: int | None = optional()
     runtime: int | None = optional()
     cpus_per_task: int | None = optional()
+    gpu_memory_gib: float | None = optional()
 
 
 @dataclass(frozen=True)
@@ -336,7 +338,13 @@ class Resources(Block):
     mem_mb: int
     runtime: int
     cpus_per_task: int
+    gpu_memory_gib: float
     rules: dict[str, RuleResources]
+
+    def gpu_memory_for(self, rule: str) -> float:
+        """Memory of one of ``rule``'s GPUs in GiB: its own entry's, else the default."""
+        own = self.rules.get(rule, RuleResources()).gpu_memory_gib
+        return own if own is not None else self.gpu_memory_gib
 
     def for_rule(self, rule: str) -> dict[str, int]:
         """{gpu, cpus_per_task, mem_mb, runtime} of ``rule``: its own entry's values, the defaults for the rest."""

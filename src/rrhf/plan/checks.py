@@ -29,9 +29,8 @@ if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
 DEVICE = re.compile(r"auto|cpu|mps|(?:cuda|xpu|npu|hpu)(?::[0-9]+)?")
-# Rules that train in one process on one GPU (they sample while they train).
-SINGLE_PROCESS_RULES = {"train_ppo": "PPO", "train_online_rrhf": "Online RRHF (OP-k)",
-                        "train_fine_grained_ppo": "Fine-grained PPO"}
+# Rules that train in one process on one GPU (PPO's rollouts, its reference and value head are one process's).
+SINGLE_PROCESS_RULES = {"train_ppo": "PPO", "train_fine_grained_ppo": "Fine-grained PPO"}
 # What a dataset source needs besides `source`.
 SOURCE_KEYS = {"hub": "name", "anthropic_jsonl": "files"}
 
@@ -326,12 +325,13 @@ def size_problems(plan: "Plan") -> list[str]:
                             f"sampling.batch_size {plan.sampling.batch_size} make {batches} batch(es), and a shard "
                             f"samples whole batches: shards {batches}..{plan.shards - 1} would be empty; use at most "
                             f"{batches} shards or a smaller sampling.batch_size")
-    processes = max(1, plan.rule_resources("train_rrhf")["gpu"])
     batch_size = plan.rrhf.training.batch_size
-    if train is not None and math.ceil(train / batch_size) < processes:
-        problems.append(f"rrhf.training.batch_size: {train} training prompts make {math.ceil(train / batch_size)} "
-                        f"batch(es) of {batch_size}, fewer than the {processes} processes of train_rrhf "
-                        "(resources gpu): lower the batch size or the GPUs")
+    for rule in ("train_rrhf", "train_online_rrhf"):
+        processes = max(1, plan.rule_resources(rule)["gpu"])
+        if train is not None and math.ceil(train / batch_size) < processes:
+            problems.append(f"rrhf.training.batch_size: {train} training prompts make "
+                            f"{math.ceil(train / batch_size)} batch(es) of {batch_size}, fewer than the {processes} "
+                            f"processes of {rule} (resources gpu): lower the batch size or the GPUs")
     return problems
 
 

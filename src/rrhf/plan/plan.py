@@ -181,18 +181,18 @@ class Plan:
         return self.replicates.folder(replicate, stage)
 
     def online_for(self, name: str) -> dict[str, Any]:
-        """What an OP-{k}[+KL] setting means (rrhf.plan.blocks.OnlineSchedule): k, the KL coefficient (0
-        without +KL) and the sampler it draws with."""
+        """What OP-{k}[+KL] means (rrhf.plan.blocks.OnlineSchedule): k, the KL coefficient (0 without +KL), sampler."""
         setting = self.setting(name)
         return {"steps_per_sample": setting.number, "kl_coef": self.resampling.kl_coef if setting.with_kl else 0.0,
                 "sampler": self.setting_spec(name)["sampler"]}
 
-    def sampling_for(self, sampler: str, replicate: int | str = 0) -> dict[str, Any]:
-        """The ``sampling`` block as a job of one sampler sees it in a replicate: with that sampler only, so that
-        changing another sampler re-runs nothing here, and the replicate's sampling seed."""
+    def sampling_for(self, sampler: str, replicate: int | str = 0, batch_size: int | None = None) -> dict[str, Any]:
+        """The ``sampling`` block as a job of one sampler sees it in a replicate: that sampler only (changing another
+        re-runs nothing here), the replicate's seed, and ``batch_size`` (online rounds') where given."""
         sampling = self.config["sampling"]
         return {**sampling, "seed": self.replicates.seed(sampling["seed"], replicate, "sampling"),
-                "samplers": {sampler: sampling["samplers"][sampler]}}
+                "samplers": {sampler: sampling["samplers"][sampler]},
+                "batch_size": batch_size or sampling["batch_size"]}
 
     def prompt_subset(self, split: str) -> dict[str, Any]:
         """Which prompts of a split a stage uses (rrhf.plan.blocks.PromptSubset)."""
