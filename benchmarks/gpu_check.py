@@ -50,12 +50,27 @@ def merged(base: dict, overlay: dict) -> dict:
     return result
 
 
-def measured_peaks(logs: Path) -> dict[str, float]:
-    """Rule -> the largest peak (GiB allocated) its jobs logged, from logs/{rule}/... of a run."""
+def log_rules(summary: str) -> dict[str, str]:
+    """Log file -> the rule whose job wrote it, from Snakemake's ``--detailed-summary`` (tab-separated: output
+    file, date, rule, log files, ...)."""
+    lines = summary.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
+    columns = lines[header].split("\t")
+    rules = {}
+    for line in lines[header + 1:]:
+        cells = dict(zip(columns, line.split("\t")))
+        for log in cells.get("log-file(s)", "").split(","):
+            if log and log != "-":
+                rules[log] = cells["rule"]
+    return rules
+
+
+def measured_peaks(workdir: Path, rules: dict[str, str]) -> dict[str, float]:
+    """Rule -> the largest peak (GiB allocated) its jobs logged, from their log files (``rules``: log -> rule)."""
     peaks: dict[str, float] = {}
-    for log in logs.rglob("*.log"):
-        rule = log.relative_to(logs).parts[0]
-        for match in PEAK.finditer(log.read_text(errors="replace")):
+    for log, rule in rules.items():
+        path = workdir / log
+        for match in PEAK.finditer(path.read_text(errors="replace") if path.is_file() else ""):
             peaks[rule] = max(peaks.get(rule, 0.0), float(match.group(1)))
     return peaks
 
@@ -99,13 +114,17 @@ def main() -> int:
           f"GiB; torch {torch.__version__}", flush=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(args.workdir),
-               "--configfile", *map(str, CONFIGS), "--cores", str(args.cores), "--rerun-incomplete", *TARGETS]
-    result = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
+    snakemake = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(args.workdir),
+                 "--configfile", *map(str, CONFIGS)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([*snakemake, "--cores", str(args.cores), "--rerun-incomplete", *TARGETS], env=env,
+                            check=False)
     print(f"workflow: exit {result.returncode} after {time.monotonic() - started:.0f} s ({args.workdir})")
+    summary = subprocess.run([*snakemake, "--detailed-summary", *TARGETS], env=env, capture_output=True, text=True,
+                             check=True).stdout
     config = merged(*(yaml.safe_load(path.read_text()) for path in CONFIGS))
     plan = Plan(fill_defaults(config), REPO)
-    table, over = comparison(plan, measured_peaks(args.workdir / "logs"))
+    table, over = comparison(plan, measured_peaks(args.workdir, log_rules(summary)))
     print(table)
     if over:
         print(f"the plan underestimates: {', '.join(over)} (docs/cluster.md, 'Memory planned before submission')")

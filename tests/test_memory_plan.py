@@ -207,11 +207,17 @@ def test_the_gpu_check_reads_each_jobs_peak_and_compares_it_with_the_plan(tmp_pa
     assert {estimates[r].layout for r in ("train_rrhf", "train_online_rrhf", "train_sft")} == {"FSDP over 1"}
     assert estimates["train_ppo"].layout == "1 process"
     planned = estimates["train_rrhf"].allocated / GIB
-    for rule, name, peak in (("train_rrhf", "instruct_DP.log", planned * 0.5),
-                             ("train_ppo", "instruct_PPO.log", estimates["train_ppo"].allocated / GIB * 2)):
-        (tmp_path / rule).mkdir()
-        (tmp_path / rule / name).write_text("INFO started\nINFO " + GPU_PEAK_MESSAGE % (peak, peak + 0.1) + "\n")
-    peaks = check.measured_peaks(tmp_path)
+    summary = ("Building DAG of jobs...\noutput_file\tdate\trule\tlog-file(s)\tstatus\n"
+               "results/models/instruct/DP\tMon\ttrain_rrhf\tlogs/train_rrhf/instruct_DP.log\tok\n"
+               "results/models/instruct/PPO\tMon\ttrain_ppo\tlogs/ppo/PPO.log\tok\n"
+               "results/scored/instruct/DP.parquet\tMon\tassemble_training_set\t-\tok\n")
+    rules = check.log_rules(summary)
+    assert rules == {"logs/train_rrhf/instruct_DP.log": "train_rrhf", "logs/ppo/PPO.log": "train_ppo"}
+    for log, peak in (("logs/train_rrhf/instruct_DP.log", planned * 0.5),
+                      ("logs/ppo/PPO.log", estimates["train_ppo"].allocated / GIB * 2)):
+        (tmp_path / log).parent.mkdir(parents=True)
+        (tmp_path / log).write_text("INFO started\nINFO " + GPU_PEAK_MESSAGE % (peak, peak + 0.1) + "\n")
+    peaks = check.measured_peaks(tmp_path, rules)
     assert peaks["train_rrhf"] == pytest.approx(planned * 0.5, abs=1e-3)
     table, over = check.comparison(plan, peaks)
     assert over == ["train_ppo"]  # its peak is twice its plan
@@ -229,3 +235,18 @@ def test_a_job_logs_its_peak_gpu_memory_only_where_it_used_cuda(tmp_path):
         handler.flush()
     used = torch.cuda.is_available() and torch.cuda.is_initialized()
     assert ("peak GPU memory" in (tmp_path / "job.log").read_text()) == used
+
+
+def test_counted_sizes_are_kept_on_disk_by_the_configs_contents(tmp_path, monkeypatch, tiny_lm_dir):
+    """Counting imports torch and transformers; the counts are kept under $XDG_CACHE_HOME, so that Snakemake's next
+    start needs neither, and a damaged file is counted again."""
+    import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    plan = plan_of(TINY)
+    first = facts_of(plan, str(tiny_lm_dir))
+    files = list((tmp_path / "rrhf" / "model_facts").glob("*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["parameters"] == first.parameters
+    files[0].write_text("{damaged")
+    assert facts_of(plan, str(tiny_lm_dir)) == first
+    assert json.loads(files[0].read_text())["block_parameters"] == first.block_parameters

@@ -25,6 +25,7 @@ from scored_sets import scored_set
 
 REPO = Path(__file__).resolve().parents[1]
 FSDP = REPO / "envs" / "accelerate" / "fsdp_full_shard.yaml"
+DDP = REPO / "envs" / "accelerate" / "ddp.yaml"
 TRAINING = {"epochs": 2, "learning_rate": 3e-3, "batch_size": 4, "warmup_ratio": 0.0, "max_length": 96, "seed": 0}
 
 
@@ -34,11 +35,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_sharded(trainer: str, arguments: dict, folder: Path, *options: str) -> subprocess.CompletedProcess:
-    """``trainer`` under accelerate launch with the FSDP config, in two CPU processes (``options``: more launch
-    flags, e.g. ``--mixed_precision no``); each process records what it loaded into ``folder``."""
+def launch_sharded(trainer: str, arguments: dict, folder: Path, *options: str,
+                   config: Path = FSDP) -> subprocess.CompletedProcess:
+    """``trainer`` under accelerate launch with an accelerate config (the FSDP one by default), in two CPU processes
+    (``options``: more launch flags, e.g. ``--mixed_precision no``); each process records what it loaded into
+    ``folder``."""
     (folder / "arguments.json").write_text(json.dumps(arguments))
-    command = launch_command(trainer, str(folder / "arguments.json"), 2, str(FSDP))
+    command = launch_command(trainer, str(folder / "arguments.json"), 2, str(config))
     command[command.index("rrhf.training.launch")] = "fsdp_on_cpu"
     command[3:3] = ["--main_process_port", str(free_port()), *options]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "RRHF_TEST_RECORD_LOADS": str(folder),
@@ -104,10 +107,12 @@ def test_reward_model_trains_sharded_and_scores_its_test_pairs(tmp_path, policy_
     assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").config.num_labels == 1
 
 
-def test_online_rrhf_with_kl_trains_sharded_and_samples_as_one_process_does(tmp_path, policy_dir, tiny_reward_dir,
-                                                                            synthetic_frame):
-    """OP-2+KL on 8 GPUs: each process samples its share of a round with a copy gathered from the shards and
-    measures KL against rho; the first round's samples are a one-process run's, reply for reply."""
+@pytest.mark.parametrize("layout", ["fsdp", "ddp"])
+def test_online_rrhf_with_kl_trains_in_two_processes_and_samples_as_one_process_does(tmp_path, policy_dir,
+                                                                                     tiny_reward_dir,
+                                                                                     synthetic_frame, layout):
+    """OP-2+KL on 8 GPUs: each process samples its share of a round (under FSDP with a copy gathered from the
+    shards) and measures KL against rho; the first round's samples are a one-process run's, reply for reply."""
     from rrhf.training.online_rrhf import train_online_rrhf
 
     frame = synthetic_frame.head(16).copy()
@@ -124,7 +129,7 @@ def test_online_rrhf_with_kl_trains_sharded_and_samples_as_one_process_does(tmp_
                  "scoring": {"batch_size": 8, "max_length": 128},
                  "prompts": {"limit": None, "seed": 0, "key": "data.train_prompts"}, "precision": {}}
     launch_sharded("train_online_rrhf", {**arguments, "output_dir": str(tmp_path / "sharded")}, tmp_path,
-                   "--mixed_precision", "no")
+                   "--mixed_precision", "no", config=FSDP if layout == "fsdp" else DDP)
     # One process sampling every 4 steps: its first round is the same 8 queries in the same batches.
     train_online_rrhf(**{**arguments, "online": {**arguments["online"], "steps_per_sample": 4}},
                       output_dir=str(tmp_path / "alone"))
@@ -138,6 +143,7 @@ def test_online_rrhf_with_kl_trains_sharded_and_samples_as_one_process_does(tmp_
     assert first[0]["reward"].to_numpy() == pytest.approx(first[1]["reward"].to_numpy(), abs=1e-5)
     assert (first[0]["kl"].abs() < 1e-5).all()  # rho is the policy before training
     assert (sharded.loc[sharded["round"] == 1, "kl"] > 0).all()  # and the trained policy has moved from it
-    assert loaded(tmp_path) == {0: [["cpu"]], 1: [["meta"]]}
+    # FSDP: only the first process read the weights; DDP: each holds its own copy
+    assert loaded(tmp_path) == {0: [["cpu"]], 1: [["meta" if layout == "fsdp" else "cpu"]]}
     log = pd.read_parquet(tmp_path / "sharded" / "train_log.parquet")
     assert list(log["round"]) == [0, 0, 1, 1]

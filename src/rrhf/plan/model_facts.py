@@ -3,14 +3,16 @@
 A model's config comes from its folder's config.json, from the Hugging Face cache for a hub id, or, for the hub
 models of config/paper.yaml that a machine has not downloaded, from ``known_models.yaml`` beside this module
 (their config.json values as published). A model built here has its recipe's shape (a pretrain build) or its
-init's (an sft or reward build). The parameters are counted exactly by building the model on the meta device
-(no memory); torch and transformers are imported only then.
+init's (an sft or reward build). The parameters are counted exactly by building the model, with one block and
+with two, on the meta device (no memory); torch and transformers are imported only then.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +112,8 @@ def read_config(path: str, offline: bool = True) -> tuple[dict[str, Any], str]:
 
 @lru_cache(maxsize=64)
 def _facts(config_json: str, head: str, source: str) -> ModelFacts:
+    """Count a model of one and of two blocks on the meta device (fast, however many blocks the model has): the
+    difference is one block's parameters, and the whole model has the one-block model's plus that many more."""
     import torch
     from transformers import (
         AutoConfig,
@@ -123,11 +127,15 @@ def _facts(config_json: str, head: str, source: str) -> ModelFacts:
     config = AutoConfig.for_model(**{**values, **extra})
     auto = {"causal_lm": AutoModelForCausalLM, "sequence_classification": AutoModelForSequenceClassification,
             "token_classification": AutoModelForTokenClassification}[head]
-    with torch.device("meta"):
-        model = auto.from_config(config)
     layers = config.num_hidden_layers
-    blocks = next((m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == layers), None)
-    block = sum(p.numel() for p in blocks[0].parameters()) if blocks is not None else 0
+    counted = []
+    for blocks in (1, 2):
+        shrunk = AutoConfig.for_model(**{**values, **extra})  # afresh: building a model may adapt its config
+        shrunk.num_hidden_layers = blocks
+        with torch.device("meta"):
+            model = auto.from_config(shrunk)
+        counted.append(sum(p.numel() for p in model.parameters()))
+    block = counted[1] - counted[0]
     embeddings = {id(p): p.numel() for module in (model.get_input_embeddings(), getattr(
         model, "get_output_embeddings", lambda: None)()) if module is not None for p in module.parameters()}
     hidden = config.hidden_size
@@ -136,8 +144,33 @@ def _facts(config_json: str, head: str, source: str) -> ModelFacts:
     head_width = getattr(config, "head_dim", None) or hidden // heads
     intermediate = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    return ModelFacts(source, sum(p.numel() for p in model.parameters()), block, sum(embeddings.values()), layers,
-                      hidden, intermediate, kv_heads * head_width, config.vocab_size, positions)
+    return ModelFacts(source, counted[0] + (layers - 1) * block, block, sum(embeddings.values()), layers, hidden,
+                      intermediate, kv_heads * head_width, config.vocab_size, positions)
+
+
+COUNTING = "2"  # the version of _facts's counting: a change discards what the cache holds
+
+
+def cached_facts(config_json: str, head: str, source: str) -> ModelFacts:
+    """:func:`_facts`, kept on disk (``$XDG_CACHE_HOME/rrhf/model_facts/``, by default under ~/.cache) by the
+    config's contents: counting imports torch and transformers, seconds that every Snakemake start of a GPU config
+    would pay again."""
+    key = hashlib.sha256(f"{COUNTING}\n{head}\n{config_json}".encode()).hexdigest()[:32]
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rrhf" / "model_facts"
+    file = folder / f"{key}.json"
+    try:
+        return ModelFacts(**{**json.loads(file.read_text()), "source": source})
+    except (OSError, ValueError, TypeError):
+        pass
+    facts = _facts(config_json, head, source)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{key}.{os.getpid()}"
+        temporary.write_text(json.dumps(asdict(facts)))
+        temporary.replace(file)
+    except OSError:  # a read-only home: counted again next time
+        pass
+    return facts
 
 
 def model_facts(plan: "Plan", name: str, head: str = "causal_lm") -> ModelFacts:
@@ -146,7 +179,7 @@ def model_facts(plan: "Plan", name: str, head: str = "causal_lm") -> ModelFacts:
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")
     values, source = config_source(plan, name)
-    return _facts(json.dumps(values, sort_keys=True), head, source)
+    return cached_facts(json.dumps(values, sort_keys=True), head, source)
 
 
 def facts_of(plan: "Plan", name_or_path: str, head: str = "causal_lm") -> ModelFacts:
@@ -155,4 +188,4 @@ def facts_of(plan: "Plan", name_or_path: str, head: str = "causal_lm") -> ModelF
     if name_or_path in plan.models:
         return model_facts(plan, name_or_path, head)
     values, source = read_config(name_or_path, plan.config.get("offline", True))
-    return _facts(json.dumps(values, sort_keys=True), head, source)
+    return cached_facts(json.dumps(values, sort_keys=True), head, source)

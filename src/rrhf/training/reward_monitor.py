@@ -59,8 +59,11 @@ class RewardMonitor:
         mine = self.prompts[accelerator.process_index::accelerator.num_processes]
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
+        # Generation seeds the RNGs (training's dropout must not see it): this process's GPU's only, as each
+        # process of a node sees all of them.
+        devices = [accelerator.device] if accelerator.device.type == "cuda" else []
         try:
-            with trainer.generating() as model, torch.random.fork_rng():  # training's dropout must not see the seeds
+            with trainer.generating() as model, torch.random.fork_rng(devices=devices):
                 generated = generate_responses(model, self.tokenizer, mine, "greedy", num_responses=1,
                                                max_new_tokens=self.max_new_tokens, batch_size=max(1, len(mine)))
         finally:

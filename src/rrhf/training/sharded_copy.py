@@ -11,6 +11,7 @@ for generation the same way). The copy costs one model's weights in that dtype p
 from __future__ import annotations
 
 import gc
+from copy import deepcopy
 
 import torch
 from torch import nn
@@ -48,6 +49,7 @@ def gathered_copy(model: nn.Module, dtype: torch.dtype, device: torch.device | s
     trains = {name: p.requires_grad for name, p in model.named_parameters()}
     for name, parameter in copy.named_parameters():
         parameter.requires_grad_(trains.get(name, False))
+    copy.generation_config = deepcopy(model.generation_config)  # the folder's, as the trained model has it
     return copy.eval()
 
 
