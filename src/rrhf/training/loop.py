@@ -105,7 +105,7 @@ class Trainer:
                  checkpoint: dict[str, Any] | None = None,
                  monitor: Callable[["Trainer", int, bool], dict[str, float]] | None = None):
         self.params = params = Training.coerce(training)
-        self.precision = precision = Precision.coerce(precision)
+        precision = Precision.coerce(precision)
         set_seed(params.seed)
         self.description = description
         self.total_steps = max(1, total_steps)
