@@ -6,6 +6,8 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # rrhf.plan, for the checks before any job
 from rrhf.plan.checks import rule_name_problems
 from rrhf.plan.config_files import check_config_files
+from rrhf.plan.memory_plan import report_gpu_memory
+from snakemake.logging import logger
 
 # A config file that is empty, not YAML, not a mapping, or gives a key twice stops here, named with its line.
 # (Snakemake itself reads --configfile files before this runs: for a broken one it prints an error without file
@@ -67,3 +69,7 @@ rule all:
 # resources.rules may only name rules that take resources (a typo would silently keep the defaults).
 if problems := rule_name_problems(PLAN, sorted(RESOURCE_NAMES)):
     raise ValueError("config error(s):\n  " + "\n  ".join(problems))
+# When rules ask for GPUs, their memory per process is planned (docs/cluster.md) and printed by the Snakemake that
+# schedules the jobs (a dry run included); a rule that cannot fit its GPUs or its mem_mb stops the run here.
+if workflow.is_main_process:
+    report_gpu_memory(PLAN, logger.info)

@@ -16,7 +16,6 @@ are built here). A ratio above 1 means the plan underestimates that rule: docs/c
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import re
 import subprocess
@@ -41,13 +40,14 @@ TARGETS = [
 PEAK = re.compile(r"peak GPU memory of this process: ([0-9.]+) GiB allocated, ([0-9.]+) GiB reserved")
 
 
-def merged(base: dict, overlay: dict) -> dict:
-    """``overlay`` laid on ``base`` key by key, as Snakemake layers --configfile files."""
-    result = copy.deepcopy(base)
-    for key, value in overlay.items():
-        result[key] = merged(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) \
-            else copy.deepcopy(value)
-    return result
+def layered_config() -> dict:
+    """config/config.yaml with config/gpu_check.yaml laid on it, as Snakemake layers --configfile files."""
+    import yaml
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load(CONFIGS[0].read_text())
+    update_config(config, yaml.safe_load(CONFIGS[1].read_text()))
+    return config
 
 
 def log_rules(summary: str) -> dict[str, str]:
@@ -101,7 +101,6 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=8, help="jobs side by side on the one GPU")
     args = parser.parse_args()
     import torch
-    import yaml
 
     from rrhf.plan.plan import Plan
     from rrhf.plan.schema import fill_defaults
@@ -122,8 +121,7 @@ def main() -> int:
     print(f"workflow: exit {result.returncode} after {time.monotonic() - started:.0f} s ({args.workdir})")
     summary = subprocess.run([*snakemake, "--detailed-summary", *TARGETS], env=env, capture_output=True, text=True,
                              check=True).stdout
-    config = merged(*(yaml.safe_load(path.read_text()) for path in CONFIGS))
-    plan = Plan(fill_defaults(config), REPO)
+    plan = Plan(fill_defaults(layered_config()), REPO)
     table, over = comparison(plan, measured_peaks(args.workdir, log_rules(summary)))
     print(table)
     if over:

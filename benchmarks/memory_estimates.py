@@ -84,32 +84,38 @@ def training_step(layers: int, hidden: int, queries: int, length: int, out) -> N
     out.put({"measured": peak - before, "parts": parts, "parameters": sizes.parameters})
 
 
-def saved_activations(layers: int, hidden: int, sequences: int, length: int, autocast: bool, out) -> None:
-    """Bytes autograd keeps for backward in the blocks (storage counted once, parameters and their autocast copies
-    not), per the difference between a model of ``layers`` blocks and one of 1; and the plan's figure."""
+def saved_for_backward(model, sequences: int, length: int, autocast: bool) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of a LLaMA-style model's blocks (``model.model``,
+    without the LM head, whose logits the plan counts apart) on random token ids: each storage once, not the
+    weights nor autocast's copies of them."""
     import torch
 
+    kept: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    shapes = {tuple(p.shape) for p in model.parameters()}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights and not (tensor.dim() <= 2 and tuple(tensor.shape) in shapes):
+            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    vocabulary = model.config.vocab_size
+    ids = torch.randint(3, vocabulary, (sequences, length), generator=torch.Generator().manual_seed(0))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            model.model(input_ids=ids)
+    return sum(kept.values())
+
+
+def saved_activations(layers: int, hidden: int, sequences: int, length: int, autocast: bool, out) -> None:
+    """:func:`saved_for_backward` of a model of ``layers`` blocks less that of one of 1 block, and the plan's
+    figure for the difference."""
     from rrhf.plan.memory import block_activations
 
-    def saved(model) -> int:
-        kept: dict[int, int] = {}
-        parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        shapes = {tuple(p.shape) for p in model.parameters()}
-
-        def pack(tensor):
-            storage = tensor.untyped_storage()
-            if storage.data_ptr() not in parameters and not (tensor.dim() <= 2 and tuple(tensor.shape) in shapes):
-                kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
-            return tensor
-
-        ids = torch.randint(3, VOCABULARY, (sequences, length))
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                model.model(input_ids=ids)  # the blocks, without the LM head (the plan counts logits apart)
-        return sum(kept.values())
-
     model = llama(layers, hidden)
-    measured = saved(model) - saved(llama(1, hidden))
+    measured = (saved_for_backward(model, sequences, length, autocast)
+                - saved_for_backward(llama(1, hidden), sequences, length, autocast))
     sizes = facts(model)
     out.put({"measured": measured, "estimated": block_activations(sizes, sequences * length, 2 if autocast else 4,
                                                                   False, layers - 1)})

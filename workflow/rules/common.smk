@@ -5,7 +5,6 @@ from pathlib import Path
 
 from rrhf.plan.checks import target_problems
 from rrhf.plan.findings import claims_for_rule
-from rrhf.plan.memory_plan import planned_gpu_memory
 from rrhf.plan.plan import SAMPLERS, Plan  # src/ is on sys.path (Snakefile)
 from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import (
@@ -18,7 +17,6 @@ from rrhf.plan.settings import (
     trained_settings_pattern,
 )
 from rrhf.plan.tables import entries, labelled_rows, report_rows
-from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -27,10 +25,6 @@ min_version("9.0")
 validate(config, "../../config/schema.yaml", set_default=True)
 # Every other check (names, sizes, tables, files) stops here, naming the key.
 PLAN = Plan.from_config(config, workflow.basedir)
-# When rules ask for GPUs, their memory per process is planned (docs/cluster.md) and printed, once, by the Snakemake
-# that schedules the jobs (a dry run included); a rule that cannot fit its GPUs or its mem_mb stops the run here.
-if workflow.is_main_process and (MEMORY_TABLE := planned_gpu_memory(PLAN)):
-    logger.info(f"GPU memory per process, planned from the config (GiB; docs/cluster.md):\n{MEMORY_TABLE}")
 
 # The library lives in src/; every job (local, conda or SLURM) finds it through PYTHONPATH.
 os.environ.update(

@@ -99,6 +99,32 @@ def activation_bytes(plan: "Plan") -> int:
     return 4 if plan.precision.mixed_precision == "no" else 2
 
 
+# --- what a config asks for ----------------------------------------------------------------------------------
+
+
+def sequences_of(plan: "Plan", sampler: str, batch_size: int | None = None) -> int:
+    """Sequences a generation batch of ``sampler`` runs at once: prompts (``batch_size``, by default the sampling
+    block's) x beams (beam samplers) or replies."""
+    spec = plan.sampling.sampler(sampler)
+    beams = spec.num_beams if sampler in ("beam", "diverse_beam") else spec.num_responses
+    return (batch_size or plan.sampling.batch_size) * beams
+
+
+def replies_per_prompt(plan: "Plan") -> int:
+    """The most replies one training query has: a setting's sampler's replies, plus the two provided ones."""
+    most = 2
+    for spec in plan.settings.values():
+        source = plan.settings.get(spec.get("training_set"), spec)
+        sampled = plan.sampling.sampler(source["sampler"]).num_responses if source.get("sampler") else 0
+        most = max(most, sampled + (2 if source.get("provided") else 0))
+    return most
+
+
+def lora_parameters(facts: ModelFacts, lora) -> int:
+    """Adapters' parameters with peft's default targets (query and value projections) at rank ``lora.r``."""
+    return 2 * facts.layers * lora.r * (facts.hidden + facts.hidden)
+
+
 # --- the parts -------------------------------------------------------------------------------------------------
 
 def training_state(facts: ModelFacts, trainable: int, layout: Layout) -> dict[str, int]:

@@ -14,6 +14,7 @@ import math
 import sys
 from typing import TYPE_CHECKING, Callable
 
+from rrhf.plan.blocks import Training
 from rrhf.plan.memory import (
     KL_BATCH,
     PROCESS_HOST,
@@ -28,8 +29,11 @@ from rrhf.plan.memory import (
     inference_bytes,
     kv_cache,
     logits,
+    lora_parameters,
     memory_problems,
     memory_table,
+    replies_per_prompt,
+    sequences_of,
     training_layout,
     training_state,
     weights,
@@ -73,27 +77,6 @@ def reward_host(plan: "Plan") -> int:
     if plan.models[plan.reward_model].get("format") == "value_head_checkpoint":
         return 4 * reward_facts(plan).parameters
     return 0
-
-
-def sequences_of(plan: "Plan", sampler: str) -> int:
-    """Sequences a generation batch of ``sampler`` runs at once: prompts x beams (beam samplers) or replies."""
-    spec = plan.sampling.sampler(sampler)
-    return plan.sampling.batch_size * (spec.num_beams if sampler in ("beam", "diverse_beam") else spec.num_responses)
-
-
-def replies_per_prompt(plan: "Plan") -> int:
-    """The most replies one training query has: a setting's sampler's replies, plus the two provided ones."""
-    most = 2
-    for spec in plan.settings.values():
-        source = plan.settings.get(spec.get("training_set"), spec)
-        sampled = plan.sampling.sampler(source["sampler"]).num_responses if source.get("sampler") else 0
-        most = max(most, sampled + (2 if source.get("provided") else 0))
-    return most
-
-
-def lora_parameters(facts: ModelFacts, lora) -> int:
-    """Adapters' parameters with peft's default targets (query and value projections) at rank ``lora.r``."""
-    return 2 * facts.layers * lora.r * (facts.hidden + facts.hidden)
 
 
 def trainer_memory(plan: "Plan", rule: str, facts: ModelFacts, training, tokens: int, scored: int,
@@ -177,10 +160,7 @@ def build_rules(plan: "Plan") -> list[RuleMemory]:
         build = spec.get("build")
         if not build or build["kind"] == "tokenizer":
             continue
-        params = plan.build(name)["training"]
-        from rrhf.plan.blocks import Training
-
-        training = Training.coerce(params)
+        training = Training.coerce(plan.build(name)["training"])
         rule = {"pretrain": "pretrain_lm", "sft": "train_sft", "reward": "train_reward_model"}[build["kind"]]
         head = "sequence_classification" if build["kind"] == "reward" else "causal_lm"
         facts = model_facts(plan, name, head)
@@ -240,8 +220,7 @@ def online_memory(plan: "Plan", name: str, policy: ModelFacts) -> RuleMemory:
     sampler = plan.resampling.setting and plan.settings[plan.resampling.setting].get("sampler")
     sampler = sampler or max(plan.sampling.samplers, key=lambda s: sequences_of(plan, s))
     spec = plan.sampling.sampler(sampler)
-    beams = spec.num_beams if sampler in ("beam", "diverse_beam") else spec.num_responses
-    sequences = (plan.resampling.online_batch_size or plan.sampling.batch_size) * beams
+    sequences = sequences_of(plan, sampler, plan.resampling.online_batch_size)
     k = spec.num_responses + 2
     training, ib = plan.rrhf.training, inference_bytes(plan)
     tokens = training.batch_size * k * training.max_length
@@ -362,6 +341,13 @@ DOCS_END = "<!-- end of the memory plan -->"
 def docs_block(table: str) -> str:
     """The plan's table as docs/cluster.md holds it, between its markers."""
     return f"{DOCS_START}\n\n```\n{table}\n```\n\n{DOCS_END}"
+
+
+def report_gpu_memory(plan: "Plan", say: Callable[[str], None]) -> None:
+    """:func:`planned_gpu_memory`, its table handed to ``say`` (Snakemake's logger) when there is one."""
+    table = planned_gpu_memory(plan)
+    if table:
+        say(f"GPU memory per process, planned from the config (GiB; docs/cluster.md):\n{table}")
 
 
 def main(argv: list[str]) -> int:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, gather_object, set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -267,12 +267,6 @@ class Trainer:
         """The dtype forward passes compute in: bfloat16 / float16 under that mixed precision, else float32."""
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(self.accelerator.mixed_precision),
                                                                   torch.float32)
-
-    def gather_lists(self, values: list[Any]) -> list[Any]:
-        """Every process's ``values`` (picklable) in process order, in every process; ``values`` in one."""
-        if self.accelerator.num_processes == 1:
-            return list(values)
-        return gather_object(list(values))
 
     def finish(self) -> "TrainingResult":
         """Close the progress bar, put the model in eval mode, and return it with every log row."""

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 import torch
 from accelerate import PartialState
+from accelerate.utils import gather_object
 
 from rrhf.batching.query_batches import build_examples, encode_queries, query_collator
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
@@ -141,10 +142,10 @@ def draw_round(trainer: Trainer, context: OnlineContext, queries: pd.DataFrame, 
     if shard is None:
         return samples, frame
     position = {prompt_id: i for i, prompt_id in enumerate(queries["prompt_id"])}
-    samples = pd.DataFrame(trainer.gather_lists(samples.to_dict("records")), columns=samples.columns)
+    samples = pd.DataFrame(gather_object(samples.to_dict("records")), columns=samples.columns)
     samples = (samples.assign(query=samples["prompt_id"].map(position))
                .sort_values(["query", "response_index"], kind="stable").drop(columns="query").reset_index(drop=True))
-    frame = pd.DataFrame(trainer.gather_lists([] if frame is None else frame.to_dict("records")))
+    frame = pd.DataFrame(gather_object([] if frame is None else frame.to_dict("records")))
     return samples, frame.sort_values(["prompt_id", "response_index"], kind="stable").reset_index(drop=True)
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 from accelerate import PartialState
+from accelerate.utils import gather_object
 
 from rrhf.data.gold_reward import gold_rewards
 from rrhf.models.loading import load_reward_model
@@ -72,7 +73,7 @@ class RewardMonitor:
         rewards = score(self.reward_model, self.reward_tokenizer, mine, responses, self.scoring.batch_size,
                         self.scoring.max_length, prompt_sharing=self.scoring.prompt_sharing)
         gold = gold_rewards(pd.DataFrame({"prompt": mine, "response": responses}), self.gold_source)
-        pairs = trainer.gather_lists(list(zip(rewards, gold)))
+        pairs = gather_object(list(zip(rewards, gold)))  # every process's, in process order (as is in one)
         kept = [g for _, g in pairs if not math.isnan(g)]
         measured = {"reward": sum(r for r, _ in pairs) / len(pairs),
                     "gold_reward": sum(kept) / len(kept) if kept else math.nan}

@@ -45,7 +45,6 @@ def gathered_copy(model: nn.Module, dtype: torch.dtype, device: torch.device | s
         if name not in target:
             raise KeyError(f"the sharded model's {name} has no place in a plain {type(copy).__name__}")
         target[name].copy_(full)
-        del full
     trains = {name: p.requires_grad for name, p in model.named_parameters()}
     for name, parameter in copy.named_parameters():
         parameter.requires_grad_(trains.get(name, False))
