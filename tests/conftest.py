@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from workflow_helpers import FAST_OVERRIDES, run_snakemake
@@ -46,6 +47,37 @@ def save_new_lm(folder: Path, tokenizer_dir: Path, architecture: dict) -> Path:
     new_causal_lm(tokenizer, {"n_positions": 256, **architecture}, seed=0).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def last_turn_prompts(frame: pd.DataFrame) -> list[str]:
+    """Each synthetic prompt cut to its last human turn: short, so sampling and scoring are fast, and still a
+    request the synthetic gold reward grades."""
+    return ["\n\nHuman: " + p.split("Human:")[-1].split("Assistant:")[0].strip() + "\n\nAssistant:"
+            for p in frame["prompt"]]
+
+
+def save_segment_reward_models(folder: Path, lm_dir: Path, mean: float = 0.0, std: float = 1.0) -> dict[str, str]:
+    """Fine-grained RLHF's three reward models with untrained heads on the LM at ``lm_dir`` (relevance and
+    factuality: two-label token classifiers; completeness: a one-label classifier whose metrics.json gives the
+    ``mean`` and ``std`` it is normalised with); kind -> folder."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    from rrhf.io import write_json
+    from rrhf.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(str(lm_dir), padding_side="right")
+    paths = {}
+    for kind, loader, labels in (("relevance", AutoModelForTokenClassification, 2),
+                                 ("factuality", AutoModelForTokenClassification, 2),
+                                 ("completeness", AutoModelForSequenceClassification, 1)):
+        torch.manual_seed(len(kind))
+        model = loader.from_pretrained(str(lm_dir), num_labels=labels)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        paths[kind] = str(folder / kind)
+        model.save_pretrained(paths[kind])
+        tokenizer.save_pretrained(paths[kind])
+    write_json({"mean": mean, "std": std}, folder / "completeness" / "metrics.json")
+    return paths
 
 
 @pytest.fixture(scope="session")

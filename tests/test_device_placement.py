@@ -12,11 +12,11 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import save_new_lm
+from conftest import last_turn_prompts, save_new_lm, save_segment_reward_models
 
 import rrhf.training.online_rrhf
 import rrhf.training.ppo
-from rrhf.io import write_json, write_parquet
+from rrhf.io import write_parquet
 from rrhf.training.loop import Trainer
 from scored_sets import scored_set
 
@@ -103,9 +103,7 @@ def assert_all_on_meta(stopped: Stopped, expected: set[str]):
 def inputs(tmp_path_factory, tokenizer_dir, synthetic_frame, tiny_lm_dir, tiny_reward_dir):
     """A two-layer LLaMA-style policy, pairs, a scored set, DPO examples with rho's log-probabilities, and the
     three fine-grained reward models (random heads)."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from rrhf.models.loading import load_tokenizer
     from rrhf.scoring.method_pairs import method_examples
     from rrhf.scoring.reference_logprobs import compute_reference_logprobs
 
@@ -113,8 +111,7 @@ def inputs(tmp_path_factory, tokenizer_dir, synthetic_frame, tiny_lm_dir, tiny_r
     policy = save_new_lm(folder / "policy", tokenizer_dir, {"family": "llama", "n_layer": 2, "n_embd": 32,
                                                             "n_head": 2})
     frame = synthetic_frame.head(16).copy()
-    frame["prompt"] = ["\n\nHuman: " + p.split("Human:")[-1].split("Assistant:")[0].strip() + "\n\nAssistant:"
-                       for p in frame["prompt"]]
+    frame["prompt"] = last_turn_prompts(frame)
     write_parquet(frame, folder / "pairs.parquet", {"stage": "test"})
     write_parquet(scored_set(frame, 8), folder / "scored.parquet", {"stage": "test"})
     examples = method_examples(scored_set(frame, 8), "pairs", "best_worst", "prompt_mean")
@@ -122,17 +119,7 @@ def inputs(tmp_path_factory, tokenizer_dir, synthetic_frame, tiny_lm_dir, tiny_r
     compute_reference_logprobs(str(policy), str(folder / "examples.parquet"), str(folder / "reference.parquet"),
                                {"max_length": 96, "max_tokens_per_forward": 4096, "batch_size": 8,
                                 "prompt_sharing": "separate"}, "cpu")
-    tokenizer = load_tokenizer(str(tiny_lm_dir), padding_side="right")
-    segment_models = {}
-    for kind, loader, labels in (("relevance", AutoModelForTokenClassification, 2),
-                                 ("factuality", AutoModelForTokenClassification, 2),
-                                 ("completeness", AutoModelForSequenceClassification, 1)):
-        model = loader.from_pretrained(str(tiny_lm_dir), num_labels=labels)
-        model.config.pad_token_id = tokenizer.pad_token_id
-        segment_models[kind] = str(folder / kind)
-        model.save_pretrained(segment_models[kind])
-        tokenizer.save_pretrained(segment_models[kind])
-    write_json({"mean": 0.0, "std": 1.0}, folder / "completeness" / "metrics.json")
+    segment_models = save_segment_reward_models(folder, tiny_lm_dir)
     return {"folder": folder, "policy": str(policy), "reward": str(tiny_reward_dir), "segments": segment_models}
 
 

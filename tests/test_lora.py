@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
+from conftest import last_turn_prompts
 from safetensors import safe_open
 
 import rrhf.training.ppo
@@ -310,8 +311,7 @@ def test_online_rrhf_with_lora_keeps_rho_the_original_model(tmp_path, tiny_lm_di
     from rrhf.training.online_rrhf import train_online_rrhf
 
     frame = synthetic_frame.head(8).copy()
-    frame["prompt"] = ["\n\nHuman: " + p.split("Human:")[-1].split("Assistant:")[0].strip() + "\n\nAssistant:"
-                       for p in frame["prompt"]]
+    frame["prompt"] = last_turn_prompts(frame)
     write_parquet(frame[["prompt_id", "prompt"]], tmp_path / "train.parquet", {"stage": "test"})
     sampler = {"num_responses": 2, "num_beams": 2, "num_beam_groups": 2, "diversity_penalty": 1.0,
                "max_new_tokens": 4}

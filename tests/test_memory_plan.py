@@ -22,6 +22,16 @@ PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
+def benchmark(name: str):
+    """The script benchmarks/{name}.py as a module (its functions are what the test checks)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def plan_of(config: dict, change=None) -> Plan:
     config = copy.deepcopy(config)
     if change:
@@ -123,26 +133,6 @@ def test_sizes_are_read_from_a_model_folder(tiny_lm_dir, tiny_reward_dir):
     assert built.layers == TINY["models"]["base"]["build"]["architecture"]["n_layer"]
 
 
-def saved_for_backward(model, sequences: int, length: int, autocast: bool) -> int:
-    """Bytes of the tensors autograd keeps for the blocks' backward pass (each storage once; not the weights nor
-    autocast's copies of them)."""
-    kept = {}
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    shapes = {tuple(p.shape) for p in model.parameters()}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights and not (tensor.dim() <= 2 and tuple(tensor.shape) in shapes):
-            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
-        return tensor
-
-    ids = torch.randint(3, 500, (sequences, length), generator=torch.Generator().manual_seed(0))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            model.model(input_ids=ids)
-    return sum(kept.values())
-
-
 @pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16 autocast"])
 def test_block_activation_constants_match_what_autograd_keeps(autocast, tmp_path):
     """The plan's per-token activation bytes, against a real LLaMA-style model's saved tensors (the blocks of a
@@ -152,6 +142,7 @@ def test_block_activation_constants_match_what_autograd_keeps(autocast, tmp_path
         return LlamaForCausalLM(LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=352,
                                             num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2))
 
+    saved_for_backward = benchmark("memory_estimates").saved_for_backward
     three = llama(3)
     three.save_pretrained(tmp_path)
     measured = saved_for_backward(three, 4, 96, autocast) - saved_for_backward(llama(1), 4, 96, autocast)
@@ -185,13 +176,6 @@ def test_docs_hold_the_paper_configs_plan():
         "docs/cluster.md's memory plan is out of date: python -m rrhf.plan.memory_plan config/paper.yaml --write"
 
 
-def gpu_check():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_gpu_check_reads_each_jobs_peak_and_compares_it_with_the_plan(tmp_path):
@@ -199,9 +183,8 @@ def test_the_gpu_check_reads_each_jobs_peak_and_compares_it_with_the_plan(tmp_pa
     (rrhf.io) is read back per rule and set beside that rule's plan."""
     from rrhf.io import GPU_PEAK_MESSAGE
 
-    check = gpu_check()
-    config = check.merged(TINY, yaml.safe_load((REPO / "config" / "gpu_check.yaml").read_text()))
-    plan = plan_of(config)
+    check = benchmark("gpu_check")
+    plan = plan_of(check.layered_config())
     estimates = by_rule(plan)
     assert memory_problems(plan, list(estimates.values())) == []
     assert {estimates[r].layout for r in ("train_rrhf", "train_online_rrhf", "train_sft")} == {"FSDP over 1"}

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import save_segment_reward_models
 
 from rrhf.data.qa_feedback import SpanError
 from rrhf.models.loading import load_tokenizer
@@ -140,27 +141,13 @@ def test_fine_grained_rollouts_carry_each_segment_reward_on_its_token(tiny_lm_di
     """PPO's rollouts with a segment rewarder (real tiny reward models, untrained heads): at KL coefficient 0 each
     rollout's rewards are the rewarder's, placed on the sampled tokens that end the segments, over the running
     std of the replies' summed rewards."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    from rrhf.io import write_json
     from rrhf.models.loading import load_causal_lm, load_reward_model
     from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference
     from rrhf.plan.blocks import PPO, Scoring
     from rrhf.scoring.segment_rewards import load_segment_rewarder
     from rrhf.training.ppo import RolloutContext, collect_rollouts
 
-    tokenizer = load_tokenizer(str(tiny_lm_dir), padding_side="right")
-    paths = {}
-    for kind, loader, labels in (("relevance", AutoModelForTokenClassification, 2),
-                                 ("factuality", AutoModelForTokenClassification, 2),
-                                 ("completeness", AutoModelForSequenceClassification, 1)):
-        torch.manual_seed(len(kind))
-        model = loader.from_pretrained(str(tiny_lm_dir), num_labels=labels)
-        model.config.pad_token_id = tokenizer.pad_token_id
-        paths[kind] = str(tmp_path / kind)
-        model.save_pretrained(paths[kind])
-        tokenizer.save_pretrained(paths[kind])
-    write_json({"mean": 0.1, "std": 2.0}, tmp_path / "completeness" / "metrics.json")
+    paths = save_segment_reward_models(tmp_path, tiny_lm_dir, mean=0.1, std=2.0)
     weights = {"relevance": 0.3, "factuality": 0.5, "completeness": 0.3}
     rewarder = load_segment_rewarder(paths, weights, "after", 128, "cpu")
     lm, policy_tokenizer = load_causal_lm(str(tiny_lm_dir))

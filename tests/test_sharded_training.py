@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import save_new_lm
+from conftest import last_turn_prompts, save_new_lm
 from transformers import AutoModelForCausalLM
 
 from rrhf.io import write_parquet
@@ -116,8 +116,7 @@ def test_online_rrhf_with_kl_trains_in_two_processes_and_samples_as_one_process_
     from rrhf.training.online_rrhf import train_online_rrhf
 
     frame = synthetic_frame.head(16).copy()
-    frame["prompt"] = ["\n\nHuman: " + p.split("Human:")[-1].split("Assistant:")[0].strip() + "\n\nAssistant:"
-                       for p in frame["prompt"]]
+    frame["prompt"] = last_turn_prompts(frame)
     write_parquet(frame[["prompt_id", "prompt"]], tmp_path / "train.parquet", {"stage": "test"})
     sampler = {"num_responses": 2, "num_beams": 2, "num_beam_groups": 2, "diversity_penalty": 1.0,
                "max_new_tokens": 6}

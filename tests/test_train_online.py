@@ -7,6 +7,7 @@ import re
 import pandas as pd
 import pytest
 import torch
+from conftest import last_turn_prompts
 
 from rrhf.models.token_spans import span_kl
 from rrhf.training.online_rrhf import query_windows
@@ -158,13 +159,6 @@ def test_query_windows_follow_the_seed():
 
 # ---------------------------------------------------------------------------------------------------------------
 # Short real runs
-
-
-def last_turn_prompts(frame: pd.DataFrame) -> list[str]:
-    """Each synthetic prompt cut to its last human turn: short, so sampling and scoring are fast, and still a
-    request the synthetic gold reward grades."""
-    return ["\n\nHuman: " + p.split("Human:")[-1].split("Assistant:")[0].strip() + "\n\nAssistant:"
-            for p in frame["prompt"]]
 
 
 SAMPLER = {"num_responses": 2, "num_beams": 2, "num_beam_groups": 2, "diversity_penalty": 1.0, "max_new_tokens": 8}
