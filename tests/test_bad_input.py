@@ -299,3 +299,18 @@ def test_a_damaged_checkpoint_names_its_path(tmp_path):
     (saved / "loop_state.json").write_text('{"step": 1, "fingerp')
     with pytest.raises(ValueError, match=f"{saved / 'loop_state.json'}: the checkpoint's loop state is damaged"):
         trainer().resume()
+
+
+def test_data_max_prompt_tokens_cuts_a_prompt_sooner_than_the_model_would(tiny_lm_dir, long_prompt, rrhf_log):
+    model, tokenizer = load_causal_lm(str(tiny_lm_dir))
+    out = generate_responses(model, tokenizer, [long_prompt, "\n\nHuman: hi\n\nAssistant:"], "greedy",
+                             num_responses=1, max_new_tokens=6, batch_size=2, max_prompt_tokens=40)
+    assert "cut 1 of 2 prompts to their last 40 tokens: data.max_prompt_tokens 40" in rrhf_log.text
+    ids = torch.tensor([tokenizer(long_prompt, add_special_tokens=False)["input_ids"][-40:]])
+    expected = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=6,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    assert out[0][0] == tokenizer.decode(expected[0, 40:], skip_special_tokens=True)
+    # A bound above what the model's positions allow changes nothing: the model's limit cuts, and says so.
+    generate_responses(model, tokenizer, [long_prompt], "greedy", num_responses=1, max_new_tokens=6,
+                       max_prompt_tokens=1000)
+    assert "to their last 250 tokens: the model's 256 positions" in rrhf_log.text

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 
 from rrhf.io import write_json, write_parquet
 from rrhf.plan.findings import claims_for_rule, read_claims
@@ -213,3 +214,56 @@ def test_replicates_to_settle_an_inconclusive_claim():
     assert replicates_to_settle([0.9, 1.0, 1.1]) == 2
     assert replicates_to_settle([1.0]) is None and replicates_to_settle([-1.0, 1.0]) is None
     assert replicates_to_settle([0.5, 0.5]) == 2
+
+
+# --- one run: intervals over test prompts; claims against a bound; log-perplexity ------------------------------
+
+def test_one_replicate_of_a_per_prompt_metric_is_judged_over_its_prompts(tmp_path):
+    rng = np.random.default_rng(1)
+    prompts = [f"p{i}" for i in range(64)]
+    base = rng.normal(0.0, 1.0, 64)
+    gain = base + 0.5 + rng.normal(0, 0.2, 64)
+    files = [[generations(tmp_path / "row.parquet", gain, prompts), generations(tmp_path / "versus.parquet", base,
+                                                                               prompts)]]
+    claim = {**CLAIM, "row": "Alpaca DP", "versus": "Alpaca none", "files": files}
+    result = findings([claim], str(tmp_path / "findings.csv")).iloc[0]
+    differences = gain - base
+    half = stats.t.ppf(0.975, 63) * differences.std(ddof=1) / np.sqrt(64)
+    assert result["effect"] == pytest.approx(differences.mean())
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx((differences.mean() - half,
+                                                                    differences.mean() + half))
+    assert result["verdict"] == "holds" and result["replicates"] == 1
+    assert "over the 64 test prompts' paired differences" in result["note"]
+    # A claim on a number per row (Table 5 accuracy, ppl) still has no interval from one run.
+    assert verdict([0.7], "higher")["verdict"] == "inconclusive"
+
+
+def test_a_claim_against_a_bound_compares_the_interval_with_it():
+    assert verdict([0.10, 0.12, 0.08], "lower", than=0.2)["verdict"] == "holds"
+    assert verdict([0.10, 0.12, 0.08], "lower")["verdict"] == "contradicted"
+    result = verdict([0.18, 0.24, 0.21], "lower", than=0.2)
+    assert result["verdict"] == "inconclusive" and result["note"] == "the interval contains 0.2"
+    assert verdict([0.30, 0.32, 0.31], "lower", than=0.2)["note"] == "the interval excludes 0.2 on the other side"
+
+
+def test_than_must_be_a_number(tmp_path):
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump([{**CLAIM, "than": "a lot"}]))
+    claims, problems = read_claims(plan_of(TINY), path)
+    assert not claims and problems == ["claims.yaml: claim 'c': than 'a lot' is not a number (the value row - "
+                                       "versus is claimed higher than)"]
+    path.write_text(yaml.safe_dump([{**CLAIM, "metric": "log_ppl", "direction": "lower", "than": 0.2}]))
+    claims, problems = read_claims(plan_of(TINY), path)
+    assert not problems and claims[0].than == 0.2
+    assert claims_for_rule(plan_of(TINY), claims)[0]["than"] == 0.2
+
+
+def test_log_perplexity_is_per_reply_and_leaves_out_empty_replies(tmp_path):
+    from rrhf.report.findings import row_value
+
+    frame = pd.DataFrame({"prompt_id": ["a", "b", "c"], "nll": [6.0, 0.0, 3.0], "n_tokens": [3, 0, 1]})
+    write_parquet(frame, tmp_path / "g.parquet", {})
+    values = row_value(str(tmp_path / "g.parquet"), "log_ppl")
+    assert values["a"] == 2.0 and values["c"] == 3.0 and np.isnan(values["b"])
+    versus = pd.Series([1.0, 1.0, 1.0], index=["a", "b", "c"])
+    assert replicate_effect(values, versus, "c", "log_ppl") == pytest.approx(1.5)  # (1 + 2) / 2: b left out

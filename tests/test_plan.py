@@ -127,7 +127,7 @@ def test_what_each_setting_trains_on_and_starts_from():
     assert plan.online_for("OP-2+KL") == {"steps_per_sample": 2, "kl_coef": 0.01, "sampler": "diverse_beam"}
     assert plan.online_for("OP-2")["kl_coef"] == 0.0
     assert list(plan.sampling_for("top_p")["samplers"]) == ["top_p"]
-    assert plan.prompt_subset("test") == {"limit": 256, "seed": 1234, "key": "data.test_prompts"}
+    assert plan.prompt_subset("test") == {"limit": 256, "seed": 1234, "key": "data.test_prompts", "max_tokens": None}
 
 
 def test_a_rules_own_resources_replace_the_defaults_key_by_key():

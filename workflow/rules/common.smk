@@ -5,6 +5,7 @@ from pathlib import Path
 
 from rrhf.plan.checks import target_problems
 from rrhf.plan.findings import claims_for_rule
+from rrhf.plan.model_sources import prompt_format_model
 from rrhf.plan.plan import SAMPLERS, Plan  # src/ is on sys.path (Snakefile)
 from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import (
@@ -76,7 +77,7 @@ def dataset_source_files(wildcards):
     """Local input files of a dataset split (anthropic_jsonl files, a local hub-format folder)."""
     spec = config["datasets"][wildcards.dataset]
     if spec["source"] == "anthropic_jsonl":
-        return [spec["files"][wildcards.split]]
+        return [spec["file"] if spec.get("file") else spec["files"][wildcards.split]]
     if spec["source"] == "hub" and Path(spec["name"]).exists():
         return [spec["name"]]
     return []

@@ -69,6 +69,66 @@ rule evaluate_provided:
         "../scripts/evaluate_provided.py"
 
 
+# The prompt formats on one real model (results/prompt_formats.csv, docs/real_model.md): the first initial policy
+# that reads its prompts through its chat template answers the test prompts in the raw HH format too, beside its
+# own evaluation (results/eval/{model}/none). None of it when every policy reads raw text (the tiny default).
+PROMPT_FORMAT_MODEL = prompt_format_model(config["models"], config["policies"])
+PROMPT_FORMAT_TARGETS = ["results/prompt_formats.csv"] if PROMPT_FORMAT_MODEL else []
+
+
+rule evaluate_prompt_format:
+    input:
+        test_data=TEST_DATA,
+        policy=lambda wildcards: PLAN.model_input(PROMPT_FORMAT_MODEL),
+        reward_model=lambda wildcards: PLAN.reward_model_input(),
+        evaluation_model=lambda wildcards: PLAN.model_input(PLAN.evaluation_model),
+    output:
+        generations="results/prompt_formats/{format}/generations.parquet",
+        metrics="results/prompt_formats/{format}/metrics.json",
+    params:
+        policy=lambda wildcards: PLAN.model_path(PROMPT_FORMAT_MODEL),
+        reward_model=lambda wildcards: PLAN.reward_model_source(),
+        evaluation_model=lambda wildcards: PLAN.model_path(PLAN.evaluation_model),
+        decoding=config["evaluation"]["decoding"],
+        scoring=config["scoring"],
+        prompts=PLAN.prompt_subset("test"),
+        device=config["device"],
+        dtype=config["precision"]["dtype"],
+    log:
+        "logs/evaluate_prompt_format/{format}.log",
+    benchmark:
+        "logs/benchmarks/evaluate_prompt_format/{format}.tsv"
+    wildcard_constraints:
+        format="raw",
+    threads: threads_of("evaluate_prompt_format")
+    resources:
+        **resources_of("evaluate_prompt_format"),
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_prompt_format.py"
+
+
+localrules:
+    prompt_formats,
+
+
+rule prompt_formats:
+    input:
+        raw="results/prompt_formats/raw/metrics.json",
+        own=lambda wildcards: f"results/eval/{PROMPT_FORMAT_MODEL}/none/metrics.json",
+    output:
+        table="results/prompt_formats.csv",
+    params:
+        max_new_tokens=config["evaluation"]["decoding"]["max_new_tokens"],
+    log:
+        "logs/prompt_formats/prompt_formats.log",
+    conda:
+        ENV
+    script:
+        "../scripts/prompt_formats.py"
+
+
 rule evaluate_reward_model:
     input:
         reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),

@@ -1,5 +1,30 @@
 # Models stage: build the tiny default's tokenizer and models into
-# resources/models/{name}/ (hub or local models are loaded where they are).
+# resources/models/{name}/, and import GGUF files (or models read in another prompt format) there once; hub or
+# local models are otherwise loaded where they are.
+
+
+rule import_model:
+    input:
+        # A GGUF file given by path is the job's input (a package: resource is found in the environment).
+        source=lambda wildcards: PLAN.import_input(wildcards.name),
+    output:
+        model=directory("resources/models/{name}"),
+    params:
+        source=lambda wildcards: PLAN.models[wildcards.name]["path"],
+        prompt_format=lambda wildcards: PLAN.models[wildcards.name]["prompt_format"],
+    log:
+        "logs/import_model/{name}.log",
+    benchmark:
+        "logs/benchmarks/import_model/{name}.tsv"
+    wildcard_constraints:
+        name=names_pattern(PLAN.imported_models()),
+    threads: threads_of("import_model")
+    resources:
+        **resources_of("import_model"),
+    conda:
+        ENV
+    script:
+        "../scripts/import_model.py"
 
 
 rule build_tokenizer:

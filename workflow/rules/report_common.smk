@@ -15,6 +15,8 @@ TABLE_TITLES = {
     "table7": "Table 7: ranking-loss ablation",
     "table3": "Table 3: human evaluation, win / tie / lose of A against B (blind pairwise judgments)",
     "table4": "Table 4: each row's reply to the same test prompts",
+    "prompt_formats": "Prompt formats: the untrained policy's greedy replies, prompts read as raw HH text and "
+    "through its chat template",
 }
 
 
@@ -24,9 +26,11 @@ def table_label(table):
 
 
 def summary_tables():
-    """The tables results/summary.md shows: the report's, and Table 3 where `all` makes it."""
+    """The tables results/summary.md shows: the report's, Table 3 where `all` makes it, and the prompt formats of
+    a policy read through its chat template (config/real.yaml)."""
     tables = [table for table in REPORT_TABLES if PLAN.tables.get(table)]
-    return tables + (["table3"] if "results/table3.csv" in HUMAN_TARGETS else [])
+    return tables + (["table3"] if "results/table3.csv" in HUMAN_TARGETS else []) + \
+        (["prompt_formats"] if PROMPT_FORMAT_TARGETS else [])
 
 
 def loss_curve_file(model_dir):

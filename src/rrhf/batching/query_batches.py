@@ -30,7 +30,7 @@ from rrhf.batching.prompt_sharing import (
     sharing_decision,
 )
 from rrhf.models.loading import launched_with_fsdp
-from rrhf.models.token_spans import sequence_start
+from rrhf.models.token_spans import prompt_token_ids, response_token_ids, sequence_start
 from rrhf.padding import pad_batch
 
 log = logging.getLogger("rrhf")
@@ -65,8 +65,8 @@ def encode_query(tokenizer, prompt: str, responses: list[str], max_length: int) 
     starts as the tokenizer starts a text (:func:`rrhf.models.token_spans.sequence_start`, e.g. LLaMA's BOS)."""
     eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
     start = sequence_start(tokenizer)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    response_ids = [ids + eos for ids in tokenizer(list(responses), add_special_tokens=False)["input_ids"]]
+    prompt_ids = prompt_token_ids(tokenizer, [prompt])[0]
+    response_ids = [ids + eos for ids in response_token_ids(tokenizer, list(responses))]
     prompt_ids, response_ids = cut_query(prompt_ids, response_ids, max_length - len(start))
     return start + prompt_ids, response_ids
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from rrhf.data.dataset_facts import DATASET_KEY, dataset_facts
@@ -151,26 +152,61 @@ def load_anthropic_jsonl(path: str | Path) -> pd.DataFrame:
     return load_anthropic_jsonl_with_counts(path)[0]
 
 
-def load_hub_dataset(name: str, split: str, revision: str | None = None) -> tuple[pd.DataFrame, DropCounts]:
-    """Load a dataset with ``prompt``/``chosen``/``rejected`` columns through ``datasets``.
+def load_hub_dataset(name: str, split: str, revision: str | None = None,
+                     data_dir: str | None = None) -> tuple[pd.DataFrame, DropCounts]:
+    """Load a preference dataset through ``datasets``: with ``prompt``/``chosen``/``rejected`` columns
+    (Dahoas/rm-static), or with only ``chosen`` and ``rejected`` transcripts whose shared prefix up to the last
+    ``Assistant:`` is the prompt (Anthropic/hh-rlhf; pairs whose two transcripts differ before it are dropped).
 
-    ``name`` is a hub id (Dahoas/rm-static) or a local folder in the same layout.
+    ``name`` is a hub id or a local folder in the same layout; ``data_dir`` a subset's folder in it
+    (``harmless-base`` of Anthropic/hh-rlhf).
     """
     import datasets
 
-    dataset = datasets.load_dataset(name, split=split, revision=revision)
+    dataset = datasets.load_dataset(name, split=split, revision=revision, data_dir=data_dir)
+    origin = f"{name}{'/' + data_dir if data_dir else ''}[{split}]"
+    if "prompt" not in dataset.column_names and {"chosen", "rejected"} <= set(dataset.column_names):
+        triples, mismatched = [], 0
+        for chosen_text, rejected_text in zip(dataset["chosen"], dataset["rejected"]):
+            (prompt, chosen), (other, rejected) = split_transcript(chosen_text), split_transcript(rejected_text)
+            if not prompt or prompt != other:
+                mismatched += 1
+                continue
+            triples.append((prompt, chosen, rejected))
+        frame, counts = normalise_pairs(triples, origin=origin)
+        counts.mismatched_prompt = mismatched
+        return frame, counts
     missing = [c for c in ("prompt", "chosen", "rejected") if c not in dataset.column_names]
     if missing:
-        raise ValueError(f"dataset {name!r} split {split!r}: missing column(s) {missing}")
+        raise ValueError(f"dataset {origin}: missing column(s) {missing} (found {dataset.column_names}); a "
+                         "preference dataset has prompt, chosen and rejected, or chosen and rejected transcripts")
     frame = dataset.select_columns(["prompt", "chosen", "rejected"]).to_pandas()
-    return normalise_pairs(frame.itertuples(index=False, name=None), origin=f"{name}[{split}]")
+    return normalise_pairs(frame.itertuples(index=False, name=None), origin=origin)
+
+
+def held_out_split(frame: pd.DataFrame, split: str, test_fraction: float, seed: int) -> pd.DataFrame:
+    """One split of pairs from a single source: a seeded shuffle of its rows puts the first
+    round(test_fraction * rows) in ``test`` and the rest in ``train`` (each prompt in one of them: prompts are
+    unique after :func:`normalise_pairs`), in the source's order."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split {split!r}: a single file or hub split is divided into train and test only")
+    order = np.random.default_rng(seed).permutation(len(frame))
+    test = np.zeros(len(frame), dtype=bool)
+    test[order[: round(test_fraction * len(frame))]] = True
+    return frame[test if split == "test" else ~test].reset_index(drop=True)
 
 
 def load_source(spec: dict[str, Any], split: str) -> tuple[pd.DataFrame, DropCounts]:
     """Load one split of a dataset described by a config ``datasets:`` entry."""
     source = spec["source"]
+    if source == "hub" and spec.get("split"):
+        frame, counts = load_hub_dataset(spec["name"], spec["split"], spec.get("revision"), spec.get("data_dir"))
+        return held_out_split(frame, split, spec["test_fraction"], spec["seed"]), counts
     if source == "hub":
-        return load_hub_dataset(spec["name"], spec["splits"][split], spec.get("revision"))
+        return load_hub_dataset(spec["name"], spec["splits"][split], spec.get("revision"), spec.get("data_dir"))
+    if source == "anthropic_jsonl" and spec.get("file"):
+        frame, counts = load_anthropic_jsonl_with_counts(spec["file"])
+        return held_out_split(frame, split, spec["test_fraction"], spec["seed"]), counts
     if source == "anthropic_jsonl":
         return load_anthropic_jsonl_with_counts(spec["files"][split])
     if source == "synthetic":

@@ -14,7 +14,7 @@ import torch
 
 from rrhf.batching.query_batches import QueryExample, chunk_inputs, collate_queries, keeps_logits
 from rrhf.models.loading import usable_length
-from rrhf.models.token_spans import cut_pair, next_token_kl, sequence_start
+from rrhf.models.token_spans import cut_pair, next_token_kl, prompt_token_ids, response_token_ids, sequence_start
 
 log = logging.getLogger("rrhf")
 KL_BATCH_SIZE = 16  # replies per forward of each model
@@ -84,8 +84,7 @@ def response_kl(policy, reference, tokenizer, prompts: list[str], responses: lis
     """
     device = next(policy.parameters()).device
     max_length = min(usable_length(policy, max_length), usable_length(reference, max_length))
-    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    prompt_ids, response_ids = prompt_token_ids(tokenizer, prompts), response_token_ids(tokenizer, responses)
     start = sequence_start(tokenizer)
     encoded = [cut_pair(p, r, max_length, start) for p, r in zip(prompt_ids, response_ids)]
     cut = sum(len(start) + len(p) + len(r) > max_length for p, r in zip(prompt_ids, response_ids))

@@ -16,6 +16,8 @@ from rrhf.evaluation.divergence import KL_BATCH_SIZE, response_kl
 from rrhf.evaluation.perplexity import PERPLEXITY_BATCH_SIZE, perplexity, response_nll
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
 from rrhf.models.loading import load_causal_lm, resolve_device
+from rrhf.models.prompt_formats import prompt_format as prompt_format_of
+from rrhf.models.prompt_formats import set_prompt_format
 from rrhf.plan.blocks import BestOfN, Decoding, PromptSubset, Scoring
 from rrhf.sampling.generation import generate_responses
 from rrhf.scoring.rewards import score_frame
@@ -103,18 +105,23 @@ def kl_to_initial(model, tokenizer, policy: str, initial_policy: str, prompts: l
 def evaluate_policy(policy: str, test_data: str, reward_model: str | dict[str, Any], evaluation_model: str,
                     output_dir: str, decoding: Decoding | dict[str, Any], scoring: Scoring | dict[str, Any],
                     prompts: PromptSubset | dict[str, Any], device: str = "auto", dtype: str = "auto",
-                    log_path: str | None = None, initial_policy: str | None = None) -> dict[str, Any]:
+                    log_path: str | None = None, initial_policy: str | None = None,
+                    prompt_format: str | None = None) -> dict[str, Any]:
     """Stage entry point: generate on the selected test ``prompts`` with ``decoding``, cut, score with ``scoring``
     (and the gold reward, where the test data records a dataset with one); with ``initial_policy`` (rho, the
     untrained model the policy started from) also the KL(pi || rho) of each cut reply (``kl_to_initial``, its
-    tokens as perplexity counts them, within ``scoring.max_length``); write the evaluation."""
+    tokens as perplexity counts them, within ``scoring.max_length``); write the evaluation. ``prompt_format``
+    makes the policy read its prompts in that format instead of its own (rrhf.models.prompt_formats)."""
     setup_logging(log_path)
     decoding, scoring = Decoding.coerce(decoding), Scoring.coerce(scoring)
     test = select_subset(read_parquet(test_data, ["prompt_id", "prompt"]), prompts, origin=test_data)
     model, tokenizer = load_causal_lm(policy, resolve_device(device), dtype)
+    if prompt_format is not None:
+        set_prompt_format(tokenizer, prompt_format)
     params = {k: v for k, v in decoding.as_config().items() if k != "method"}
     generated = generate_responses(model, tokenizer, list(test["prompt"]), decoding.method, num_responses=1,
-                                   show_progress=True, **params)
+                                   show_progress=True, max_prompt_tokens=PromptSubset.coerce(prompts).max_tokens,
+                                   **params)
     frame = test[["prompt_id", "prompt"]].copy()
     frame["raw_response"] = [texts[0] for texts in generated]
     frame["response"] = [cut_at_turn(text) for text in frame["raw_response"]]
@@ -127,6 +134,7 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str | dict[str, A
     log.info("evaluated %s on %d prompts: %s", policy, len(frame), metrics)
     write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_policy", "policy": policy,
                                                   "initial_policy": initial_policy,
+                                                  "prompt_format": prompt_format_of(tokenizer),
                                                   "decoding": decoding.as_config(), "reward_model": reward_model,
                                                   "evaluation_model": evaluation_model,
                                                   DATASET_KEY: facts_of(test_data)})
@@ -170,7 +178,8 @@ def evaluate_best_of_n(policy: str, test_data: str, reward_model: str | dict[str
     test = select_subset(read_parquet(test_data, ["prompt_id", "prompt"]), prompts, origin=test_data)
     model, tokenizer = load_causal_lm(policy, resolve_device(device), dtype)
     generated = generate_responses(model, tokenizer, list(test["prompt"]), "top_p", num_responses=n,
-                                   show_progress=True, **sampling)
+                                   show_progress=True, max_prompt_tokens=PromptSubset.coerce(prompts).max_tokens,
+                                   **sampling)
     del model
     samples = pd.DataFrame([(pid, prompt, k, raw) for pid, prompt, texts in
                             zip(test["prompt_id"], test["prompt"], generated) for k, raw in enumerate(texts)],

@@ -16,7 +16,7 @@ from rrhf.batching.query_batches import (
     response_logprobs,
 )
 from rrhf.models.loading import usable_length
-from rrhf.models.token_spans import cut_pair, sequence_start
+from rrhf.models.token_spans import cut_pair, prompt_token_ids, response_token_ids, sequence_start
 
 log = logging.getLogger("rrhf")
 PERPLEXITY_BATCH_SIZE = 16  # responses per forward of the evaluation LM
@@ -34,8 +34,7 @@ def response_nll(model, tokenizer, prompts: list[str], responses: list[str], max
     it; batches hold at most ``batch_size`` responses, sorted by length."""
     device = next(model.parameters()).device
     max_length = usable_length(model, max_length)
-    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    prompt_ids, response_ids = prompt_token_ids(tokenizer, prompts), response_token_ids(tokenizer, responses)
     start = sequence_start(tokenizer)
     encoded = [cut_pair(p, r, max_length, start) for p, r in zip(prompt_ids, response_ids)]
     cut = sum(len(start) + len(p) + len(r) > max_length for p, r in zip(prompt_ids, response_ids))

@@ -11,6 +11,8 @@ import weakref
 
 import torch
 
+from rrhf.models.prompt_formats import model_prompts, model_responses
+
 _STARTS: "weakref.WeakKeyDictionary[object, tuple[int, ...]]" = weakref.WeakKeyDictionary()
 _PROBE = "Human: hello"
 
@@ -38,6 +40,17 @@ def sequence_start(tokenizer) -> list[int]:
     return list(found)
 
 
+def prompt_token_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of each prompt as the model reads it (:mod:`rrhf.models.prompt_formats`: raw HH text or its chat
+    template), no special tokens added (:func:`sequence_start` is put in front where the sequence is made)."""
+    return tokenizer(model_prompts(tokenizer, list(prompts)), add_special_tokens=False)["input_ids"]
+
+
+def response_token_ids(tokenizer, responses: list[str]) -> list[list[int]]:
+    """Token ids of each response as it follows the prompt in the model's format, no EOS added."""
+    return tokenizer(model_responses(tokenizer, list(responses)), add_special_tokens=False)["input_ids"]
+
+
 def start_and_cut(tokenizer, prompt_ids: list[int], budget: int | None) -> list[int]:
     """:func:`sequence_start` + the last tokens of ``prompt_ids`` that fit ``budget`` tokens in all (None: all of
     them): a prompt cut from the left keeps the end of the question being answered and its start token."""
@@ -49,14 +62,14 @@ def start_and_cut(tokenizer, prompt_ids: list[int], budget: int | None) -> list[
 
 
 def encode_pair(tokenizer, prompt: str, response: str, max_length: int, add_eos: bool = True) -> tuple[list[int], int]:
-    """Token ids of [start] + prompt + response (+ EOS) within ``max_length``, and where the response starts.
+    """Token ids of [start] + prompt + response (+ EOS) within ``max_length``, and where the response starts;
+    prompt and response as the model reads them (:func:`prompt_token_ids`).
 
     [start] is :func:`sequence_start`. When too long, the response keeps up to
     ``max_length - min(len(prompt), max_length // 2)`` tokens and the prompt is cut from the left (after its start
     token), so the end of the prompt (the question being answered) is always kept.
     """
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    prompt_ids, response_ids = prompt_token_ids(tokenizer, [prompt])[0], response_token_ids(tokenizer, [response])[0]
     if add_eos and tokenizer.eos_token_id is not None:
         response_ids = response_ids + [tokenizer.eos_token_id]
     return cut_pair(prompt_ids, response_ids, max_length, sequence_start(tokenizer))

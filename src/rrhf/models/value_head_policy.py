@@ -69,7 +69,7 @@ def decoder_blocks(lm: nn.Module) -> nn.ModuleList:
     raise ValueError(f"found no list of {count} transformer blocks in {type(lm).__name__}")
 
 
-def freeze_bottom_layers(lm: nn.Module, num_layers_unfrozen: int | None) -> None:
+def freeze_bottom_layers(lm: nn.Module, num_layers_unfrozen: int | None, key: str = "ppo.num_layers_unfrozen") -> None:
     """Train only the top ``num_layers_unfrozen`` blocks (and what follows them); None trains everything.
 
     As trlX: the input embeddings and the lower blocks are frozen, and so is the
@@ -79,7 +79,7 @@ def freeze_bottom_layers(lm: nn.Module, num_layers_unfrozen: int | None) -> None
         return
     blocks = decoder_blocks(lm)
     if not 1 <= num_layers_unfrozen <= len(blocks):
-        raise ValueError(f"ppo.num_layers_unfrozen is {num_layers_unfrozen}; the policy has {len(blocks)} layers")
+        raise ValueError(f"{key} is {num_layers_unfrozen}; the model has {len(blocks)} layers")
     lm.get_input_embeddings().requires_grad_(False)
     for block in list(blocks)[: len(blocks) - num_layers_unfrozen]:
         block.requires_grad_(False)

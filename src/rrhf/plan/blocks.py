@@ -46,6 +46,7 @@ class Training(Block):
     adam_betas: list[float]
     adam_epsilon: float
     lr_schedule: str
+    layers_trained: int | None
     lora: Lora | None = optional()
 
 
@@ -133,6 +134,7 @@ class Data(Block):
     train_prompts: int | None
     test_prompts: int | None
     selection_seed: int
+    max_prompt_tokens: int | None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class PromptSubset(Block):
     limit: int | None
     seed: int
     key: str
+    max_tokens: int | None = optional()  # data.max_prompt_tokens: a model answering one reads at most its last these
 
 
 @dataclass(frozen=True)

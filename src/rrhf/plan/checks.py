@@ -191,7 +191,16 @@ def reference_problems(plan: "Plan") -> list[str]:
             expect(build.get("tokenizer"), models, f"models.{name}.build.tokenizer")
     for name, spec in config["datasets"].items():
         needed = SOURCE_KEYS.get(spec["source"])
-        if needed and needed not in spec:
+        if spec["source"] == "anthropic_jsonl":
+            if ("file" in spec) == ("files" in spec):
+                problems.append(f"datasets.{name}: source anthropic_jsonl needs either `files` (a file per split) "
+                                "or `file` (one file, split by test_fraction and seed), not both")
+            files = {"file": spec["file"]} if "file" in spec else {f"files.{split}": path for split, path
+                                                                   in spec.get("files", {}).items()}
+            problems += [f"datasets.{name}.{key}: {path} does not exist (looked in {Path(path).absolute().parent}); "
+                         "for HH's harmless-base/test.jsonl.gz: `make real HH_FILE=PATH` links it there"
+                         for key, path in files.items() if not Path(path).expanduser().is_file()]
+        elif needed and needed not in spec:
             problems.append(f"datasets.{name}: source {spec['source']} needs the key {needed!r}")
     own = [s for s, v in settings.items() if "training_set" not in v]
     for name, spec in settings.items():

@@ -14,7 +14,8 @@ A claim compares two rows of the tables on one metric in a claimed direction::
 tables list it: ``OP-32`` is found under the name the config runs it as), ``{responses: chosen|rejected}`` (the
 dataset's own replies) or ``{reward_model: true}`` (Table 5). Each must be a row of a table that has the metric
 (:data:`METRICS`). ``direction`` says whether ``row`` minus ``versus`` is claimed to be ``higher`` or
-``lower`` than zero. rrhf.report.findings measures each claim.
+``lower`` than zero, or, with the optional ``than``, than that value in the metric's units (e.g. ``log_ppl``
+lower than 0.2: the perplexity rises by less than e^0.2 - 1 = 22 %). rrhf.report.findings measures each claim.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ METRICS = {
     "reward": (("table2", "table6", "table7", "table_fine_grained", "table_methods"), "generations.parquet"),
     "gold_reward": (("table2", "table6", "table7", "table_fine_grained", "table_methods"), "generations.parquet"),
     "ppl": (("table2", "table6", "table7", "table_fine_grained", "table_methods"), "metrics.json"),
+    # Each reply's log-perplexity under the evaluation LM (its NLL per token; generations.parquet's nll / n_tokens),
+    # paired over test prompts: the per-prompt form of ppl (an empty reply has none, and its prompt is left out).
+    "log_ppl": (("table2", "table6", "table7", "table_methods"), "generations.parquet"),
     "repetition": (("table2", "table6", "table7"), "metrics.json"),
     "accuracy": (("table5",), "pair_accuracy.json"),
     "train_reward_mean": (("table6",), "scored"),
@@ -50,6 +54,7 @@ METRICS = {
 }
 DIRECTIONS = ("higher", "lower")
 CLAIM_KEYS = {"id", "claim", "source", "metric", "row", "versus", "direction"}
+OPTIONAL_KEYS = {"than"}  # the value row - versus is claimed higher or lower than (default 0)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Claim:
     row: TableRow
     versus: TableRow
     direction: str
+    than: float = 0.0
 
 
 def describe(row: dict[str, Any] | TableRow) -> str:
@@ -139,7 +145,7 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
             problems.append(f"{where}: {entry!r} is not a mapping of {sorted(CLAIM_KEYS)}")
             continue
         where = f"{name}: claim {entry.get('id', number)!r}"
-        missing, unknown = CLAIM_KEYS - set(entry), set(entry) - CLAIM_KEYS
+        missing, unknown = CLAIM_KEYS - set(entry), set(entry) - CLAIM_KEYS - OPTIONAL_KEYS
         if missing or unknown:
             parts = ([f"missing {sorted(missing)}"] if missing else []) + \
                 ([f"unknown {sorted(unknown)}"] if unknown else [])
@@ -154,6 +160,11 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
         if entry["direction"] not in DIRECTIONS:
             problems.append(f"{where}: direction {entry['direction']!r} is not one of {list(DIRECTIONS)}")
             continue
+        than = entry.get("than", 0.0)
+        if isinstance(than, bool) or not isinstance(than, (int, float)):
+            problems.append(f"{where}: than {than!r} is not a number (the value row - versus is claimed "
+                            f"{entry['direction']} than)")
+            continue
         tables, source = METRICS[entry["metric"]]
         if source == "judged.parquet":  # a comparison of Table 3: row and versus are its two sides
             sides = comparison_sides(plan, entry["row"], entry["versus"])
@@ -162,7 +173,7 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
                                 f"(metric {entry['metric']})")
             else:
                 claims.append(Claim(str(entry["id"]), str(entry["claim"]), str(entry["source"]), entry["metric"],
-                                    *sides, entry["direction"]))
+                                    *sides, entry["direction"], float(than)))
             continue
         rows = []
         for key in ("row", "versus"):
@@ -182,7 +193,7 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
             problems.append(f"{where}: row and versus are the same row")
             continue
         claims.append(Claim(str(entry["id"]), str(entry["claim"]), str(entry["source"]), entry["metric"],
-                            rows[0], rows[1], entry["direction"]))
+                            rows[0], rows[1], entry["direction"], float(than)))
     return claims, problems
 
 
@@ -209,7 +220,7 @@ def claims_for_rule(plan: "Plan", claims: list[Claim]) -> list[dict[str, Any]]:
     from rrhf.plan.human_evaluation import human_replicates, side_label
 
     return [{"id": c.id, "claim": c.claim, "source": c.source, "metric": c.metric, "row": describe(c.row),
-             "versus": describe(c.versus), "direction": c.direction,
+             "versus": describe(c.versus), "direction": c.direction, "than": c.than,
              "files": [[claim_file(plan, c.row, c.metric, r), claim_file(plan, c.versus, c.metric, r)]
                        for r in (human_replicates(plan) if c.metric == "net_win" else plan.replicates.numbers())],
              **({"sides": [side_label(plan, c.row), side_label(plan, c.versus)]} if c.metric == "net_win" else {})}

@@ -44,6 +44,9 @@ def role_problems(plan: "Plan") -> list[str]:
                 problems.append(f"{key}: {policy!r} is not a `models` entry")
             expect(policy, lm, key, "the replies come from a causal LM (a pretrain or sft build, or a path)")
     unfrozen = plan.ppo.num_layers_unfrozen
+    if plan.ppo.training.layers_trained is not None:
+        problems.append("ppo.training.layers_trained: PPO trains its top layers by ppo.num_layers_unfrozen (and "
+                        "its value head shares them); set that instead")
     for role in sorted({row.policy for rows in plan.tables.values() for row in rows if row.setting in PPO_SETTINGS}):
         layers = built_layers(plan, plan.policies.get(role))
         if unfrozen is not None and layers is not None and unfrozen > layers:

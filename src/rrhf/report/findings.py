@@ -6,9 +6,14 @@ or fine-grained segments.parquet, joined on prompt_id); for the other metrics (p
 accuracy, training-set statistics) the difference of the two rows' values. Over replicates the effect is the
 mean of the replicates' effects with its 95 % t-interval (rrhf.statistics.t_interval), and the verdict is
 
-- **holds**: the interval excludes zero on the claimed side;
-- **contradicted**: the interval excludes zero on the other side;
-- **inconclusive**: the interval contains zero, or there is one replicate (no interval; the note says so).
+- **holds**: the interval excludes zero (or the claim's ``than``) on the claimed side;
+- **contradicted**: the interval excludes it on the other side;
+- **inconclusive**: the interval contains it, or there is one replicate of a metric that is one number per row
+  (no interval; the note says so).
+
+With one replicate (config/real.yaml's run) a per-prompt metric's interval is the 95 % t-interval of the mean of
+its paired per-prompt differences: it holds the variation of the test prompts, not that of another training or
+sampling seed, and the note says so.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from rrhf.plan.findings import METRICS
 from rrhf.scoring.training_sets import read_scored_set, training_set_stats
 from rrhf.statistics import t_interval
 
-FINDINGS_COLUMNS = ["id", "claim", "source", "metric", "row", "versus", "direction", "replicates", "effect",
+FINDINGS_COLUMNS = ["id", "claim", "source", "metric", "row", "versus", "direction", "than", "replicates", "effect",
                     "ci_low", "ci_high", "verdict", "note", "replicates_to_settle", "replicate_effects"]
 MOST_REPLICATES = 1000  # replicates_to_settle stays empty beyond this
 
@@ -35,6 +40,10 @@ def row_value(path: str, metric: str) -> pd.Series | float:
     """A row's value of ``metric`` in one replicate: per test prompt (a Series indexed by prompt_id) for reward,
     gold reward and the fine-grained measures, else one number."""
     source = METRICS[metric][1]
+    if metric == "log_ppl":  # an empty reply (no tokens) has no perplexity: NaN, its prompt left out when paired
+        frame = read_parquet(path, ["prompt_id", "nll", "n_tokens"]).drop_duplicates("prompt_id")
+        tokens = frame["n_tokens"].astype(float).where(frame["n_tokens"] > 0)
+        return (frame["nll"].astype(float) / tokens).set_axis(frame["prompt_id"])
     if source in ("generations.parquet", "segments.parquet"):
         frame = read_parquet(path, ["prompt_id", metric])
         return frame.drop_duplicates("prompt_id").set_index("prompt_id")[metric].astype(float)
@@ -46,24 +55,27 @@ def row_value(path: str, metric: str) -> pd.Series | float:
     return float(value)
 
 
-def prompt_differences(row: pd.Series, versus: pd.Series, claim: str) -> pd.Series:
+def prompt_differences(row: pd.Series, versus: pd.Series, claim: str, metric: str = "reward") -> pd.Series:
     """``row - versus`` per test prompt (both indexed by prompt_id); raises naming the claim when the two rows
-    answered different prompts or a value is missing."""
+    answered different prompts or a value is missing (for ``log_ppl``, prompts where either reply is empty are
+    left out instead)."""
     if set(row.index) != set(versus.index):
         raise ValueError(f"claim {claim}: the two rows answered different test prompts "
                          f"({len(set(row.index) ^ set(versus.index))} differ); they cannot be paired")
     difference = row - versus.loc[row.index]
+    if metric == "log_ppl":
+        return difference.dropna()
     if difference.isna().any():
         raise ValueError(f"claim {claim}: {int(difference.isna().sum())} prompts have no value (is there a gold "
                          "reward on this dataset?)")
     return difference
 
 
-def replicate_effect(row: pd.Series | float, versus: pd.Series | float, claim: str) -> float:
+def replicate_effect(row: pd.Series | float, versus: pd.Series | float, claim: str, metric: str = "reward") -> float:
     """``row - versus`` in one replicate: the mean of the per-prompt differences when both are per prompt
     (:func:`prompt_differences`), else the difference of the two numbers."""
     if isinstance(row, pd.Series):
-        return float(prompt_differences(row, versus, claim).mean())
+        return float(prompt_differences(row, versus, claim, metric).mean())
     return float(row - versus)
 
 
@@ -97,21 +109,22 @@ def replicates_to_settle(effects: list[float]) -> int | None:
     return None
 
 
-def verdict(effects: list[float], direction: str) -> dict[str, Any]:
+def verdict(effects: list[float], direction: str, than: float = 0.0) -> dict[str, Any]:
     """Mean effect, its 95 % interval, the verdict and a note, from the replicates' effects of a claim whose
-    ``direction`` is "higher" (row above versus) or "lower"."""
+    ``direction`` is "higher" (row minus versus above ``than``) or "lower" (below it)."""
     mean, half_width = t_interval(effects)
     if half_width is None:
         return {"effect": mean, "ci_low": None, "ci_high": None, "verdict": "inconclusive",
                 "note": "one replicate: no interval, so no verdict (run with replicates >= 2)"}
     low, high = mean - half_width, mean + half_width
     sign = 1 if direction == "higher" else -1
-    if sign * low > 0 and sign * high > 0:
+    bound = "zero" if than == 0 else f"{than:g}"
+    if sign * (low - than) > 0 and sign * (high - than) > 0:
         result, note = "holds", ""
-    elif sign * low < 0 and sign * high < 0:
-        result, note = "contradicted", "the interval excludes zero on the other side"
+    elif sign * (low - than) < 0 and sign * (high - than) < 0:
+        result, note = "contradicted", f"the interval excludes {bound} on the other side"
     else:
-        result, note = "inconclusive", "the interval contains zero"
+        result, note = "inconclusive", f"the interval contains {bound}"
     return {"effect": mean, "ci_low": low, "ci_high": high, "verdict": result, "note": note}
 
 
@@ -125,10 +138,19 @@ def measure_claim(claim: dict[str, Any], value: Callable[[str, str], pd.Series |
         effects = [net_win(read_parquet(row_file, ["a", "b", "shared", "outcome"]), *claim["sides"])
                    for row_file, _ in claim["files"]]
     else:
-        effects = [replicate_effect(value(row_file, claim["metric"]), value(versus_file, claim["metric"]),
-                                    claim["id"]) for row_file, versus_file in claim["files"]]
+        values = [(value(row_file, claim["metric"]), value(versus_file, claim["metric"]))
+                  for row_file, versus_file in claim["files"]]
+        effects = [replicate_effect(row, versus, claim["id"], claim["metric"]) for row, versus in values]
+    than = claim.get("than", 0.0)
+    judged = verdict(effects, claim["direction"], than)
+    if len(effects) == 1 and claim["metric"] != "net_win" and isinstance(values[0][0], pd.Series):
+        differences = prompt_differences(*values[0], claim["id"], claim["metric"])
+        judged = verdict(list(differences), claim["direction"], than)
+        judged["note"] = "; ".join(filter(None, [
+            f"one replicate: the interval is over the {len(differences)} test prompts' paired differences, "
+            "not over training or sampling seeds", judged["note"]]))
     return {**{key: claim[key] for key in ("id", "claim", "source", "metric", "row", "versus", "direction")},
-            "replicates": len(effects), **verdict(effects, claim["direction"]),
+            "than": than, "replicates": len(effects), **judged,
             "replicates_to_settle": replicates_to_settle(effects),
             "replicate_effects": " ".join(f"{effect:.6g}" for effect in effects)}
 

@@ -72,7 +72,8 @@ def write_summary(tables: dict[str, str], findings: str | None, about: dict[str,
                   + f" of {len(frame)} claims, over {int(frame['replicates'].iloc[0])} replicate(s).", ""]
         shown = pd.DataFrame({
             "claim": frame["id"], "metric": frame["metric"], "row - versus": frame["row"] + " - " + frame["versus"],
-            "claimed": frame["direction"],
+            "claimed": [f"{direction} than {than:g}" if than else direction for direction, than in
+                        zip(frame["direction"], frame["than"] if "than" in frame else [0] * len(frame))],
             "effect [95 % interval]": [f"{e:.4g} [{lo:.4g}, {hi:.4g}]" if pd.notna(lo) else f"{e:.4g} [no interval]"
                                        for e, lo, hi in zip(frame["effect"], frame["ci_low"], frame["ci_high"])],
             "verdict": frame["verdict"],

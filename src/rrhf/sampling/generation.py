@@ -13,7 +13,7 @@ from rrhf.data.dataset_facts import DATASET_KEY, facts_of
 from rrhf.data.preference_pairs import select_subset
 from rrhf.io import read_parquet, setup_logging, write_parquet
 from rrhf.models.loading import load_causal_lm, model_positions, resolve_device
-from rrhf.models.token_spans import sequence_start, start_and_cut
+from rrhf.models.token_spans import prompt_token_ids, sequence_start, start_and_cut
 from rrhf.plan.blocks import PromptSubset, Sampling
 from rrhf.sampling.diverse_beam import group_beam_search
 
@@ -75,7 +75,7 @@ def encode_prompts(tokenizer, texts: list[str], max_prompt_tokens: int | None):
     :func:`rrhf.models.token_spans.sequence_start`), and one longer than ``max_prompt_tokens`` keeps its last
     tokens after that start (the question being answered), as scoring and training cut theirs."""
     start = sequence_start(tokenizer)
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ids = prompt_token_ids(tokenizer, texts)
     cut = 0 if max_prompt_tokens is None else sum(len(start) + len(row) > max_prompt_tokens for row in ids)
     ids = [start_and_cut(tokenizer, row, max_prompt_tokens) for row in ids]
     return tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt"), cut
@@ -86,7 +86,7 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
                        max_new_tokens: int = 128, num_beams: int = 4, num_beam_groups: int = 4,
                        diversity_penalty: float = 1.0, top_p: float = 1.0, temperature: float = 0.8,
                        seed: int = 0, batch_size: int = 8, shard: tuple[int, int] | None = None,
-                       show_progress: bool = False) -> list[list[str]]:
+                       show_progress: bool = False, max_prompt_tokens: int | None = None) -> list[list[str]]:
     """The ``num_responses`` responses of each prompt, with the prompt removed.
 
     ``method`` is ``greedy`` (one response), ``beam`` (``num_beams`` beams), ``diverse_beam`` (``num_beams``
@@ -97,8 +97,8 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
     ``seed + i``, so the same inputs give the same outputs. With ``shard``, only
     that shard's batches run (:func:`generation_batches`) and the other prompts
     get no responses. Responses are decoded with ``skip_special_tokens=True``.
-    A prompt longer than the model's positions minus ``max_new_tokens`` keeps its
-    last tokens (:func:`encode_prompts`); how many were cut is logged.
+    A prompt longer than the model's positions minus ``max_new_tokens`` (or than ``max_prompt_tokens``, config
+    ``data.max_prompt_tokens``) keeps its last tokens (:func:`encode_prompts`); how many were cut is logged.
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; expected one of {METHODS}")
@@ -108,6 +108,10 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
     results: list[list[str]] = [[] for _ in prompts]
     batches = generation_batches(prompts, batch_size, shard)
     budget, cut = prompt_budget(model, max_new_tokens), 0
+    reason = None if budget is None else (f"the model's {budget + max_new_tokens} positions hold prompt + "
+                                          f"max_new_tokens {max_new_tokens}")
+    if max_prompt_tokens is not None and (budget is None or max_prompt_tokens < budget):
+        budget, reason = max_prompt_tokens, f"data.max_prompt_tokens {max_prompt_tokens}"
     for batch_number, chunk in tqdm(batches, desc=f"sample {method}", disable=not show_progress):
         encoded, batch_cut = encode_prompts(tokenizer, [prompts[i] for i in chunk], budget)
         encoded, cut = encoded.to(device), cut + batch_cut
@@ -118,9 +122,8 @@ def generate_responses(model, tokenizer, prompts: list[str], method: str, *, num
         for position, index in enumerate(chunk):
             results[index] = texts[position * num_responses:(position + 1) * num_responses]
     if cut:
-        log.warning("cut %d of %d prompts to their last %d tokens: the model's %d positions hold prompt + "
-                    "max_new_tokens %d", cut, sum(len(chunk) for _, chunk in batches), budget,
-                    budget + max_new_tokens, max_new_tokens)
+        log.warning("cut %d of %d prompts to their last %d tokens: %s", cut, sum(len(chunk) for _, chunk in batches),
+                    budget, reason)
     return results
 
 
@@ -146,7 +149,7 @@ def sample_responses(policy_path: str, train_data: str, output: str, method: str
     model, tokenizer = load_causal_lm(policy_path, resolve_device(device), dtype)
     log.info("sampling %s responses from %s for %d prompts with %s", method, policy_path, len(frame), params)
     responses = generate_responses(model, tokenizer, list(frame["prompt"]), method, shard=shard, show_progress=True,
-                                   **params)
+                                   max_prompt_tokens=prompts.max_tokens, **params)
     rows = [(pid, prompt, k, text, method)
             for pid, prompt, texts in zip(frame["prompt_id"], frame["prompt"], responses)
             for k, text in enumerate(texts)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from rrhf.models.token_spans import start_and_cut
+from rrhf.models.token_spans import prompt_token_ids, start_and_cut
 from rrhf.plan.blocks import RolloutSampling
 from rrhf.text import TURN_MARKER
 
@@ -38,8 +38,7 @@ def sample_actions(lm, tokenizer, prompts: list[str], generation: RolloutSamplin
     starts a text (LLaMA's BOS) and keeps its last tokens after that, ``max_prompt_tokens`` in all.
     """
     eos = tokenizer.eos_token_id
-    prompt_ids = [start_and_cut(tokenizer, tokenizer(p, add_special_tokens=False)["input_ids"], max_prompt_tokens)
-                  for p in prompts]
+    prompt_ids = [start_and_cut(tokenizer, ids, max_prompt_tokens) for ids in prompt_token_ids(tokenizer, prompts)]
     width = max(map(len, prompt_ids))
     device = next(lm.parameters()).device
     input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompt_ids], device=device)

@@ -15,7 +15,7 @@ from rrhf.data.dataset_facts import DATASET_KEY, facts_of
 from rrhf.data.preference_pairs import select_subset
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models.loading import load_reward_model, resolve_device, usable_length
-from rrhf.models.token_spans import cut_pair, encode_pair
+from rrhf.models.token_spans import cut_pair, encode_pair, prompt_token_ids, response_token_ids
 from rrhf.padding import pad_batch
 from rrhf.plan.blocks import PromptSubset, Scoring
 from rrhf.scoring.packed_rewards import packed_scores, reward_reader, reward_sharing_problem
@@ -48,8 +48,7 @@ def encode_for_reward(tokenizer, prompt: str, response: str, max_length: int) ->
     before, after = reward_special_tokens(tokenizer)
     if not before and not after:
         return encode_pair(tokenizer, prompt, response, max_length)[0]
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    prompt_ids, response_ids = prompt_token_ids(tokenizer, [prompt])[0], response_token_ids(tokenizer, [response])[0]
     ids, _ = cut_pair(prompt_ids, response_ids, max_length - len(after), before)
     return ids + after
 

@@ -27,6 +27,7 @@ from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get
 
 from rrhf.io import atomic_path, write_json, write_parquet
 from rrhf.models.adapters import check_not_fsdp, has_lora, merge_lora
+from rrhf.models.value_head_policy import freeze_bottom_layers
 from rrhf.plan.blocks import Precision, Training
 from rrhf.training.checkpoints import Checkpoints, CheckpointSettings
 from rrhf.training.sharded_copy import free_cached_memory, gathered_copy, is_sharded
@@ -114,6 +115,12 @@ class Trainer:
         if precision.gradient_checkpointing and not enable_gradient_checkpointing(model):
             raise ValueError(f"gradient_checkpointing: {type(model).__name__} has no transformers model that "
                              "supports it")
+        if params.layers_trained is not None:
+            if has_lora(model):
+                log.warning("training.layers_trained is not used with training.lora: every base weight is frozen "
+                            "and the adapters train")
+            else:
+                freeze_bottom_layers(model, params.layers_trained, "training.layers_trained")
         if self.accelerator.distributed_type != DistributedType.FSDP:
             # Where prepare would put it, before the optimiser holds its parameters: a move to another kind of
             # device makes new parameter objects. (FSDP shards the model in prepare and swaps them itself.)

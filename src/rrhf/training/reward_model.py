@@ -73,6 +73,8 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     params = build.training
     tokenizer = load_tokenizer(init_model, padding_side="right")
     frame = read_parquet(train_data, ["prompt", "chosen", "rejected"])
+    if build.max_examples is not None:
+        frame = frame.sample(n=min(build.max_examples, len(frame)), random_state=params.seed)
     dataset_pairs = len(frame)
     on_policy = None
     if on_policy_data is not None:
