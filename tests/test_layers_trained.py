@@ -92,3 +92,28 @@ def test_ppo_keeps_its_own_key():
     with pytest.raises(ValueError, match="ppo.training.layers_trained: PPO trains its top layers by "
                                          "ppo.num_layers_unfrozen"):
         Plan.from_config(config, REPO)
+
+
+def test_a_reward_model_can_keep_the_bottom_blocks_of_its_init(tmp_path, llama_dir, synthetic_frame):
+    from rrhf.models.loading import load_reward_model
+    from rrhf.training.reward_model import train_reward_model
+
+    train, test = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    synthetic_frame.head(16).to_parquet(train)
+    synthetic_frame.tail(8).to_parquet(test)
+    build = {"kind": "reward", "init": "llama", "dataset": "d", "backbone_layers": 1,
+             "training": {**TRAINING, "layers_trained": 1}}
+    train_reward_model(str(llama_dir), str(train), str(test), str(tmp_path / "reward"), build, PRECISION)
+    model, _ = load_reward_model(str(tmp_path / "reward"))
+    assert model.config.num_hidden_layers == 1 and len(decoder_blocks(model)) == 1
+    # Its one block is the init's bottom block, trained; the embeddings are the init's, untouched.
+    init = AutoModelForSequenceClassification.from_pretrained(llama_dir, num_labels=1)
+    assert torch.equal(model.model.embed_tokens.weight, init.model.embed_tokens.weight)
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, init.model.layers[0].mlp.up_proj.weight)
+
+
+def test_only_a_reward_build_keeps_fewer_blocks():
+    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config["models"]["instruct"]["build"]["backbone_layers"] = 1
+    with pytest.raises(ValueError, match="models.instruct.build.backbone_layers: only a reward build"):
+        Plan.from_config(config, REPO)

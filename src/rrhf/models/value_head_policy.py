@@ -69,6 +69,20 @@ def decoder_blocks(lm: nn.Module) -> nn.ModuleList:
     raise ValueError(f"found no list of {count} transformer blocks in {type(lm).__name__}")
 
 
+def keep_bottom_layers(model: nn.Module, layers: int | None, key: str = "build.backbone_layers") -> None:
+    """Drop every transformer block of ``model`` above the bottom ``layers`` (and say so in its config, which is
+    saved with it); None keeps them all. The final norm and the head then read the last kept block."""
+    if layers is None:
+        return
+    blocks = decoder_blocks(model)
+    if not 1 <= layers <= len(blocks):
+        raise ValueError(f"{key} is {layers}; the model has {len(blocks)} layers")
+    del blocks[layers:]
+    model.config.num_hidden_layers = layers
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:layers]
+
+
 def freeze_bottom_layers(lm: nn.Module, num_layers_unfrozen: int | None, key: str = "ppo.num_layers_unfrozen") -> None:
     """Train only the top ``num_layers_unfrozen`` blocks (and what follows them); None trains everything.
 

@@ -116,6 +116,7 @@ class Build(Block):
     dataset: str
     vocab_size: int
     max_examples: int | None
+    backbone_layers: int | None
     architecture: Architecture
     training: Training
     init: str | None = optional()

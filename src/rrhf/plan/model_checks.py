@@ -34,6 +34,9 @@ def role_problems(plan: "Plan") -> list[str]:
         if build.get("kind") == "pretrain":
             expect(build.get("tokenizer"), ("tokenizer",), f"models.{name}.build.tokenizer",
                    "name a tokenizer build (or a model given by path)")
+        if build.get("backbone_layers") is not None and build.get("kind") != "reward":
+            problems.append(f"models.{name}.build.backbone_layers: only a reward build keeps fewer blocks of its "
+                            f"init, not a {build.get('kind')} build")
         on_policy = build.get("on_policy") or {}
         if on_policy and build.get("kind") != "reward":
             problems.append(f"models.{name}.build.on_policy: only a reward build collects on-policy pairs, "

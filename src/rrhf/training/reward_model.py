@@ -16,6 +16,7 @@ from rrhf.io import read_parquet, start_job
 from rrhf.losses import pairwise_accuracy
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_for_training, load_tokenizer
+from rrhf.models.value_head_policy import keep_bottom_layers
 from rrhf.plan.blocks import Build, Precision
 from rrhf.scoring.rewards import encode_for_reward, score
 from rrhf.statistics import ordered_like_gold, spearman
@@ -87,6 +88,7 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
                 for p, c, r in zip(frame["prompt"], frame["chosen"], frame["rejected"])]
     set_seed(params.seed)  # the new one-label head is initialised here, before train_model seeds
     model = load_for_training(init_model, AutoModelForSequenceClassification, num_labels=1)
+    keep_bottom_layers(model, build.backbone_layers)
     model.config.pad_token_id = tokenizer.pad_token_id
     model = add_lora(model, params.lora, "sequence_classification")  # with LoRA the score head trains in full
     log.info("training a reward model from %s on %d pairs (%d of the dataset, %d on-policy)", init_model,
