@@ -6,7 +6,7 @@
 rule import_model:
     input:
         # A GGUF file given by path is the job's input (a package: resource is found in the environment).
-        source=lambda wildcards: PLAN.import_input(wildcards.name),
+        source=lambda wildcards: import_input(PLAN.models[wildcards.name]),
     output:
         model=directory("resources/models/{name}"),
     params:
@@ -17,7 +17,7 @@ rule import_model:
     benchmark:
         "logs/benchmarks/import_model/{name}.tsv"
     wildcard_constraints:
-        name=names_pattern(PLAN.imported_models()),
+        name=names_pattern(imported_models(PLAN.models)),
     threads: threads_of("import_model")
     resources:
         **resources_of("import_model"),

@@ -41,6 +41,18 @@ def needs_import(spec: dict) -> bool:
     return "path" in spec and (is_gguf(spec["path"]) or spec.get("prompt_format", "raw") != "raw")
 
 
+def imported_models(models: dict) -> list[str]:
+    """Names of the models entries the stage import_model writes (:func:`needs_import`)."""
+    return [name for name, spec in models.items() if needs_import(spec)]
+
+
+def import_input(spec: dict) -> list[str]:
+    """An import's source as a job input: a GGUF file or a local folder; nothing for a package: resource or a hub
+    id."""
+    path = spec["path"]
+    return [path] if not path.startswith(PACKAGE_PREFIX) and Path(path).exists() else []
+
+
 def model_prompt_format(models: dict, name: str) -> str:
     """The prompt format of a models entry: its own (``prompt_format``, default raw) for a model given by path, its
     init's for a build (a model trained from another keeps its tokenizer), raw for a model built from scratch."""

@@ -28,7 +28,7 @@ from rrhf.plan.checks import plan_problems
 from rrhf.plan.fine_grained_blocks import FineGrained
 from rrhf.plan.human_evaluation import HumanEvaluation
 from rrhf.plan.methods import Methods
-from rrhf.plan.model_sources import PACKAGE_PREFIX, needs_import
+from rrhf.plan.model_sources import needs_import
 from rrhf.plan.replicates import Replicates
 from rrhf.plan.schema import fill_defaults
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
@@ -236,8 +236,7 @@ class Plan:
 
     def model_path(self, name: str, replicate: int | str = 0) -> str:
         """Where a model loads from: its build folder (the replicate's, for every build but a tokenizer), its import
-        folder (a GGUF file or another prompt format: rrhf.models.importing), or its configured hub id / local
-        path."""
+        folder (rrhf.models.importing), or its configured hub id / local path."""
         spec = self.models[name]
         if needs_import(spec):
             return f"resources/models/{name}"
@@ -248,19 +247,9 @@ class Plan:
 
     def model_input(self, name: str, replicate: int | str = 0) -> list[str]:
         """The model as a job input: its build or import folder or a local path; nothing for a hub id."""
-        path = self.model_path(name, replicate)
-        spec = self.models[name]
+        path, spec = self.model_path(name, replicate), self.models[name]
         return [path] if "build" in spec or needs_import(spec) or Path(path).exists() else []
 
-    def imported_models(self) -> list[str]:
-        """Names of the models entries the stage import_model writes (:func:`needs_import`)."""
-        return [name for name, spec in self.models.items() if needs_import(spec)]
-
-    def import_input(self, name: str) -> list[str]:
-        """An import's source as a job input: a GGUF file or a local folder; nothing for a package: resource or a
-        hub id."""
-        path = self.models[name]["path"]
-        return [path] if not path.startswith(PACKAGE_PREFIX) and Path(path).exists() else []
 
     def reward_model_source(self, replicate: int | str = 0) -> str | dict[str, Any]:
         """How jobs load the reward model: its path, or, for another format or with trust_remote_code, a dict of
