@@ -3,8 +3,11 @@
 Each query is an HH prompt with K replies: its own chosen and rejected reply and the chosen and rejected
 replies of the next queries, tokenized by a byte-level BPE tokenizer trained on the file's transcripts and
 cut to ``max_length`` tokens per prompt + reply. Without an HH file the project's synthetic HH data
-stands in. Also: the matmul peak of the device, measured in the same run, and the FLOPs a forward pass
-of a model of the given shape takes.
+stands in. The model is a randomly initialised LLaMA- or GPT-2-style one of the given shape, or with
+``--model FOLDER`` a transformers model folder (e.g. one the import stage wrote) with its own tokenizer, whose
+queries are then encoded as that model reads them (its prompt format, its start token). Also: the matmul peak
+of the device, measured in the same run, and the FLOPs a forward pass of a model of the given shape takes
+(grouped-query attention, SwiGLU's width and a tied head counted as the model's config has them).
 """
 
 from __future__ import annotations
@@ -38,11 +41,20 @@ def machine(device: str = "cpu") -> str:
 
 
 def add_workload_arguments(parser, queries: int) -> None:
-    """The command-line options both benchmarks share: data, K, cut, model shape, device."""
+    """The command-line options the benchmarks share: data, K, cut, model (shape or folder), device."""
     parser.add_argument("--hh", help="an Anthropic HH jsonl(.gz) file")
     parser.add_argument("--queries", type=int, default=queries)
     parser.add_argument("--responses", type=int, default=6, help="replies per query (K)")
     parser.add_argument("--max-length", type=int, default=192, help="tokens of prompt + reply")
+    add_model_arguments(parser)
+
+
+def add_model_arguments(parser) -> None:
+    """The options that choose the model (:func:`workload_model`) and the device."""
+    parser.add_argument("--model", metavar="FOLDER",
+                        help="a transformers model folder (weights, config, tokenizer), in float32 (or --dtype), "
+                             "instead of the random model; --layers, --hidden, --heads, --family and the BPE "
+                             "tokenizer then do not apply")
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--heads", type=int, default=12)
@@ -85,25 +97,140 @@ def bpe_tokenizer(frame, vocab_size: int):
     return train_tokenizer(transcripts(frame), vocab_size)
 
 
+GATED_FAMILIES = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3",
+                  "granite", "smollm3"}
+
+
 @dataclass
 class Shape:
-    """A decoder's sizes, for FLOP counts."""
+    """A decoder's sizes, for FLOP counts. ``kv_heads`` below ``heads`` is grouped-query attention (the key and
+    value projections are that much narrower; the score and value products still run for every query head);
+    ``intermediate`` is the MLP's width, ``gated`` a SwiGLU MLP (three matrices, LLaMA's) rather than two
+    (GPT-2's). Left out: ``kv_heads = heads``, ``head_dim = hidden / heads``, and an MLP of 12 h^2 weights in all
+    with attention (8/3 h SwiGLU, 4 h GPT-2)."""
 
     layers: int
     hidden: int
     heads: int
     vocabulary: int
+    kv_heads: int | None = None
+    head_dim: int | None = None
+    intermediate: int | None = None
+    gated: bool = True
+    tied: bool = True
+
+    @classmethod
+    def of_config(cls, config) -> "Shape":
+        """The sizes of a transformers config: GPT-2's (``n_layer``, ``n_embd``, ``n_inner``) or LLaMA-like ones
+        (``num_hidden_layers``, ``hidden_size``, ``intermediate_size``, ``num_key_value_heads``, ``head_dim``)."""
+        if hasattr(config, "n_embd"):
+            return cls(config.n_layer, config.n_embd, config.n_head, config.vocab_size,
+                       intermediate=config.n_inner or 4 * config.n_embd, gated=False,
+                       tied=bool(getattr(config, "tie_word_embeddings", True)))
+        heads = config.num_attention_heads
+        gated = config.model_type in GATED_FAMILIES or getattr(config, "hidden_act", "") in ("silu", "swish")
+        return cls(config.num_hidden_layers, config.hidden_size, heads, config.vocab_size,
+                   kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+                   head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
+                   intermediate=config.intermediate_size, gated=gated,
+                   tied=bool(getattr(config, "tie_word_embeddings", False)))
+
+    @property
+    def attention_width(self) -> int:
+        """Width of the query heads together (heads x head_dim): what the score and value products run over."""
+        return self.heads * (self.head_dim or self.hidden // self.heads)
 
     @property
     def block_parameters(self) -> int:
-        """Weights of one block's matmuls (attention 4 h^2 + SwiGLU 3 h * 8/3 h = 12 h^2, as GPT-2's)."""
-        return 12 * self.hidden * self.hidden
+        """Weights of one block's matmuls: query and output projections h x (heads x head_dim) each, key and value
+        projections h x (kv_heads x head_dim) each, and the MLP's two or three h x intermediate matrices."""
+        head_dim = self.head_dim or self.hidden // self.heads
+        attention = 2 * self.hidden * head_dim * (self.heads + (self.kv_heads or self.heads))
+        if self.intermediate is None:
+            return attention + 8 * self.hidden * self.hidden
+        return attention + (3 if self.gated else 2) * self.hidden * self.intermediate
 
     def forward_flops(self, tokens: int, attended: int, head_tokens: int) -> float:
         """Multiply-adds x 2 of a forward pass over ``tokens`` tokens whose attention covers ``attended``
-        (query, key) pairs in all (both score and value products), with the LM head on ``head_tokens``."""
-        return 2.0 * (self.layers * (tokens * self.block_parameters + 2 * attended * self.hidden)
+        (query, key) pairs in all (both score and value products, every query head), with the LM head
+        (``vocabulary`` x ``hidden``, whether tied to the embeddings or not) on ``head_tokens``. The embedding
+        lookup, norms, rotary positions and softmax are not matmuls and are not counted."""
+        return 2.0 * (self.layers * (tokens * self.block_parameters + 2 * attended * self.attention_width)
                       + head_tokens * self.hidden * self.vocabulary)
+
+    def describe(self) -> str:
+        """The sizes in words, for the scripts' model line."""
+        kv = f" ({self.kv_heads} key/value)" if self.kv_heads and self.kv_heads != self.heads else ""
+        mlp = f", {'SwiGLU' if self.gated else 'MLP'} {self.intermediate}" if self.intermediate else ""
+        return (f"{self.layers} x {self.hidden}, {self.heads} heads{kv}{mlp}, vocabulary {self.vocabulary:,}"
+                f"{' (tied)' if self.tied else ''}")
+
+
+def matmul_weights(model) -> int:
+    """Weights of ``model``'s matmuls outside its embeddings and output head (LM head or score): what
+    ``Shape.block_parameters`` x layers counts."""
+    skip = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    for name in ("lm_head", "score"):
+        head = getattr(model, name, None)
+        if head is not None:
+            skip |= {id(p) for p in head.parameters()}
+    return sum(p.numel() for p in model.parameters() if p.dim() == 2 and id(p) not in skip)
+
+
+def checked_shape(model) -> Shape:
+    """``Shape.of_config(model.config)``, checked against the model's own matmul weights (so the FLOP counts
+    follow the model, grouped-query attention and MLP width included); raises when they differ."""
+    shape = Shape.of_config(model.config)
+    counted, held = shape.layers * shape.block_parameters, matmul_weights(model)
+    if counted != held:
+        raise ValueError(f"the FLOP count's block weights ({counted:,}: {shape.describe()}) differ from the "
+                         f"model's matmul weights ({held:,}); {type(model).__name__} is a shape Shape does not know")
+    return shape
+
+
+def load_model(kind: str, folder: str, dtype: torch.dtype, device: str):
+    """(model, tokenizer) from a transformers model folder: its causal LM (``lm``, tokenizer padded on the left)
+    or a one-label sequence classifier on its backbone (``reward``: a new, seeded score head; tokenizer padded on
+    the right), weights in ``dtype``, tokenizer by rrhf.models.loading.load_tokenizer."""
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from rrhf.models.loading import check_vocabulary, load_tokenizer
+
+    tokenizer = load_tokenizer(folder, padding_side="left" if kind == "lm" else "right")
+    torch.manual_seed(0)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # not "score.weight newly initialized": it is meant to be
+    transformers.logging.disable_progress_bar()
+    try:
+        if kind == "lm":
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype, num_labels=1)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    check_vocabulary(model, tokenizer, folder)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device), tokenizer
+
+
+def workload_model(args, kind: str, frame, dtype: torch.dtype, vocabulary: int | None = None):
+    """(model, tokenizer, shape, description) of the command line: ``--model FOLDER`` (:func:`load_model`), else
+    a random ``--family`` model of ``--layers`` x ``--hidden`` with the BPE tokenizer trained on ``frame``
+    (LM head of ``vocabulary`` rows, default the tokenizer's). The shape is read from the model's config."""
+    if args.model:
+        model, tokenizer = load_model(kind, args.model, dtype, args.device)
+        name = f"{args.model}: {model.config.model_type} {type(model).__name__}"
+    else:
+        tokenizer = bpe_tokenizer(frame, args.tokenizer_vocabulary)
+        shape = Shape(args.layers, args.hidden, args.heads, vocabulary or len(tokenizer))
+        model = new_model(kind, shape, args.family, dtype, args.device)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        name = f"random {args.family}"
+    shape = checked_shape(model)
+    parameters = sum(p.numel() for p in model.parameters())
+    return model, tokenizer, shape, f"{name} {shape.describe()}, {parameters / 1e6:.1f}M parameters"
 
 
 def new_model(kind: str, shape: Shape, family: str, dtype: torch.dtype, device: str):

@@ -3,12 +3,16 @@
 Usage:
 
     .venv/bin/python benchmarks/score_responses.py [--hh FILE] [--queries 32] [--layers 12 --hidden 768 --heads 12]
+    .venv/bin/python benchmarks/score_responses.py --model FOLDER [--queries 4]
 
 A randomly initialised LLaMA-style reward model (a one-label sequence classifier, GPT-2-small width by
-default) scores ``--queries`` queries x K = ``--responses`` replies (hh_workload.py) in batches of
-``--batch-size`` replies. Printed per way, as benchmarks/rrhf_step.py does: tokens processed, seconds for
-all replies, and throughput as a fraction of the matmul peak measured in the same run, counting the FLOPs
-run and only the work needed (each prompt once):
+default) or, with ``--model FOLDER``, a real backbone with a new one-label head
+(``AutoModelForSequenceClassification.from_pretrained(FOLDER, num_labels=1)``, seeded; its queries encoded by
+its own tokenizer in its own prompt format) scores ``--queries`` queries x K = ``--responses`` replies
+(hh_workload.py) in batches of ``--batch-size`` replies. Printed: the machine; the data, the model's shape
+and the matmul peak; then per way, as benchmarks/rrhf_step.py does: tokens processed, seconds for all
+replies, and throughput as a fraction of the matmul peak measured in the same run, counting the FLOPs run
+and only the work needed (each prompt once):
 
   (a) replies in their input order, each with its prompt, batches padded to their longest;
   (b) sorted by length first (``scoring.prompt_sharing: separate``);
@@ -46,15 +50,13 @@ def main() -> None:
 
     dtype = getattr(torch, args.dtype)
     frame, origin = workload.load_pairs(args.hh, 400)
-    tokenizer = workload.bpe_tokenizer(frame, args.tokenizer_vocabulary)
+    model, tokenizer, shape, described = workload.workload_model(args, "reward", frame, dtype)
+    model.eval()
     examples = workload.hh_queries(frame, tokenizer, args.queries, args.responses, args.max_length)
-    shape = workload.Shape(args.layers, args.hidden, args.heads, len(tokenizer))
-    model = workload.new_model("reward", shape, args.family, dtype, args.device).eval()
-    model.config.pad_token_id = tokenizer.pad_token_id
     peak = workload.matmul_peak(args.device, dtype)
     print(workload.machine(args.device))
     print(f"{origin}; {args.queries} queries x {args.responses} replies, cut to {args.max_length} tokens, "
-          f"{args.batch_size} replies per forward; {args.family} {args.layers} x {args.hidden}; {args.device} "
+          f"{args.batch_size} replies per forward; {described}; {args.device} "
           f"{args.dtype}; matmul peak {peak / 1e9:,.0f} GFLOP/s")
     useful = shape.forward_flops(workload.distinct_tokens(examples), 0, 0)
     encoded = [(s, len(e.prompt)) for e in examples for s in e.sequences]
