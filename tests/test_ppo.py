@@ -179,7 +179,7 @@ def test_too_many_unfrozen_layers_is_an_error(two_layer_lm_dir):
     from rrhf.models.value_head_policy import freeze_bottom_layers
 
     lm, _ = load_causal_lm(str(two_layer_lm_dir))
-    with pytest.raises(ValueError, match="num_layers_unfrozen is 3; the policy has 2 layers"):
+    with pytest.raises(ValueError, match="num_layers_unfrozen is 3; the model has 2 layers"):
         freeze_bottom_layers(lm, 3)
 
 

@@ -93,8 +93,7 @@ class Plan:
         return parsed
 
     def trained_setting(self, name: str) -> str:
-        """The setting whose model and training set a setting's are: IP-1 is resampling.setting, the rest
-        themselves."""
+        """The setting whose model and training set a setting's are: IP-1 is resampling.setting's, others their own."""
         return self.resampling.setting if self.setting(name).iteration == 1 else name
 
     def setting_spec(self, name: str) -> dict[str, Any]:
@@ -197,9 +196,8 @@ class Plan:
 
     def prompt_subset(self, split: str) -> dict[str, Any]:
         """Which prompts of a split a stage uses (rrhf.plan.blocks.PromptSubset)."""
-        key = f"data.{split}_prompts"
-        return {"limit": self.config["data"][f"{split}_prompts"], "seed": self.data.selection_seed, "key": key,
-                "max_tokens": self.config["data"]["max_prompt_tokens"]}
+        return {"limit": self.config["data"][f"{split}_prompts"], "seed": self.data.selection_seed,
+                "key": f"data.{split}_prompts", "max_tokens": self.data.max_prompt_tokens}
 
     def own_training_sets(self) -> list[str]:
         """Settings that build their own training set (not reusing another's)."""
@@ -235,21 +233,18 @@ class Plan:
         return [f"resources/preferences/{self.folder(replicate, 'models')}{name}.parquet"]
 
     def model_path(self, name: str, replicate: int | str = 0) -> str:
-        """Where a model loads from: its build folder (the replicate's, for every build but a tokenizer), its import
-        folder (rrhf.models.importing), or its configured hub id / local path."""
+        """Where a model loads from: its build or import folder (a replicate's for every build but a tokenizer), or
+        its configured hub id / local path."""
         spec = self.models[name]
-        if needs_import(spec):
-            return f"resources/models/{name}"
-        if "build" not in spec:
+        if "build" not in spec and not needs_import(spec):
             return spec["path"]
-        folder = "" if spec["build"]["kind"] == "tokenizer" else self.folder(replicate, "models")
-        return f"resources/models/{folder}{name}"
+        shared = needs_import(spec) or spec["build"]["kind"] == "tokenizer"  # never re-seeded by a replicate
+        return f"resources/models/{'' if shared else self.folder(replicate, 'models')}{name}"
 
     def model_input(self, name: str, replicate: int | str = 0) -> list[str]:
         """The model as a job input: its build or import folder or a local path; nothing for a hub id."""
         path, spec = self.model_path(name, replicate), self.models[name]
         return [path] if "build" in spec or needs_import(spec) or Path(path).exists() else []
-
 
     def reward_model_source(self, replicate: int | str = 0) -> str | dict[str, Any]:
         """How jobs load the reward model: its path, or, for another format or with trust_remote_code, a dict of
@@ -282,8 +277,8 @@ class Plan:
         if self.setting(setting).kind == "online":
             return None
         setting = self.trained_setting(setting)
-        own = setting if self.setting(setting).kind == "iterated" else self.settings[setting].get("training_set",
-                                                                                                   setting)
+        iterated = self.setting(setting).kind == "iterated"
+        own = setting if iterated else self.settings[setting].get("training_set", setting)
         return f"results/{self.folder(replicate, self.training_set_stage(own))}scored/{policy}/{own}.parquet"
 
     def training_set_stage(self, setting: str) -> str:
