@@ -104,17 +104,27 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                          f"({type(error).__name__}: {error})") from None
 
 
-def read_anthropic_records(path: str | Path) -> tuple[list[tuple[str, str, str]], int]:
-    """Parse an Anthropic HH file into (prompt, chosen, rejected) triples.
+def transcript_pairs(pairs: Iterable[tuple[str, str]], origin: str) -> tuple[pd.DataFrame, DropCounts]:
+    """The normalised frame of (chosen, rejected) HH transcripts: each split at its last ``Assistant:`` into the
+    prompt and the reply (:func:`split_transcript`); a pair whose two transcripts do not share the prompt is
+    dropped and counted, the rest go through :func:`normalise_pairs`."""
+    triples, mismatched = [], 0
+    for chosen_text, rejected_text in pairs:
+        (prompt, chosen), (other, rejected) = split_transcript(chosen_text), split_transcript(rejected_text)
+        if not prompt or prompt != other:
+            mismatched += 1
+            continue
+        triples.append((prompt, chosen, rejected))
+    frame, counts = normalise_pairs(triples, origin=origin)
+    counts.mismatched_prompt = mismatched
+    return frame, counts
 
-    Returns the triples and the number of pairs whose two transcripts do not
-    share a prompt (dropped). Raises ``ValueError`` naming the file and line
-    for a malformed line, a row that is not an object, a missing field, invalid
-    UTF-8 or a damaged ``.gz`` (:func:`read_lines`).
-    """
+
+def read_anthropic_records(path: str | Path) -> Iterator[tuple[str, str]]:
+    """The (chosen, rejected) transcripts of an Anthropic HH file, line by line. Raises ``ValueError`` naming the
+    file and line for a malformed line, a row that is not an object, a missing field, invalid UTF-8 or a damaged
+    ``.gz`` (:func:`read_lines`)."""
     path = Path(path)
-    triples: list[tuple[str, str, str]] = []
-    mismatched = 0
     for line_number, line in read_lines(path):
         if not line.strip():
             continue
@@ -127,21 +137,12 @@ def read_anthropic_records(path: str | Path) -> tuple[list[tuple[str, str, str]]
         for key in ("chosen", "rejected"):
             if not isinstance(row.get(key), str):
                 raise ValueError(f"{path}:{line_number}: missing or non-string field {key!r}")
-        prompt, chosen = split_transcript(row["chosen"])
-        rejected_prompt, rejected = split_transcript(row["rejected"])
-        if not prompt or prompt != rejected_prompt:
-            mismatched += 1
-            continue
-        triples.append((prompt, chosen, rejected))
-    return triples, mismatched
+        yield row["chosen"], row["rejected"]
 
 
 def load_anthropic_jsonl_with_counts(path: str | Path) -> tuple[pd.DataFrame, DropCounts]:
     """Like :func:`load_anthropic_jsonl`, also returning what was dropped."""
-    triples, mismatched = read_anthropic_records(path)
-    frame, counts = normalise_pairs(triples, origin=str(path))
-    counts.mismatched_prompt = mismatched
-    return frame, counts
+    return transcript_pairs(read_anthropic_records(path), str(path))
 
 
 def load_anthropic_jsonl(path: str | Path) -> pd.DataFrame:
@@ -166,16 +167,7 @@ def load_hub_dataset(name: str, split: str, revision: str | None = None,
     dataset = datasets.load_dataset(name, split=split, revision=revision, data_dir=data_dir)
     origin = f"{name}{'/' + data_dir if data_dir else ''}[{split}]"
     if "prompt" not in dataset.column_names and {"chosen", "rejected"} <= set(dataset.column_names):
-        triples, mismatched = [], 0
-        for chosen_text, rejected_text in zip(dataset["chosen"], dataset["rejected"]):
-            (prompt, chosen), (other, rejected) = split_transcript(chosen_text), split_transcript(rejected_text)
-            if not prompt or prompt != other:
-                mismatched += 1
-                continue
-            triples.append((prompt, chosen, rejected))
-        frame, counts = normalise_pairs(triples, origin=origin)
-        counts.mismatched_prompt = mismatched
-        return frame, counts
+        return transcript_pairs(zip(dataset["chosen"], dataset["rejected"]), origin)
     missing = [c for c in ("prompt", "chosen", "rejected") if c not in dataset.column_names]
     if missing:
         raise ValueError(f"dataset {origin}: missing column(s) {missing} (found {dataset.column_names}); a "
