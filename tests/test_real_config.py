@@ -21,7 +21,7 @@ TARGETS = ["all", "results/findings.csv", "results/summary.md"]
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, tiny_lm_dir):
-    """A working folder with the HH file where config/real.yaml reads it (60 pairs: 54 to train, 6 held out)."""
+    """A working folder with the HH file where config/real.yaml reads it (700 pairs: 630 to train, 70 held out)."""
     folder = tmp_path_factory.mktemp("real")
     (folder / "data").mkdir()
     with gzip.open(folder / "data" / "hh-rlhf-harmless-base-test.jsonl.gz", "wt") as handle:

@@ -4,13 +4,12 @@ a real model's format does before any training (docs/real_model.md)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from rrhf.io import atomic_path, read_json, read_parquet, read_provenance, setup_logging
-from rrhf.statistics import t_interval
+from rrhf.report.findings import verdict
 
 COLUMNS = ["prompt_format", "prompts", "reward_mean", "reward_sem", "reward_vs_raw", "reward_vs_raw_ci_low",
            "reward_vs_raw_ci_high", "ppl", "response_tokens", "empty_share", "ran_into_next_turn_share",
@@ -46,10 +45,10 @@ def compare_prompt_formats(folders: list[str], output: str, max_new_tokens: int,
     for row, frame in zip(rows, frames):
         if set(frame.index) != set(raw.index):
             raise ValueError(f"{output}: the {row['prompt_format']} and raw evaluations answered different prompts")
-        difference = frame["reward"] - raw.loc[frame.index, "reward"]
-        mean, half = t_interval(list(difference))
-        half = 0.0 if half is None or not math.isfinite(half) else half
-        row.update(reward_vs_raw=mean, reward_vs_raw_ci_low=mean - half, reward_vs_raw_ci_high=mean + half)
+        # paired over prompts and judged as a finding's per-prompt effect is (rrhf.report.findings.verdict)
+        judged = verdict(list(frame["reward"] - raw.loc[frame.index, "reward"]), "higher")
+        row.update(reward_vs_raw=judged["effect"], reward_vs_raw_ci_low=judged["ci_low"],
+                   reward_vs_raw_ci_high=judged["ci_high"])
     table = pd.DataFrame(sorted(rows, key=lambda row: row["prompt_format"] != "raw"), columns=COLUMNS)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
