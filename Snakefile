@@ -5,20 +5,24 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # rrhf.plan, for the checks before any job
 from rrhf.plan.checks import rule_name_problems
-from rrhf.plan.config_files import check_config_files
+from rrhf.plan.config_files import check_config_files, replaces_default_config
 from rrhf.plan.memory_plan import report_gpu_memory
 from snakemake.logging import logger
+
+# The run's config: the tiny default, config/config.yaml, with the command line's --configfile files laid over it
+# key by key (Snakemake's merge), unless they make a complete config (replaces_default_config: true, as
+# config/paper.yaml and config/real.yaml do), which replaces the default (config/README.md).
+DEFAULT_CONFIG = os.path.join(workflow.basedir, "config/config.yaml")
+READS_DEFAULT_CONFIG = not replaces_default_config(workflow.config_settings.overwrite_config)
 
 # A config file that is empty, not YAML, not a mapping, or gives a key twice stops here, named with its line.
 # (Snakemake itself reads --configfile files before this runs: for a broken one it prints an error without file
 # or line; `python -m rrhf.plan.config_files FILE` finds the line. It accepts a key given twice, which is caught here.)
-check_config_files(workflow.overwrite_configfiles or [os.path.join(workflow.basedir, "config/config.yaml")])
+check_config_files(([DEFAULT_CONFIG] if READS_DEFAULT_CONFIG else []) + list(workflow.overwrite_configfiles or []))
 
-# The tiny default, unless the command line names config files (e.g.
-# --configfile config/paper.yaml): those then replace it rather than merge into it.
-if not workflow.overwrite_configfiles:
+if READS_DEFAULT_CONFIG:
 
-    configfile: os.path.join(workflow.basedir, "config/config.yaml")
+    configfile: DEFAULT_CONFIG
 
 
 # The report's front page (`snakemake --report results/report.html`); its items are flagged with report() in

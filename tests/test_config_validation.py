@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from workflow_helpers import REPO, dry_run_jobs, snakemake, write_config
+from workflow_helpers import REPO, dry_run_jobs, key_values, snakemake, write_config
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 NONE_ROW_TABLES = REPO / "tests" / "fixtures" / "tables_with_untrained_row.yaml"
@@ -95,6 +95,26 @@ def test_paper_config_replaces_the_tiny_one(tmp_path):
     assert paper.returncode == 0, paper.stderr[-3000:]
     assert "pretrain_lm" not in paper.stdout and "build_tokenizer" not in paper.stdout
     assert "train_sft" in paper.stdout  # Alpaca-sft is built from Alpaca
+
+
+def test_a_small_config_file_overlays_the_tiny_default(tmp_path):
+    # One key changed, as Snakemake users write it: everything else is the tiny default's, not the schema's.
+    small = write_config(tmp_path, {"resources": {"rules": {"sample_responses": {"cpus_per_task": 2}}}}, "small.yaml")
+    result = snakemake(tmp_path, [small], "-n", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "extended by additional config" in result.stdout + result.stderr
+    threads = threads_by_rule(result.stdout)
+    assert threads["sample_responses"] == 2 and threads["train_rrhf"] == 1
+    assert "pretrain_lm" in threads and "build_tokenizer" in threads  # the tiny default's locally built models
+
+
+def test_a_small_file_after_the_paper_config_overlays_it(tmp_path):
+    small = write_config(tmp_path, {"resources": {"rules": {"sample_responses": {"gpu": 2}}}}, "small.yaml")
+    result = snakemake(tmp_path, [REPO / "config" / "paper.yaml", small], "-n", "results/table6.csv", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [job for job in dry_run_jobs(result.stdout) if job["rule"] == "sample_responses"]
+    assert jobs and all(key_values(job["resources"])["gpu"] == "2" for job in jobs)
+    assert not any(job["rule"] == "pretrain_lm" for job in dry_run_jobs(result.stdout))
 
 
 def threads_by_rule(dry_run_output: str) -> dict[str, int]:

@@ -95,10 +95,11 @@ def check_config_files(paths: list[str | os.PathLike]) -> None:
         raise ValueError("config file error(s):\n  " + "\n  ".join(problems))
 
 
-# --- model paths --------------------------------------------------------------------------------------------
-
-
-# --- samplers and device ------------------------------------------------------------------------------------
+def replaces_default_config(command_line: dict[str, Any] | None) -> bool:
+    """Whether the command line's config (its --configfile files and --config values merged, as Snakemake holds
+    it) replaces the default config/config.yaml rather than overlaying it: it sets
+    ``replaces_default_config: true``, as the complete configs config/paper.yaml and config/real.yaml do."""
+    return (command_line or {}).get("replaces_default_config", False) is True
 
 
 def main(argv: list[str] | None = None) -> int:
