@@ -13,20 +13,32 @@ TARGET ?= all
 REAL_DIR ?= real
 HH_FILE ?=
 export HF_HUB_OFFLINE := 1
+# pip itself, pinned as every other package of the set-up is
+PIP := pip==26.3
 
-.PHONY: run findings methods report real real-setup test test-slurm gpu-check lint clean setup
+.PHONY: run findings methods report real real-setup test test-slurm gpu-check lint clean setup lock
 
 setup: $(STAMP)
 
-# torch first, on its own (the CPU wheel), then everything else under a
-# constraint that keeps that torch.
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+# torch first, on its own (the CPU wheel), then the library with the workflow and the tests, every package at the
+# version requirements.lock pins (the lock is a constraint: it pins without adding what is not asked for).
+$(STAMP): pyproject.toml requirements.lock constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(PIP)
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
-	$(BIN)/pip install --quiet -c constraints.txt --no-deps -e .
+	$(BIN)/pip install --quiet -c constraints.txt -c requirements.lock -e ".[workflow,test]"
 	touch $(STAMP)
+
+# requirements.lock from pyproject.toml's dependencies and all their extras (docs/packaging.md): pip-compile keeps
+# the pins already in the lock that the ranges still admit; UPGRADE=1 moves every pin to the newest release they
+# admit. torch's build label (+cpu) is dropped, so that the CUDA build of the same release meets the pin.
+PIP_TOOLS := pip-tools==7.7.0
+lock: $(STAMP)
+	$(BIN)/pip install --quiet -c requirements.lock $(PIP_TOOLS)
+	$(BIN)/pip-compile --quiet $(if $(UPGRADE),--upgrade) --all-extras --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --constraint=constraints.txt --output-file=requirements.lock \
+		pyproject.toml
+	sed -i 's/^torch==\([^+]*\)+.*$$/torch==\1/' requirements.lock
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) $(TARGET)
@@ -51,7 +63,7 @@ REAL_STAMP := $(VENV)/.installed-real
 real-setup: $(REAL_STAMP)
 
 $(GGUF_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt gguf==0.19.0
+	$(BIN)/pip install --quiet -c constraints.txt -c requirements.lock -e ".[real]"
 	touch $(GGUF_STAMP)
 
 $(REAL_STAMP): $(GGUF_STAMP)

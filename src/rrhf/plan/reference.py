@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from rrhf.plan.schema import SCHEMA_PATH, load_schema
+from rrhf.plan.schema import load_schema
 
-OUTPUT = SCHEMA_PATH.parent / "README.md"
+OUTPUT = Path(__file__).resolve().parents[3] / "config" / "README.md"  # in the repository, beside config/schema.yaml
 HEADER = """# Configuration reference
 
 Written from [`schema.yaml`](schema.yaml) by `python -m rrhf.plan.reference --write`; edit the schema, not this

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")  # config/schema.yaml links here: the installed package has it
 
 
 @functools.cache
