@@ -1,13 +1,20 @@
-"""The preference losses of rrhf.losses against the field's reference implementation, TRL (pinned in
-requirements.txt as a test dependency), on the same log-probabilities, to 1e-6; and R-DPO, which TRL lacks,
-against its paper's formula by hand.
+"""The preference losses of rrhf.losses against the field's reference implementation, TRL (the `test` extra,
+pinned in requirements.lock), on the same log-probabilities, to 1e-6; and R-DPO, which TRL lacks, against its
+paper's formula by hand.
 
 TRL 1.16 keeps DPO's and KTO's losses inside their trainers' ``_compute_loss``: the tests run that very code on a
 stub model whose per-token log-probabilities sum to the values given, with the reference log-probabilities
 precomputed, so no model runs. CPO's (SimPO, SLiC's hinge) and ORPO's losses are methods that take log-probs.
+
+Those are private methods and experimental modules, which TRL moves or removes without notice. Each test looks its
+reference up through :func:`trl_reference` and calls it through :func:`run_reference`: where the TRL installed is
+not the pinned one and the reference is gone or no longer takes what the test gives it, the test is skipped with
+a reason that names the API and both versions. With the pinned TRL, any such failure is a failure.
 """
 
+import importlib
 import os
+import re
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -24,12 +31,41 @@ from rrhf.losses import (
     simpo_loss,
     slic_loss,
 )
+from workflow_helpers import REPO
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-trl = pytest.importorskip("trl", reason="trl is a test dependency (requirements.txt): make setup installs it")
-from trl import DPOTrainer, KTOTrainer  # noqa: E402
-from trl.experimental.cpo import CPOTrainer  # noqa: E402
-from trl.experimental.orpo import ORPOTrainer  # noqa: E402
+PINNED_TRL = re.search(r"^trl==(\S+)$", (REPO / "requirements.lock").read_text(), re.M).group(1)
+
+
+def trl_reference(module: str, qualified_name: str):
+    """TRL's ``module.qualified_name`` (e.g. "trl.experimental.cpo", "CPOTrainer.cpo_loss"); skips the test, naming
+    what is missing, where TRL is not installed or has no such thing."""
+    trl = pytest.importorskip("trl", reason=f"TRL, the reference, is not installed (make setup installs "
+                                            f"trl=={PINNED_TRL} from requirements.lock)")
+    where = f"{module}.{qualified_name}"
+    try:
+        found = importlib.import_module(module)
+        for part in qualified_name.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as error:
+        pytest.skip(f"TRL {trl.__version__} has no {where} ({error}); this reference test is written against "
+                    f"TRL {PINNED_TRL}, the version requirements.lock pins")
+    return found
+
+
+def run_reference(where: str, call, *args, **kwargs):
+    """``call(*args, **kwargs)``; where TRL is not the pinned version and the call fails as an API that changed
+    fails (a missing attribute, argument or key), the test is skipped with the reason, not failed."""
+    import trl
+
+    try:
+        return call(*args, **kwargs)
+    except (AttributeError, TypeError, KeyError) as error:
+        if trl.__version__ == PINNED_TRL:
+            raise
+        pytest.skip(f"TRL {trl.__version__}'s {where} no longer takes what this test gives it ({error!r}); "
+                    f"the test is written against TRL {PINNED_TRL}, the version requirements.lock pins")
+
 
 ACCELERATOR = SimpleNamespace(device=torch.device("cpu"), gather_for_metrics=lambda x: x, gather=lambda x: x)
 TOLERANCE = 1e-6
@@ -90,7 +126,8 @@ def trl_dpo(loss_type, beta, policy_chosen, policy_rejected, reference_chosen, r
         args=SimpleNamespace(discopop_tau=0.05, gradient_checkpointing_kwargs=None)))
     inputs = rows(torch.arange(len(values)), torch.cat([chosen_lengths, rejected_lengths]))
     inputs |= {"ref_chosen_logps": reference_chosen, "ref_rejected_logps": reference_rejected}
-    return DPOTrainer._compute_loss(state, model, inputs, return_outputs=False)
+    compute_loss = trl_reference("trl", "DPOTrainer._compute_loss")
+    return run_reference("DPOTrainer._compute_loss", compute_loss, state, model, inputs, return_outputs=False)
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.5, 2.0])
@@ -126,7 +163,8 @@ def test_rdpo_is_dpo_with_the_length_difference_charged_by_hand(pairs):
 def cpo_losses(loss_type, beta, chosen, rejected, gamma=0.5):
     state = SimpleNamespace(alpha=0.0, beta=beta, loss_type=loss_type, label_smoothing=0.0, simpo_gamma=gamma,
                             accelerator=ACCELERATOR)
-    return CPOTrainer.cpo_loss(state, chosen, rejected)[0]
+    cpo_loss = trl_reference("trl.experimental.cpo", "CPOTrainer.cpo_loss")
+    return run_reference("CPOTrainer.cpo_loss", cpo_loss, state, chosen, rejected)[0]
 
 
 @pytest.mark.parametrize("beta, gamma", [(2.0, 0.5), (2.5, 1.4), (10.0, 0.3)])
@@ -153,8 +191,10 @@ def test_orpo_odds_ratio_term_equals_trls(pairs, weight):
     nll = torch.zeros_like(policy_c)
     ours = orpo_loss(policy_c, policy_r, length_c, length_r, nll, weight)
     # TRL returns lambda * log sigmoid(log OR) per pair (in float32); ORPO's loss subtracts it from the NLL.
-    theirs = ORPOTrainer.odds_ratio_loss(SimpleNamespace(beta=weight, accelerator=ACCELERATOR),
-                                         policy_c / length_c, policy_r / length_r)[0]
+    odds_ratio_loss = trl_reference("trl.experimental.orpo", "ORPOTrainer.odds_ratio_loss")
+    theirs = run_reference("ORPOTrainer.odds_ratio_loss", odds_ratio_loss,
+                           SimpleNamespace(beta=weight, accelerator=ACCELERATOR), policy_c / length_c,
+                           policy_r / length_r)[0]
     assert torch.allclose(ours.float(), -theirs, atol=TOLERANCE)
     assert torch.allclose(orpo_loss(policy_c, policy_r, length_c, length_r, nll + 2.0, weight), ours + 2.0)
 
@@ -179,8 +219,10 @@ def test_kto_equals_trls_kto_loss(beta, undesirable_weight):
     assert float(point) > 0
     ours = kto_loss(policy, reference, desirable, point, beta, 1.0, undesirable_weight).mean()
 
+    kto_trainer = trl_reference("trl", "KTOTrainer")
+    compute_loss = trl_reference("trl", "KTOTrainer._compute_loss")
     model = SummedLogprobModel(torch.cat([policy, policy_mismatched]))
-    state = object.__new__(KTOTrainer)  # its own _compute_kl_logps must be bound
+    state = object.__new__(kto_trainer)  # its own _compute_kl_logps must be bound
     state.__dict__.update(trainer_state(model=model, calculate_KL=True, loss_type="kto", beta=beta,
                                         desirable_weight=1.0, undesirable_weight=undesirable_weight,
                                         args=SimpleNamespace(gradient_checkpointing_kwargs=None)))
@@ -188,7 +230,7 @@ def test_kto_equals_trls_kto_loss(beta, undesirable_weight):
     mismatched = rows(torch.arange(count, 2 * count), torch.full((count,), 3))
     inputs = {**matched, **{f"KL_{name}": value for name, value in mismatched.items()}, "label": desirable,
               "ref_logps": reference, "ref_KL_logps": reference_mismatched}
-    theirs = KTOTrainer._compute_loss(state, model, inputs, return_outputs=False)
+    theirs = run_reference("KTOTrainer._compute_loss", compute_loss, state, model, inputs, return_outputs=False)
     assert abs(float(ours - theirs)) < TOLERANCE
 
 
@@ -197,3 +239,28 @@ def test_kto_reference_point_is_clamped_at_zero_and_carries_no_gradient():
     point = kto_reference_point(policy, torch.tensor([-1.0, -1.0]))
     assert float(point) == 0 and not point.requires_grad
     assert F.relu(torch.tensor(-1.0)) == point
+
+
+def test_a_reference_trl_no_longer_has_is_a_skip_that_names_it(monkeypatch):
+    trl = pytest.importorskip("trl")
+    monkeypatch.setitem(__import__("sys").modules, "trl.experimental.cpo", None)  # as if TRL had removed it
+    with pytest.raises(pytest.skip.Exception, match=rf"TRL {re.escape(trl.__version__)} has no "
+                                                     r"trl.experimental.cpo.CPOTrainer.cpo_loss .*requirements.lock"):
+        trl_reference("trl.experimental.cpo", "CPOTrainer.cpo_loss")
+    with pytest.raises(pytest.skip.Exception, match="has no trl.DPOTrainer._compute_loss_renamed"):
+        trl_reference("trl", "DPOTrainer._compute_loss_renamed")
+
+
+def test_a_changed_reference_api_is_a_skip_only_off_the_pinned_version(monkeypatch):
+    trl = pytest.importorskip("trl")
+
+    def changed(state):
+        return state.an_attribute_the_new_version_reads
+
+    monkeypatch.setattr(trl, "__version__", PINNED_TRL)
+    with pytest.raises(AttributeError):  # the pinned TRL: a failure is a failure
+        run_reference("CPOTrainer.cpo_loss", changed, SimpleNamespace())
+    monkeypatch.setattr(trl, "__version__", "99.0.0")
+    with pytest.raises(pytest.skip.Exception, match=rf"TRL 99.0.0's CPOTrainer.cpo_loss no longer takes .*"
+                                                     rf"written against TRL {re.escape(PINNED_TRL)}"):
+        run_reference("CPOTrainer.cpo_loss", changed, SimpleNamespace())
