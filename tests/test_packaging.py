@@ -213,7 +213,8 @@ def test_the_built_wheel_is_a_working_library(tmp_path):
         archive.extractall(tmp_path / "installed")
     assert {"rrhf/plan/schema.yaml", "rrhf/plan/known_models.yaml", "rrhf/report/annotation_page.js"} <= names
     assert "License-Expression: Apache-2.0" in metadata
-    requires = {Requirement(line.split(": ", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist")}
+    requires = {Requirement(line.split(": ", 1)[1]) for line in metadata.splitlines()
+                if line.startswith("Requires-Dist")}
     by_extra: dict[str, set[str]] = {}
     for requirement in requires:
         extra = re.search(r'extra == "([^"]+)"', str(requirement.marker)).group(1) if requirement.marker else ""

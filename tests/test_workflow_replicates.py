@@ -32,12 +32,32 @@ def test_every_trainer_logs_its_training_log_to_tensorboard(table_workdir, model
     workdir, _ = table_workdir
     log = pd.read_parquet(workdir / model / "train_log.parquet")
     scalars = tensorboard_scalars(workdir / model / "tensorboard")
+    assert tensorboard_scalars(workdir / "logs" / "tensorboard" / model) == scalars  # where it was watched live
     numeric = [c for c in log.columns if pd.api.types.is_numeric_dtype(log[c]) and not log[c].isna().all()]
     assert set(scalars) == set(numeric)
     for column in numeric:
         expected = [(int(step), value) for step, value in zip(log["step"], log[column]) if pd.notna(value)]
         assert [step for step, _ in scalars[column]] == [step for step, _ in expected], column
         assert [value for _, value in scalars[column]] == pytest.approx([v for _, v in expected], rel=1e-6), column
+
+
+def test_every_trained_model_folder_has_its_card_with_its_evaluation(table_workdir):
+    from huggingface_hub import ModelCard
+
+    workdir, _ = table_workdir
+    policy = ModelCard.load(workdir / "results/models/instruct/DP/README.md")
+    assert policy.data.base_model == "resources/models/instruct" and "rrhf-workflow" in policy.data.tags
+    assert "`train_rrhf` stage: RRHF" in policy.text and "`results/scored/instruct/DP.parquet`" in policy.text
+    assert "Setting `DP`, as the training set records it." in policy.text
+    evaluation = json.loads((workdir / "results/eval/instruct/DP/metrics.json").read_text())
+    assert "### `results/eval/instruct/DP`" in policy.text
+    assert {result.metric_type: result.metric_value for result in policy.data.eval_results}["reward_mean"] == \
+        pytest.approx(evaluation["reward_mean"])
+    reward = ModelCard.load(workdir / "resources/models/reward/README.md")
+    assert "`train_reward_model` stage" in reward.text and "| test_accuracy |" in reward.text
+    # Writing the evaluation into the folder does not make Snakemake think the model changed.
+    assert "Nothing to be done" in run_snakemake(workdir, "-n", "results/table6.csv",
+                                                 overrides=table_workdir[1]).stdout
 
 
 def test_replicates_reuse_replicate_zero_and_reseed_the_others(table_workdir, tmp_path):

@@ -16,6 +16,7 @@ from rrhf.evaluation.divergence import KL_BATCH_SIZE, response_kl
 from rrhf.evaluation.perplexity import PERPLEXITY_BATCH_SIZE, perplexity, response_nll
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
 from rrhf.models.loading import load_causal_lm, resolve_device
+from rrhf.models.model_card import add_evaluation
 from rrhf.models.prompt_formats import prompt_format as prompt_format_of
 from rrhf.models.prompt_formats import set_prompt_format
 from rrhf.plan.blocks import BestOfN, Decoding, PromptSubset, Scoring
@@ -138,6 +139,8 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str | dict[str, A
                                                   "decoding": decoding.as_config(), "reward_model": reward_model,
                                                   "evaluation_model": evaluation_model,
                                                   DATASET_KEY: facts_of(test_data)})
+    if prompt_format is None and add_evaluation(policy, output_dir, metrics, facts_of(test_data)):
+        log.info("added the evaluation to %s's model card", policy)
     return metrics
 
 

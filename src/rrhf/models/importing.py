@@ -19,6 +19,7 @@ from typing import Any
 
 from rrhf.io import atomic_path, naming_damage, read_json, start_job, write_json
 from rrhf.models.loading import check_model_source
+from rrhf.models.model_card import write_model_card
 from rrhf.models.prompt_formats import set_prompt_format
 from rrhf.plan.model_sources import PACKAGE_PREFIX, is_gguf, resolve_gguf
 
@@ -36,7 +37,8 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def gguf_facts(path: str | Path) -> dict[str, Any]:
-    """The GGUF file's own name, architecture and quantisation (its ``general.*`` metadata), read with ``gguf``."""
+    """The GGUF file's own name, architecture, quantisation and licence (its ``general.*`` metadata), read with
+    ``gguf``."""
     from gguf import GGUFReader, LlamaFileType
 
     reader = GGUFReader(str(path))
@@ -55,7 +57,7 @@ def gguf_facts(path: str | Path) -> dict[str, Any]:
     except ValueError:
         quantisation = str(file_type)
     return {"name": field("general.name"), "architecture": field("general.architecture"),
-            "file_type": quantisation, "tensors": len(reader.tensors)}
+            "file_type": quantisation, "tensors": len(reader.tensors), "license": field("general.license")}
 
 
 def package_of(source: str) -> dict[str, str] | None:
@@ -125,6 +127,7 @@ def import_model(source: str, output: str, prompt_format: str = "raw", log_path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(provenance, Path(tmp) / PROVENANCE_FILE)
+        write_model_card(tmp, str(output), provenance)
     log.info("imported %s: %s, %d parameters, %d layers, prompts read as %s", source, provenance["architecture"],
              provenance["parameters"], provenance["layers"], prompt_format)
     return provenance

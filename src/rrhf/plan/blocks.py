@@ -67,6 +67,7 @@ class Tracking(Block):
     SCHEMA: ClassVar[str] = "tracking"
     trackers: list[str]
     project: str
+    folder: str
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,14 @@ def lm_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[s
 
 
 def fit_lm(model, tokenizer, examples, training: Training, precision: Precision, description: str,
-           checkpoint: dict[str, Any] | None = None):
-    """Train a causal LM on (input_ids, labels) examples (resuming from ``checkpoint``'s latest); returns the
-    TrainingResult."""
+           checkpoint: dict[str, Any] | None = None, tracking: dict[str, Any] | None = None,
+           output_dir: str | None = None):
+    """Train a causal LM on (input_ids, labels) examples (resuming from ``checkpoint``'s latest, each log row sent
+    to ``tracking``'s trackers under ``output_dir``); returns the TrainingResult."""
     pad = tokenizer.pad_token_id
     return train_model(model, examples, [len(e[0]) for e in examples], lambda b: collate_lm(b, pad),
-                       lm_loss, training, precision, description, checkpoint)
+                       lm_loss, training, precision, description, checkpoint, tracking=tracking,
+                       output_dir=output_dir)
 
 
 def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, build: Build | dict[str, Any],
@@ -73,8 +75,8 @@ def pretrain_lm(tokenizer_dir: str, train_data: str, output_dir: str, build: Bui
     examples = lm_examples(tokenizer, [""] * len(texts), texts, params.max_length, loss_on_prompt=True)
     model = new_causal_lm(tokenizer, build.architecture, params.seed)
     log.info("pre-training a %.2fM-parameter LM on %d transcripts", model.num_parameters() / 1e6, len(examples))
-    result = fit_lm(model, tokenizer, examples, params, precision, "pretrain", checkpoint)
-    result.save(output_dir, tokenizer, {"stage": "pretrain_lm", "build": build.as_config()}, tracking=tracking)
+    result = fit_lm(model, tokenizer, examples, params, precision, "pretrain", checkpoint, tracking, output_dir)
+    result.save(output_dir, tokenizer, {"stage": "pretrain_lm", "data": [train_data], "build": build.as_config()})
 
 
 def train_sft(init_model: str, train_data: str, output_dir: str, build: Build | dict[str, Any],
@@ -94,6 +96,6 @@ def train_sft(init_model: str, train_data: str, output_dir: str, build: Build | 
     examples = lm_examples(tokenizer, list(frame["prompt"]), list(frame["chosen"]), params.max_length,
                            loss_on_prompt=False)
     log.info("SFT of %s on %d prompt+chosen examples", init_model, len(examples))
-    result = fit_lm(model, tokenizer, examples, params, precision, "sft", checkpoint)
-    result.save(output_dir, tokenizer, {"stage": "train_sft", "init": init_model, "build": build.as_config()},
-                tracking=tracking)
+    result = fit_lm(model, tokenizer, examples, params, precision, "sft", checkpoint, tracking, output_dir)
+    result.save(output_dir, tokenizer, {"stage": "train_sft", "init": init_model, "data": [train_data],
+                                        "build": build.as_config()})

@@ -27,11 +27,12 @@ from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get
 
 from rrhf.io import atomic_path, write_json, write_parquet
 from rrhf.models.adapters import check_not_fsdp, has_lora, merge_lora
+from rrhf.models.model_card import write_model_card
 from rrhf.models.value_head_policy import freeze_bottom_layers
-from rrhf.plan.blocks import Precision, Training
+from rrhf.plan.blocks import Precision, Tracking, Training
 from rrhf.training.checkpoints import Checkpoints, CheckpointSettings
 from rrhf.training.sharded_copy import free_cached_memory, gathered_copy, is_sharded
-from rrhf.training.tracking import log_training
+from rrhf.training.tracking import TrainingTrackers
 
 log = logging.getLogger("rrhf")
 
@@ -93,7 +94,9 @@ class Trainer:
     :class:`rrhf.training.checkpoints.CheckpointSettings`) turns on checkpoints:
     :meth:`resume` loads the latest, :meth:`checkpoint` saves one when due.
     ``monitor(trainer, step, last)`` adds its measurements to each step's log row (e.g.
-    rrhf.training.reward_monitor); every process calls it at every step.
+    rrhf.training.reward_monitor); every process calls it at every step. ``tracking`` (the config's block) sends
+    each log row to its trackers as it is made, the run named after ``output_dir``, the model folder the job
+    writes (rrhf.training.tracking.TrainingTrackers).
 
     The model, its optimiser and schedule are prepared together, as FSDP2 needs (it replaces the parameters the
     optimiser holds); without FSDP the model is on its device before the optimiser is made. Anything else built
@@ -104,7 +107,8 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, training: Training | dict[str, Any],
                  precision: Precision | dict[str, Any], total_steps: int, description: str = "train",
                  checkpoint: dict[str, Any] | None = None,
-                 monitor: Callable[["Trainer", int, bool], dict[str, float]] | None = None):
+                 monitor: Callable[["Trainer", int, bool], dict[str, float]] | None = None,
+                 tracking: Tracking | dict[str, Any] | None = None, output_dir: str | None = None):
         self.params = params = Training.coerce(training)
         precision = Precision.coerce(precision)
         set_seed(params.seed)
@@ -142,6 +146,7 @@ class Trainer:
         settings = CheckpointSettings.from_config(checkpoint)
         self.checkpoints = Checkpoints(settings, self.accelerator) if settings else None
         self.monitor = monitor
+        self.trackers = TrainingTrackers(tracking, output_dir or description, self.accelerator.is_main_process)
         self.model.train()
         self.progress = tqdm(total=self.total_steps, desc=description,
                              disable=not self.accelerator.is_local_main_process)
@@ -152,6 +157,8 @@ class Trainer:
         state = self.checkpoints.load() if self.checkpoints else None
         if state is not None:
             self.rows = state["rows"]
+            for row in self.rows:  # the trackers start afresh: the steps before the checkpoint first
+                self.trackers.log(row)
             self.progress.update(len(self.rows))
             log.info("%s resumes after step %d of %d", self.description, len(self.rows), self.total_steps)
         return state
@@ -182,6 +189,7 @@ class Trainer:
         seed: int,
         start_micro: int = 0,
         on_step: Callable[[int], None] | None = None,
+        annotate: Callable[[dict[str, float]], None] | None = None,
     ) -> list[dict[str, float]]:
         """Train on ``examples`` for ``epochs`` passes (fractions allowed); return this call's log rows.
 
@@ -195,6 +203,7 @@ class Trainer:
 
         A resumed call skips its first ``start_micro`` micro-batches (done before the checkpoint); ``on_step``
         is called with the number of micro-batches done after each optimiser step (where a checkpoint can go).
+        ``annotate(row)`` completes each row in place (columns of the caller's) before it is kept and tracked.
         """
         accelerator, params = self.accelerator, self.params
         processes = accelerator.num_processes
@@ -231,7 +240,10 @@ class Trainer:
                     row.update(step=len(self.rows) + 1, epoch=micro / per_epoch, lr=self.scheduler.get_last_lr()[0])
                     if self.monitor is not None:
                         row.update(self.monitor(self, row["step"], row["step"] == self.total_steps))
+                    if annotate is not None:
+                        annotate(row)
                     self.rows.append(row)
+                    self.trackers.log(row)
                     pending = []
                     self._report(row)
                     if on_step is not None:
@@ -280,7 +292,7 @@ class Trainer:
         self.progress.close()
         self.model.eval()
         self.accelerator.wait_for_everyone()
-        return TrainingResult(self.accelerator, self.model, self.rows, self.checkpoints)
+        return TrainingResult(self.accelerator, self.model, self.rows, self.checkpoints, self.trackers)
 
 
 def train_model(
@@ -294,19 +306,22 @@ def train_model(
     description: str = "train",
     checkpoint: dict[str, Any] | None = None,
     monitor: Callable[[Trainer, int, bool], dict[str, float]] | None = None,
+    tracking: Tracking | dict[str, Any] | None = None,
+    output_dir: str | None = None,
 ) -> "TrainingResult":
     """Train ``model`` in place for ``training.epochs``; return it with one log row per optimiser step.
 
     ``compute_loss(model, batch)`` returns the scalar loss and extra scalars to
     log (see :meth:`Trainer.run_epochs`). With ``checkpoint`` settings it saves
-    checkpoints as it goes and resumes from this job's latest one. ``monitor`` see :class:`Trainer`.
+    checkpoints as it goes and resumes from this job's latest one. ``monitor``, ``tracking`` and ``output_dir`` see
+    :class:`Trainer`.
     """
     params = Training.coerce(training)
     # Steps are counted before the accelerator exists: one process unless launched with more.
     per_epoch = micro_batches_per_epoch(len(examples), params.batch_size, int(os.environ.get("WORLD_SIZE", "1")))
     total_micro = int(round(params.epochs * per_epoch))
     trainer = Trainer(model, params, precision, math.ceil(total_micro / params.gradient_accumulation_steps),
-                      description, checkpoint, monitor)
+                      description, checkpoint, monitor, tracking, output_dir)
     state = trainer.resume()
     trainer.run_epochs(examples, lengths, collate, compute_loss, params.epochs, params.seed,
                        start_micro=state["micro"] if state else 0,
@@ -336,6 +351,7 @@ class TrainingResult:
     model: torch.nn.Module
     rows: list[dict[str, float]]
     checkpoints: Checkpoints | None = None
+    trackers: TrainingTrackers | None = None
 
     @property
     def plain_model(self) -> torch.nn.Module:
@@ -343,11 +359,12 @@ class TrainingResult:
         return self.accelerator.unwrap_model(self.model)
 
     def save(self, output_dir: str, tokenizer, provenance: dict[str, Any],
-             metrics: dict[str, Any] | None = None, tables: dict[str, pd.DataFrame] | None = None,
-             tracking: dict[str, Any] | None = None) -> None:
+             metrics: dict[str, Any] | None = None, tables: dict[str, pd.DataFrame] | None = None) -> None:
         """Write the model (safetensors), tokenizer, ``train_log.parquet`` and, if given, ``metrics.json`` and
-        ``tables`` (file name -> frame, written as Parquet with the same provenance); log the training log's
-        rows to the ``tracking`` block's trackers (rrhf.training.tracking: TensorBoard under ``tensorboard/``).
+        ``tables`` (file name -> frame, written as Parquet with the same provenance); close the run's trackers
+        (the provenance as its settings) and copy TensorBoard's files into ``tensorboard/``; write the folder's
+        model card, README.md, from the provenance (``data``: the files trained on) and the metrics
+        (rrhf.models.model_card).
 
         The folder appears complete or not at all (written aside, then renamed),
         and only the main process writes it; every process must call this
@@ -370,8 +387,9 @@ class TrainingResult:
                     write_json(metrics, tmp / "metrics.json")
                 for name, frame in (tables or {}).items():
                     write_parquet(frame, tmp / name, provenance)
-                log_training(self.rows, tracking, provenance.get("stage", "train"), tmp / "tensorboard",
-                             {"output": str(output_dir), **provenance})
+                write_model_card(tmp, str(output_dir), provenance, metrics)
+                if self.trackers is not None:
+                    self.trackers.finish({"output": str(output_dir), **provenance}, tmp / "tensorboard")
         self.accelerator.wait_for_everyone()
         if self.checkpoints is not None:
             self.checkpoints.finish()

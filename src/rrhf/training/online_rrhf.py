@@ -206,7 +206,8 @@ def train_online_rrhf(policy: str, reward_model: str | dict[str, Any], train_dat
     accumulation = params.gradient_accumulation_steps  # each round ends with a step (Trainer.run_epochs)
     steps = sum(math.ceil(micro_batches_per_epoch(len(window), params.batch_size, processes) / accumulation)
                 for window in windows)
-    trainer = Trainer(model, params, precision, steps, "online rrhf", checkpoint)
+    trainer = Trainer(model, params, precision, steps, "online rrhf", checkpoint, tracking=tracking,
+                      output_dir=output_dir)
     with trainer.generating() as initial:  # rho, before any step (or resumed checkpoint); with LoRA: the adapters off
         reference = FrozenReference(initial)
     reward, reward_tokenizer = load_reward_model(reward_model, trainer.accelerator.device, precision.dtype)
@@ -234,10 +235,9 @@ def train_online_rrhf(policy: str, reward_model: str | dict[str, Any], train_dat
                  summary["sample_gold_reward"], summary["sample_kl"])
         drawn.append(frame[sampled].assign(step=step, round=round_number))
         examples = build_examples(frame.assign(reward=frame["training_reward"]), tokenizer, params.max_length)
-        rows = trainer.run_epochs(examples, [e.length for e in examples], collate, compute_loss, 1,
-                                  params.seed + round_number)
-        for row in rows:
-            row.update(summary, epoch=(visited + row["epoch"] * len(window)) / len(queries))
+        trainer.run_epochs(examples, [e.length for e in examples], collate, compute_loss, 1, params.seed + round_number,
+                           annotate=lambda row: row.update(summary, epoch=(visited + row["epoch"] * len(window))
+                                                           / len(queries)))
         visited += len(window)
         trainer.checkpoint(lambda: {"rounds": round_number + 1, "visited": visited, "seed": seed,
                                     "drawn": frame_to_json(pd.concat(drawn, ignore_index=True))})
@@ -253,8 +253,8 @@ def train_online_rrhf(policy: str, reward_model: str | dict[str, Any], train_dat
         metrics[f"sample_{column}_first_round"] = float(round_means[column].iloc[0])
         metrics[f"sample_{column}_last_round"] = float(round_means[column].iloc[-1])
     log.info("online RRHF done: %s", metrics)
-    result.save(output_dir, tokenizer, {"stage": "train_online_rrhf", "policy": policy,
+    result.save(output_dir, tokenizer, {"stage": "train_online_rrhf", "policy": policy, "data": [train_data],
                                         "online": online_params.as_config(), "rrhf": rrhf.as_config(),
                                         DATASET_KEY: facts_of(train_data)},
-                metrics, tables={"online_samples.parquet": samples}, tracking=tracking)
+                metrics, tables={"online_samples.parquet": samples})
     return metrics

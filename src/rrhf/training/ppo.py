@@ -47,6 +47,7 @@ from rrhf.training.ppo_parts import (
     token_rewards,
     whiten,
 )
+from rrhf.training.tracking import TrainingTrackers
 
 log = logging.getLogger("rrhf")
 
@@ -242,6 +243,8 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
     add_lora(model, params.lora)
     iterations, per_iteration = ppo_schedule(ppo)
     trainer = Trainer(model, params, precision, iterations * per_iteration, "ppo", checkpoint)
+    # PPO's log is one row per iteration (its optimiser steps summed up): those rows are what the trackers get.
+    trackers = TrainingTrackers(tracking, output_dir, trainer.accelerator.is_main_process)
     trainer.model.eval()  # no dropout: rollout and update see the same policy
     device = trainer.accelerator.device
     policy_model = trainer.accelerator.unwrap_model(trainer.model)
@@ -268,6 +271,8 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
     state = trainer.resume() or {"iterations": [], "kl_controller": vars(controller),
                                  "moments": vars(context.moments)}
     rows = state["iterations"]
+    for row in rows:  # the iterations before a resumed checkpoint
+        trackers.log(row)
     vars(controller).update(state["kl_controller"])
     vars(context.moments).update(state["moments"])
     for _ in range(len(rows) * ppo.num_rollouts):  # the prompts the saved iterations drew
@@ -287,6 +292,7 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
         rows.append({"iteration": iteration + 1, "step": len(trainer.rows), **stats, "kl_coef": kl_coef,
                      **{key: float(losses[key]) for key in ("policy_loss", "value_loss", "clip_fraction",
                                                             "value_clip_fraction", "approx_kl", "lr")}})
+        trackers.log(rows[-1])
         log.info("PPO iteration %d/%d: reward %.4f gold %.4f kl %.3f kl_coef %.4f", iteration + 1, iterations,
                  stats["reward"], stats["gold_reward"], stats["kl"], kl_coef)
         trainer.checkpoint(lambda: {"iterations": rows, "kl_controller": vars(controller),
@@ -298,8 +304,7 @@ def train_ppo(policy: str, reward_model: str | dict[str, Any], train_data: str, 
                **{f"first_{key}": float(table[key].iloc[0]) for key in ("reward", "gold_reward", "kl")},
                **{f"last_{key}": float(table[key].iloc[-1]) for key in ("reward", "gold_reward", "kl", "kl_coef")}}
     log.info("PPO done: %s", metrics)
-    replace(result, rows=rows).save(output_dir, tokenizer, {"stage": "train_ppo", "policy": policy,
-                                                            "reward_model": reward_model, "ppo": ppo.as_config(),
-                                                            "fine_grained": fine_grained},
-                                    metrics, tracking=tracking)
+    provenance = {"stage": "train_ppo", "policy": policy, "data": [train_data], "reward_model": reward_model,
+                  "ppo": ppo.as_config(), "fine_grained": fine_grained}
+    replace(result, rows=rows, trackers=trackers).save(output_dir, tokenizer, provenance, metrics)
     return metrics

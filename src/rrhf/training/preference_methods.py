@@ -112,11 +112,12 @@ def train_preference_method(policy: str, examples_path: str, reference_path: str
                                                                          "reference_logp"]), reference_path)
     log.info("%s on %s: %d examples, %s", method, examples_path, len(examples), hyper)
     result = train_model(model, examples, [e.length for e in examples], collate, make_method_loss(method, hyper),
-                         rrhf.training, precision, method, checkpoint)
+                         rrhf.training, precision, method, checkpoint, tracking=tracking, output_dir=output_dir)
     rows = pd.DataFrame(result.rows)
     metrics = {"method": method, **hyper, "examples": len(examples), "steps": len(rows),
                "final_loss": float(rows["loss"].iloc[-1])}
     result.save(output_dir, tokenizer, {"stage": "train_preference_method", "policy": policy, "method": method,
-                                        "examples": examples_path, "reference": reference_path, "hyper": hyper,
-                                        "rrhf": rrhf.as_config()}, metrics, tracking=tracking)
+                                        "examples": examples_path, "data": [examples_path],
+                                        "reference": reference_path, "hyper": hyper,
+                                        "rrhf": rrhf.as_config()}, metrics)
     return metrics

@@ -95,7 +95,7 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
              len(examples), dataset_pairs, len(examples) - dataset_pairs)
     result = train_model(model, examples, [max(len(a), len(b)) for a, b in examples],
                          lambda b: collate_pairs(b, tokenizer.pad_token_id), reward_pair_loss, params, precision,
-                         "reward", checkpoint)
+                         "reward", checkpoint, tracking=tracking, output_dir=output_dir)
 
     test = read_parquet(test_data, ["prompt", "chosen", "rejected"])
     plain = result.plain_model
@@ -119,5 +119,6 @@ def train_reward_model(init_model: str, train_data: str, test_data: str, output_
     if "on_policy_held_out" in metrics:
         log.info("on the policies' own held-out replies: %s", metrics["on_policy_held_out"])
     result.save(output_dir, tokenizer, {"stage": "train_reward_model", "init": init_model,
-                                        "build": build.as_config()}, metrics, tracking=tracking)
+                                        "data": [path for path in (train_data, on_policy_data) if path],
+                                        "build": build.as_config()}, metrics)
     return metrics

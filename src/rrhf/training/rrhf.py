@@ -60,11 +60,11 @@ def train_rrhf(policy: str, scored: str, output_dir: str, rrhf: RRHF | dict[str,
                              gold_source(scored), precision.dtype)
     result = train_model(model, examples, [e.length for e in examples], collate,
                          make_rrhf_loss(rrhf.rank_weight, rrhf.length_penalty, rrhf.ft_reduction), params, precision,
-                         "rrhf", checkpoint, monitor)
+                         "rrhf", checkpoint, monitor, tracking, output_dir)
     metrics = {**run_metrics(pd.DataFrame(result.rows)), "queries": len(examples), "responses": len(frame),
                "rank_weight": rrhf.rank_weight, "length_penalty": rrhf.length_penalty,
                "ft_reduction": rrhf.ft_reduction}
     log.info("RRHF done: %s", metrics)
-    result.save(output_dir, tokenizer, {"stage": "train_rrhf", "policy": policy, "scored": scored,
-                                        "rrhf": rrhf.as_config()}, metrics, tracking=tracking)
+    result.save(output_dir, tokenizer, {"stage": "train_rrhf", "policy": policy, "scored": scored, "data": [scored],
+                                        "rrhf": rrhf.as_config()}, metrics)
     return metrics

@@ -170,6 +170,7 @@ def train_segment_reward_model(kind: str, init_model: str, feedback_file: str, o
                "final_train_loss": result.rows[-1]["loss"]}
     log.info("%s reward model, held out: %s", kind, metrics)
     result.save(output_dir, tokenizer, {"stage": "train_segment_reward_model", "kind": kind, "init": init_model,
+                                        "data": [feedback_file],
                                         "reward_models": spec.as_config()}, metrics)
     return metrics
 
