@@ -82,6 +82,7 @@ def write_llama_gguf(path: str | Path, model, tokenizer, name: str = "tiny-llama
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name(name)
+    writer.add_license("apache-2.0")  # as SmolLM2's file says it
     writer.add_file_type(int(gguf.LlamaFileType[f"MOSTLY_{quantise}"] if quantise else gguf.LlamaFileType.ALL_F32))
     writer.add_vocab_size(config.vocab_size)
     writer.add_context_length(config.max_position_embeddings)

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors import safe_open
 from transformers import LlamaForCausalLM
 
@@ -146,7 +147,11 @@ def test_imported_gguf_gives_the_original_logits_and_token_ids(tmp_path, gguf_di
     assert record["prompt_format"] == "raw"
     assert record["chat_template"] is (kind == "tied")
     assert record["gguf"] == {"name": f"tiny-{kind}", "architecture": "llama", "file_type": "ALL_F32",
-                              "tensors": len(gguf_tensors(original))}
+                              "tensors": len(gguf_tensors(original)), "license": "apache-2.0"}
+    # The folder's model card names its source and the licence the file gives.
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == str(source) and card.data.license == "apache-2.0"
+    assert "`import_model` stage: imported from a GGUF file" in card.text and "prompt_format: raw" in card.text
     assert leftovers(tmp_path) == []
 
 
