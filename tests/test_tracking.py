@@ -132,3 +132,22 @@ def test_a_saved_model_folder_holds_the_same_events(tmp_path, llama_dir, synthet
     assert [step for step, _ in copied["loss"]] == [row["step"] for row in result.rows] == [1, 2, 3, 4]
     assert torch.tensor([value for _, value in copied["loss"]]).allclose(
         torch.tensor([row["loss"] for row in result.rows]))
+
+
+def test_wandb_and_mlflow_get_each_row_as_it_is_made(tmp_path, monkeypatch):
+    """With the `tracking` extra installed (not by make setup): W&B offline and MLflow on a local database."""
+    pytest.importorskip("wandb", reason="the tracking extra is not installed: pip install -c requirements.lock "
+                                        "-e .[tracking]")
+    mlflow = pytest.importorskip("mlflow", reason="the tracking extra is not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    trackers = TrainingTrackers({"trackers": ["wandb", "mlflow"], "project": "rrhf-test", "folder": str(tmp_path)},
+                                "results/models/x")
+    client = mlflow.tracking.MlflowClient()
+    run = mlflow.search_runs(experiment_names=["rrhf-test"]).iloc[0]["run_id"]
+    for step, loss in [(1, 2.0), (2, 1.5), (3, 1.25)]:
+        trackers.log({"step": step, "loss": loss, "kind": "text"})
+        assert [(m.step, m.value) for m in client.get_metric_history(run, "loss")][-1] == (step, loss)
+    assert trackers.finish({"stage": "test", "rrhf": {"rank_weight": 1.0}}) == 2
+    assert list(tmp_path.glob("wandb/offline-run-*"))

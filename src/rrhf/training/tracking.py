@@ -72,6 +72,9 @@ class TrainingTrackers:
         tracking = Tracking.coerce(tracking)
         if not tracking.trackers:
             return
+        from accelerate import PartialState
+
+        PartialState()  # accelerate's trackers log through its state (the trainer's, where one runs)
         self.folder = live_folder(tracking, output_dir)
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
