@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # rrhf.plan, for the checks before any job
 from rrhf.plan.checks import rule_name_problems
-from rrhf.plan.config_files import check_config_files, replaces_default_config
+from rrhf.plan.config_files import check_config_files, check_overlay, replaces_default_config
 from rrhf.plan.memory_plan import report_gpu_memory
 from snakemake.logging import logger
 
@@ -21,6 +21,7 @@ READS_DEFAULT_CONFIG = not replaces_default_config(workflow.config_settings.over
 check_config_files(([DEFAULT_CONFIG] if READS_DEFAULT_CONFIG else []) + list(workflow.overwrite_configfiles or []))
 
 if READS_DEFAULT_CONFIG:
+    check_overlay(DEFAULT_CONFIG, workflow.config_settings.overwrite_config)  # a model entry of another kind
 
     configfile: DEFAULT_CONFIG
 

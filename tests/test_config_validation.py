@@ -15,7 +15,9 @@ MISSING_ROW_FINDINGS = REPO / "tests" / "fixtures" / "findings_with_missing_row.
 
 
 def dry_run_with(tmp_path, config):
-    return snakemake(tmp_path, [write_config(tmp_path, config, "config.yaml")], "-n", timeout=120)
+    """A dry run of ``config`` as a complete config (the tiny default is not read under it)."""
+    complete = {**config, "replaces_default_config": True}
+    return snakemake(tmp_path, [write_config(tmp_path, complete, "config.yaml")], "-n", timeout=120)
 
 
 def broken(edit):
@@ -106,6 +108,15 @@ def test_a_small_config_file_overlays_the_tiny_default(tmp_path):
     threads = threads_by_rule(result.stdout)
     assert threads["sample_responses"] == 2 and threads["train_rrhf"] == 1
     assert "pretrain_lm" in threads and "build_tokenizer" in threads  # the tiny default's locally built models
+
+
+def test_a_model_of_another_kind_laid_over_the_default_is_named(tmp_path):
+    small = write_config(tmp_path, {"models": {"reward": {"display_name": "rm", "path": "x/rm"}}}, "small.yaml")
+    result = snakemake(tmp_path, [small], "-n", timeout=120)
+    assert result.returncode != 0
+    assert "models.reward: your config file gives `path`, and config/config.yaml's entry of that name has `build`" in \
+        result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_small_file_after_the_paper_config_overlays_it(tmp_path):

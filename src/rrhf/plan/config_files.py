@@ -102,6 +102,41 @@ def replaces_default_config(command_line: dict[str, Any] | None) -> bool:
     return (command_line or {}).get("replaces_default_config", False) is True
 
 
+# Entries of these collections are of one of several kinds, told by the key they carry. An entry of one kind laid
+# key by key over the default's entry of another kind would carry both.
+ENTRY_KINDS = {"models": ("path", "build"), "settings": ("training_set", "sampler")}
+
+
+def overlay_problems(default: str | os.PathLike, command_line: dict[str, Any] | None) -> list[str]:
+    """What goes wrong when the command line's config is laid over the ``default`` config file key by key: an
+    entry of ``models`` or ``settings`` of another kind than the default's entry of that name (a ``path`` model
+    over a ``build`` one), which would mix the two."""
+    base = yaml.safe_load(Path(default).read_text()) or {}
+    problems = []
+    for collection, kinds in ENTRY_KINDS.items():
+        for name, entry in ((command_line or {}).get(collection) or {}).items():
+            under = (base.get(collection) or {}).get(name)
+            if not isinstance(entry, dict) or not isinstance(under, dict):
+                continue
+            given = [kind for kind in kinds if kind in entry]
+            kept = [kind for kind in kinds if kind in under and kind not in entry]
+            if given and kept:
+                problems.append(
+                    f"{collection}.{name}: your config file gives `{given[0]}`, and {Path(default).parent.name}/"
+                    f"{Path(default).name}'s entry of "
+                    f"that name has `{kept[0]}`; laid over the default key by key (as Snakemake lays config files), "
+                    f"the entry would have both. Give the entry another name, or make your file a complete config "
+                    f"(replaces_default_config: true, every block given)")
+    return problems
+
+
+def check_overlay(default: str | os.PathLike, command_line: dict[str, Any] | None) -> None:
+    """Raise ValueError naming each of :func:`overlay_problems`."""
+    problems = overlay_problems(default, command_line)
+    if problems:
+        raise ValueError("config file error(s):\n  " + "\n  ".join(problems))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m rrhf.plan.config_files FILE...``: print each config file's problem as FILE:LINE:COLUMN (Snakemake
     reads --configfile files before the workflow runs, and names neither file nor line); 1 when any has one."""
