@@ -105,7 +105,7 @@ def card_text(name: str, provenance: dict[str, Any], metrics: dict[str, Any] | N
     data = [data_facts(str(path)) for path in provenance.get("data") or []]
     lines += ["## Training data", ""]
     lines += [f"- `{facts.pop('file')}`" + (f": {json.dumps(facts, sort_keys=True, default=str)}" if facts else "")
-              for facts in data] or ["Not recorded."]
+              for facts in data] or ["None: imported as it is." if stage == "import_model" else "Not recorded."]
     settings = {key: provenance[key] for key in SETTINGS_KEYS if provenance.get(key) is not None}
     named = ", ".join(sorted({f"`{facts['setting']}`" for facts in data if facts.get("setting")}))
     lines += ["", "## Method and settings", ""]
