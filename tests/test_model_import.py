@@ -152,6 +152,7 @@ def test_imported_gguf_gives_the_original_logits_and_token_ids(tmp_path, gguf_di
     card = ModelCard.load(out / "README.md")
     assert card.data.base_model == str(source) and card.data.license == "apache-2.0"
     assert "`import_model` stage: imported from a GGUF file" in card.text and "prompt_format: raw" in card.text
+    assert "None: imported as it is." in card.text
     assert leftovers(tmp_path) == []
 
 
