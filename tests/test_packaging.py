@@ -190,10 +190,11 @@ assert rrhf.__path__[0].startswith(sys.argv[1]), rrhf.__path__
 for module in pkgutil.walk_packages(rrhf.__path__, "rrhf."):
     importlib.import_module(module.name)
 defaults = block_defaults("rrhf")
-logprobs, mask = -torch.rand(2, 3, 5), torch.ones(2, 3, 5)
-loss, rank, ft = rrhf_loss(logprobs, mask, torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 0.5]]),
+# Two prompts, three responses of five tokens: the best-rewarded response is the least likely, so ranking costs.
+logprobs = -torch.tensor([1.0, 2.0, 3.0])[None, :, None].expand(2, 3, 5)
+loss, rank, ft = rrhf_loss(logprobs, torch.ones(2, 3, 5), torch.tensor([[0.0, 1.0, 2.0], [0.0, 0.5, 1.0]]),
                            rank_weight=defaults["rank_weight"])
-assert torch.isfinite(loss) and float(rank) > 0
+assert torch.isfinite(loss) and float(rank) > 0 and float(ft) > 0
 print("ok")
 """
 
