@@ -133,13 +133,14 @@ def evaluate_policy(policy: str, test_data: str, reward_model: str | dict[str, A
     frame, metrics = score_generations(frame, reward_model, evaluation_model, scoring, device,
                                        gold_source(test_data), dtype)
     log.info("evaluated %s on %d prompts: %s", policy, len(frame), metrics)
+    dataset = facts_of(test_data)
     write_evaluation(frame, metrics, output_dir, {"stage": "evaluate_policy", "policy": policy,
                                                   "initial_policy": initial_policy,
                                                   "prompt_format": prompt_format_of(tokenizer),
                                                   "decoding": decoding.as_config(), "reward_model": reward_model,
                                                   "evaluation_model": evaluation_model,
-                                                  DATASET_KEY: facts_of(test_data)})
-    if prompt_format is None and add_evaluation(policy, output_dir, metrics, facts_of(test_data)):
+                                                  DATASET_KEY: dataset})
+    if prompt_format is None and add_evaluation(policy, output_dir, metrics, dataset):
         log.info("added the evaluation to %s's model card", policy)
     return metrics
 

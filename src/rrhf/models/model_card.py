@@ -49,6 +49,11 @@ METHODS = {
 DATA_KEYS = ("stage", "setting", "policy", "sampler", "sampled", "provided", "dataset", "split")
 SETTINGS_KEYS = ("build", "rrhf", "ppo", "online", "hyper", "method", "reward_models", "fine_grained", "kind",
                  "prompt_format")
+# The evaluation metrics a card's model-index carries (the rest are in its text).
+INDEXED_METRICS = ("reward_mean", "gold_reward_mean", "ppl", "kl_to_initial_mean", "distinct_2", "response_tokens")
+# The Evaluation section's first line, before any evaluation and after the first (add_evaluation swaps them).
+NOT_EVALUATED = "Not evaluated yet: each policy evaluation of this folder adds its metrics here."
+EVALUATED = "Each policy evaluation of this folder, with its metrics (the workflow's metrics.json):"
 
 
 def data_facts(path: str) -> dict[str, Any]:
@@ -67,6 +72,12 @@ def base_model_of(provenance: dict[str, Any]) -> str | None:
     """The model a stage started from: its ``policy`` or ``init`` (``source`` for an import); None when it was
     built from scratch."""
     return next((provenance[key] for key in ("policy", "init", "source") if provenance.get(key)), None)
+
+
+def _data_line(facts: dict[str, Any]) -> str:
+    """A Markdown list item: the data file and what it records about itself."""
+    said = {key: value for key, value in facts.items() if key != "file"}
+    return f"- `{facts['file']}`" + (f": {json.dumps(said, sort_keys=True, default=str)}" if said else "")
 
 
 def _yaml_block(values: dict[str, Any]) -> str:
@@ -91,9 +102,10 @@ def _metric_lines(metrics: dict[str, Any]) -> list[str]:
     return ["| metric | value |", "|---|---|", *rows]
 
 
-def card_text(name: str, provenance: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
-    """The card's Markdown body for the model folder ``name`` written by a stage with this ``provenance`` (what
-    its files record) and the job's own ``metrics``."""
+def card_text(name: str, provenance: dict[str, Any], data: list[dict[str, Any]],
+              metrics: dict[str, Any] | None = None) -> str:
+    """The card's Markdown body for the model folder ``name`` written by a stage with this ``provenance``, trained
+    on ``data`` (each file's :func:`data_facts`), with the job's own ``metrics``."""
     stage = provenance.get("stage", "unknown")
     base = base_model_of(provenance)
     lines = [f"# {name}", "",
@@ -102,10 +114,9 @@ def card_text(name: str, provenance: dict[str, Any], metrics: dict[str, Any] | N
              "## Base model", "",
              f"`{base}` (where it is a folder of this workflow, its own card says what it came from)." if base
              else "None: trained from scratch.", ""]
-    data = [data_facts(str(path)) for path in provenance.get("data") or []]
     lines += ["## Training data", ""]
-    lines += [f"- `{facts.pop('file')}`" + (f": {json.dumps(facts, sort_keys=True, default=str)}" if facts else "")
-              for facts in data] or ["None: imported as it is." if stage == "import_model" else "Not recorded."]
+    lines += [_data_line(facts) for facts in data] or \
+        ["None: imported as it is." if stage == "import_model" else "Not recorded."]
     settings = {key: provenance[key] for key in SETTINGS_KEYS if provenance.get(key) is not None}
     named = ", ".join(sorted({f"`{facts['setting']}`" for facts in data if facts.get("setting")}))
     lines += ["", "## Method and settings", ""]
@@ -115,8 +126,8 @@ def card_text(name: str, provenance: dict[str, Any], metrics: dict[str, Any] | N
               if settings else "None recorded.", ""]
     if metrics:
         lines += ["## Training metrics", "", "From the job's `metrics.json`:", "", *_metric_lines(metrics), ""]
-    lines += ["## Evaluation", "", "Not evaluated yet: each policy evaluation of this folder adds its metrics here.",
-              "", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+    lines += ["## Evaluation", "", NOT_EVALUATED, "",
+              "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
               f'model = AutoModelForCausalLM.from_pretrained("{name}")',
               f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```", "",
               "The training log is `train_log.parquet` (one row per step) and, where tracked, `tensorboard/`.", "",
@@ -125,12 +136,11 @@ def card_text(name: str, provenance: dict[str, Any], metrics: dict[str, Any] | N
     return "\n".join(lines)
 
 
-def card_data(provenance: dict[str, Any]) -> ModelCardData:
-    """The card's metadata: library, base model, the data sets' sources, tags and, where the source says it, the
-    licence."""
+def card_data(provenance: dict[str, Any], data: list[dict[str, Any]]) -> ModelCardData:
+    """The card's metadata: library, base model, the data sets' sources (``data``: each file's
+    :func:`data_facts`), tags and, where the source says it, the licence."""
     stage = provenance.get("stage", "unknown")
-    datasets = sorted({facts["source"] for path in provenance.get("data") or []
-                       if (facts := data_facts(str(path))).get("source")})
+    datasets = sorted({facts["source"] for facts in data if facts.get("source")})
     licence = (provenance.get("gguf") or {}).get("license")
     return ModelCardData(library_name="transformers", base_model=base_model_of(provenance),
                          datasets=datasets or None, license=licence,
@@ -141,7 +151,9 @@ def write_model_card(folder: str | os.PathLike, name: str, provenance: dict[str,
                      metrics: dict[str, Any] | None = None) -> Path:
     """Write ``folder``/README.md, the card of the model folder ``name`` (the path it is known by), from the stage's
     ``provenance`` (with ``data``: the files it trained on) and its ``metrics``. Returns the card's path."""
-    card = ModelCard(f"---\n{card_data(provenance).to_yaml()}\n---\n\n{card_text(name, provenance, metrics)}")
+    data = [data_facts(str(path)) for path in provenance.get("data") or []]  # each file read once
+    metadata = card_data(provenance, data).to_yaml()
+    card = ModelCard(f"---\n{metadata}\n---\n\n{card_text(name, provenance, data, metrics)}")
     path = Path(folder) / CARD_FILE
     card.save(path)
     return path
@@ -166,8 +178,7 @@ def add_evaluation(model_folder: str | os.PathLike, evaluation: str, metrics: di
     start, end = _evaluation_markers(evaluation)
     block = "\n".join([start, f"### `{evaluation}`", "", *_metric_lines(metrics), end])
     text = re.sub(rf"\n{re.escape(start)}.*?{re.escape(end)}", "", card.text, flags=re.S)
-    text = text.replace("Not evaluated yet: each policy evaluation of this folder adds its metrics here.\n",
-                        "Each policy evaluation of this folder, with its metrics (the workflow's metrics.json):\n")
+    text = text.replace(NOT_EVALUATED, EVALUATED)
     text = text.replace("\n## Use\n", f"\n{block}\n\n## Use\n", 1)
     source = (dataset or {}).get("source") or "test set"
     # Each result carries its evaluation's folder as its metric configuration (source_name would need a URL).
@@ -184,6 +195,3 @@ def add_evaluation(model_folder: str | os.PathLike, evaluation: str, metrics: di
         ModelCard(f"---\n{card.data.to_yaml()}\n---\n{text}").save(tmp)
     return True
 
-
-# The evaluation metrics a card's model-index carries (the rest are in its text).
-INDEXED_METRICS = ("reward_mean", "gold_reward_mean", "ppl", "kl_to_initial_mean", "distinct_2", "response_tokens")

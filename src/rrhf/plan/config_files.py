@@ -121,11 +121,11 @@ def overlay_problems(default: str | os.PathLike, command_line: dict[str, Any] | 
             given = [kind for kind in kinds if kind in entry]
             kept = [kind for kind in kinds if kind in under and kind not in entry]
             if given and kept:
+                default_name = f"{Path(default).parent.name}/{Path(default).name}"
                 problems.append(
-                    f"{collection}.{name}: your config file gives `{given[0]}`, and {Path(default).parent.name}/"
-                    f"{Path(default).name}'s entry of "
-                    f"that name has `{kept[0]}`; laid over the default key by key (as Snakemake lays config files), "
-                    f"the entry would have both. Give the entry another name, or make your file a complete config "
+                    f"{collection}.{name}: your config file gives `{given[0]}`, and {default_name}'s entry of that "
+                    f"name has `{kept[0]}`; laid over the default key by key (as Snakemake lays config files), the "
+                    f"entry would have both. Give the entry another name, or make your file a complete config "
                     f"(replaces_default_config: true, every block given)")
     return problems
 
