@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # rrhf.plan, for the checks before any job
 from rrhf.plan.checks import rule_name_problems
-from rrhf.plan.config_files import check_config_files, check_overlay, replaces_default_config
+from rrhf.config.files import check_config_files, check_overlay, replaces_default_config
 from rrhf.plan.memory_plan import report_gpu_memory
 from snakemake.logging import logger
 
@@ -17,7 +17,7 @@ READS_DEFAULT_CONFIG = not replaces_default_config(workflow.config_settings.over
 
 # A config file that is empty, not YAML, not a mapping, or gives a key twice stops here, named with its line.
 # (Snakemake itself reads --configfile files before this runs: for a broken one it prints an error without file
-# or line; `python -m rrhf.plan.config_files FILE` finds the line. It accepts a key given twice, which is caught here.)
+# or line; `python -m rrhf.config.files FILE` finds the line. It accepts a key given twice, which is caught here.)
 check_config_files(([DEFAULT_CONFIG] if READS_DEFAULT_CONFIG else []) + list(workflow.overwrite_configfiles or []))
 
 if READS_DEFAULT_CONFIG:

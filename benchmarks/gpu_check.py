@@ -108,7 +108,7 @@ def main() -> int:
     import torch
 
     from rrhf.plan.plan import Plan
-    from rrhf.plan.schema import fill_defaults
+    from rrhf.config.schema import fill_defaults
 
     if not torch.cuda.is_available():
         print("make gpu-check needs a CUDA GPU: torch.cuda.is_available() is False here "

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 import rrhf
-from rrhf.plan.schema import leaf_defaults
+from rrhf.config.schema import leaf_defaults
 from workflow_helpers import REPO
 
 SOURCE = REPO / "src"
@@ -131,7 +131,7 @@ def test_every_loss_is_in_one_module():
 
 
 def test_the_plan_imports_neither_torch_nor_transformers():
-    code = ("import sys, rrhf.plan.plan, rrhf.plan.checks, rrhf.plan.blocks; "
+    code = ("import sys, rrhf.plan.plan, rrhf.plan.checks, rrhf.config.blocks; "
             "print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

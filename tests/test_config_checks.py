@@ -1,4 +1,4 @@
-"""rrhf.plan.config_files and rrhf.plan.checks: config files, model paths, sampler settings and the device, checked
+"""rrhf.config.files and rrhf.plan.checks: config files, model paths, sampler settings and the device, checked
 before any job."""
 
 import copy
@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from rrhf.plan.checks import device_problems, model_path_problems, sampler_problems
-from rrhf.plan.config_files import config_file_problem
-from rrhf.plan.model_sources import is_hub_id, model_source_problem
+from rrhf.config.files import config_file_problem
+from rrhf.models.sources import is_hub_id, model_source_problem
 from workflow_helpers import REPO
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -135,7 +135,7 @@ def test_device_problems():
 
 
 def test_the_command_line_finds_the_line(tmp_path, capsys):
-    from rrhf.plan.config_files import main
+    from rrhf.config.files import main
 
     (tmp_path / "tab.yaml").write_text("data:\n\tdataset: x\n")
     assert main([str(tmp_path / "tab.yaml"), str(REPO / "config" / "config.yaml")]) == 1

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from rrhf.plan.reference import OUTPUT, reference
+from rrhf.config.reference import OUTPUT, reference
 from workflow_helpers import REPO
 
 DOCUMENTS = [REPO / "README.md", REPO / "config" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -12,7 +12,7 @@ DOCUMENTS = [REPO / "README.md", REPO / "config" / "README.md", *sorted((REPO / 
 
 def test_the_configuration_reference_is_written_from_the_schema():
     assert OUTPUT == REPO / "config" / "README.md"
-    assert OUTPUT.read_text() == reference(), "config/README.md is out of date: python -m rrhf.plan.reference --write"
+    assert OUTPUT.read_text() == reference(), "config/README.md is out of date: python -m rrhf.config.reference --write"
 
 
 def test_the_reference_lists_every_key_of_the_tiny_config():

@@ -12,7 +12,7 @@ from scipy import stats
 from rrhf.io import write_json, write_parquet
 from rrhf.plan.findings import claims_for_rule, read_claims
 from rrhf.plan.plan import Plan
-from rrhf.plan.schema import fill_defaults
+from rrhf.config.schema import fill_defaults
 from rrhf.report.findings import findings, replicate_effect, verdict
 from workflow_helpers import REPO
 

@@ -15,7 +15,7 @@ from rrhf.plan.memory import BLOCK_ACTIVATIONS, GIB, block_activations, memory_p
 from rrhf.plan.memory_plan import docs_block, memory_plan, planned_gpu_memory
 from rrhf.plan.model_facts import facts_of
 from rrhf.plan.plan import Plan
-from rrhf.plan.schema import fill_defaults
+from rrhf.config.schema import fill_defaults
 from workflow_helpers import REPO, SNAKEMAKE
 
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())

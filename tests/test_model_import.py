@@ -3,7 +3,7 @@ writes them (tests/gguf_files.py): the imported folder loads with the project's 
 model's logits and token ids, import.json records where it came from, a quantised file (Q8_0, Q4_1) is imported as
 its de-quantised float32 values, a ``package:MODULE/FILE.gguf`` source is found without importing the package,
 the chat_template prompt format is recorded in the folder and read back by the prompt encoders, and a failed
-import leaves nothing. Also the source helpers of rrhf.plan.model_sources that decide what is imported and what
+import leaves nothing. Also the source helpers of rrhf.models.sources that decide what is imported and what
 blocks an import."""
 
 import copy
@@ -24,7 +24,7 @@ from rrhf.models.loading import load_causal_lm, load_tokenizer
 from rrhf.models.prompt_formats import FORMAT_KEY, prompt_format
 from rrhf.models.tiny import new_causal_lm, transcripts
 from rrhf.models.token_spans import prompt_token_ids, sequence_start
-from rrhf.plan.model_sources import gguf_problem, is_gguf, model_prompt_format, needs_import, resolve_gguf
+from rrhf.models.sources import gguf_problem, is_gguf, model_prompt_format, needs_import, resolve_gguf
 
 gguf = pytest.importorskip("gguf", reason="writing GGUF files needs the gguf package: make test installs it")
 

@@ -185,7 +185,7 @@ def test_the_tracking_extra_brings_wandb_and_mlflow():
 SMOKE = """
 import importlib, pkgutil, sys, torch, rrhf
 from rrhf.losses import rrhf_loss
-from rrhf.plan.schema import block_defaults
+from rrhf.config.schema import block_defaults
 assert rrhf.__path__[0].startswith(sys.argv[1]), rrhf.__path__
 for module in pkgutil.walk_packages(rrhf.__path__, "rrhf."):
     importlib.import_module(module.name)

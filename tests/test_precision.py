@@ -12,7 +12,7 @@ from accelerate.state import AcceleratorState
 
 from rrhf.io import write_parquet
 from rrhf.models.loading import load_causal_lm, load_reward_model, resolve_dtype
-from rrhf.plan.blocks import Precision
+from rrhf.config.blocks import Precision
 from rrhf.training.launch import needs_launch
 from rrhf.training.loop import enable_gradient_checkpointing, resolve_mixed_precision
 from rrhf.training.rrhf import train_rrhf

@@ -9,7 +9,7 @@ import yaml
 
 from rrhf.plan.plan import Plan
 from rrhf.plan.replicates import Replicates, folder_of, replicate_number, replicate_seed
-from rrhf.plan.schema import fill_defaults
+from rrhf.config.schema import fill_defaults
 from rrhf.plan.tables import entries, report_rows
 from rrhf.report.pages import table_page, with_intervals
 from rrhf.report.tables import by_replicate, over_replicates, table2

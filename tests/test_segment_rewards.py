@@ -143,7 +143,7 @@ def test_fine_grained_rollouts_carry_each_segment_reward_on_its_token(tiny_lm_di
     std of the replies' summed rewards."""
     from rrhf.models.loading import load_causal_lm, load_reward_model
     from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference
-    from rrhf.plan.blocks import PPO, Scoring
+    from rrhf.config.blocks import PPO, Scoring
     from rrhf.scoring.segment_rewards import load_segment_rewarder
     from rrhf.training.ppo import RolloutContext, collect_rollouts
 

@@ -19,7 +19,7 @@ from rrhf.evaluation.divergence import response_kl
 from rrhf.evaluation.perplexity import response_nll
 from rrhf.models.loading import load_causal_lm, load_reward_model
 from rrhf.models.token_spans import encode_pair
-from rrhf.plan.blocks import RolloutSampling
+from rrhf.config.blocks import RolloutSampling
 from rrhf.sampling.generation import generate_responses
 from rrhf.sampling.rollouts import sample_actions
 from rrhf.scoring.rewards import encode_for_reward, score, shares_prompts

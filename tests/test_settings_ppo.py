@@ -6,7 +6,7 @@ import re
 import pytest
 from test_plan import NAMED, TINY, tiny_plan
 
-from rrhf.plan.blocks import PPO
+from rrhf.config.blocks import PPO
 from rrhf.plan.replicates import replicate_seed
 from rrhf.plan.settings import PPO_SETTINGS, RESERVED, names_pattern, parse_setting, setting_problem
 from workflow_helpers import dry_run_jobs, key_values, run_snakemake
@@ -37,7 +37,7 @@ def test_no_settings_entry_may_take_a_reserved_name(name):
     both claim results/models/{policy}/PPO-noKL (Snakemake's AmbiguousRuleException): the schema refuses it."""
     import jsonschema
 
-    from rrhf.plan.schema import fill_defaults
+    from rrhf.config.schema import fill_defaults
 
     config = copy.deepcopy(TINY)
     config["settings"][name] = {"sampler": "beam", "provided": True}

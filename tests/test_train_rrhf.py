@@ -82,7 +82,7 @@ def test_chunked_forward_equals_one_padded_forward(tiny_lm_dir, synthetic_frame)
 def test_each_run_epochs_call_ends_with_an_optimiser_step():
     """With gradient accumulation, a call whose micro-batches do not fill the last group still steps on them,
     so nothing carries over into the next call (a PPO iteration, an online sampling round)."""
-    from rrhf.plan.blocks import Training
+    from rrhf.config.blocks import Training
     from rrhf.training.loop import Trainer
 
     model = torch.nn.Linear(3, 1)

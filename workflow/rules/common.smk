@@ -5,7 +5,7 @@ from pathlib import Path
 
 from rrhf.plan.checks import target_problems
 from rrhf.plan.findings import claims_for_rule
-from rrhf.plan.model_sources import import_input, imported_models, prompt_format_model
+from rrhf.models.sources import import_input, imported_models, prompt_format_model
 from rrhf.plan.plan import SAMPLERS, Plan  # src/ is on sys.path (Snakefile)
 from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import (

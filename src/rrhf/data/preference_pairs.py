@@ -24,7 +24,7 @@ import pandas as pd
 from rrhf.data.dataset_facts import DATASET_KEY, dataset_facts
 from rrhf.data.gold_reward import gold_reward_function
 from rrhf.io import setup_logging, write_parquet
-from rrhf.plan.blocks import Data, PromptSubset
+from rrhf.config.blocks import Data, PromptSubset
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 COLUMNS = ["prompt_id", "prompt", "chosen", "rejected"]
@@ -232,7 +232,7 @@ def select_prompts(frame: pd.DataFrame, limit: int | None, seed: int, shard: tup
 
 def select_subset(frame: pd.DataFrame, prompts: PromptSubset | dict[str, Any], origin: str,
                   shard: tuple[int, int] | None = None) -> pd.DataFrame:
-    """:func:`select_prompts` of the prompts a stage uses (rrhf.plan.blocks.PromptSubset: how many, the seed, the
+    """:func:`select_prompts` of the prompts a stage uses (rrhf.config.blocks.PromptSubset: how many, the seed, the
     config key that says how many)."""
     prompts = PromptSubset.coerce(prompts)
     return select_prompts(frame, prompts.limit, prompts.seed, shard, origin=origin, key=prompts.key)

@@ -19,7 +19,7 @@ from rrhf.models.loading import load_causal_lm, resolve_device
 from rrhf.models.model_card import add_evaluation
 from rrhf.models.prompt_formats import prompt_format as prompt_format_of
 from rrhf.models.prompt_formats import set_prompt_format
-from rrhf.plan.blocks import BestOfN, Decoding, PromptSubset, Scoring
+from rrhf.config.blocks import BestOfN, Decoding, PromptSubset, Scoring
 from rrhf.sampling.generation import generate_responses
 from rrhf.scoring.rewards import score_frame
 from rrhf.statistics import mean_and_sem

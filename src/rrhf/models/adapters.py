@@ -20,9 +20,9 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedModel
 
-from rrhf.plan.blocks import Lora
-from rrhf.plan.checks import lora_fsdp_problem
-from rrhf.plan.schema import block_defaults
+from rrhf.config.blocks import Lora
+from rrhf.config.block_checks import lora_fsdp_problem
+from rrhf.config.schema import block_defaults
 
 DEFAULTS: dict[str, Any] = block_defaults(Lora.SCHEMA)  # the schema's: r, alpha, dropout, target_modules
 TASKS = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS"}  # peft TaskType names

@@ -21,7 +21,7 @@ from rrhf.io import atomic_path, naming_damage, read_json, start_job, write_json
 from rrhf.models.loading import check_model_source
 from rrhf.models.model_card import write_model_card
 from rrhf.models.prompt_formats import set_prompt_format
-from rrhf.plan.model_sources import PACKAGE_PREFIX, is_gguf, resolve_gguf
+from rrhf.models.sources import PACKAGE_PREFIX, is_gguf, resolve_gguf
 
 log = logging.getLogger("rrhf")
 PROVENANCE_FILE = "import.json"

@@ -22,7 +22,7 @@ from transformers import (
 
 from rrhf.io import naming_damage
 from rrhf.models.value_head_reward import load_value_head_reward_model
-from rrhf.plan.model_sources import model_source_problem
+from rrhf.models.sources import model_source_problem
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -50,7 +50,7 @@ def resolve_dtype(name: str | torch.dtype, device: str | torch.device = "cpu") -
 
 def check_model_source(path: str, kind: str = "model") -> None:
     """Raise FileNotFoundError naming ``path`` when it looks local but is missing or lacks what ``kind`` needs,
-    or is a hub id not in the cache while HF_HUB_OFFLINE is set (:func:`rrhf.plan.model_sources.model_source_problem`),
+    or is a hub id not in the cache while HF_HUB_OFFLINE is set (:func:`rrhf.models.sources.model_source_problem`),
     before transformers takes it for a hub id or gives unrelated advice."""
     problem = model_source_problem(str(path), kind)
     if problem:

@@ -16,7 +16,7 @@ from tokenizers import ByteLevelBPETokenizer
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from rrhf.io import atomic_path, read_parquet, setup_logging
-from rrhf.plan.blocks import Architecture, Build
+from rrhf.config.blocks import Architecture, Build
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

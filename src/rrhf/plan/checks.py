@@ -3,8 +3,8 @@
 Each ``*_problems(...)`` returns a list of problem strings, each naming its config key (empty when nothing is
 wrong); :func:`plan_problems` runs them all on a :class:`rrhf.plan.plan.Plan`, and
 :meth:`rrhf.plan.plan.Plan.from_config` stops with every problem found. The library's stages call the same
-functions where they can meet the same mistake (a config given to them directly): :func:`ppo_length_problems`,
-:func:`lora_problems`. Nothing here imports torch unless the config names a CUDA device, so the checks cost
+functions where they can meet the same mistake (a config given to them directly): those of
+:mod:`rrhf.config.block_checks`. Nothing here imports torch unless the config names a CUDA device, so the checks cost
 Snakemake's start-up next to nothing.
 """
 
@@ -20,7 +20,8 @@ import yaml
 from rrhf.plan.human_evaluation import human_evaluation_problems
 from rrhf.plan.methods import method_problems
 from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
-from rrhf.plan.model_sources import model_source_problem
+from rrhf.config.block_checks import lora_fsdp_problem, lora_pretrain_problem, ppo_length_problems
+from rrhf.models.sources import model_source_problem
 from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import parse_setting, setting_problem
 from rrhf.plan.tables import table_row_problems
@@ -110,24 +111,6 @@ def finite_number_problems(config: Any, key: str = "") -> list[str]:
     if isinstance(config, list):
         return [p for i, value in enumerate(config) for p in finite_number_problems(value, f"{key}[{i}]")]
     return []
-
-
-def ppo_length_problems(max_length: int, max_new_tokens: int) -> list[str]:
-    """PPO's prompt needs room: ppo.training.max_length must exceed ppo.generation.max_new_tokens."""
-    if max_length > max_new_tokens:
-        return []
-    return [f"ppo.training.max_length must exceed ppo.generation.max_new_tokens, as the prompt keeps the "
-            f"difference: ppo.training.max_length ({max_length}) must exceed {max_new_tokens}"]
-
-
-def lora_pretrain_problem(key: str) -> str:
-    return f"{key}.lora: a pretrain build trains a new model in full; LoRA adapts a trained one (remove the key)"
-
-
-def lora_fsdp_problem(key: str, where: str) -> str:
-    return (f"{key}.lora: LoRA with FSDP ({where}) is not supported: {key}.lora is for one GPU or DDP and cannot "
-            "be combined with FSDP, as merging the adapters needs whole weights; use envs/accelerate/ddp.yaml, or "
-            "accelerate_config null on one GPU")
 
 
 def accelerate_config_problems(plan: "Plan") -> list[str]:

@@ -1,13 +1,13 @@
 """The typed blocks of the ``fine_grained`` config key (fine-grained RLHF), built like those of
-:mod:`rrhf.plan.blocks`."""
+:mod:`rrhf.config.blocks`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rrhf.plan.blocks import RolloutSampling, Training
-from rrhf.plan.typed_config import Block
+from rrhf.config.blocks import RolloutSampling, Training
+from rrhf.config.typed_config import Block
 
 
 @dataclass(frozen=True)

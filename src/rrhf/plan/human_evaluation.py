@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rrhf.plan.tables import TableRow, row_file, row_label
-from rrhf.plan.typed_config import Block
+from rrhf.config.typed_config import Block
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan

@@ -14,7 +14,7 @@ import math
 import sys
 from typing import TYPE_CHECKING, Callable
 
-from rrhf.plan.blocks import Training
+from rrhf.config.blocks import Training
 from rrhf.plan.memory import (
     KL_BATCH,
     PROCESS_HOST,
@@ -359,7 +359,7 @@ def main(argv: list[str]) -> int:
     import yaml
 
     from rrhf.plan.plan import Plan
-    from rrhf.plan.schema import fill_defaults
+    from rrhf.config.schema import fill_defaults
 
     if not argv or len(argv) > 2 or (len(argv) == 2 and argv[1] != "--write"):
         print("usage: python -m rrhf.plan.memory_plan CONFIG.yaml [--write]", file=sys.stderr)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rrhf.plan.settings import METHOD_NAMES, METHODS, parse_setting
-from rrhf.plan.typed_config import Block
+from rrhf.config.typed_config import Block
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan

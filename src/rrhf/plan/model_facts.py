@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rrhf.plan.model_sources import hub_offline, is_hub_id
+from rrhf.models.sources import hub_offline, is_hub_id
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan

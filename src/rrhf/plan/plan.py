@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rrhf.plan.blocks import (
+from rrhf.config.blocks import (
     PPO,
     RRHF,
     Checkpoints,
@@ -28,9 +28,9 @@ from rrhf.plan.checks import plan_problems
 from rrhf.plan.fine_grained_blocks import FineGrained
 from rrhf.plan.human_evaluation import HumanEvaluation
 from rrhf.plan.methods import Methods
-from rrhf.plan.model_sources import needs_import
+from rrhf.models.sources import needs_import
 from rrhf.plan.replicates import Replicates
-from rrhf.plan.schema import fill_defaults
+from rrhf.config.schema import fill_defaults
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
 from rrhf.plan.tables import TableRow, read_table_rows
 
@@ -181,7 +181,7 @@ class Plan:
         return self.replicates.folder(replicate, stage)
 
     def online_for(self, name: str) -> dict[str, Any]:
-        """What OP-{k}[+KL] means (rrhf.plan.blocks.OnlineSchedule): k, the KL coefficient (0 without +KL), sampler."""
+        """What OP-{k}[+KL] means (rrhf.config.blocks.OnlineSchedule): k, the KL coefficient (0 without +KL), sampler."""
         setting = self.setting(name)
         return {"steps_per_sample": setting.number, "kl_coef": self.resampling.kl_coef if setting.with_kl else 0.0,
                 "sampler": self.setting_spec(name)["sampler"]}
@@ -195,7 +195,7 @@ class Plan:
                 "batch_size": batch_size or sampling["batch_size"]}
 
     def prompt_subset(self, split: str) -> dict[str, Any]:
-        """Which prompts of a split a stage uses (rrhf.plan.blocks.PromptSubset)."""
+        """Which prompts of a split a stage uses (rrhf.config.blocks.PromptSubset)."""
         return {"limit": self.config["data"][f"{split}_prompts"], "seed": self.data.selection_seed,
                 "key": f"data.{split}_prompts", "max_tokens": self.data.max_prompt_tokens}
 

@@ -29,7 +29,7 @@ from rrhf.data.gold_reward import best_reply, parse_request
 from rrhf.data.qa_feedback import PREFERENCE_PAIRS, FeedbackRecord, read_qa_feedback, write_qa_feedback
 from rrhf.io import setup_logging
 from rrhf.models.loading import load_causal_lm, resolve_device
-from rrhf.plan.blocks import PromptSubset
+from rrhf.config.blocks import PromptSubset
 from rrhf.plan.fine_grained_blocks import FeedbackCollection
 from rrhf.sampling.preference_collection import annotated_prompts
 from rrhf.sampling.rollouts import sample_actions

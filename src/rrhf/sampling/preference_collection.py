@@ -24,7 +24,7 @@ from rrhf.data.gold_reward import gold_reward_function
 from rrhf.data.preference_pairs import select_subset, share_agreeing
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models.loading import load_causal_lm, resolve_device
-from rrhf.plan.blocks import OnPolicy, PromptSubset
+from rrhf.config.blocks import OnPolicy, PromptSubset
 from rrhf.sampling.generation import generate_responses
 from rrhf.text import cut_at_turn
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from rrhf.models.token_spans import prompt_token_ids, start_and_cut
-from rrhf.plan.blocks import RolloutSampling
+from rrhf.config.blocks import RolloutSampling
 from rrhf.text import TURN_MARKER
 
 

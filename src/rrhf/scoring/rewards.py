@@ -17,7 +17,7 @@ from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models.loading import load_reward_model, resolve_device, usable_length
 from rrhf.models.token_spans import cut_pair, encode_pair, prompt_token_ids, response_token_ids
 from rrhf.padding import pad_batch
-from rrhf.plan.blocks import PromptSubset, Scoring
+from rrhf.config.blocks import PromptSubset, Scoring
 from rrhf.scoring.packed_rewards import packed_scores, reward_reader, reward_sharing_problem
 from rrhf.scoring.training_sets import check_rewards
 

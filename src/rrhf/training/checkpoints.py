@@ -42,7 +42,7 @@ import torch
 from accelerate import Accelerator
 
 from rrhf.io import naming_damage, remove_partials
-from rrhf.plan import blocks
+from rrhf.config import blocks
 
 log = logging.getLogger("rrhf")
 STEP_FOLDER = re.compile(r"step-(\d{8})")
@@ -90,7 +90,7 @@ def frame_from_json(document: dict[str, Any]) -> pd.DataFrame:
 
 @dataclass
 class CheckpointSettings:
-    """The ``checkpoints:`` config block (rrhf.plan.blocks.Checkpoints) for one job, with the job's folder under
+    """The ``checkpoints:`` config block (rrhf.config.blocks.Checkpoints) for one job, with the job's folder under
     it and its fingerprint: where, how often, whether to keep them afterwards."""
 
     folder: str  # the config's checkpoints.folder: every job's checkpoints are under it

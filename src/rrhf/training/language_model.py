@@ -16,8 +16,8 @@ from rrhf.models.loading import load_causal_lm_for_training, load_tokenizer
 from rrhf.models.tiny import new_causal_lm, transcripts
 from rrhf.models.token_spans import encode_pair
 from rrhf.padding import pad_batch, pad_right
-from rrhf.plan.blocks import Build, Precision, Training
-from rrhf.plan.checks import lora_pretrain_problem
+from rrhf.config.blocks import Build, Precision, Training
+from rrhf.config.block_checks import lora_pretrain_problem
 from rrhf.training.loop import train_model
 
 IGNORE_INDEX = -100

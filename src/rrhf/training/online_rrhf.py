@@ -40,7 +40,7 @@ from rrhf.models.loading import load_causal_lm_for_training, load_reward_model
 from rrhf.models.token_spans import span_kl
 from rrhf.models.value_head_policy import FrozenReference
 from rrhf.padding import pad_batch
-from rrhf.plan.blocks import RRHF, OnlineSchedule, Precision, PromptSubset, Sampling, Scoring
+from rrhf.config.blocks import RRHF, OnlineSchedule, Precision, PromptSubset, Sampling, Scoring
 from rrhf.sampling.generation import SAMPLE_COLUMNS, generate_responses, sampler_arguments
 from rrhf.scoring.rewards import check_finite, score
 from rrhf.scoring.training_sets import SCORED_COLUMNS, combine_parts

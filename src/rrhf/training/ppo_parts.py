@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from rrhf.plan.blocks import KLControl
+from rrhf.config.blocks import KLControl
 
 WHITEN_EPSILON = 1e-8
 

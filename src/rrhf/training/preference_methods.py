@@ -21,7 +21,7 @@ from rrhf.io import read_parquet, start_job
 from rrhf.losses import dpo_loss, ipo_loss, kto_loss, kto_reference_point, orpo_loss, simpo_loss, slic_loss
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_causal_lm_for_training
-from rrhf.plan.blocks import RRHF, Precision
+from rrhf.config.blocks import RRHF, Precision
 from rrhf.plan.settings import METHODS
 from rrhf.training.loop import train_model
 

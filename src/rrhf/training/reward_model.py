@@ -17,7 +17,7 @@ from rrhf.losses import pairwise_accuracy
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_for_training, load_tokenizer
 from rrhf.models.value_head_policy import keep_bottom_layers
-from rrhf.plan.blocks import Build, Precision
+from rrhf.config.blocks import Build, Precision
 from rrhf.scoring.rewards import encode_for_reward, score
 from rrhf.statistics import ordered_like_gold, spearman
 from rrhf.training.loop import train_model

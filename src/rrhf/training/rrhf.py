@@ -21,7 +21,7 @@ from rrhf.data.dataset_facts import gold_source
 from rrhf.io import start_job
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_causal_lm_for_training
-from rrhf.plan.blocks import RRHF, Precision, Scoring
+from rrhf.config.blocks import RRHF, Precision, Scoring
 from rrhf.scoring.training_sets import read_scored_set
 from rrhf.training.loop import train_model
 from rrhf.training.ranking import make_rrhf_loss, run_metrics

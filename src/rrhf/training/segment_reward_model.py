@@ -34,7 +34,7 @@ from rrhf.io import start_job
 from rrhf.losses import segment_classification_loss
 from rrhf.models.loading import load_for_training, load_tokenizer
 from rrhf.padding import pad_batch
-from rrhf.plan.blocks import Precision
+from rrhf.config.blocks import Precision
 from rrhf.plan.fine_grained_blocks import SegmentRewardModels
 from rrhf.scoring.rewards import encode_for_reward, score
 from rrhf.scoring.segment_classifier import (

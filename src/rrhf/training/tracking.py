@@ -2,7 +2,7 @@
 sent as it is produced.
 
 A trainer opens its :class:`TrainingTrackers` when it starts (the config's ``tracking`` block,
-rrhf.plan.blocks.Tracking) and logs each row the moment it has it, so a curve can be watched while a long job
+rrhf.config.blocks.Tracking) and logs each row the moment it has it, so a curve can be watched while a long job
 runs: TensorBoard's event files under ``tracking.folder``/<the model's folder> (``tensorboard --logdir
 logs/tensorboard``; offline, on by default, flushed at every row), and W&B or MLflow when listed. Each row is one
 step: its ``step`` column where the log has one, else its position. When the model is saved the run's settings
@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rrhf.plan.blocks import Tracking
+from rrhf.config.blocks import Tracking
 
 
 def numeric_values(row: dict[str, Any]) -> dict[str, float]:

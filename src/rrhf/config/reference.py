@@ -1,7 +1,7 @@
 """config/README.md, the configuration reference, written from config/schema.yaml.
 
-    python -m rrhf.plan.reference            # print it
-    python -m rrhf.plan.reference --write    # write config/README.md
+    python -m rrhf.config.reference            # print it
+    python -m rrhf.config.reference --write    # write config/README.md
 
 The schema is the one place keys, defaults and descriptions live; this page only lays them out. A test fails
 when the page is not what the schema gives (tests/test_docs.py).
@@ -14,12 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rrhf.plan.schema import load_schema
+from rrhf.config.schema import load_schema
 
 OUTPUT = Path(__file__).resolve().parents[3] / "config" / "README.md"  # in the repository, beside config/schema.yaml
 HEADER = """# Configuration reference
 
-Written from [`schema.yaml`](schema.yaml) by `python -m rrhf.plan.reference --write`; edit the schema, not this
+Written from [`schema.yaml`](schema.yaml) by `python -m rrhf.config.reference --write`; edit the schema, not this
 page (a test fails when they differ). Every key is listed with its type, its default and what it does. A key
 that is not listed is an error, and so is a value the schema refuses; the checks the schema cannot make (names
 that point at nothing, sizes tied to the data, numbers that are not finite, impossible targets) run before the
@@ -101,7 +101,7 @@ def reference() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rrhf.plan.reference", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m rrhf.config.reference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help=f"write {OUTPUT} instead of printing")
     if parser.parse_args(argv).write:

@@ -1,4 +1,4 @@
-"""The machinery of the typed config blocks (rrhf.plan.blocks): a dataclass per block, built strictly from the
+"""The machinery of the typed config blocks (rrhf.config.blocks): a dataclass per block, built strictly from the
 config's dict, with the schema's defaults filled in for code that gives only a few keys."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from rrhf.plan.schema import block_defaults
+from rrhf.config.schema import block_defaults
 
 B = TypeVar("B", bound="Block")
 
@@ -22,7 +22,7 @@ def optional(default: Any = None) -> Any:
 
 @dataclass(frozen=True)
 class Block:
-    """Base of the typed blocks. ``SCHEMA`` is where the block's schema is (see rrhf.plan.schema.schema_at)."""
+    """Base of the typed blocks. ``SCHEMA`` is where the block's schema is (see rrhf.config.schema.schema_at)."""
 
     SCHEMA: ClassVar[str] = ""
 

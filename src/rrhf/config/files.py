@@ -1,6 +1,6 @@
 """Config files themselves: readable, valid YAML (or JSON), a mapping at the top, no key given twice.
 
-The Snakefile checks the files it is given before anything else; ``python -m rrhf.plan.config_files FILE...``
+The Snakefile checks the files it is given before anything else; ``python -m rrhf.config.files FILE...``
 does the same by hand and names the file and line (Snakemake reads --configfile files before the workflow runs
 and names neither).
 """
@@ -138,11 +138,11 @@ def check_overlay(default: str | os.PathLike, command_line: dict[str, Any] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rrhf.plan.config_files FILE...``: print each config file's problem as FILE:LINE:COLUMN (Snakemake
+    """``python -m rrhf.config.files FILE...``: print each config file's problem as FILE:LINE:COLUMN (Snakemake
     reads --configfile files before the workflow runs, and names neither file nor line); 1 when any has one."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m rrhf.plan.config_files", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rrhf.config.files", description=main.__doc__)
     parser.add_argument("files", nargs="+", help="config files (YAML or JSON)")
     found = [problem for path in parser.parse_args(argv).files if (problem := config_file_problem(path))]
     print("\n".join(found) or "no problems found")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rrhf.plan.typed_config import Block, optional
+from rrhf.config.typed_config import Block, optional
 
 # --- training --------------------------------------------------------------------------------------------------
 
