@@ -44,7 +44,7 @@ include: "workflow/rules/findings.smk"
 include: "workflow/rules/overoptimisation.smk"
 include: "workflow/rules/fine_grained.smk"
 include: "workflow/rules/human_evaluation.smk"
-include: "workflow/rules/methods.smk"
+include: "workflow/rules/preference_methods.smk"
 include: "workflow/rules/targets.smk"
 
 

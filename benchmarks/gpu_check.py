@@ -107,8 +107,8 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from rrhf.plan.plan import Plan
     from rrhf.config.schema import fill_defaults
+    from rrhf.plan.plan import Plan
 
     if not torch.cuda.is_available():
         print("make gpu-check needs a CUDA GPU: torch.cuda.is_available() is False here "

@@ -69,9 +69,9 @@ def rrhf_step(folder: Path) -> None:
     import pandas as pd
 
     from rrhf.batching.query_batches import build_examples, query_collator
+    from rrhf.config.blocks import Precision, Training
     from rrhf.io import read_parquet
     from rrhf.models.loading import load_causal_lm
-    from rrhf.config.blocks import Precision, Training
     from rrhf.training.loop import train_model
     from rrhf.training.ranking import make_rrhf_loss
 

@@ -3,7 +3,7 @@
 Appendix D reports that any two of its crowd workers gave the same verdict on 57.7 % of the shared pairs and
 did not prefer opposite replies on 84.4 %. This script reads a run's exported pairs (every replicate's
 results/[replicate{r}/]human_eval/pairs.parquet: run `make run`, or `make findings` for five replicates), lets
-simulated annotators (rrhf.evaluation.human_judgments) judge them at each noise and tie margin of the grid, and
+simulated annotators (rrhf.studies.human_evaluation.judgments) judge them at each noise and tie margin of the grid, and
 prints their agreement on the shared pairs and the win / tie / lose shares of each comparison, averaged over
 the replicates found and ``--draws`` noise seeds each:
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rrhf.evaluation.human_judgments import simulated_judgments, unblind
-from rrhf.report.human_tables import agreement, outcome_shares
+from rrhf.studies.human_evaluation.judgments import simulated_judgments, unblind
+from rrhf.studies.human_evaluation.tables import agreement, outcome_shares
 
 APPENDIX_D = {"identical": 57.7, "non_contradicting": 84.4}
 

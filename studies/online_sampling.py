@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from rrhf.report.findings import paired_difference
+from rrhf.studies.findings.verdicts import paired_difference
 
 REPO = Path(__file__).resolve().parents[1]
 

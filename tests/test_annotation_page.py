@@ -1,4 +1,5 @@
-"""The fine-grained feedback annotation page (rrhf.report.annotation_page) in a real headless Chromium, driven
+"""The fine-grained feedback annotation page (rrhf.studies.fine_grained.annotation_page) in a real headless Chromium,
+driven
 with real mouse and keyboard events over the DevTools protocol (browser_driver): spans marked by dragging the
 mouse, saved through the browser's own download, read back with read_qa_feedback; a saved file loaded again;
 hostile record text shown as text. The last test needs no browser."""
@@ -13,7 +14,7 @@ import pytest
 from browser_driver import Browser
 
 from rrhf.data.qa_feedback import FeedbackRecord, MissingInfo, SpanError, read_qa_feedback, write_qa_feedback
-from rrhf.report.annotation_page import SCRIPT, annotation_page, embedded_records
+from rrhf.studies.fine_grained.annotation_page import SCRIPT, annotation_page, embedded_records
 
 BREAD = FeedbackRecord(
     question="How do I bake bread?",

@@ -28,7 +28,7 @@ NOT_CONFIG_DEFAULTS = {
     ("rrhf.models.value_head_reward", "load_value_head_reward_model", "dtype"): "a torch dtype, resolved by the caller",
     ("rrhf.batching.prompt_sharing", "block_attention_mask", "dtype"): "the dtype of an additive mask, not a config",
     ("rrhf.plan.plan", "Plan.ppo_for", "setting"): "a PPO setting's name (PPO or PPO-noKL), not resampling.setting",
-    ("rrhf.sampling.feedback_collection", "collect_feedback", "max_prompt_tokens"):
+    ("rrhf.studies.fine_grained.feedback_collection", "collect_feedback", "max_prompt_tokens"):
         "fine-grained feedback's prompt budget, ppo.training.max_length minus its max_new_tokens (the rule passes "
         "it), not data.max_prompt_tokens",
 }

@@ -1,4 +1,5 @@
-"""The blind pairwise comparison page (rrhf.report.comparison_page) in a real headless Chromium, driven with real
+"""The blind pairwise comparison page (rrhf.studies.human_evaluation.comparison_page) in a real headless Chromium,
+driven with real
 keyboard and mouse events over the DevTools protocol (browser_driver): every pair judged with the keyboard, an
 answer changed, the judgments saved through the browser's own download; work kept over a reload; a saved file
 loaded back; hostile task text shown as text; a batch built from generations judged and read back into Table 3.
@@ -15,10 +16,10 @@ import pytest
 from browser_driver import Browser
 from test_human_evaluation import generations
 
-from rrhf.evaluation.human_judgments import import_judgments
-from rrhf.evaluation.human_pairs import batch_tasks, build_pairs
-from rrhf.report.comparison_page import SCRIPT, comparison_page, embedded_tasks, judgments_file_name
-from rrhf.report.human_tables import write_table3
+from rrhf.studies.human_evaluation.comparison_page import SCRIPT, comparison_page, embedded_tasks, judgments_file_name
+from rrhf.studies.human_evaluation.judgments import import_judgments
+from rrhf.studies.human_evaluation.pairs import batch_tasks, build_pairs
+from rrhf.studies.human_evaluation.tables import write_table3
 
 HOSTILE = "Sure.</script><script>alert(1)</script><script>window.injected = 'script'</script> <!-- Done."
 TASKS = [

@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from rrhf.plan.checks import device_problems, model_path_problems, sampler_problems
 from rrhf.config.files import config_file_problem
 from rrhf.models.sources import is_hub_id, model_source_problem
+from rrhf.plan.checks import device_problems, model_path_problems, sampler_problems
 from workflow_helpers import REPO
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

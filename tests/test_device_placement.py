@@ -104,8 +104,8 @@ def inputs(tmp_path_factory, tokenizer_dir, synthetic_frame, tiny_lm_dir, tiny_r
     """A two-layer LLaMA-style policy, pairs, a scored set, DPO examples with rho's log-probabilities, and the
     three fine-grained reward models (random heads)."""
 
-    from rrhf.scoring.method_pairs import method_examples
-    from rrhf.scoring.reference_logprobs import compute_reference_logprobs
+    from rrhf.studies.preference_methods.examples import method_examples
+    from rrhf.studies.preference_methods.reference_logprobs import compute_reference_logprobs
 
     folder = tmp_path_factory.mktemp("placement")
     policy = save_new_lm(folder / "policy", tokenizer_dir, {"family": "llama", "n_layer": 2, "n_embd": 32,
@@ -160,7 +160,7 @@ def test_rrhf_and_its_reward_monitor_are_where_the_model_is(inputs, meta_placeme
 
 
 def test_dpo_state_is_where_the_model_is(inputs, meta_placement, stop_at_first_step):
-    from rrhf.training.preference_methods import train_preference_method
+    from rrhf.studies.preference_methods.training import train_preference_method
 
     folder = inputs["folder"]
     stopped = run_until_stopped(train_preference_method, inputs["policy"], str(folder / "examples.parquet"),

@@ -5,13 +5,17 @@ import random
 import pytest
 
 from rrhf.data.annotators import AnnotatorBias
-from rrhf.data.fine_grained_labels import coverage, span_errors
 from rrhf.data.gold_reward import gold_reward
 from rrhf.data.preference_pairs import prepare_dataset, select_subset
 from rrhf.data.qa_feedback import FeedbackRecord, SpanError, read_qa_feedback, write_qa_feedback
 from rrhf.io import read_json, read_parquet
-from rrhf.sampling.feedback_collection import collect_feedback, completeness_preferences, holistic_preferences
-from rrhf.training.segment_reward_model import train_segment_reward_model
+from rrhf.studies.fine_grained.feedback_collection import (
+    collect_feedback,
+    completeness_preferences,
+    holistic_preferences,
+)
+from rrhf.studies.fine_grained.labels import coverage, span_errors
+from rrhf.studies.fine_grained.reward_models import train_segment_reward_model
 
 BREAD = "\n\nHuman: How do I bake bread?\n\nAssistant:"
 SPEC = {"source": "synthetic", "num_pairs": 300, "test_fraction": 0.1, "seed": 3, "label_noise": 0.1}

@@ -9,11 +9,12 @@ import pytest
 import yaml
 from scipy import stats
 
-from rrhf.io import write_json, write_parquet
-from rrhf.plan.findings import claims_for_rule, read_claims
-from rrhf.plan.plan import Plan
 from rrhf.config.schema import fill_defaults
-from rrhf.report.findings import findings, replicate_effect, verdict
+from rrhf.io import write_json, write_parquet
+from rrhf.plan.plan import Plan
+from rrhf.statistics import verdict
+from rrhf.studies.findings.claims import claims_for_rule, read_claims
+from rrhf.studies.findings.verdicts import findings, replicate_effect
 from workflow_helpers import REPO
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -177,8 +178,8 @@ def test_an_id_given_twice_is_named(tmp_path):
 # --- what the run writes from them ----------------------------------------------------------------------------
 
 def test_summary_interval_figures_and_findings_plot(tmp_path):
-    from rrhf.report.interval_figures import plot_findings, plot_table_intervals
     from rrhf.report.summary import cpu_model, write_summary
+    from rrhf.studies.findings.figures import plot_findings, plot_table_intervals
 
     table = tmp_path / "table2.csv"
     pd.DataFrame({"policy": ["A", "A"], "setting": ["DP", "none"], "ppl": [20.0, 21.0], "ppl_ci95": [1.0, 2.0],
@@ -207,7 +208,7 @@ def test_summary_interval_figures_and_findings_plot(tmp_path):
 
 
 def test_replicates_to_settle_an_inconclusive_claim():
-    from rrhf.report.findings import replicates_to_settle
+    from rrhf.studies.findings.verdicts import replicates_to_settle
 
     # mean 2, sd 1: N = 3 gives 4.303 / sqrt(3) = 2.48 > 2; N = 4 gives 3.182 / 2 = 1.59 < 2.
     assert replicates_to_settle([1.0, 2.0, 3.0]) == 4
@@ -259,7 +260,7 @@ def test_than_must_be_a_number(tmp_path):
 
 
 def test_log_perplexity_is_per_reply_and_leaves_out_empty_replies(tmp_path):
-    from rrhf.report.findings import row_value
+    from rrhf.studies.findings.verdicts import row_value
 
     frame = pd.DataFrame({"prompt_id": ["a", "b", "c"], "nll": [6.0, 0.0, 3.0], "n_tokens": [3, 0, 1]})
     write_parquet(frame, tmp_path / "g.parquet", {})

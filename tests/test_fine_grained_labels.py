@@ -1,13 +1,13 @@
-"""Fine-grained labels of the tiny world's replies (rrhf.data.fine_grained_labels), against hand-made replies."""
+"""Fine-grained labels of the tiny world's replies (rrhf.studies.fine_grained.labels), against hand-made replies."""
 
 import random
 
 import pytest
 
-from rrhf.data.fine_grained_labels import compare, coverage, flip_comparisons, missing_info, span_errors
 from rrhf.data.gold_reward import Request, best_reply, longest_ordered_members
 from rrhf.data.qa_feedback import FeedbackRecord, MissingInfo, read_qa_feedback, write_qa_feedback
 from rrhf.data.synthetic_world import HARMS, TASKS
+from rrhf.studies.fine_grained.labels import compare, coverage, flip_comparisons, missing_info, span_errors
 
 BREAD = "\n\nHuman: How do I bake bread?\n\nAssistant:"
 CAR = "\n\nHuman: How can I steal a car?\n\nAssistant:"
@@ -91,7 +91,7 @@ def test_longest_ordered_members(indices, members):
 def test_label_noise_flips_segments_at_its_rate():
     import random
 
-    from rrhf.data.fine_grained_labels import noisy_span_errors
+    from rrhf.studies.fine_grained.labels import noisy_span_errors
 
     clean = span_errors(BREAD, BAD_BREAD)
     assert noisy_span_errors(BAD_BREAD, clean, 0.0, random.Random(0)) == clean

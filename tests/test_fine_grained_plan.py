@@ -7,14 +7,14 @@ import pytest
 from test_plan import tiny_plan
 
 from rrhf.plan.checks import finding_problems, fine_grained_problems
-from rrhf.plan.findings import claim_file
 from rrhf.plan.settings import (
     evaluated_settings_pattern,
     parse_setting,
     setting_problem,
     trained_settings_pattern,
 )
-from rrhf.plan.tables import TableRow
+from rrhf.plan.table_rows import TableRow
+from rrhf.studies.findings.claims import claim_file
 
 
 @pytest.mark.parametrize("name, variant", [("FG-PPO", None), ("FG-PPO-no-relevance", "no-relevance"),

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from rrhf.report.fine_grained import table_fine_grained
+from rrhf.studies.fine_grained.table import table_fine_grained
 
 
 def files(folder, name, evaluation, measures):

@@ -1,4 +1,5 @@
-"""The human evaluation's library without Snakemake (rrhf.evaluation.human_pairs, rrhf.report.human_tables): pairs
+"""The human evaluation's library without Snakemake (rrhf.studies.human_evaluation.pairs,
+rrhf.studies.human_evaluation.tables): pairs
 drawn and blinded, batches dealt, unblinding, and Table 3's and Table 4's arithmetic against hand-computed values.
 Judgment files, good and bad, and the simulated annotators are in test_human_evaluation_judgments.py."""
 
@@ -10,8 +11,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rrhf.evaluation.human_judgments import unblind
-from rrhf.evaluation.human_pairs import (
+from rrhf.io import write_parquet
+from rrhf.studies.human_evaluation.comparison_page import embedded_tasks
+from rrhf.studies.human_evaluation.judgments import unblind
+from rrhf.studies.human_evaluation.pairs import (
     KEY_COLUMNS,
     SHEET_COLUMNS,
     batch_sheet,
@@ -22,9 +25,7 @@ from rrhf.evaluation.human_pairs import (
     export_id,
     shown_replies,
 )
-from rrhf.io import write_parquet
-from rrhf.report.comparison_page import embedded_tasks
-from rrhf.report.human_tables import (
+from rrhf.studies.human_evaluation.tables import (
     TABLE3_COLUMNS,
     agreement,
     comparison_row,

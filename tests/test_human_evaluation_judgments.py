@@ -1,6 +1,7 @@
-"""Judgment files of the human evaluation (rrhf.evaluation.human_judgments): each kind of bad file named with its
+"""Judgment files of the human evaluation (rrhf.studies.human_evaluation.judgments): each kind of bad file named with
+its
 file and line, nothing written when a file is bad, a filled spreadsheet read as the page's JSON, and the simulated
-annotators, read back like people, through to Table 3 (rrhf.report.human_tables.write_table3)."""
+annotators, read back like people, through to Table 3 (rrhf.studies.human_evaluation.tables.write_table3)."""
 
 import json
 
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 from test_human_evaluation import ANNOTATORS, PAIRS, SEED, SHARED, key_of
 
-from rrhf.evaluation.human_judgments import (
+from rrhf.studies.human_evaluation.judgments import (
     JUDGED_COLUMNS,
     csv_entries,
     import_judgments,
@@ -17,8 +18,8 @@ from rrhf.evaluation.human_judgments import (
     simulate_annotators,
     simulated_judgments,
 )
-from rrhf.evaluation.human_pairs import batch_sheet, batch_tasks
-from rrhf.report.human_tables import write_table3
+from rrhf.studies.human_evaluation.pairs import batch_sheet, batch_tasks
+from rrhf.studies.human_evaluation.tables import write_table3
 
 EXACT = {"noise": 0.0, "noise_spread": 0.0, "tie_margin": 0.0, "annotator_bias": {}}
 NOISY = {"noise": 0.5, "noise_spread": 0.5, "tie_margin": 0.1, "annotator_bias": {}}

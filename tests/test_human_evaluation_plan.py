@@ -7,8 +7,9 @@ import yaml
 from test_plan import tiny_plan
 
 from rrhf.plan.checks import plan_problems, table_problems
-from rrhf.plan.findings import claims_for_rule, comparison_sides, read_claims
-from rrhf.plan.human_evaluation import (
+from rrhf.plan.table_rows import read_table_rows
+from rrhf.studies.findings.claims import claims_for_rule, comparison_sides, read_claims
+from rrhf.studies.human_evaluation.study import (
     batch_files,
     comparisons,
     human_evaluation_file,
@@ -18,7 +19,6 @@ from rrhf.plan.human_evaluation import (
     side_label,
     table4_rows,
 )
-from rrhf.plan.tables import read_table_rows
 
 ALPACA = "tiny-instruct (Alpaca role)"
 DP, PPO, IP2 = ({"policy": "Alpaca", "setting": s} for s in ("DP", "PPO", "IP-2"))

@@ -11,11 +11,11 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from rrhf.config.schema import fill_defaults
 from rrhf.plan.memory import BLOCK_ACTIVATIONS, GIB, block_activations, memory_problems, memory_table
 from rrhf.plan.memory_plan import docs_block, memory_plan, planned_gpu_memory
 from rrhf.plan.model_facts import facts_of
 from rrhf.plan.plan import Plan
-from rrhf.config.schema import fill_defaults
 from workflow_helpers import REPO, SNAKEMAKE
 
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())

@@ -1,9 +1,10 @@
-"""Pairs and KTO labels from an RRHF training set (rrhf.scoring.method_pairs), against hand-worked examples."""
+"""Pairs and KTO labels from an RRHF training set (rrhf.studies.preference_methods.examples), against hand-worked
+examples."""
 
 import pandas as pd
 import pytest
 
-from rrhf.scoring.method_pairs import desirable_labels, method_examples, preference_pairs
+from rrhf.studies.preference_methods.examples import desirable_labels, method_examples, preference_pairs
 
 # Two prompts: p1 has a tie at the top (indices 0 and 2) and a provided pair; p2's replies all tie.
 SCORED = pd.DataFrame({

@@ -7,12 +7,6 @@ import pytest
 from test_plan import tiny_plan
 
 from rrhf.plan.checks import plan_problems
-from rrhf.plan.methods import (
-    method_for,
-    method_inputs,
-    method_points,
-    method_problems,
-)
 from rrhf.plan.settings import (
     METHOD_NAMES,
     evaluated_settings_pattern,
@@ -20,7 +14,13 @@ from rrhf.plan.settings import (
     setting_problem,
     trained_settings_pattern,
 )
-from rrhf.training.preference_methods import METHODS
+from rrhf.studies.preference_methods.study import (
+    method_for,
+    method_inputs,
+    method_points,
+    method_problems,
+)
+from rrhf.studies.preference_methods.training import METHODS
 
 NAMED = ["BP", "DP", "P", "D", "SP", "BP-norank"]
 

@@ -22,9 +22,9 @@ from rrhf.io import PARTIAL_MARK
 from rrhf.models.importing import PROVENANCE_FILE, import_model, read_import
 from rrhf.models.loading import load_causal_lm, load_tokenizer
 from rrhf.models.prompt_formats import FORMAT_KEY, prompt_format
+from rrhf.models.sources import gguf_problem, is_gguf, model_prompt_format, needs_import, resolve_gguf
 from rrhf.models.tiny import new_causal_lm, transcripts
 from rrhf.models.token_spans import prompt_token_ids, sequence_start
-from rrhf.models.sources import gguf_problem, is_gguf, model_prompt_format, needs_import, resolve_gguf
 
 gguf = pytest.importorskip("gguf", reason="writing GGUF files needs the gguf package: make test installs it")
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from rrhf.io import write_parquet
-from rrhf.report.overoptimisation import (
+from rrhf.studies.overoptimisation.curves import (
     best_of_n_curve,
     best_of_n_kl,
     evaluation_point,

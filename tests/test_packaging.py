@@ -212,7 +212,8 @@ def test_the_built_wheel_is_a_working_library(tmp_path):
         names = set(archive.namelist())
         metadata = archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
         archive.extractall(tmp_path / "installed")
-    assert {"rrhf/plan/schema.yaml", "rrhf/plan/known_models.yaml", "rrhf/report/annotation_page.js"} <= names
+    assert {"rrhf/config/schema.yaml", "rrhf/plan/known_models.yaml", "rrhf/studies/fine_grained/annotation_page.js",
+            "rrhf/studies/human_evaluation/comparison_page.js"} <= names
     assert "License-Expression: Apache-2.0" in metadata
     requires = {Requirement(line.split(": ", 1)[1]) for line in metadata.splitlines()
                 if line.startswith("Requires-Dist")}

@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from rrhf.config.blocks import PPO, RRHF, TOP_LEVEL_BLOCKS, Block, Build, Lora, Resources, Sampling, Training
-from rrhf.plan.plan import Plan
 from rrhf.config.schema import block_defaults, fill_defaults, schema_at
+from rrhf.plan.plan import Plan
 from rrhf.plan.settings import IMPOSSIBLE_SETTING_PATTERN, names_pattern, parse_setting, setting_problem
-from rrhf.plan.tables import entries, labelled_rows, read_table_rows, report_rows
+from rrhf.plan.table_rows import entries, labelled_rows, read_table_rows, report_rows
 from workflow_helpers import REPO
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -10,9 +10,9 @@ import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.state import AcceleratorState
 
+from rrhf.config.blocks import Precision
 from rrhf.io import write_parquet
 from rrhf.models.loading import load_causal_lm, load_reward_model, resolve_dtype
-from rrhf.config.blocks import Precision
 from rrhf.training.launch import needs_launch
 from rrhf.training.loop import enable_gradient_checkpointing, resolve_mixed_precision
 from rrhf.training.rrhf import train_rrhf

@@ -1,4 +1,4 @@
-"""The preference methods in the one training loop (rrhf.training.preference_methods) on a real tiny model: a
+"""The preference methods in the one training loop (rrhf.studies.preference_methods.training) on a real tiny model: a
 batch's loss is the method's loss of plainly computed log-probabilities, and training raises the policy's
 preference for the chosen replies."""
 
@@ -12,9 +12,9 @@ from rrhf.batching.query_batches import build_examples, collate_queries
 from rrhf.io import write_parquet
 from rrhf.losses import dpo_loss, kto_loss, kto_reference_point, simpo_loss
 from rrhf.models.loading import load_causal_lm
-from rrhf.scoring.method_pairs import method_examples
-from rrhf.scoring.reference_logprobs import compute_reference_logprobs
-from rrhf.training.preference_methods import (
+from rrhf.studies.preference_methods.examples import method_examples
+from rrhf.studies.preference_methods.reference_logprobs import compute_reference_logprobs
+from rrhf.studies.preference_methods.training import (
     METHODS,
     attach_references,
     make_method_loss,

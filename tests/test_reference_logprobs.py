@@ -1,4 +1,5 @@
-"""The cached reference log-probabilities (rrhf.scoring.reference_logprobs): every reply's summed log-probability
+"""The cached reference log-probabilities (rrhf.studies.preference_methods.reference_logprobs): every reply's summed
+log-probability
 under rho, equal to a plain forward pass of prompt + reply, the same whether prompts are packed or not."""
 
 import pandas as pd
@@ -9,7 +10,7 @@ from conftest import save_new_lm
 from rrhf.batching.query_batches import encode_query
 from rrhf.io import read_provenance, write_parquet
 from rrhf.models.loading import load_causal_lm
-from rrhf.scoring.reference_logprobs import REFERENCE_COLUMNS, compute_reference_logprobs
+from rrhf.studies.preference_methods.reference_logprobs import REFERENCE_COLUMNS, compute_reference_logprobs
 from scored_sets import scored_set
 
 SETTINGS = {"max_length": 96, "max_tokens_per_forward": 4096, "batch_size": 3}

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from rrhf.config.schema import fill_defaults
 from rrhf.plan.plan import Plan
 from rrhf.plan.replicates import Replicates, folder_of, replicate_number, replicate_seed
-from rrhf.config.schema import fill_defaults
-from rrhf.plan.tables import entries, report_rows
+from rrhf.plan.table_rows import entries, report_rows
 from rrhf.report.pages import table_page, with_intervals
 from rrhf.report.tables import by_replicate, over_replicates, table2
 from rrhf.statistics import interval_text, t_interval

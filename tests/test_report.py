@@ -184,7 +184,7 @@ def test_report_renders_in_chromium(report, tmp_path):
 
 
 def test_paired_difference_of_two_evaluations(tmp_path):
-    from rrhf.report.findings import paired_difference
+    from rrhf.studies.findings.verdicts import paired_difference
 
     for name, rewards in (("a", [1.0, 2.0, 4.0]), ("b", [0.0, 1.5, 2.5])):
         (tmp_path / name).mkdir()

@@ -9,8 +9,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from rrhf.data.gold_reward import gold_reward
+from rrhf.evaluation.reward_builds import COLUMNS, DATASET_PAIRS, criteria_rows, write_reward_models
 from rrhf.io import read_provenance, write_json, write_parquet
-from rrhf.report.reward_models import COLUMNS, DATASET_PAIRS, criteria_rows, write_reward_models
 from rrhf.statistics import spearman
 from rrhf.training.reward_model import on_policy_agreement, train_reward_model
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import save_segment_reward_models
 
+from rrhf.config.blocks import SegmentWeights
 from rrhf.data.qa_feedback import SpanError
 from rrhf.models.loading import load_tokenizer
-from rrhf.plan.fine_grained_blocks import SegmentWeights
 from rrhf.scoring.segment_classifier import (
     IGNORE,
     encode_marked,
@@ -23,8 +23,8 @@ from rrhf.scoring.segment_rewards import (
     segment_end_token,
     token_offsets,
 )
+from rrhf.studies.fine_grained.reward_models import classification_metrics
 from rrhf.training.ppo_parts import RunningMoments, whiten
-from rrhf.training.segment_reward_model import classification_metrics
 
 REPLY = " First, mix the flour. Then bake the bread for an hour, and let it cool down before you cut it."
 
@@ -141,9 +141,9 @@ def test_fine_grained_rollouts_carry_each_segment_reward_on_its_token(tiny_lm_di
     """PPO's rollouts with a segment rewarder (real tiny reward models, untrained heads): at KL coefficient 0 each
     rollout's rewards are the rewarder's, placed on the sampled tokens that end the segments, over the running
     std of the replies' summed rewards."""
+    from rrhf.config.blocks import PPO, Scoring
     from rrhf.models.loading import load_causal_lm, load_reward_model
     from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference
-    from rrhf.config.blocks import PPO, Scoring
     from rrhf.scoring.segment_rewards import load_segment_rewarder
     from rrhf.training.ppo import RolloutContext, collect_rollouts
 

@@ -15,11 +15,11 @@ from tokenizers import processors
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
 from rrhf.batching.query_batches import build_examples, query_collator, response_logprobs
+from rrhf.config.blocks import RolloutSampling
 from rrhf.evaluation.divergence import response_kl
 from rrhf.evaluation.perplexity import response_nll
 from rrhf.models.loading import load_causal_lm, load_reward_model
 from rrhf.models.token_spans import encode_pair
-from rrhf.config.blocks import RolloutSampling
 from rrhf.sampling.generation import generate_responses
 from rrhf.sampling.rollouts import sample_actions
 from rrhf.scoring.rewards import encode_for_reward, score, shares_prompts

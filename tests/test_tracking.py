@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import save_new_lm
 
-from rrhf.models.loading import load_causal_lm_for_training
 from rrhf.config.blocks import Tracking
+from rrhf.models.loading import load_causal_lm_for_training
 from rrhf.training.language_model import collate_lm, lm_examples, lm_loss
 from rrhf.training.loop import train_model
 from rrhf.training.tracking import TrainingTrackers, live_folder, numeric_values

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from rrhf.data.qa_feedback import read_qa_feedback
-from rrhf.report.annotation_page import embedded_records
+from rrhf.studies.fine_grained.annotation_page import embedded_records
 from workflow_helpers import FAST_OVERRIDES, jobs_by_rule, run_snakemake
 
 FINE_GRAINED = {"fine_grained": {

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rrhf.report.comparison_page import embedded_tasks
+from rrhf.studies.human_evaluation.comparison_page import embedded_tasks
 from workflow_helpers import run_snakemake
 
 TABLES = {

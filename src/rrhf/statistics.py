@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -84,3 +84,22 @@ def interval_text(mean: float | None, half_width: float | None) -> str:
     rounded = float(f"{abs(half_width):.2g}")  # 0.0995656 -> 0.1: two significant digits, then its decimals
     decimals = max(0, 1 - math.floor(math.log10(rounded)))
     return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"
+
+
+def verdict(effects: list[float], direction: str, than: float = 0.0) -> dict[str, Any]:
+    """Mean effect, its 95 % interval, the verdict and a note, from the replicates' effects of a claim whose
+    ``direction`` is "higher" (row minus versus above ``than``) or "lower" (below it)."""
+    mean, half_width = t_interval(effects)
+    if half_width is None:
+        return {"effect": mean, "ci_low": None, "ci_high": None, "verdict": "inconclusive",
+                "note": "one replicate: no interval, so no verdict (run with replicates >= 2)"}
+    low, high = mean - half_width, mean + half_width
+    sign = 1 if direction == "higher" else -1
+    bound = "zero" if than == 0 else f"{than:g}"
+    if sign * (low - than) > 0 and sign * (high - than) > 0:
+        result, note = "holds", ""
+    elif sign * (low - than) < 0 and sign * (high - than) < 0:
+        result, note = "contradicted", f"the interval excludes {bound} on the other side"
+    else:
+        result, note = "inconclusive", f"the interval contains {bound}"
+    return {"effect": mean, "ci_low": low, "ci_high": high, "verdict": result, "note": note}

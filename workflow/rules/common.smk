@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from rrhf.plan.checks import target_problems
-from rrhf.plan.findings import claims_for_rule
+from rrhf.studies.findings.claims import claims_for_rule
 from rrhf.models.sources import import_input, imported_models, prompt_format_model
 from rrhf.plan.plan import SAMPLERS, Plan  # src/ is on sys.path (Snakefile)
 from rrhf.plan.replicates import FOLDER_PATTERN
@@ -17,7 +17,7 @@ from rrhf.plan.settings import (
     names_pattern,
     trained_settings_pattern,
 )
-from rrhf.plan.tables import entries, labelled_rows, report_rows
+from rrhf.plan.table_rows import entries, labelled_rows, report_rows
 from snakemake.utils import min_version, validate
 
 min_version("9.0")

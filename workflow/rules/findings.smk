@@ -1,5 +1,5 @@
 # Findings: each claim of config/findings.yaml (config key `findings`) measured over the replicates, with its
-# interval and verdict (rrhf.report.findings); and results/summary.md, the run's results in one page. Not part
+# interval and verdict (rrhf.studies.findings.verdicts); and results/summary.md, the run's results in one page. Not part
 # of `all`: `make findings`, or `snakemake --cores 2 results/findings.csv --config replicates=3` (docs/findings.md).
 
 localrules:
@@ -28,7 +28,7 @@ rule findings:
     conda:
         ENV
     script:
-        "../scripts/findings.py"
+        "../scripts/measure_claims.py"
 
 
 rule findings_page:

@@ -2,7 +2,7 @@
 # pairwise judgments of the tables file's `table3` comparisons, and Table 4, each row's reply to a few test prompts.
 # Export the pairs (a page and a spreadsheet per annotator), have them judged (people, or the simulated annotators
 # on synthetic data), read the judgments back unblinded, and count them. Every step is cheap and local.
-from rrhf.plan.human_evaluation import (
+from rrhf.studies.human_evaluation.study import (
     batch_files,
     comparisons,
     human_evaluation_file,

@@ -1,5 +1,5 @@
-# How well each reward build ranks by gold, in every replicate (rrhf.report.reward_models); and the
-# over-optimisation study (config key `overoptimisation`, rrhf.report.overoptimisation): proxy and gold
+# How well each reward build ranks by gold, in every replicate (rrhf.evaluation.reward_builds); and the
+# over-optimisation study (config key `overoptimisation`, rrhf.studies.overoptimisation.curves): proxy and gold
 # reward against sqrt(KL(pi || rho)) for best-of-n, optimisers along training and evaluated settings.
 
 localrules:

@@ -1,4 +1,4 @@
-from rrhf.sampling.feedback_collection import collect_feedback
+from rrhf.studies.fine_grained.feedback_collection import collect_feedback
 
 collect_feedback(snakemake.params.policy, snakemake.input.train_data, snakemake.output.feedback,
                  snakemake.output.completeness, snakemake.params.feedback, snakemake.params.excluded_prompts,

@@ -1,4 +1,4 @@
-from rrhf.evaluation.fine_grained import evaluate_fine_grained
+from rrhf.studies.fine_grained.evaluation import evaluate_fine_grained
 
 evaluate_fine_grained(snakemake.input.generations, snakemake.params.reward_models, snakemake.params.marker_position,
                       snakemake.params.max_length, snakemake.output.segments, snakemake.output.metrics,

@@ -1,5 +1,5 @@
 from rrhf.io import setup_logging
-from rrhf.report.fine_grained import reward_model_table
+from rrhf.studies.fine_grained.table import reward_model_table
 
 setup_logging(snakemake.log[0]).info(
     "\n%s", reward_model_table([f"{path}/metrics.json" for path in snakemake.input.models], snakemake.params.kinds,

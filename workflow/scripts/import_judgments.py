@@ -1,4 +1,4 @@
-from rrhf.evaluation.human_judgments import import_judgments
+from rrhf.studies.human_evaluation.judgments import import_judgments
 
 import_judgments(snakemake.input.key, list(snakemake.input.judgments), snakemake.output.judged,
                  log_path=snakemake.log[0])

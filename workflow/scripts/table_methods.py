@@ -1,4 +1,4 @@
-from rrhf.report.methods_table import table_methods
+from rrhf.studies.preference_methods.table import table_methods
 
 table_methods(snakemake.params.rows, list(snakemake.input.metrics), snakemake.output.table, log_path=snakemake.log[0],
               replicates=snakemake.params.replicates)

@@ -1,4 +1,4 @@
-from rrhf.training.segment_reward_model import train_segment_reward_model
+from rrhf.studies.fine_grained.reward_models import train_segment_reward_model
 
 train_segment_reward_model(snakemake.wildcards.kind, snakemake.params.init, snakemake.input.feedback,
                            snakemake.output.model, snakemake.params.reward_models, snakemake.params.held_out,

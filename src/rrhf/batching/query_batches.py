@@ -46,7 +46,8 @@ class QueryExample:
     prompt: list[int]
     responses: list[list[int]]
     rewards: list[float]
-    # The reference model's summed log-probability of each response (rrhf.scoring.reference_logprobs), for the
+    # The reference model's summed log-probability of each response
+    # (rrhf.studies.preference_methods.reference_logprobs), for the
     # preference methods that compare with it; None for RRHF.
     references: list[float] | None = None
 

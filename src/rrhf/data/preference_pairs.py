@@ -21,10 +21,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
+from rrhf.config.blocks import Data, PromptSubset
 from rrhf.data.dataset_facts import DATASET_KEY, dataset_facts
 from rrhf.data.gold_reward import gold_reward_function
 from rrhf.io import setup_logging, write_parquet
-from rrhf.config.blocks import Data, PromptSubset
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 COLUMNS = ["prompt_id", "prompt", "chosen", "rejected"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from rrhf.config.blocks import BestOfN, Decoding, PromptSubset, Scoring
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
 from rrhf.data.gold_reward import gold_rewards
 from rrhf.data.preference_pairs import select_subset
@@ -19,7 +20,6 @@ from rrhf.models.loading import load_causal_lm, resolve_device
 from rrhf.models.model_card import add_evaluation
 from rrhf.models.prompt_formats import prompt_format as prompt_format_of
 from rrhf.models.prompt_formats import set_prompt_format
-from rrhf.config.blocks import BestOfN, Decoding, PromptSubset, Scoring
 from rrhf.sampling.generation import generate_responses
 from rrhf.scoring.rewards import score_frame
 from rrhf.statistics import mean_and_sem

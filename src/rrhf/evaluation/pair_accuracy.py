@@ -13,10 +13,10 @@ import pandas as pd
 import torch
 
 from rrhf.batching.query_batches import build_examples, query_collator, response_logprobs
+from rrhf.config.blocks import Scoring
 from rrhf.io import read_parquet, setup_logging, write_json
 from rrhf.losses import pairwise_accuracy, rank_pair_counts, sequence_scores
 from rrhf.models.loading import load_causal_lm, load_reward_model, resolve_device
-from rrhf.config.blocks import Scoring
 from rrhf.scoring.rewards import provided_responses, score
 
 log = logging.getLogger("rrhf")

@@ -20,8 +20,8 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedModel
 
-from rrhf.config.blocks import Lora
 from rrhf.config.block_checks import lora_fsdp_problem
+from rrhf.config.blocks import Lora
 from rrhf.config.schema import block_defaults
 
 DEFAULTS: dict[str, Any] = block_defaults(Lora.SCHEMA)  # the schema's: r, alpha, dropout, target_modules

@@ -21,8 +21,8 @@ from transformers import (
 )
 
 from rrhf.io import naming_damage
-from rrhf.models.value_head_reward import load_value_head_reward_model
 from rrhf.models.sources import model_source_problem
+from rrhf.models.value_head_reward import load_value_head_reward_model
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -15,8 +15,8 @@ import torch
 from tokenizers import ByteLevelBPETokenizer
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rrhf.io import atomic_path, read_parquet, setup_logging
 from rrhf.config.blocks import Architecture, Build
+from rrhf.io import atomic_path, read_parquet, setup_logging
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

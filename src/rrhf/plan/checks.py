@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rrhf.plan.human_evaluation import human_evaluation_problems
-from rrhf.plan.methods import method_problems
-from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
 from rrhf.config.block_checks import lora_fsdp_problem, lora_pretrain_problem, ppo_length_problems
 from rrhf.models.sources import model_source_problem
+from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
 from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import parse_setting, setting_problem
-from rrhf.plan.tables import table_row_problems
+from rrhf.plan.table_rows import table_row_problems
+from rrhf.studies.human_evaluation.study import human_evaluation_problems
+from rrhf.studies.preference_methods.study import method_problems
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
@@ -269,7 +269,7 @@ def rule_name_problems(plan: "Plan", names: list[str]) -> list[str]:
 
 
 def table_problems(plan: "Plan") -> list[str]:
-    """Rows of config/tables.yaml that cannot be made (rrhf.plan.tables)."""
+    """Rows of config/tables.yaml that cannot be made (rrhf.plan.table_rows)."""
     problems = list(plan.table_problems)
     for rows in plan.tables.values():
         for row in rows:
@@ -279,11 +279,11 @@ def table_problems(plan: "Plan") -> list[str]:
 
 def finding_problems(plan: "Plan") -> list[str]:
     """Claims of the findings file (config key ``findings``) that cannot be measured: rows no table has, metrics
-    their tables lack (rrhf.plan.findings). Checked only when the tables themselves are sound; the claims read
+    their tables lack (rrhf.studies.findings.claims). Checked only when the tables themselves are sound; the claims read
     are kept on the plan."""
     if table_problems(plan) or plan.findings_file is None:
         return []
-    from rrhf.plan.findings import read_claims
+    from rrhf.studies.findings.claims import read_claims
 
     plan.claims, problems = read_claims(plan, plan.findings_file)
     return [f"findings: {problem}" for problem in problems]

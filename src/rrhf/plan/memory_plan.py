@@ -43,7 +43,7 @@ from rrhf.plan.model_facts import ModelFacts, facts_of, model_facts
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
-FEEDBACK_CHUNK = 128  # rrhf.sampling.feedback_collection.SAMPLING_CHUNK: replies per generate call
+FEEDBACK_CHUNK = 128  # rrhf.studies.fine_grained.feedback_collection.SAMPLING_CHUNK: replies per generate call
 
 
 def used_settings(plan: "Plan") -> list:
@@ -358,8 +358,8 @@ def main(argv: list[str]) -> int:
 
     import yaml
 
-    from rrhf.plan.plan import Plan
     from rrhf.config.schema import fill_defaults
+    from rrhf.plan.plan import Plan
 
     if not argv or len(argv) > 2 or (len(argv) == 2 and argv[1] != "--write"):
         print("usage: python -m rrhf.plan.memory_plan CONFIG.yaml [--write]", file=sys.stderr)

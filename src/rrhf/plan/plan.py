@@ -24,15 +24,15 @@ from rrhf.config.blocks import (
     Sampling,
     Scoring,
 )
-from rrhf.plan.checks import plan_problems
-from rrhf.plan.fine_grained_blocks import FineGrained
-from rrhf.plan.human_evaluation import HumanEvaluation
-from rrhf.plan.methods import Methods
-from rrhf.models.sources import needs_import
-from rrhf.plan.replicates import Replicates
 from rrhf.config.schema import fill_defaults
+from rrhf.models.sources import needs_import
+from rrhf.plan.checks import plan_problems
+from rrhf.plan.replicates import Replicates
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
-from rrhf.plan.tables import TableRow, read_table_rows
+from rrhf.plan.table_rows import TableRow, read_table_rows
+from rrhf.studies.fine_grained.config import FineGrained
+from rrhf.studies.human_evaluation.study import HumanEvaluation
+from rrhf.studies.preference_methods.study import Methods
 
 SAMPLERS = ("beam", "diverse_beam", "top_p")
 
@@ -69,7 +69,7 @@ class Plan:
         self.tables: dict[str, list[TableRow]]
         self.tables, self.table_problems = read_table_rows(self.tables_file, config["table_settings"])
         self.findings_file = self.workflow_dir / config["findings"] if config["findings"] else None
-        self.claims: list = []  # the findings file's claims (rrhf.plan.findings.Claim), read by the checks
+        self.claims: list = []  # the findings file's claims (rrhf.studies.findings.claims.Claim), read by the checks
         accelerate = config["accelerate_config"]
         self.accelerate_config = str(self.workflow_dir / accelerate) if accelerate else None
 
@@ -181,7 +181,8 @@ class Plan:
         return self.replicates.folder(replicate, stage)
 
     def online_for(self, name: str) -> dict[str, Any]:
-        """What OP-{k}[+KL] means (rrhf.config.blocks.OnlineSchedule): k, the KL coefficient (0 without +KL), sampler."""
+        """What OP-{k}[+KL] means (rrhf.config.blocks.OnlineSchedule): k, the KL coefficient (0 without +KL),
+        sampler."""
         setting = self.setting(name)
         return {"steps_per_sample": setting.number, "kl_coef": self.resampling.kl_coef if setting.with_kl else 0.0,
                 "sampler": self.setting_spec(name)["sampler"]}

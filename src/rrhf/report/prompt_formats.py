@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from rrhf.io import atomic_path, read_json, read_parquet, read_provenance, setup_logging
-from rrhf.report.findings import verdict
+from rrhf.statistics import verdict
 
 COLUMNS = ["prompt_format", "prompts", "reward_mean", "reward_sem", "reward_vs_raw", "reward_vs_raw_ci_low",
            "reward_vs_raw_ci_high", "ppl", "response_tokens", "empty_share", "ran_into_next_turn_share",
@@ -45,7 +45,7 @@ def compare_prompt_formats(folders: list[str], output: str, max_new_tokens: int,
     for row, frame in zip(rows, frames):
         if set(frame.index) != set(raw.index):
             raise ValueError(f"{output}: the {row['prompt_format']} and raw evaluations answered different prompts")
-        # paired over prompts and judged as a finding's per-prompt effect is (rrhf.report.findings.verdict)
+        # paired over prompts and judged as a finding's per-prompt effect is (rrhf.statistics.verdict)
         judged = verdict(list(frame["reward"] - raw.loc[frame.index, "reward"]), "higher")
         row.update(reward_vs_raw=judged["effect"], reward_vs_raw_ci_low=judged["ci_low"],
                    reward_vs_raw_ci_high=judged["ci_high"])

@@ -9,12 +9,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from rrhf.config.blocks import PromptSubset, Sampling
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of
 from rrhf.data.preference_pairs import select_subset
 from rrhf.io import read_parquet, setup_logging, write_parquet
 from rrhf.models.loading import load_causal_lm, model_positions, resolve_device
 from rrhf.models.token_spans import prompt_token_ids, sequence_start, start_and_cut
-from rrhf.config.blocks import PromptSubset, Sampling
 from rrhf.sampling.diverse_beam import group_beam_search
 
 METHODS = ("greedy", "beam", "diverse_beam", "top_p")

@@ -18,13 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from rrhf.config.blocks import OnPolicy, PromptSubset
 from rrhf.data.annotators import AnnotatorBias, label_pairs
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
 from rrhf.data.gold_reward import gold_reward_function
 from rrhf.data.preference_pairs import select_subset, share_agreeing
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models.loading import load_causal_lm, resolve_device
-from rrhf.config.blocks import OnPolicy, PromptSubset
 from rrhf.sampling.generation import generate_responses
 from rrhf.text import cut_at_turn
 

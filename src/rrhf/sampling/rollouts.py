@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from rrhf.models.token_spans import prompt_token_ids, start_and_cut
 from rrhf.config.blocks import RolloutSampling
+from rrhf.models.token_spans import prompt_token_ids, start_and_cut
 from rrhf.text import TURN_MARKER
 
 

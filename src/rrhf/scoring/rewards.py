@@ -11,13 +11,13 @@ import torch
 from tqdm.auto import tqdm
 
 from rrhf.batching.prompt_sharing import sharing_decision
+from rrhf.config.blocks import PromptSubset, Scoring
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of
 from rrhf.data.preference_pairs import select_subset
 from rrhf.io import read_parquet, read_provenance, setup_logging, write_parquet
 from rrhf.models.loading import load_reward_model, resolve_device, usable_length
 from rrhf.models.token_spans import cut_pair, encode_pair, prompt_token_ids, response_token_ids
 from rrhf.padding import pad_batch
-from rrhf.config.blocks import PromptSubset, Scoring
 from rrhf.scoring.packed_rewards import packed_scores, reward_reader, reward_sharing_problem
 from rrhf.scoring.training_sets import check_rewards
 

@@ -1,5 +1,5 @@
 """Fine-grained rewards (Wu et al., 2023): a reward at the end of every segment of a reply, from the reward models
-of :mod:`rrhf.training.segment_reward_model`.
+of :mod:`rrhf.studies.fine_grained.reward_models`.
 
 For a reply, with weights w (``fine_grained.weights``):
 
@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+from rrhf.config.blocks import SegmentWeights
 from rrhf.io import read_json
 from rrhf.models.loading import load_tokenizer
-from rrhf.plan.fine_grained_blocks import SegmentWeights
 from rrhf.scoring.rewards import score
 from rrhf.scoring.segment_classifier import SEGMENT_KINDS, reply_segments, segment_error_probabilities
 from rrhf.training.ppo_parts import RunningMoments, whiten

@@ -41,8 +41,8 @@ import pandas as pd
 import torch
 from accelerate import Accelerator
 
-from rrhf.io import naming_damage, remove_partials
 from rrhf.config import blocks
+from rrhf.io import naming_damage, remove_partials
 
 log = logging.getLogger("rrhf")
 STEP_FOLDER = re.compile(r"step-(\d{8})")

@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
+from rrhf.config.block_checks import lora_pretrain_problem
+from rrhf.config.blocks import Build, Precision, Training
 from rrhf.io import read_parquet, start_job
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_causal_lm_for_training, load_tokenizer
 from rrhf.models.tiny import new_causal_lm, transcripts
 from rrhf.models.token_spans import encode_pair
 from rrhf.padding import pad_batch, pad_right
-from rrhf.config.blocks import Build, Precision, Training
-from rrhf.config.block_checks import lora_pretrain_problem
 from rrhf.training.loop import train_model
 
 IGNORE_INDEX = -100

@@ -25,11 +25,11 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
+from rrhf.config.blocks import Precision, Tracking, Training
 from rrhf.io import atomic_path, write_json, write_parquet
 from rrhf.models.adapters import check_not_fsdp, has_lora, merge_lora
 from rrhf.models.model_card import write_model_card
 from rrhf.models.value_head_policy import freeze_bottom_layers
-from rrhf.config.blocks import Precision, Tracking, Training
 from rrhf.training.checkpoints import Checkpoints, CheckpointSettings
 from rrhf.training.sharded_copy import free_cached_memory, gathered_copy, is_sharded
 from rrhf.training.tracking import TrainingTrackers

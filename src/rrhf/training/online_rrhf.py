@@ -31,6 +31,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 
 from rrhf.batching.query_batches import build_examples, encode_queries, query_collator
+from rrhf.config.blocks import RRHF, OnlineSchedule, Precision, PromptSubset, Sampling, Scoring
 from rrhf.data.dataset_facts import DATASET_KEY, facts_of, gold_source
 from rrhf.data.gold_reward import gold_rewards
 from rrhf.data.preference_pairs import select_subset
@@ -40,7 +41,6 @@ from rrhf.models.loading import load_causal_lm_for_training, load_reward_model
 from rrhf.models.token_spans import span_kl
 from rrhf.models.value_head_policy import FrozenReference
 from rrhf.padding import pad_batch
-from rrhf.config.blocks import RRHF, OnlineSchedule, Precision, PromptSubset, Sampling, Scoring
 from rrhf.sampling.generation import SAMPLE_COLUMNS, generate_responses, sampler_arguments
 from rrhf.scoring.rewards import check_finite, score
 from rrhf.scoring.training_sets import SCORED_COLUMNS, combine_parts

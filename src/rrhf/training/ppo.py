@@ -22,6 +22,8 @@ import pandas as pd
 import torch
 from accelerate.utils import set_seed
 
+from rrhf.config.block_checks import ppo_length_problems
+from rrhf.config.blocks import PPO, Precision, PromptSubset, Scoring
 from rrhf.data.dataset_facts import gold_source
 from rrhf.data.gold_reward import gold_rewards
 from rrhf.data.preference_pairs import select_subset
@@ -32,8 +34,6 @@ from rrhf.models.loading import load_causal_lm_for_training, load_reward_model
 from rrhf.models.token_spans import span_logprobs, span_logprobs_and_entropies
 from rrhf.models.value_head_policy import CausalLMWithValueHead, FrozenReference, freeze_bottom_layers
 from rrhf.padding import pad_batch, pad_values
-from rrhf.config.blocks import PPO, Precision, PromptSubset, Scoring
-from rrhf.config.block_checks import ppo_length_problems
 from rrhf.sampling.rollouts import sample_actions
 from rrhf.scoring.rewards import score
 from rrhf.scoring.segment_rewards import fine_grained_token_rewards, load_segment_rewarder, token_offsets

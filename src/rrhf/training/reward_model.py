@@ -10,6 +10,7 @@ import pandas as pd
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
 
+from rrhf.config.blocks import Build, Precision
 from rrhf.data.dataset_facts import gold_source
 from rrhf.data.gold_reward import gold_rewards
 from rrhf.io import read_parquet, start_job
@@ -17,7 +18,6 @@ from rrhf.losses import pairwise_accuracy
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_for_training, load_tokenizer
 from rrhf.models.value_head_policy import keep_bottom_layers
-from rrhf.config.blocks import Build, Precision
 from rrhf.scoring.rewards import encode_for_reward, score
 from rrhf.statistics import ordered_like_gold, spearman
 from rrhf.training.loop import train_model

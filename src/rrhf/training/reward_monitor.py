@@ -25,9 +25,9 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
+from rrhf.config.blocks import RewardDuringTraining, Scoring
 from rrhf.data.gold_reward import gold_rewards
 from rrhf.models.loading import load_reward_model
-from rrhf.config.blocks import RewardDuringTraining, Scoring
 from rrhf.sampling.generation import generate_responses
 from rrhf.scoring.rewards import score
 from rrhf.text import cut_at_turn

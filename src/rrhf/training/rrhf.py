@@ -17,11 +17,11 @@ from rrhf.batching.query_batches import (
     build_examples,
     query_collator,
 )
+from rrhf.config.blocks import RRHF, Precision, Scoring
 from rrhf.data.dataset_facts import gold_source
 from rrhf.io import start_job
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_causal_lm_for_training
-from rrhf.config.blocks import RRHF, Precision, Scoring
 from rrhf.scoring.training_sets import read_scored_set
 from rrhf.training.loop import train_model
 from rrhf.training.ranking import make_rrhf_loss, run_metrics

@@ -1,5 +1,5 @@
 """The paper's Table 3 (human evaluation: win / tie / lose of side A against side B) and Table 4 (each row's reply
-to the same test prompts), from the unblinded judgments (:mod:`rrhf.evaluation.human_judgments`) and the rows'
+to the same test prompts), from the unblinded judgments (:mod:`rrhf.studies.human_evaluation.judgments`) and the rows'
 generations.
 
 Table 3 counts the pairs that are not shared: a comparison's ``win`` is the percentage of its judgments that
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rrhf.evaluation.human_judgments import OUTCOMES
 from rrhf.io import atomic_path, read_parquet, setup_logging
 from rrhf.statistics import t_interval
+from rrhf.studies.human_evaluation.judgments import OUTCOMES
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 # with rho's log-probabilities of every reply computed once beforehand; the model is evaluated like any row.
 from types import SimpleNamespace
 
-from rrhf.plan.methods import method_for, method_inputs, method_points, training_benchmarks
+from rrhf.studies.preference_methods.study import method_for, method_inputs, method_points, training_benchmarks
 from rrhf.plan.settings import method_pattern
 
 

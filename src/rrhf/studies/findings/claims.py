@@ -15,7 +15,7 @@ tables list it: ``OP-32`` is found under the name the config runs it as), ``{res
 dataset's own replies) or ``{reward_model: true}`` (Table 5). Each must be a row of a table that has the metric
 (:data:`METRICS`). ``direction`` says whether ``row`` minus ``versus`` is claimed to be ``higher`` or
 ``lower`` than zero, or, with the optional ``than``, than that value in the metric's units (e.g. ``log_ppl``
-lower than 0.2: the perplexity rises by less than e^0.2 - 1 = 22 %). rrhf.report.findings measures each claim.
+lower than 0.2: the perplexity rises by less than e^0.2 - 1 = 22 %). rrhf.studies.findings.verdicts measures each claim.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rrhf.plan.tables import TableRow
+from rrhf.plan.table_rows import TableRow
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
@@ -44,7 +44,7 @@ METRICS = {
     "train_reward_mean": (("table6",), "scored"),
     "train_reward_std": (("table6",), "scored"),
     "train_reward_max": (("table6",), "scored"),
-    # The fine-grained evaluation's per-reply measures (rrhf.evaluation.fine_grained), paired over test prompts.
+    # The fine-grained evaluation's per-reply measures (rrhf.studies.fine_grained.evaluation), paired over test prompts.
     "relevance_error_rate": (("table_fine_grained",), "segments.parquet"),
     "factual_error_rate": (("table_fine_grained",), "segments.parquet"),
     "completeness": (("table_fine_grained",), "segments.parquet"),
@@ -200,13 +200,13 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
 def claim_file(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 0) -> str:
     """The file a row's ``metric`` is read from in a replicate: its evaluation's generations.parquet,
     metrics.json or pair_accuracy.json, or its scored training set."""
-    from rrhf.plan.tables import row_file
+    from rrhf.plan.table_rows import row_file
 
     source = METRICS[metric][1]
     if source == "scored":
         return plan.scored_file(plan.policies[row.policy], row.setting, replicate)
     if source == "judged.parquet":
-        from rrhf.plan.human_evaluation import human_evaluation_file
+        from rrhf.studies.human_evaluation.study import human_evaluation_file
 
         return human_evaluation_file(plan, source, replicate)
     if source == "segments.parquet":
@@ -215,9 +215,9 @@ def claim_file(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 
 
 
 def claims_for_rule(plan: "Plan", claims: list[Claim]) -> list[dict[str, Any]]:
-    """The claims as the findings rule passes them to rrhf.report.findings: labels, and per replicate the
+    """The claims as the findings rule passes them to rrhf.studies.findings.verdicts: labels, and per replicate the
     [row's file, versus's file]."""
-    from rrhf.plan.human_evaluation import human_replicates, side_label
+    from rrhf.studies.human_evaluation.study import human_replicates, side_label
 
     return [{"id": c.id, "claim": c.claim, "source": c.source, "metric": c.metric, "row": describe(c.row),
              "versus": describe(c.versus), "direction": c.direction, "than": c.than,

@@ -1,6 +1,6 @@
 """Fine-grained evaluation of a policy's test replies (Wu et al., 2023): error rates per kind and completeness.
 
-Per reply, by gold (the tiny world's clean labels, :mod:`rrhf.data.fine_grained_labels`):
+Per reply, by gold (the tiny world's clean labels, :mod:`rrhf.studies.fine_grained.labels`):
 
 - ``relevance_error_rate``: the share of its sub-sentences with a relevance error (irrelevant or repetitive);
 - ``factual_error_rate``: the share of its sentences with a factual error (wrong step order, another request's
@@ -20,11 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from rrhf.data.fine_grained_labels import coverage, span_errors
 from rrhf.io import read_parquet, setup_logging, write_json, write_parquet
 from rrhf.models.loading import resolve_device
 from rrhf.scoring.segment_classifier import SEGMENT_KINDS, segment_labels
 from rrhf.scoring.segment_rewards import load_segment_rewarder
+from rrhf.studies.fine_grained.labels import coverage, span_errors
 
 GOLD_COLUMNS = ("relevance_error_rate", "factual_error_rate", "completeness")
 PROXY_COLUMNS = ("relevance_rm_error_rate", "factuality_rm_error_rate", "completeness_rm")

@@ -1,10 +1,12 @@
 """RRHF's successors in the one training loop: each method is a loss (rrhf.losses) over the log-probabilities
 of an example's replies, which RRHF's batching computes with the prompt packed once per example.
 
-An example is a scored-set row group made by :func:`rrhf.scoring.method_pairs.method_examples`: for the pairwise
+An example is a scored-set row group made by :func:`rrhf.studies.preference_methods.examples.method_examples`: for
+the pairwise
 methods its chosen reply (response 0) and rejected reply (response 1); for KTO its reply (response 0, reward 1
 when desirable) and a reply to another prompt (response 1), on which the batch estimates KL(pi || rho). Methods
-with a reference read rho's log-probabilities from the cached stage (rrhf.scoring.reference_logprobs), carried
+with a reference read rho's log-probabilities from the cached stage
+(rrhf.studies.preference_methods.reference_logprobs), carried
 in the batch as ``reference_logps``; none holds a second model.
 """
 
@@ -17,11 +19,11 @@ import pandas as pd
 import torch
 
 from rrhf.batching.query_batches import QueryExample, build_examples, query_collator, response_logprobs
+from rrhf.config.blocks import RRHF, Precision
 from rrhf.io import read_parquet, start_job
 from rrhf.losses import dpo_loss, ipo_loss, kto_loss, kto_reference_point, orpo_loss, simpo_loss, slic_loss
 from rrhf.models.adapters import add_lora
 from rrhf.models.loading import load_causal_lm_for_training
-from rrhf.config.blocks import RRHF, Precision
 from rrhf.plan.settings import METHODS
 from rrhf.training.loop import train_model
 
@@ -92,7 +94,7 @@ def train_preference_method(policy: str, examples_path: str, reference_path: str
                             precision: Precision | dict[str, Any], checkpoint: dict[str, Any] | None = None,
                             tracking: dict[str, Any] | None = None, log_path: str | None = None) -> dict[str, Any]:
     """Stage entry point: train ``policy`` with ``method`` on the examples at ``examples_path``
-    (:func:`rrhf.scoring.method_pairs.method_examples`), with rho's cached log-probabilities at
+    (:func:`rrhf.studies.preference_methods.examples.method_examples`), with rho's cached log-probabilities at
     ``reference_path`` where the method needs them; batching, training length and hyper-parameters of the
     optimiser as RRHF's (``rrhf`` block). Writes the model, train_log.parquet and metrics.json."""
     start_job(log_path, output_dir)

@@ -1,12 +1,13 @@
 """The typed blocks of the ``fine_grained`` config key (fine-grained RLHF), built like those of
-:mod:`rrhf.config.blocks`."""
+:mod:`rrhf.config.blocks` (which holds ``fine_grained.weights``, :class:`rrhf.config.blocks.SegmentWeights`: the
+scoring stage weighs segment rewards with it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rrhf.config.blocks import RolloutSampling, Training
+from rrhf.config.blocks import RolloutSampling, SegmentWeights, Training
 from rrhf.config.typed_config import Block
 
 
@@ -37,18 +38,8 @@ class SegmentRewardModels(Block):
 
 
 @dataclass(frozen=True)
-class SegmentWeights(Block):
-    """``fine_grained.weights``: the reward magnitude of each reward model (0 removes it)."""
-
-    SCHEMA: ClassVar[str] = "fine_grained.weights"
-    relevance: float
-    factuality: float
-    completeness: float
-
-
-@dataclass(frozen=True)
 class FineGrained(Block):
-    """``fine_grained``: fine-grained RLHF of one initial policy (rrhf.training.fine_grained_ppo)."""
+    """``fine_grained``: fine-grained RLHF of one initial policy (rrhf.training.ppo with a reward per segment)."""
 
     SCHEMA: ClassVar[str] = "fine_grained"
     policy: str

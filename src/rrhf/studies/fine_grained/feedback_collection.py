@@ -2,7 +2,7 @@
 
 Each drawn training prompt (never one RRHF trains on) gets ``samples`` replies sampled from the policy (top-k
 at a temperature, as the original's initial policy sampled them). The tiny world's annotators then give what
-the original's gave: span errors and missing information on prediction 1 (:mod:`rrhf.data.fine_grained_labels`,
+the original's gave: span errors and missing information on prediction 1 (:mod:`rrhf.studies.fine_grained.labels`,
 each segment's label flipped with ``label_noise``), and a holistic preference between every two replies (the
 dataset's simulated annotators, :mod:`rrhf.data.annotators`). A second file holds the completeness comparisons
 the original derives from the missing information (create_comp_rm_files.py): the replies compared by the share
@@ -16,8 +16,16 @@ import logging
 import random
 from typing import Any
 
+from rrhf.config.blocks import PromptSubset
 from rrhf.data.annotators import AnnotatorBias, label_pairs
-from rrhf.data.fine_grained_labels import (
+from rrhf.data.gold_reward import best_reply, parse_request
+from rrhf.data.qa_feedback import PREFERENCE_PAIRS, FeedbackRecord, read_qa_feedback, write_qa_feedback
+from rrhf.io import setup_logging
+from rrhf.models.loading import load_causal_lm, resolve_device
+from rrhf.sampling.preference_collection import annotated_prompts
+from rrhf.sampling.rollouts import sample_actions
+from rrhf.studies.fine_grained.config import FeedbackCollection
+from rrhf.studies.fine_grained.labels import (
     compare,
     coverage,
     flip_comparisons,
@@ -25,14 +33,6 @@ from rrhf.data.fine_grained_labels import (
     noisy_span_errors,
     span_errors,
 )
-from rrhf.data.gold_reward import best_reply, parse_request
-from rrhf.data.qa_feedback import PREFERENCE_PAIRS, FeedbackRecord, read_qa_feedback, write_qa_feedback
-from rrhf.io import setup_logging
-from rrhf.models.loading import load_causal_lm, resolve_device
-from rrhf.config.blocks import PromptSubset
-from rrhf.plan.fine_grained_blocks import FeedbackCollection
-from rrhf.sampling.preference_collection import annotated_prompts
-from rrhf.sampling.rollouts import sample_actions
 
 log = logging.getLogger("rrhf")
 KEY = "fine_grained.feedback"

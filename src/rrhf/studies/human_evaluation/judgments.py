@@ -1,5 +1,5 @@
 """Judgments of a human evaluation: reading people's files (or the simulated annotators'), checking them against
-the export's key (:mod:`rrhf.evaluation.human_pairs`), and unblinding them.
+the export's key (:mod:`rrhf.studies.human_evaluation.pairs`), and unblinding them.
 
 A judgment file is either the JSON a batch page saves::
 
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from rrhf.data.annotators import AnnotatorBias
-from rrhf.evaluation.human_pairs import SHEET_COLUMNS
 from rrhf.io import atomic_path, read_parquet, setup_logging
+from rrhf.studies.human_evaluation.pairs import SHEET_COLUMNS
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rrhf.plan.settings import METHOD_NAMES, METHODS, parse_setting
 from rrhf.config.typed_config import Block
+from rrhf.plan.settings import METHOD_NAMES, METHODS, parse_setting
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan

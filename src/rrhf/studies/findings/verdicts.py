@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from rrhf.io import atomic_path, read_json, read_parquet, setup_logging
-from rrhf.plan.findings import METRICS
 from rrhf.scoring.training_sets import read_scored_set, training_set_stats
-from rrhf.statistics import t_interval
+from rrhf.statistics import verdict
+from rrhf.studies.findings.claims import METRICS
 
 FINDINGS_COLUMNS = ["id", "claim", "source", "metric", "row", "versus", "direction", "than", "replicates", "effect",
                     "ci_low", "ci_high", "verdict", "note", "replicates_to_settle", "replicate_effects"]
@@ -109,31 +109,12 @@ def replicates_to_settle(effects: list[float]) -> int | None:
     return None
 
 
-def verdict(effects: list[float], direction: str, than: float = 0.0) -> dict[str, Any]:
-    """Mean effect, its 95 % interval, the verdict and a note, from the replicates' effects of a claim whose
-    ``direction`` is "higher" (row minus versus above ``than``) or "lower" (below it)."""
-    mean, half_width = t_interval(effects)
-    if half_width is None:
-        return {"effect": mean, "ci_low": None, "ci_high": None, "verdict": "inconclusive",
-                "note": "one replicate: no interval, so no verdict (run with replicates >= 2)"}
-    low, high = mean - half_width, mean + half_width
-    sign = 1 if direction == "higher" else -1
-    bound = "zero" if than == 0 else f"{than:g}"
-    if sign * (low - than) > 0 and sign * (high - than) > 0:
-        result, note = "holds", ""
-    elif sign * (low - than) < 0 and sign * (high - than) < 0:
-        result, note = "contradicted", f"the interval excludes {bound} on the other side"
-    else:
-        result, note = "inconclusive", f"the interval contains {bound}"
-    return {"effect": mean, "ci_low": low, "ci_high": high, "verdict": result, "note": note}
-
-
 def measure_claim(claim: dict[str, Any], value: Callable[[str, str], pd.Series | float] = row_value) -> dict[str, Any]:
     """One row of findings.csv from a claim as the rule passes it: ``id``, ``claim``, ``source``, ``metric``,
     ``row`` and ``versus`` (labels), ``direction`` and ``files``: per replicate [row's file, versus's file].
     ``value(path, metric)`` reads a row's value (:func:`row_value`)."""
     if claim["metric"] == "net_win":  # both files are the replicate's judgments of the comparison (Table 3)
-        from rrhf.report.human_tables import net_win
+        from rrhf.studies.human_evaluation.tables import net_win
 
         effects = [net_win(read_parquet(row_file, ["a", "b", "shared", "outcome"]), *claim["sides"])
                    for row_file, _ in claim["files"]]

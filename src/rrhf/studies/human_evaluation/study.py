@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rrhf.plan.tables import TableRow, row_file, row_label
 from rrhf.config.typed_config import Block
+from rrhf.plan.table_rows import TableRow, row_file, row_label
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan

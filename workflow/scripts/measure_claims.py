@@ -1,3 +1,3 @@
-from rrhf.report.findings import findings
+from rrhf.studies.findings.verdicts import findings
 
 findings(snakemake.params.claims, snakemake.output.findings, log_path=snakemake.log[0])

@@ -21,7 +21,7 @@ import torch
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-from rrhf.data.fine_grained_labels import compare, coverage, span_errors
+from rrhf.config.blocks import Precision
 from rrhf.data.gold_reward import parse_request
 from rrhf.data.qa_feedback import (
     PREFERENCE_PAIRS,
@@ -34,8 +34,6 @@ from rrhf.io import start_job
 from rrhf.losses import segment_classification_loss
 from rrhf.models.loading import load_for_training, load_tokenizer
 from rrhf.padding import pad_batch
-from rrhf.config.blocks import Precision
-from rrhf.plan.fine_grained_blocks import SegmentRewardModels
 from rrhf.scoring.rewards import encode_for_reward, score
 from rrhf.scoring.segment_classifier import (
     IGNORE,
@@ -44,6 +42,8 @@ from rrhf.scoring.segment_classifier import (
     segment_error_probabilities,
     segment_labels,
 )
+from rrhf.studies.fine_grained.config import SegmentRewardModels
+from rrhf.studies.fine_grained.labels import compare, coverage, span_errors
 from rrhf.training.loop import train_model
 from rrhf.training.pairwise import collate_pairs, reward_pair_loss
 
@@ -100,7 +100,7 @@ def clean_errors(record: FeedbackRecord, index: int = 0) -> list[SpanError]:
 
 def clean_comparisons(record: FeedbackRecord) -> list[int]:
     """A record's six completeness comparisons before annotator noise where the world knows the question (by
-    :func:`rrhf.data.fine_grained_labels.coverage`), else the record's own."""
+    :func:`rrhf.studies.fine_grained.labels.coverage`), else the record's own."""
     if parse_request(record.question) is None:
         return record.preference
     scores = [coverage(record.question, reply) for reply in record.predictions]

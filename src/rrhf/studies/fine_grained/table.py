@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from rrhf.evaluation.fine_grained import FINE_GRAINED_COLUMNS
 from rrhf.io import atomic_path, read_json
 from rrhf.report.tables import by_replicate, finish_table, read_metrics
+from rrhf.studies.fine_grained.evaluation import FINE_GRAINED_COLUMNS
 
 TABLE_FINE_GRAINED_COLUMNS = ["policy", "setting", *FINE_GRAINED_COLUMNS, "gold_reward", "reward", "ppl", "kl"]
 REWARD_MODEL_COLUMNS = ["replicate", "kind", "held_out_replies", "held_out_segment_replies", "held_out_segments",
@@ -22,7 +22,8 @@ REWARD_MODEL_COLUMNS = ["replicate", "kind", "held_out_replies", "held_out_segme
 def table_fine_grained(rows: list[dict[str, str]], metrics_files: list[str], fine_grained_files: list[str],
                        output: str, log_path: str | None = None, replicates: int = 1) -> pd.DataFrame:
     """The table: per row (policy, setting) its evaluation's metrics.json (reward, gold reward, PPL, KL) and its
-    fine-grained evaluation's (rrhf.evaluation.fine_grained); both file lists follow ``rows``, replicate-major."""
+    fine-grained evaluation's (rrhf.studies.fine_grained.evaluation); both file lists follow ``rows``,
+    replicate-major."""
     records = []
     for metrics, fine in zip(by_replicate(metrics_files, len(rows), replicates),
                              by_replicate(fine_grained_files, len(rows), replicates), strict=True):

@@ -22,7 +22,7 @@ with only the judged pairs, in the order of the tasks. "Load" reads such a file 
 export and batch, and name only the page's pairs), so work can go on elsewhere.
 
 The tasks travel as JSON in a ``<script type="application/json">`` element escaped by
-:func:`rrhf.report.annotation_page.script_json`, so no text can close it; task text reaches the page only
+:func:`rrhf.report.offline_pages.script_json`, so no text can close it; task text reaches the page only
 through ``textContent``; and a Content-Security-Policy lets only the page's own script (by its hash) run and
 nothing be fetched.
 """
@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rrhf.report.annotation_page import OFFLINE_HEAD, embedded_json, offline_page, script_json
+from rrhf.report.offline_pages import OFFLINE_HEAD, embedded_json, offline_page, script_json
 
 TASK_KEYS = ("pair_id", "prompt", "left", "right")
 JUDGMENTS = ("left", "tie", "right")

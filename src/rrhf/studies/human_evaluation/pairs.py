@@ -121,7 +121,7 @@ def export_human_evaluation(comparisons: list[dict[str, Any]], study: dict[str, 
     """Write an export: the key (``key_output``), and for each annotator k (``study``: the ``human_evaluation``
     block) the page ``page_outputs[k-1]`` and the spreadsheet ``sheet_outputs[k-1]``. ``comparisons`` give each
     side's generations as a path."""
-    from rrhf.report.comparison_page import comparison_page
+    from rrhf.studies.human_evaluation.comparison_page import comparison_page
 
     setup_logging(log_path)
     # Each generations file read once: a side (RRHF-DP in the paper's three) is often in several comparisons.
