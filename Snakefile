@@ -3,9 +3,9 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # rrhf.plan, for the checks before any job
-from rrhf.plan.checks import rule_name_problems
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # the library, for the checks before any job
 from rrhf.config.files import check_config_files, check_overlay, replaces_default_config
+from rrhf.plan.checks import rule_name_problems
 from rrhf.plan.memory_plan import report_gpu_memory
 from snakemake.logging import logger
 
@@ -31,7 +31,8 @@ if READS_DEFAULT_CONFIG:
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
+include: "workflow/rules/common.smk"  # the plan, the paths, every global the rule files share
+# The paper's pipeline, stage by stage.
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/sample.smk"
@@ -40,35 +41,30 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/impossible_setting.smk"
+# The studies (src/rrhf/studies/), one rule file each.
 include: "workflow/rules/findings.smk"
 include: "workflow/rules/overoptimisation.smk"
 include: "workflow/rules/fine_grained.smk"
 include: "workflow/rules/human_evaluation.smk"
 include: "workflow/rules/preference_methods.smk"
-include: "workflow/rules/targets.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/table2.csv",
-        "results/table5.csv",
-        "results/table6.csv",
-        "results/table7.csv",
+        # The paper's tables.
+        [paths.TABLE(table=table) for table in REPORT_TABLES],
         # What the report shows beside the tables (report.smk): table pages, every trained model's training
         # curves (IP-1's is resampling.setting's: the same model), reward figures, a few generations per row.
         REPORT_FILES,
         # What the rows are judged against: each untrained policy, the dataset's own replies, the reward model.
-        [f"results/eval/{model}/none/metrics.json" for model in sorted({r["model"] for r in TABLE6_ROWS})],
-        "results/eval/dataset/chosen/metrics.json",
-        "results/eval/dataset/rejected/metrics.json",
-        "results/eval/reward_model/metrics.json",
-        # Proxy and gold reward against sqrt(KL) (config key `overoptimisation`; none without it).
-        ["results/overoptimisation.csv", "results/figures/overoptimisation.png"] if PLAN.overoptimisation else [],
-        # Fine-grained RLHF (config key `fine_grained`; none without it): its table, reward models, annotation page.
-        FINE_GRAINED_TARGETS,
-        # Human evaluation (config key `human_evaluation`; none without it): Table 3 and 4, the annotators' pages.
-        HUMAN_TARGETS,
+        [PLAN.evaluation_file(model, "none", "metrics.json") for model in sorted({r["model"] for r in TABLE6_ROWS})],
+        [paths.DATASET_REPLIES(replicate="", source=source, name="metrics.json") for source in ("chosen", "rejected")],
+        paths.REWARD_MODEL_EVALUATION(replicate="", name="metrics.json"),
+        # Each study the config gives (rrhf.studies; none without its key): over-optimisation's curves, the
+        # fine-grained table, reward models and annotation page, Tables 3 and 4 with the annotators' pages.
+        STUDY_TARGETS,
         # A policy read through its chat template (config/real.yaml): its untrained replies in both prompt formats.
         PROMPT_FORMAT_TARGETS,
 

@@ -109,6 +109,7 @@ def main() -> int:
 
     from rrhf.config.schema import fill_defaults
     from rrhf.plan.plan import Plan
+    from rrhf.studies.registry import STUDIES
 
     if not torch.cuda.is_available():
         print("make gpu-check needs a CUDA GPU: torch.cuda.is_available() is False here "
@@ -126,7 +127,7 @@ def main() -> int:
     print(f"workflow: exit {result.returncode} after {time.monotonic() - started:.0f} s ({args.workdir})")
     summary = subprocess.run([*snakemake, "--detailed-summary", *TARGETS], env=env, capture_output=True, text=True,
                              check=True).stdout
-    plan = Plan(fill_defaults(layered_config()), REPO)
+    plan = Plan(fill_defaults(layered_config()), REPO, STUDIES)
     table, over = comparison(plan, measured_peaks(args.workdir, log_rules(summary)))
     print(table)
     if over:

@@ -15,6 +15,7 @@ from rrhf.plan.plan import Plan
 from rrhf.statistics import verdict
 from rrhf.studies.findings.claims import claims_for_rule, read_claims
 from rrhf.studies.findings.verdicts import findings, replicate_effect
+from rrhf.studies.registry import STUDIES
 from workflow_helpers import REPO
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -27,7 +28,7 @@ CLAIM = {"id": "c", "claim": "a claim", "source": "Table 2", "metric": "reward",
 def plan_of(config, **changes) -> Plan:
     config = copy.deepcopy(config)
     config.update(changes)
-    return Plan(fill_defaults(config), REPO)
+    return Plan(fill_defaults(config), REPO, STUDIES)
 
 
 # --- verdicts -------------------------------------------------------------------------------------------------

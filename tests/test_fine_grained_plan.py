@@ -4,9 +4,8 @@ the checks' messages, and the findings' files of its metrics."""
 import re
 
 import pytest
-from test_plan import tiny_plan
+from test_plan import study_problems, tiny_plan
 
-from rrhf.plan.checks import finding_problems, fine_grained_problems
 from rrhf.plan.settings import (
     evaluated_settings_pattern,
     parse_setting,
@@ -41,54 +40,57 @@ def test_evaluated_and_trained_setting_patterns_take_fine_grained_ppo():
 
 def test_what_each_fine_grained_row_trains_with():
     plan = tiny_plan()
-    ppo = plan.ppo_for(0, "FG-PPO")
+    study = plan.studies["fine_grained"]
+    ppo = study.ppo_for("FG-PPO", 0)
     assert ppo["kl"] == {**plan.config["ppo"]["kl"], "controller": "fixed", "init_coef": 0.3}  # fine_grained.kl_coef
     assert {k: v for k, v in ppo.items() if k != "kl"} == {k: v for k, v in plan.ppo_for(0).items() if k != "kl"}
-    assert plan.fine_grained_for("FG-PPO")["weights"] == {"relevance": 0.3, "factuality": 0.5, "completeness": 0.3}
-    assert plan.fine_grained_for("FG-PPO-no-factuality")["weights"] == {"relevance": 0.3, "factuality": 0,
-                                                                        "completeness": 0.3}
-    assert plan.fine_grained_for("FG-PPO-shifted")["weights"] == {"relevance": 0.5, "factuality": 0.3,
-                                                                  "completeness": 0.3}
-    holistic_kl = tiny_plan(lambda c: c["fine_grained"].update(kl_coef=None)).ppo_for(0, "FG-PPO")
-    assert holistic_kl == plan.ppo_for(0, "PPO")  # kl_coef null: the ppo block's own controller
+    assert study.weights_for("FG-PPO")["weights"] == {"relevance": 0.3, "factuality": 0.5, "completeness": 0.3}
+    assert study.weights_for("FG-PPO-no-factuality")["weights"] == {"relevance": 0.3, "factuality": 0,
+                                                                    "completeness": 0.3}
+    assert study.weights_for("FG-PPO-shifted")["weights"] == {"relevance": 0.5, "factuality": 0.3,
+                                                              "completeness": 0.3}
+    holistic_kl = tiny_plan(lambda c: c["fine_grained"].update(kl_coef=None)).studies["fine_grained"]
+    assert holistic_kl.ppo_for("FG-PPO", 0) == plan.ppo_for(0, "PPO")  # kl_coef null: the ppo block's own controller
 
 
 def test_fine_grained_files_in_each_replicate():
     plan = tiny_plan()
-    assert plan.fine_grained_file("feedback.json") == "results/fine_grained/feedback.json"
-    assert plan.fine_grained_models(2) == {kind: f"results/replicate2/fine_grained/reward_models/{kind}"
+    study = plan.studies["fine_grained"]
+    assert study.file("feedback.json") == "results/fine_grained/feedback.json"
+    assert study.reward_models(2) == {kind: f"results/replicate2/fine_grained/reward_models/{kind}"
                                            for kind in ("relevance", "factuality", "completeness")}
-    assert plan.fine_grained_evaluation("instruct", "none", "metrics.json", 1) == \
+    assert study.evaluation("instruct", "none", "metrics.json", 1) == \
         "results/replicate1/fine_grained/eval/instruct/none/metrics.json"
-    seeds = [plan.fine_grained_build(kind, 0)["training"]["seed"] for kind in ("relevance", "factuality",
+    seeds = [study.reward_model_build(kind, 0)["training"]["seed"] for kind in ("relevance", "factuality",
                                                                                "completeness")]
-    assert seeds == [21, 22, 23] and plan.fine_grained_build("relevance", 1)["training"]["seed"] != 21
-    assert plan.fine_grained_feedback(0)["seed"] == 0 and plan.fine_grained_feedback(1)["seed"] != 0
-    assert plan.fine_grained_init(0) == ("resources/models/base", ["resources/models/base"])
+    assert seeds == [21, 22, 23] and study.reward_model_build("relevance", 1)["training"]["seed"] != 21
+    assert study.feedback(0)["seed"] == 0 and study.feedback(1)["seed"] != 0
+    assert study.init(0) == ("resources/models/base", ["resources/models/base"])
     only_training = tiny_plan(lambda c: c.update(reseeded_stages=["training"]))
-    assert only_training.fine_grained_file("feedback.json", 1) == "results/fine_grained/feedback.json"  # shared
-    assert only_training.fine_grained_models(1)["relevance"] == "results/replicate1/fine_grained/reward_models/" \
-                                                                "relevance"
+    only_training = only_training.studies["fine_grained"]
+    assert only_training.file("feedback.json", 1) == "results/fine_grained/feedback.json"  # shared
+    assert only_training.reward_models(1)["relevance"] == "results/replicate1/fine_grained/reward_models/relevance"
 
 
 def test_each_fine_grained_check_names_its_key():
-    assert fine_grained_problems(tiny_plan()) == []
-    unknown = fine_grained_problems(tiny_plan(lambda c: c["fine_grained"]["variants"].pop("shifted")))
+    assert study_problems(tiny_plan(), "fine_grained") == []
+    unknown = study_problems(tiny_plan(lambda c: c["fine_grained"]["variants"].pop("shifted")), "fine_grained")
     assert unknown == ["tables.yaml: table_fine_grained row 7: FG-PPO-shifted: 'shifted' is not one of "
                        "fine_grained.variants (no-completeness, no-factuality, no-relevance)"]
-    absent = fine_grained_problems(tiny_plan(lambda c: c.pop("fine_grained")))
+    absent = study_problems(tiny_plan(lambda c: c.pop("fine_grained")), "fine_grained")
     assert len(absent) == 5 and all("needs the config's `fine_grained` block" in p for p in absent)
-    role = fine_grained_problems(tiny_plan(lambda c: c["fine_grained"].update(policy="LLaMA")))
+    role = study_problems(tiny_plan(lambda c: c["fine_grained"].update(policy="LLaMA")), "fine_grained")
     assert role[0].endswith("FG-PPO trains fine_grained.policy (LLaMA), not Alpaca")
 
     def real_data(config):
         config["datasets"]["synthetic_hh"] = {"source": "anthropic_jsonl", "files": {"train": "a", "test": "b"}}
     assert any(p.startswith("fine_grained.feedback.file: the dataset 'synthetic_hh' has no gold reward")
-               for p in fine_grained_problems(tiny_plan(real_data)))
-    with_file = fine_grained_problems(tiny_plan(lambda c: (real_data(c), c["fine_grained"]["feedback"].update(
-        file="people.json"))))
+               for p in study_problems(tiny_plan(real_data), "fine_grained"))
+    with_file = study_problems(tiny_plan(lambda c: (real_data(c), c["fine_grained"]["feedback"].update(
+        file="people.json"))), "fine_grained")
     assert with_file == []
-    alone = fine_grained_problems(tiny_plan(lambda c: c["fine_grained"]["feedback"].update(completeness_file="c")))
+    alone = study_problems(tiny_plan(lambda c: c["fine_grained"]["feedback"].update(completeness_file="c")),
+                           "fine_grained")
     assert alone == ["fine_grained.feedback.completeness_file: given without fine_grained.feedback.file"]
 
 
@@ -98,5 +100,6 @@ def test_claims_on_fine_grained_metrics_read_the_segments_of_their_rows():
     assert claim_file(plan, row, "factual_error_rate", 1) == \
         "results/replicate1/fine_grained/eval/instruct/FG-PPO/segments.parquet"
     assert claim_file(plan, row, "gold_reward", 0) == "results/eval/instruct/FG-PPO/generations.parquet"
-    assert finding_problems(plan) == []  # reads config/findings.yaml into plan.claims, checked against the tables
-    assert {"fine-grained-fewer-factual-errors", "weights-trade-relevance"} <= {claim.id for claim in plan.claims}
+    findings = plan.studies["findings"]
+    assert findings.problems() == []  # reads config/findings.yaml into its claims, checked against the tables
+    assert {"fine-grained-fewer-factual-errors", "weights-trade-relevance"} <= {claim.id for claim in findings.claims}

@@ -4,21 +4,17 @@ on Table 3's comparisons (in either order), and the files of each replicate."""
 
 import pytest
 import yaml
-from test_plan import tiny_plan
+from test_plan import study_problems, tiny_plan
 
 from rrhf.plan.checks import plan_problems, table_problems
 from rrhf.plan.table_rows import read_table_rows
 from rrhf.studies.findings.claims import claims_for_rule, comparison_sides, read_claims
-from rrhf.studies.human_evaluation.study import (
-    batch_files,
-    comparisons,
-    human_evaluation_file,
-    human_evaluation_problems,
-    human_replicates,
-    judgment_files,
-    side_label,
-    table4_rows,
-)
+from rrhf.studies.human_evaluation.study import side_label
+
+
+def human(plan):
+    """The plan's human evaluation study."""
+    return plan.studies["human_evaluation"]
 
 ALPACA = "tiny-instruct (Alpaca role)"
 DP, PPO, IP2 = ({"policy": "Alpaca", "setting": s} for s in ("DP", "PPO", "IP-2"))
@@ -52,13 +48,13 @@ def test_table3_rows_are_comparisons_with_versus():
         (1, "Alpaca", "DP", "table3", 1), (2, "Alpaca", "DP", "table3", 2), (3, "Alpaca", "DP", "table3", 3)]
     assert [(r.versus.policy, r.versus.setting, r.versus.responses) for r in rows] == [
         (None, None, "chosen"), ("Alpaca", "PPO", None), ("Alpaca", "IP-2", None)]
-    assert table_problems(plan) == [] and human_evaluation_problems(plan) == []
-    assert comparisons(plan, 1)[2] == {
+    assert table_problems(plan) == [] and study_problems(plan, "human_evaluation") == []
+    assert human(plan).comparisons(1)[2] == {
         "number": 3, "a": f"{ALPACA} DP", "b": f"{ALPACA} IP-2",
         "a_generations": "results/replicate1/eval/instruct/DP/generations.parquet",
         "b_generations": "results/replicate1/eval/instruct/IP-2/generations.parquet"}
-    assert comparisons(plan)[0]["b"] == "dataset good responses"
-    assert comparisons(plan)[0]["b_generations"] == "results/eval/dataset/chosen/generations.parquet"
+    assert human(plan).comparisons()[0]["b"] == "dataset good responses"
+    assert human(plan).comparisons()[0]["b_generations"] == "results/eval/dataset/chosen/generations.parquet"
 
 
 def test_table3_rows_that_are_no_comparison_are_named(tmp_path):
@@ -104,7 +100,7 @@ def test_table4_takes_the_datasets_replies_and_policy_rows(tmp_path):
     plan = tiny_plan()
     assert [(row.responses, row.policy, row.setting) for row in plan.tables["table4"]] == [
         ("chosen", None, None), (None, "Alpaca", "DP"), (None, "Alpaca", "PPO"), (None, "Alpaca", "IP-2")]
-    assert table4_rows(plan)[:2] == [
+    assert human(plan).table4_rows()[:2] == [
         {"policy": "dataset", "setting": "good responses", "path": "results/eval/dataset/chosen/generations.parquet"},
         {"policy": ALPACA, "setting": "DP", "path": "results/eval/instruct/DP/generations.parquet"}]
     bad = plan_with_tables(tmp_path, {"table4": [{"responses": "best"}, {"reward_model": True},
@@ -122,45 +118,47 @@ def test_table4_takes_the_datasets_replies_and_policy_rows(tmp_path):
 
 def test_tables_3_and_4_need_the_block(tmp_path):
     plan = tiny_plan(lambda c: c.pop("human_evaluation"))
-    assert plan.human_evaluation is None
-    assert human_evaluation_problems(plan) == [
+    assert plan.studies["human_evaluation"] is None
+    assert study_problems(plan, "human_evaluation") == [
         "tables.yaml: table3 needs the config's `human_evaluation` block (absent)",
         "tables.yaml: table4 needs the config's `human_evaluation` block (absent)"]
-    assert "tables.yaml: table3 needs the config's `human_evaluation` block (absent)" in plan_problems(plan)
+    assert "tables.yaml: table3 needs the config's `human_evaluation` block (absent)" in \
+        plan_problems(plan) + plan.study_problems()
     no_rows = plan_with_tables(tmp_path, {"table2": [DP]}, lambda c: c.pop("human_evaluation"))
-    assert human_evaluation_problems(no_rows) == []
+    assert study_problems(no_rows, "human_evaluation") == []
 
 
 def test_more_pairs_than_test_prompts_is_named():
-    study = tiny_plan().human_evaluation
+    study = tiny_plan().studies["human_evaluation"].block
     assert (study.pairs, study.shared_pairs, study.annotators, list(study.batches)) == (100, 10, 3, [1, 2, 3])
     assert study.simulated_annotators.noise == 0.3 and study.judgments is None
     few = tiny_plan(lambda c: c["data"].update(test_prompts=109))
-    assert human_evaluation_problems(few) == [
+    assert study_problems(few, "human_evaluation") == [
         "human_evaluation.pairs + shared_pairs: 110 pairs per comparison, but data.test_prompts is 109; each pair "
         "is a different test prompt"]
-    assert human_evaluation_problems(few)[0] in plan_problems(few)
-    assert human_evaluation_problems(tiny_plan(lambda c: c["data"].update(test_prompts=110))) == []
+    assert study_problems(few, "human_evaluation")[0] in plan_problems(few) + few.study_problems()
+    assert study_problems(tiny_plan(lambda c: c["data"].update(test_prompts=110)), "human_evaluation") == []
     smaller = tiny_plan(lambda c: (c["data"].update(test_prompts=2), c["human_evaluation"].update(pairs=1,
                                                                                                shared_pairs=0)))
-    assert human_evaluation_problems(smaller) == [
+    assert study_problems(smaller, "human_evaluation") == [
         "human_evaluation.table4_prompts: 3 is more than data.test_prompts (2)"]
     crowded = tiny_plan(lambda c: c["human_evaluation"].update(pairs=1, annotators=4))
-    assert human_evaluation_problems(crowded) == [
+    assert study_problems(crowded, "human_evaluation") == [
         "human_evaluation.annotators: 4 annotators, but 1 pairs for each of 3 comparisons leave some with no pair "
         "to judge"]
-    assert human_evaluation_problems(tiny_plan(lambda c: c["human_evaluation"].update(pairs=1, annotators=3))) == []
+    enough = tiny_plan(lambda c: c["human_evaluation"].update(pairs=1, annotators=3))
+    assert study_problems(enough, "human_evaluation") == []
 
 
 def test_simulated_annotators_need_a_dataset_with_gold(tmp_path):
-    problems = human_evaluation_problems(tiny_plan(real_data))
+    problems = study_problems(tiny_plan(real_data), "human_evaluation")
     assert len(problems) == 1 and problems[0].startswith(
         "human_evaluation.judgments: the dataset 'synthetic_hh' has no gold reward, so no simulated annotators can "
         "judge; give the folder of people's judgment files")
     people = tiny_plan(lambda c: (real_data(c), c["human_evaluation"].update(judgments=str(tmp_path))))
-    assert human_evaluation_problems(people) == []
+    assert study_problems(people, "human_evaluation") == []
     table4_only = plan_with_tables(tmp_path, {"table4": [CHOSEN, DP]}, real_data)
-    assert human_evaluation_problems(table4_only) == []  # Table 4 needs no judge
+    assert study_problems(table4_only, "human_evaluation") == []  # Table 4 needs no judge
 
 
 # --- findings on Table 3 --------------------------------------------------------------------------------------
@@ -211,15 +209,16 @@ def test_net_win_claims_read_each_replicates_judgments(tmp_path):
 
 def test_files_of_each_replicate_and_whose_judgments(tmp_path):
     plan = tiny_plan(lambda c: c.update(replicates=3))
-    assert human_replicates(plan) == [0, 1, 2]
-    assert human_evaluation_file(plan, "pairs.parquet", 2) == "results/replicate2/human_eval/pairs.parquet"
-    assert batch_files(plan, "html") == [f"results/human_eval/batch_{k}.html" for k in (1, 2, 3)]
-    assert batch_files(plan, "csv", 1)[0] == "results/replicate1/human_eval/batch_1.csv"
-    assert judgment_files(plan, 1) == [f"results/replicate1/human_eval/simulated/batch_{k}.json" for k in (1, 2, 3)]
+    assert human(plan).replicates() == [0, 1, 2]
+    assert human(plan).file("pairs.parquet", 2) == "results/replicate2/human_eval/pairs.parquet"
+    assert human(plan).batch_files("html") == [f"results/human_eval/batch_{k}.html" for k in (1, 2, 3)]
+    assert human(plan).batch_files("csv", 1)[0] == "results/replicate1/human_eval/batch_1.csv"
+    assert human(plan).judgment_files(1) == [f"results/replicate1/human_eval/simulated/batch_{k}.json"
+                                             for k in (1, 2, 3)]
     folder = tmp_path / "judgments"
     people = tiny_plan(lambda c: (c.update(replicates=3), c["human_evaluation"].update(judgments=str(folder))))
-    assert human_replicates(people) == [0] and judgment_files(people) == []  # not there yet
+    assert human(people).replicates() == [0] and human(people).judgment_files() == []  # not there yet
     folder.mkdir()
     for name in ("b.json", "a.CSV", "notes.txt", "c.csv"):
         (folder / name).write_text("")
-    assert judgment_files(people) == [str(folder / name) for name in ("a.CSV", "b.json", "c.csv")]
+    assert human(people).judgment_files() == [str(folder / name) for name in ("a.CSV", "b.json", "c.csv")]

@@ -12,6 +12,7 @@ from transformers import AutoModelForSequenceClassification
 from rrhf.models.loading import load_causal_lm_for_training, load_tokenizer
 from rrhf.models.value_head_policy import decoder_blocks
 from rrhf.plan.plan import Plan
+from rrhf.studies.registry import STUDIES
 from rrhf.training.language_model import collate_lm, lm_examples, lm_loss
 from rrhf.training.loop import train_model
 from workflow_helpers import REPO
@@ -91,7 +92,7 @@ def test_ppo_keeps_its_own_key():
     config["ppo"]["training"]["layers_trained"] = 2
     with pytest.raises(ValueError, match="ppo.training.layers_trained: PPO trains its top layers by "
                                          "ppo.num_layers_unfrozen"):
-        Plan.from_config(config, REPO)
+        Plan.from_config(config, REPO, STUDIES)
 
 
 def test_a_reward_model_can_keep_the_bottom_blocks_of_its_init(tmp_path, llama_dir, synthetic_frame):
@@ -116,4 +117,4 @@ def test_only_a_reward_build_keeps_fewer_blocks():
     config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     config["models"]["instruct"]["build"]["backbone_layers"] = 1
     with pytest.raises(ValueError, match="models.instruct.build.backbone_layers: only a reward build"):
-        Plan.from_config(config, REPO)
+        Plan.from_config(config, REPO, STUDIES)

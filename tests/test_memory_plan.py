@@ -16,6 +16,7 @@ from rrhf.plan.memory import BLOCK_ACTIVATIONS, GIB, block_activations, memory_p
 from rrhf.plan.memory_plan import docs_block, memory_plan, planned_gpu_memory
 from rrhf.plan.model_facts import facts_of
 from rrhf.plan.plan import Plan
+from rrhf.studies.registry import STUDIES
 from workflow_helpers import REPO, SNAKEMAKE
 
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
@@ -36,7 +37,7 @@ def plan_of(config: dict, change=None) -> Plan:
     config = copy.deepcopy(config)
     if change:
         change(config)
-    return Plan(fill_defaults(config), REPO)
+    return Plan(fill_defaults(config), REPO, STUDIES)
 
 
 def by_rule(plan: Plan):

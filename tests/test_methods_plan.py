@@ -4,7 +4,7 @@
 import re
 
 import pytest
-from test_plan import tiny_plan
+from test_plan import study_problems, tiny_plan
 
 from rrhf.plan.checks import plan_problems
 from rrhf.plan.settings import (
@@ -13,12 +13,6 @@ from rrhf.plan.settings import (
     parse_setting,
     setting_problem,
     trained_settings_pattern,
-)
-from rrhf.studies.preference_methods.study import (
-    method_for,
-    method_inputs,
-    method_points,
-    method_problems,
 )
 from rrhf.studies.preference_methods.training import METHODS
 
@@ -50,46 +44,48 @@ def test_the_plan_and_the_training_code_list_the_same_methods():
     assert {name for name, method in METHODS.items() if method.data == "labels"} == {"KTO"}
     assert {name for name, method in METHODS.items() if method.reference} == {"DPO", "R-DPO", "IPO", "KTO"}
     plan = tiny_plan()
-    assert set(plan.methods.parameters) == set(METHOD_NAMES)  # the schema describes every method's parameters
+    parameters = plan.studies["methods"].block.parameters
+    assert set(parameters) == set(METHOD_NAMES)  # the schema describes every method's parameters
     for name, method in METHODS.items():
-        assert set(plan.methods.parameters[name]) == set(method.parameters)
+        assert set(parameters[name]) == set(method.parameters)
 
 
 def test_a_methods_inputs_come_from_its_training_sets_folder():
     plan = tiny_plan(lambda c: c.update(replicates=2))
-    assert method_inputs(plan, "instruct", "DPO@DP") == {
+    assert plan.studies["methods"].inputs("instruct", "DPO@DP") == {
         "examples": "results/methods/instruct/DP/pairs.parquet",
         "reference": "results/methods/instruct/DP/pairs_reference.parquet"}
-    assert method_inputs(plan, "instruct", "SimPO@DP", 1) == {
+    assert plan.studies["methods"].inputs("instruct", "SimPO@DP", 1) == {
         "examples": "results/replicate1/methods/instruct/DP/pairs.parquet"}
-    kto = method_inputs(plan, "instruct", "KTO@BP")
+    kto = plan.studies["methods"].inputs("instruct", "KTO@BP")
     assert kto["reference"] == "results/methods/instruct/BP/labels_reference.parquet"
     assert plan.trained_model("instruct", "DPO@DP", 1) == "results/replicate1/models/instruct/DPO@DP"
-    assert method_for(plan, "SimPO@DP") == {"method": "SimPO", "hyper": {"beta": 2.0, "gamma": 1.0}}
+    assert plan.studies["methods"].method_for("SimPO@DP") == {"method": "SimPO", "hyper": {"beta": 2.0, "gamma": 1.0}}
 
 
 def test_method_rows_need_the_block_and_known_parameters(tmp_path):
     tables = tmp_path / "tables.yaml"
     tables.write_text("table2:\n  - {policy: Alpaca, setting: DPO@DP}\n")
     without = tiny_plan(lambda c: (c.pop("methods"), c.update(tables=str(tables), findings=None)))
-    assert method_problems(without) == [f"{tables.name}: table2 row 1: DPO@DP needs the config's `methods` block "
-                                        "(absent)"]
-    assert method_problems(without)[0] in plan_problems(without)
-    assert method_problems(tiny_plan(lambda c: c.update(tables=str(tables), findings=None))) == []
+    assert study_problems(without, "methods") == [
+        f"{tables.name}: table2 row 1: DPO@DP needs the config's `methods` block (absent)"]
+    assert study_problems(without, "methods")[0] in plan_problems(without) + without.study_problems()
+    assert study_problems(tiny_plan(lambda c: c.update(tables=str(tables), findings=None)), "methods") == []
 
 
 def test_an_unknown_kto_threshold_is_named():
     plan = tiny_plan(lambda c: c["methods"].update(kto_threshold="median"))
-    assert method_problems(plan) == ["methods.kto_threshold: 'median' is neither prompt_mean nor a number"]
-    assert method_problems(tiny_plan(lambda c: c["methods"].update(kto_threshold=0.5))) == []
+    assert study_problems(plan, "methods") == ["methods.kto_threshold: 'median' is neither prompt_mean nor a number"]
+    assert study_problems(tiny_plan(lambda c: c["methods"].update(kto_threshold=0.5)), "methods") == []
 
 
 def test_the_methods_are_points_of_the_over_optimisation_study():
     plan = tiny_plan()
-    points = method_points(plan)
+    points = plan.studies["methods"].points()
     method_rows = [row.setting for row in plan.tables["table_methods"] if "@" in row.setting]
     assert list(points) == method_rows and len(points) == 14
     assert points["DPO@DP"] == "results/eval/instruct/DPO@DP/metrics.json"
-    assert not set(points) & set(plan.overoptimisation.points)  # added to the study's own, not in make run's
-    assert method_points(tiny_plan(lambda c: c.pop("overoptimisation"))) == {}
+    # added to the study's own, not in make run's
+    assert not set(points) & set(plan.studies["overoptimisation"].block.points)
+    assert tiny_plan(lambda c: c.pop("overoptimisation")).studies["methods"].points() == {}
 

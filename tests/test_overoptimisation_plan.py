@@ -1,18 +1,16 @@
 """The over-optimisation study's plan: which names it accepts and which files it reads, in each replicate (the
 checks' messages are in tests/test_plan.py, test_each_check_names_its_key)."""
 
-from test_plan import TINY, tiny_plan
+from test_plan import TINY, study_problems, tiny_plan
 
 
 def test_the_overoptimisation_study_accepts_every_kind_it_names():
-    from rrhf.plan.checks import overoptimisation_problems
-
     every = {"policy": "LLaMA", "along_training": ["PPO", "PPO-noKL", "OP-1", "OP-3+KL"],
              "points": ["none", "PPO-noKL", "BP-norank", "IP-1", "IP-4", "OP-2+KL"]}
-    assert overoptimisation_problems(tiny_plan(lambda c: c.update(overoptimisation=every))) == []
-    assert overoptimisation_problems(tiny_plan(lambda c: c.pop("overoptimisation"))) == []
-    several = overoptimisation_problems(tiny_plan(lambda c: c.update(overoptimisation={
-        "policy": "Vicuna", "along_training": ["none", "best-of-2"], "points": ["best-of-2"]})))
+    assert study_problems(tiny_plan(lambda c: c.update(overoptimisation=every)), "overoptimisation") == []
+    assert study_problems(tiny_plan(lambda c: c.pop("overoptimisation")), "overoptimisation") == []
+    several = study_problems(tiny_plan(lambda c: c.update(overoptimisation={
+        "policy": "Vicuna", "along_training": ["none", "best-of-2"], "points": ["best-of-2"]})), "overoptimisation")
     assert [problem.split(":")[0] for problem in several] == [
         "overoptimisation.policy", "overoptimisation.along_training[0]", "overoptimisation.along_training[1]",
         "overoptimisation.points[0]"]
@@ -20,7 +18,7 @@ def test_the_overoptimisation_study_accepts_every_kind_it_names():
 
 def test_the_overoptimisation_studys_files_in_each_replicate():
     plan = tiny_plan()
-    files = plan.overoptimisation_inputs(0)
+    files = plan.studies["overoptimisation"].inputs(0)
     assert files["samples"] == "results/eval/instruct/best-of-32/samples.parquet"  # best-of-max(best_of)
     assert files["curves"] == {"PPO": "results/models/instruct/PPO/train_log.parquet",
                                "PPO-noKL": "results/models/instruct/PPO-noKL/train_log.parquet",
@@ -29,18 +27,19 @@ def test_the_overoptimisation_studys_files_in_each_replicate():
     assert list(files["points"]) == TINY["overoptimisation"]["points"]
     assert files["points"]["IP-2"] == "results/eval/instruct/IP-2/metrics.json"
     assert all(path == f"results/eval/instruct/{name}/metrics.json" for name, path in files["points"].items())
-    again = plan.overoptimisation_inputs(1)  # every stage re-seeded (the default): all under the replicate's folder
+    # every stage re-seeded (the default): all under the replicate's folder
+    again = plan.studies["overoptimisation"].inputs(1)
     assert again["samples"] == "results/replicate1/eval/instruct/best-of-32/samples.parquet"
     assert again["curves"]["OP-2"] == "results/replicate1/models/instruct/OP-2/online_samples.parquet"
     assert again["points"]["PPO-noKL"] == "results/replicate1/eval/instruct/PPO-noKL/metrics.json"
-    assert plan.overoptimisation_inputs("replicate1/") == again
+    assert plan.studies["overoptimisation"].inputs("replicate1/") == again
     # Only training re-seeded: best-of-n samples (and the untrained policy's greedy replies) are shared.
     study = {"policy": "LLaMA", "best_of": [4, 1, 2], "along_training": ["PPO"], "points": ["none", "IP-1"]}
     shared = tiny_plan(lambda c: c.update(reseeded_stages=["training"], overoptimisation=study))
-    assert shared.overoptimisation_inputs(1) == {
+    assert shared.studies["overoptimisation"].inputs(1) == {
         "samples": "results/eval/base/best-of-4/samples.parquet",
         "curves": {"PPO": "results/replicate1/models/base/PPO/train_log.parquet"},
         "points": {"none": "results/eval/base/none/metrics.json",
                    "IP-1": "results/replicate1/eval/base/DP/metrics.json"}}  # IP-1 is DP's model
     without = tiny_plan(lambda c: c.pop("overoptimisation"))
-    assert without.overoptimisation is None and without.overoptimisation_inputs(0) == {}
+    assert without.studies["overoptimisation"] is None

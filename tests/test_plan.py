@@ -12,6 +12,7 @@ from rrhf.config.schema import block_defaults, fill_defaults, schema_at
 from rrhf.plan.plan import Plan
 from rrhf.plan.settings import IMPOSSIBLE_SETTING_PATTERN, names_pattern, parse_setting, setting_problem
 from rrhf.plan.table_rows import entries, labelled_rows, read_table_rows, report_rows
+from rrhf.studies.registry import STUDIES
 from workflow_helpers import REPO
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -23,7 +24,13 @@ def tiny_plan(edit=None) -> Plan:
     config = copy.deepcopy(TINY)
     if edit:
         edit(config)
-    return Plan(fill_defaults(config), REPO)
+    return Plan(fill_defaults(config), REPO, STUDIES)
+
+
+def study_problems(plan: Plan, key: str) -> list[str]:
+    """One study's checks on a plan: its own when the config gives it, else what its absence leaves unmade."""
+    study = plan.studies[key]
+    return study.problems() if study else next(s for s in STUDIES if s.KEY == key).problems_without(plan)
 
 
 # --- the setting grammar --------------------------------------------------------------------------------------
@@ -221,7 +228,7 @@ def test_the_plans_defaults_are_snakemakes(config):
 
 
 def test_the_paper_config_makes_a_plan_with_every_block():
-    plan = Plan(fill_defaults(copy.deepcopy(PAPER)), REPO)
+    plan = Plan(fill_defaults(copy.deepcopy(PAPER)), REPO, STUDIES)
     assert plan.rrhf.training.epochs == 3 and plan.ppo.training.learning_rate == 8e-6
     assert plan.rule_resources("train_rrhf")["gpu"] == 8
 
@@ -232,16 +239,18 @@ def problems_of(edit, rule_names=None):
     from rrhf.plan.checks import plan_problems, rule_name_problems
 
     plan = tiny_plan(edit)
-    return plan_problems(plan) + (rule_name_problems(plan, rule_names) if rule_names else [])
+    problems = plan_problems(plan) + plan.study_problems()
+    return problems + (rule_name_problems(plan, rule_names) if rule_names else [])
 
 
 def test_the_tiny_and_paper_configs_have_no_problems():
     from rrhf.plan.checks import plan_problems
 
     assert problems_of(None, ["train_rrhf", "pretrain_lm", "train_reward_model"]) == []
-    paper = Plan(fill_defaults(copy.deepcopy(PAPER)), REPO)
+    paper = Plan(fill_defaults(copy.deepcopy(PAPER)), REPO, STUDIES)
     # The paper's models are hub ids that this offline machine has not cached; nothing else is wrong.
-    assert all(problem.startswith("models.") and "Hugging Face cache" in problem for problem in plan_problems(paper))
+    problems = plan_problems(paper) + paper.study_problems()
+    assert all(problem.startswith("models.") and "Hugging Face cache" in problem for problem in problems)
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -322,7 +331,7 @@ def test_prompts_against_a_prepared_split(tmp_path, synthetic_frame):
     from rrhf.io import write_parquet
     from rrhf.plan.checks import size_problems
 
-    plan = Plan(fill_defaults(copy.deepcopy(TINY)), tmp_path)
+    plan = Plan(fill_defaults(copy.deepcopy(TINY)), tmp_path, STUDIES)
     assert size_problems(plan) == []  # nothing prepared yet: nothing to compare
     write_parquet(synthetic_frame.head(50), tmp_path / "resources/data/synthetic_hh/train.parquet", {})
     import os

@@ -12,6 +12,7 @@ from rrhf.data.hh_file import main as hh_file_main
 from rrhf.data.hh_file import place_hh_file
 from rrhf.data.preference_pairs import held_out_split, load_anthropic_jsonl, load_hub_dataset, load_source
 from rrhf.plan.plan import Plan
+from rrhf.studies.registry import STUDIES
 from workflow_helpers import REPO
 
 needs_hh = pytest.mark.skipif(not SHARED_HH.is_file(), reason=f"no HH file at {SHARED_HH}")
@@ -92,7 +93,7 @@ def real_config(**datasets):
 def plan_problems_of(config):
     """The problems Plan.from_config would raise with, as a list."""
     with pytest.raises(ValueError) as raised:
-        Plan.from_config(config, REPO)
+        Plan.from_config(config, REPO, STUDIES)
     return [line.strip() for line in str(raised.value).splitlines()[1:]]
 
 

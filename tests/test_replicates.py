@@ -14,6 +14,7 @@ from rrhf.plan.table_rows import entries, report_rows
 from rrhf.report.pages import table_page, with_intervals
 from rrhf.report.tables import by_replicate, over_replicates, table2
 from rrhf.statistics import interval_text, t_interval
+from rrhf.studies.registry import STUDIES
 from workflow_helpers import REPO
 
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -23,7 +24,7 @@ PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
 def plan_of(config, **changes) -> Plan:
     config = copy.deepcopy(config)
     config.update(changes)
-    return Plan(fill_defaults(config), REPO)
+    return Plan(fill_defaults(config), REPO, STUDIES)
 
 
 def test_replicate_zero_keeps_every_seed_and_others_derive_stable_distinct_seeds():

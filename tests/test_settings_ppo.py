@@ -8,7 +8,7 @@ from test_plan import NAMED, TINY, tiny_plan
 
 from rrhf.config.blocks import PPO
 from rrhf.plan.replicates import replicate_seed
-from rrhf.plan.settings import PPO_SETTINGS, RESERVED, names_pattern, parse_setting, setting_problem
+from rrhf.plan.settings import PPO_SETTINGS, RESERVED, parse_setting, setting_problem, trained_by_pattern
 from workflow_helpers import dry_run_jobs, key_values, run_snakemake
 
 
@@ -87,8 +87,9 @@ def test_training_about_a_ppo_setting_is_its_ppo_block():
 
 
 def test_the_ppo_wildcard_pattern_matches_exactly_the_ppo_settings():
-    """train_ppo's ``ppo_setting`` constraint: no RRHF, online or misspelt setting reaches PPO training."""
-    pattern = re.compile(f"(?:{names_pattern(PPO_SETTINGS)})")
+    """train_ppo's ``setting`` constraint (from rrhf.plan.settings.TRAINERS): no RRHF, online or misspelt setting
+    reaches PPO training."""
+    pattern = re.compile(trained_by_pattern("train_ppo", ["DP", "BP"]))
     assert pattern.fullmatch("PPO") and pattern.fullmatch("PPO-noKL")
     for other in ("PPO-nokl", "PPO-", "PPO-noKL+KL", "DP", "OP-2", "none", "best-of-4"):
         assert not pattern.fullmatch(other), other
@@ -100,7 +101,7 @@ def test_dry_run_of_a_ppo_nokl_evaluation_plans_its_own_ppo_training(tmp_path):
     ppo = [job for job in jobs if job["rule"] == "train_ppo"]
     assert len(ppo) == 1, dry_run[-3000:]
     assert ppo[0]["output"] == "results/models/instruct/PPO-noKL"
-    assert key_values(ppo[0]["wildcards"]) == {"replicate": "", "policy": "instruct", "ppo_setting": "PPO-noKL"}
+    assert key_values(ppo[0]["wildcards"]) == {"replicate": "", "policy": "instruct", "setting": "PPO-noKL"}
     assert ppo[0]["log"] == "logs/train_ppo/instruct_PPO-noKL.log"
     evaluation = [job for job in jobs if "results/eval/instruct/PPO-noKL/metrics.json" in job.get("output", "")]
     assert len(evaluation) == 1 and "results/models/instruct/PPO-noKL" in evaluation[0]["input"].split(", ")

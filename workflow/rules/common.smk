@@ -1,31 +1,33 @@
-# The plan of the run (src/rrhf/plan/), checked before any job, and the path and input functions of the rules.
+# The plan of the run (src/rrhf/plan/, with the studies of src/rrhf/studies/), checked before any job; where its
+# files go (rrhf.plan.paths); and every global and helper the rule files share, each defined here, once.
 import os
-import re
 from pathlib import Path
 
-from rrhf.plan.checks import target_problems
-from rrhf.studies.findings.claims import claims_for_rule
+from snakemake.logging import logger
+
 from rrhf.models.sources import import_input, imported_models, prompt_format_model
+from rrhf.plan import paths
+from rrhf.plan.checks import target_problems
 from rrhf.plan.plan import SAMPLERS, Plan  # src/ is on sys.path (Snakefile)
 from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import (
     IMPOSSIBLE_SETTING_PATTERN,
     LATER_ITERATION_PATTERN,
-    ONLINE_PATTERN,
-    PPO_SETTINGS,
     evaluated_settings_pattern,
     names_pattern,
+    trained_by_pattern,
     trained_settings_pattern,
 )
 from rrhf.plan.table_rows import entries, labelled_rows, report_rows
+from rrhf.studies.registry import STUDIES
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 # The schema's errors name the key; defaults are filled in here, once (the schema is the only place they live).
 validate(config, "../../config/schema.yaml", set_default=True)
-# Every other check (names, sizes, tables, files) stops here, naming the key.
-PLAN = Plan.from_config(config, workflow.basedir)
+# Every other check (names, sizes, tables, files, each study's) stops here, naming the key.
+PLAN = Plan.from_config(config, workflow.basedir, STUDIES)
 
 # The library lives in src/; every job (local, conda or SLURM) finds it through PYTHONPATH.
 os.environ.update(
@@ -37,15 +39,25 @@ if config["offline"]:
 ENV = "../../envs/rrhf.yaml"
 TRAIN_DATA = PLAN.data_file("train")
 TEST_DATA = PLAN.data_file("test")
+# Every replicate's number: a table or a study reads its files in each, replicate-major.
+REPLICATES = list(PLAN.replicates.numbers())
 # Settings an evaluation accepts, and settings a model is trained for (rrhf.plan.settings).
 EVALUATED_SETTINGS = evaluated_settings_pattern(PLAN.settings)
 TRAINED_SETTINGS = trained_settings_pattern(PLAN.settings)
+# The studies (rrhf.studies): each None when the config leaves its key out.
+OVEROPTIMISATION = PLAN.studies["overoptimisation"]
+FINE_GRAINED = PLAN.studies["fine_grained"]
+HUMAN_EVALUATION = PLAN.studies["human_evaluation"]
+METHODS = PLAN.studies["methods"]
+FINDINGS = PLAN.studies["findings"]
+# What an inference job runs on: the device and the dtype of its weights (config device, precision.dtype).
+INFERENCE = {"device": config["device"], "dtype": config["precision"]["dtype"]}
 
 
 def sharded(path):
     """The per-shard form of a path when sampling and scoring are sharded: a/b.parquet -> a/b/shard{shard}.parquet."""
-    root, extension = os.path.splitext(path)
-    return f"{root}/shard{{shard}}{extension}" if PLAN.shards > 1 else path
+    root, extension = os.path.splitext(str(path))
+    return f"{root}/shard{{shard}}{extension}" if PLAN.shards > 1 else str(path)
 
 
 def shard_of(wildcards):
@@ -68,6 +80,36 @@ def threads_of(rule_name):
     return PLAN.rule_threads(rule_name)
 
 
+def log_of(rule_name, output="", name=None):
+    """A rule's log, named by its output's wildcards (rrhf.plan.paths.log_file)."""
+    return paths.log_file(rule_name, output, name)
+
+
+def benchmark_of(rule_name, output="", name=None):
+    """A rule's benchmark file, named as its log (rrhf.plan.paths.benchmark_file)."""
+    return paths.benchmark_file(rule_name, output, name)
+
+
+def reward_model_input(wildcards):
+    """The replicate's reward model (and a local backbone folder) as a job's input."""
+    return PLAN.reward_model_input(wildcards.replicate)
+
+
+def reward_model_source(wildcards):
+    """How a job loads the replicate's reward model (rrhf.models.loading.load_reward_model)."""
+    return PLAN.reward_model_source(wildcards.replicate)
+
+
+def policy_input(wildcards):
+    """The replicate's untrained policy as a job's input."""
+    return PLAN.model_input(wildcards.policy, wildcards.replicate)
+
+
+def policy_path(wildcards):
+    """Where a job loads the replicate's untrained policy from."""
+    return PLAN.model_path(wildcards.policy, wildcards.replicate)
+
+
 def build_train_data(wildcards):
     """Training split of the dataset a model build trains on."""
     return PLAN.dataset_file(PLAN.build(wildcards.name)["dataset"], "train")
@@ -87,17 +129,6 @@ def explain_target(target):
     """Raise, naming the problem, for a target that names an impossible setting (rule impossible_setting)."""
     problems = target_problems(PLAN, [target]) or [f"target {target}: no rule makes it"]
     raise ValueError("\n  ".join(problems))
-
-
-FINDINGS_CLAIMS = claims_for_rule(PLAN, PLAN.claims)
-
-
-def findings_input(wildcards):
-    """Every file the claims read, in every replicate; none to read is an error (config findings: null)."""
-    if not FINDINGS_CLAIMS:
-        raise ValueError("findings: null in the config, so there are no claims to measure; set it to "
-                         "config/findings.yaml or another file of claims")
-    return sorted({path for claim in FINDINGS_CLAIMS for pair in claim["files"] for path in pair})
 
 
 def setting_parts(wildcards):
@@ -136,12 +167,64 @@ wildcard_constraints:
     replicate=FOLDER_PATTERN,
 
 
-def overoptimisation_input(wildcards):
-    files = PLAN.overoptimisation_inputs(wildcards.replicate)
-    # a trained model is a directory output: its folder is the input, the log file in it the param
-    return {"samples": files["samples"], "trained_models": [os.path.dirname(p) for p in files["curves"].values()],
-            "points": list(files["points"].values())}
+# The report's constants (report.smk and the tables' and studies' rules flag their items for it).
+REPORT_TABLES = ["table2", "table5", "table6", "table7"]
+# Tables whose rows are evaluated policies or replies (Table 5's rows score test pairs instead).
+EVALUATED_TABLES = [table for table in ("table2", "table6", "table7") if PLAN.tables.get(table)]
+REPORT_EXAMPLES = 3  # test prompts shown per table on its generations page
+# Report categories, numbered: the report lists them in alphabetical order.
+CATEGORY = {"tables": "1. Tables", "curves": "2. Training curves", "rewards": "3. Rewards",
+            "generations": "4. Generations", "human": "5. Human evaluation"}
+TABLE_TITLES = {
+    "table2": "Table 2: the main comparison (PPL, reward, gold reward)",
+    "table5": "Table 5: share of test pairs whose chosen reply a scorer prefers",
+    "table6": "Table 6: training-data ablation (evaluation and training-set reward statistics)",
+    "table7": "Table 7: ranking-loss ablation",
+    "table3": "Table 3: human evaluation, win / tie / lose of A against B (blind pairwise judgments)",
+    "table4": "Table 4: each row's reply to the same test prompts",
+    "prompt_formats": "Prompt formats: the untrained policy's greedy replies, prompts read as raw HH text and "
+    "through its chat template",
+}
+
+
+def table_label(table):
+    """A table's short name ("Table 6"), for labels and titles."""
+    return TABLE_TITLES[table].split(":")[0]
+
+
+def loss_curve_file(model_dir):
+    model, setting = model_dir.removeprefix("results/models/").split("/")
+    return paths.LOSS_CURVE(policy=model, setting=setting)
+
+
+TRAINING_TABLES = [table for table in EVALUATED_TABLES if any(row["training"] for row in report_rows(PLAN, table))]
+# Every file the report shows beyond the tables' CSVs; rule all makes them.
+REPORT_FILES = [
+    *(paths.TABLE_PAGE(table=table) for table in REPORT_TABLES),
+    *sorted({loss_curve_file(row["model_dir"]) for table in REPORT_TABLES for row in report_rows(PLAN, table)
+             if row["model_dir"]}),
+    *(paths.TRAINING_REWARDS_FIGURE(table=table) for table in TRAINING_TABLES),
+    *(paths.EVALUATION_REWARDS_FIGURE(table=table) for table in EVALUATED_TABLES),
+    *(paths.GENERATIONS_PAGE(table=table) for table in EVALUATED_TABLES),
+    # Over replicates, each table's means with their 95 % intervals as error bars (findings.smk).
+    *(paths.INTERVALS_FIGURE(table=table) for table in REPORT_TABLES
+      if PLAN.replicates.count > 1 and PLAN.tables.get(table)),
+]
+# The prompt formats on one real model (results/prompt_formats.csv, docs/real_model.md): the first initial policy
+# that reads its prompts through its chat template (none in the tiny default, whose policies read raw text).
+PROMPT_FORMAT_MODEL = prompt_format_model(config["models"], config["policies"])
+PROMPT_FORMAT_TARGETS = [str(paths.PROMPT_FORMATS)] if PROMPT_FORMAT_MODEL else []
+# What `all` builds of each study the config gives; what one leaves out, and why, goes to the log.
+STUDY_TARGETS = [target for study in PLAN.active_studies() for target in study.targets(logger.warning)]
+
+
+def summary_tables():
+    """The tables results/summary.md shows: the report's, Table 3 where `all` makes it, and the prompt formats of
+    a policy read through its chat template (config/real.yaml)."""
+    tables = [table for table in REPORT_TABLES if PLAN.tables.get(table)]
+    return tables + (["table3"] if paths.TABLE(table="table3") in STUDY_TARGETS else []) + \
+        (["prompt_formats"] if PROMPT_FORMAT_TARGETS else [])
 
 
 # Every reward build in every replicate (rule reward_models).
-REWARD_BUILDS = [(r, name) for r in PLAN.replicates.numbers() for name in PLAN.built_models("reward")]
+REWARD_BUILDS = [(r, name) for r in REPLICATES for name in PLAN.built_models("reward")]

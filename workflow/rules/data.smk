@@ -6,11 +6,11 @@ rule prepare_dataset:
     input:
         source=dataset_source_files,
     output:
-        data="resources/data/{dataset}/{split}.parquet",
+        data=paths.DATASET(),
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
     log:
-        "logs/prepare_dataset/{dataset}_{split}.log",
+        log_of("prepare_dataset", paths.DATASET),
     conda:
         ENV
     script:

@@ -7,27 +7,26 @@ rule evaluate_policy:
     input:
         test_data=TEST_DATA,
         policy=evaluated_model_input,
-        initial_policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        initial_policy=policy_input,
+        reward_model=reward_model_input,
         evaluation_model=lambda wildcards: PLAN.model_input(PLAN.evaluation_model, wildcards.replicate),
     output:
-        generations="results/{replicate}eval/{policy}/{setting}/generations.parquet",
-        metrics="results/{replicate}eval/{policy}/{setting}/metrics.json",
+        generations=paths.EVALUATION(name="generations.parquet"),
+        metrics=paths.EVALUATION(name="metrics.json"),
     params:
         policy=evaluated_model,
         # rho, the untrained model the evaluated one started from: the KL(pi || rho) of each reply.
-        initial_policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
-        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        initial_policy=policy_path,
+        reward_model=reward_model_source,
         evaluation_model=lambda wildcards: PLAN.model_path(PLAN.evaluation_model, wildcards.replicate),
         decoding=config["evaluation"]["decoding"],
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("test"),
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
     log:
-        "logs/evaluate_policy/{replicate}{policy}_{setting}.log",
+        log_of("evaluate_policy", paths.EVALUATION(name="")),
     benchmark:
-        "logs/benchmarks/evaluate_policy/{replicate}{policy}_{setting}.tsv"
+        benchmark_of("evaluate_policy", paths.EVALUATION(name=""))
     wildcard_constraints:
         setting=EVALUATED_SETTINGS,
     threads: threads_of("evaluate_policy")
@@ -42,22 +41,21 @@ rule evaluate_policy:
 rule evaluate_provided:
     input:
         test_data=TEST_DATA,
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        reward_model=reward_model_input,
         evaluation_model=lambda wildcards: PLAN.model_input(PLAN.evaluation_model, wildcards.replicate),
     output:
-        generations="results/{replicate}eval/dataset/{source}/generations.parquet",
-        metrics="results/{replicate}eval/dataset/{source}/metrics.json",
+        generations=paths.DATASET_REPLIES(name="generations.parquet"),
+        metrics=paths.DATASET_REPLIES(name="metrics.json"),
     params:
-        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        reward_model=reward_model_source,
         evaluation_model=lambda wildcards: PLAN.model_path(PLAN.evaluation_model, wildcards.replicate),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("test"),
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
     log:
-        "logs/evaluate_provided/{replicate}{source}.log",
+        log_of("evaluate_provided", paths.DATASET_REPLIES(name="")),
     benchmark:
-        "logs/benchmarks/evaluate_provided/{replicate}{source}.tsv"
+        benchmark_of("evaluate_provided", paths.DATASET_REPLIES(name=""))
     wildcard_constraints:
         source="chosen|rejected",
     threads: threads_of("evaluate_provided")
@@ -70,10 +68,8 @@ rule evaluate_provided:
 
 
 # The prompt formats on one real model (results/prompt_formats.csv, docs/real_model.md): the first initial policy
-# that reads its prompts through its chat template answers the test prompts in the raw HH format too, beside its
-# own evaluation (results/eval/{model}/none). None of it when every policy reads raw text (the tiny default).
-PROMPT_FORMAT_MODEL = prompt_format_model(config["models"], config["policies"])
-PROMPT_FORMAT_TARGETS = ["results/prompt_formats.csv"] if PROMPT_FORMAT_MODEL else []
+# that reads its prompts through its chat template (PROMPT_FORMAT_MODEL) answers the test prompts in the raw HH
+# format too, beside its own evaluation (results/eval/{model}/none). None of it in the tiny default.
 
 
 rule evaluate_prompt_format:
@@ -83,8 +79,8 @@ rule evaluate_prompt_format:
         reward_model=lambda wildcards: PLAN.reward_model_input(),
         evaluation_model=lambda wildcards: PLAN.model_input(PLAN.evaluation_model),
     output:
-        generations="results/prompt_formats/{format}/generations.parquet",
-        metrics="results/prompt_formats/{format}/metrics.json",
+        generations=paths.PROMPT_FORMAT(name="generations.parquet"),
+        metrics=paths.PROMPT_FORMAT(name="metrics.json"),
     params:
         policy=lambda wildcards: PLAN.model_path(PROMPT_FORMAT_MODEL),
         reward_model=lambda wildcards: PLAN.reward_model_source(),
@@ -92,12 +88,11 @@ rule evaluate_prompt_format:
         decoding=config["evaluation"]["decoding"],
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("test"),
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
     log:
-        "logs/evaluate_prompt_format/{format}.log",
+        log_of("evaluate_prompt_format", paths.PROMPT_FORMAT(name="")),
     benchmark:
-        "logs/benchmarks/evaluate_prompt_format/{format}.tsv"
+        benchmark_of("evaluate_prompt_format", paths.PROMPT_FORMAT(name=""))
     wildcard_constraints:
         format="raw",
     threads: threads_of("evaluate_prompt_format")
@@ -115,14 +110,14 @@ localrules:
 
 rule prompt_formats:
     input:
-        raw="results/prompt_formats/raw/metrics.json",
-        own=lambda wildcards: f"results/eval/{PROMPT_FORMAT_MODEL}/none/metrics.json",
+        raw=paths.PROMPT_FORMAT(format="raw", name="metrics.json"),
+        own=lambda wildcards: PLAN.evaluation_file(PROMPT_FORMAT_MODEL, "none", "metrics.json"),
     output:
-        table="results/prompt_formats.csv",
+        table=paths.PROMPT_FORMATS(),
     params:
         max_new_tokens=config["evaluation"]["decoding"]["max_new_tokens"],
     log:
-        "logs/prompt_formats/prompt_formats.log",
+        log_of("prompt_formats", paths.PROMPT_FORMATS, "prompt_formats"),
     conda:
         ENV
     script:
@@ -131,15 +126,15 @@ rule prompt_formats:
 
 rule evaluate_reward_model:
     input:
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        reward_model=reward_model_input,
         scored=lambda wildcards: list(PLAN.agreement_training_sets(wildcards.replicate).values()),
     output:
-        metrics="results/{replicate}eval/reward_model/metrics.json",
+        metrics=paths.REWARD_MODEL_EVALUATION(name="metrics.json"),
     params:
-        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        reward_model=reward_model_source,
         names=lambda wildcards: list(PLAN.agreement_training_sets(wildcards.replicate)),
     log:
-        "logs/evaluate_reward_model/{replicate}reward_model.log",
+        log_of("evaluate_reward_model", paths.REWARD_MODEL_EVALUATION(name=""), "reward_model"),
     conda:
         ENV
     script:
@@ -149,25 +144,24 @@ rule evaluate_reward_model:
 rule evaluate_best_of_n:
     input:
         test_data=TEST_DATA,
-        policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        policy=policy_input,
+        reward_model=reward_model_input,
     output:
-        samples="results/{replicate}eval/{policy}/best-of-{n}/samples.parquet",
-        generations="results/{replicate}eval/{policy}/best-of-{n}/generations.parquet",
-        metrics="results/{replicate}eval/{policy}/best-of-{n}/metrics.json",
+        samples=paths.BEST_OF_N(name="samples.parquet"),
+        generations=paths.BEST_OF_N(name="generations.parquet"),
+        metrics=paths.BEST_OF_N(name="metrics.json"),
     params:
-        policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
-        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        policy=policy_path,
+        reward_model=reward_model_source,
         n=lambda wildcards: int(wildcards.n),
         best_of_n=lambda wildcards: PLAN.best_of_n_for(wildcards.replicate),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("test"),
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
     log:
-        "logs/evaluate_best_of_n/{replicate}{policy}_{n}.log",
+        log_of("evaluate_best_of_n", paths.BEST_OF_N(name="")),
     benchmark:
-        "logs/benchmarks/evaluate_best_of_n/{replicate}{policy}_{n}.tsv"
+        benchmark_of("evaluate_best_of_n", paths.BEST_OF_N(name=""))
     wildcard_constraints:
         n="[1-9][0-9]*",
     priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
@@ -187,16 +181,15 @@ rule policy_pair_accuracy:
         test_data=TEST_DATA,
         policy=evaluated_model_input,
     output:
-        accuracy="results/{replicate}eval/{policy}/{setting}/pair_accuracy.json",
+        accuracy=paths.EVALUATION(name="pair_accuracy.json"),
     params:
         scorer="policy",
         model=evaluated_model,
         scoring=config["scoring"],
         length_penalty=config["rrhf"]["length_penalty"],
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
     log:
-        "logs/pair_accuracy/{replicate}{policy}_{setting}.log",
+        log_of("pair_accuracy", paths.EVALUATION(name="")),
     wildcard_constraints:
         setting=EVALUATED_SETTINGS,
     threads: threads_of("pair_accuracy")
@@ -211,15 +204,36 @@ rule policy_pair_accuracy:
 use rule policy_pair_accuracy as reward_model_pair_accuracy with:
     input:
         test_data=TEST_DATA,
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        reward_model=reward_model_input,
     output:
-        accuracy="results/{replicate}eval/reward_model/pair_accuracy.json",
+        accuracy=paths.REWARD_MODEL_EVALUATION(name="pair_accuracy.json"),
     params:
         scorer="reward_model",
-        model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        model=reward_model_source,
         scoring=config["scoring"],
         length_penalty=config["rrhf"]["length_penalty"],
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
     log:
-        "logs/pair_accuracy/{replicate}reward_model.log",
+        log_of("pair_accuracy", paths.REWARD_MODEL_EVALUATION(name=""), "reward_model"),
+
+
+# How well each reward model built here ranks by gold, in every replicate (rrhf.evaluation.reward_builds; in
+# `make findings`: reward_unbiased is built for it only).
+localrules:
+    reward_models,
+
+
+rule reward_models:
+    input:
+        models=[PLAN.model_path(name, r) for r, name in REWARD_BUILDS],
+    output:
+        table=paths.REWARD_BUILDS(),
+    params:
+        replicates=[r for r, _ in REWARD_BUILDS],
+        names=[name for _, name in REWARD_BUILDS],
+    log:
+        log_of("reward_models", paths.REWARD_BUILDS, "reward_models"),
+    conda:
+        ENV
+    script:
+        "../scripts/reward_models.py"

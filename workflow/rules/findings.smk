@@ -1,6 +1,15 @@
-# Findings: each claim of config/findings.yaml (config key `findings`) measured over the replicates, with its
-# interval and verdict (rrhf.studies.findings.verdicts); and results/summary.md, the run's results in one page. Not part
-# of `all`: `make findings`, or `snakemake --cores 2 results/findings.csv --config replicates=3` (docs/findings.md).
+# Findings (config key `findings`; rrhf.studies.findings): each claim of config/findings.yaml measured over the
+# replicates, with its interval and verdict; and results/summary.md, the run's results in one page. Not part of
+# `all`: `make findings`, or `snakemake --cores 2 results/findings.csv --config replicates=3` (docs/findings.md).
+
+
+def findings_input(wildcards):
+    """Every file the claims read, in every replicate; none to read is an error (config findings: null)."""
+    if FINDINGS is None:
+        raise ValueError("findings: null in the config, so there are no claims to measure; set it to "
+                         "config/findings.yaml or another file of claims")
+    return FINDINGS.files()
+
 
 localrules:
     findings_report,
@@ -16,15 +25,15 @@ rule findings:
         files=findings_input,
     output:
         findings=report(
-            "results/findings.csv",
+            paths.FINDINGS(),
             caption="../report/findings.rst",
             category=CATEGORY["tables"],
             labels={"table": "Findings", "format": "csv (download)"},
         ),
     params:
-        claims=FINDINGS_CLAIMS,
+        claims=FINDINGS.for_rule() if FINDINGS else [],
     log:
-        "logs/findings/findings.log",
+        log_of("findings", name="findings"),
     conda:
         ENV
     script:
@@ -33,10 +42,10 @@ rule findings:
 
 rule findings_page:
     input:
-        table="results/findings.csv",
+        table=paths.FINDINGS(),
     output:
         page=report(
-            "results/report/findings.html",
+            paths.FINDINGS_PAGE(),
             caption="../report/findings.rst",
             category=CATEGORY["tables"],
             labels={"table": "Findings", "format": "HTML"},
@@ -48,7 +57,7 @@ rule findings_page:
         "interval excludes zero on the claimed side; contradicted: on the other side; inconclusive: it "
         "contains zero, or there is one replicate.",
     log:
-        "logs/findings/findings_page.log",
+        log_of("findings", name="findings_page"),
     conda:
         ENV
     script:
@@ -57,10 +66,10 @@ rule findings_page:
 
 rule findings_figure:
     input:
-        findings="results/findings.csv",
+        findings=paths.FINDINGS(),
     output:
         figure=report(
-            "results/figures/findings.png",
+            paths.FINDINGS_FIGURE(),
             caption="../report/findings.rst",
             category=CATEGORY["tables"],
             labels={"table": "Findings", "format": "figure"},
@@ -68,7 +77,7 @@ rule findings_figure:
     params:
         title="Each claim's effect (row - versus) with its 95 % interval over replicates",
     log:
-        "logs/findings/findings_figure.log",
+        log_of("findings", name="findings_figure"),
     conda:
         ENV
     script:
@@ -78,10 +87,10 @@ rule findings_figure:
 # With replicates >= 2, each table's rows as means with 95 % error bars (in `all`: REPORT_FILES).
 rule plot_table_intervals:
     input:
-        table="results/{table}.csv",
+        table=paths.TABLE(),
     output:
         figure=report(
-            "results/figures/intervals_{table}.png",
+            paths.INTERVALS_FIGURE(),
             caption="../report/table_intervals.rst",
             category=CATEGORY["rewards"],
             labels=lambda wildcards: {"table": table_label(wildcards.table), "figure": "means over replicates"},
@@ -89,7 +98,7 @@ rule plot_table_intervals:
     params:
         title=lambda wildcards: TABLE_TITLES[wildcards.table],
     log:
-        "logs/report/intervals_{table}.log",
+        log_of("plot_table_intervals", paths.INTERVALS_FIGURE),
     wildcard_constraints:
         table="|".join(REPORT_TABLES),
     conda:
@@ -100,17 +109,16 @@ rule plot_table_intervals:
 
 rule summary:
     input:
-        # (functions: Table 3 is there when human_evaluation.smk, read after this file, makes it)
-        tables=lambda wildcards: [f"results/{table}.csv" for table in summary_tables()],
-        findings="results/findings.csv",
+        tables=[paths.TABLE(table=table) for table in summary_tables()],
+        findings=paths.FINDINGS(),
     output:
-        summary="results/summary.md",
+        summary=paths.SUMMARY(),
     params:
-        titles=lambda wildcards: [TABLE_TITLES[table] for table in summary_tables()],
+        titles=[TABLE_TITLES[table] for table in summary_tables()],
         about={"replicates": PLAN.replicates.count, "reseeded": list(PLAN.replicates.reseeded),
                "configfiles": [os.path.relpath(path, workflow.basedir) for path in workflow.configfiles]},
     log:
-        "logs/findings/summary.log",
+        log_of("findings", name="summary"),
     conda:
         ENV
     script:
@@ -122,9 +130,9 @@ rule summary:
 # build's agreement with gold in every replicate (results/reward_models.csv: reward_unbiased is built here only).
 rule findings_report:
     input:
-        "results/findings.csv",
-        "results/summary.md",
-        "results/report/findings.html",
-        "results/figures/findings.png",
-        "results/reward_models.csv",
+        paths.FINDINGS(),
+        paths.SUMMARY(),
+        paths.FINDINGS_PAGE(),
+        paths.FINDINGS_FIGURE(),
+        paths.REWARD_BUILDS(),
         REPORT_FILES,

@@ -1,12 +1,9 @@
-# Fine-grained RLHF (config key `fine_grained`; docs/fine_grained.md): feedback on the segments of one initial
-# policy's sampled replies (qa-feedback layout), a reward model per kind of error, PPO with a reward at the end
-# of every segment (FG-PPO[-{variant}]), each row's fine-grained evaluation, and results/table_fine_grained.csv.
-from rrhf.plan.settings import FINE_GRAINED_PATTERN
-
-FINE_GRAINED = PLAN.fine_grained
-FINE_GRAINED_ROWS = [{"model": PLAN.policies[row.policy], "policy": PLAN.display_name(PLAN.policies[row.policy]),
-                      "setting": row.setting} for row in PLAN.tables.get("table_fine_grained", [])]
-SEGMENT_MODEL_KINDS = ["relevance", "factuality", "completeness"]
+# Fine-grained RLHF (config key `fine_grained`; rrhf.studies.fine_grained, docs/fine_grained.md): feedback on the
+# segments of one initial policy's sampled replies (qa-feedback layout), a reward model per kind of error, PPO
+# with a reward at the end of every segment (FG-PPO[-{variant}]), each row's fine-grained evaluation, and
+# results/table_fine_grained.csv.
+FINE_GRAINED_ROWS = FINE_GRAINED.rows() if FINE_GRAINED else []
+from rrhf.studies.fine_grained.study import SEGMENT_MODEL_KINDS  # noqa: E402
 
 
 localrules:
@@ -20,24 +17,24 @@ rule collect_fine_grained_feedback:
         train_data=TRAIN_DATA,
         # the policy whose replies are sampled, unless people's annotations are given
         policy=lambda wildcards: (
-            [] if FINE_GRAINED.feedback.file else PLAN.model_input(PLAN.policies[FINE_GRAINED.policy], wildcards.replicate)
+            [] if FINE_GRAINED.block.feedback.file else PLAN.model_input(FINE_GRAINED.policy(), wildcards.replicate)
         ),
         # people's annotations, where the config gives them (fine_grained.feedback.file)
-        given=lambda wildcards: [f for f in (FINE_GRAINED.feedback.file, FINE_GRAINED.feedback.completeness_file) if f],
+        given=lambda wildcards: FINE_GRAINED.given_feedback(),
     output:
-        feedback="results/{replicate}fine_grained/feedback.json",
-        completeness="results/{replicate}fine_grained/completeness.json",
+        feedback=paths.FINE_GRAINED(name="feedback.json"),
+        completeness=paths.FINE_GRAINED(name="completeness.json"),
     params:
-        policy=lambda wildcards: PLAN.model_path(PLAN.policies[FINE_GRAINED.policy], wildcards.replicate),
-        feedback=lambda wildcards: PLAN.fine_grained_feedback(wildcards.replicate),
+        policy=lambda wildcards: PLAN.model_path(FINE_GRAINED.policy(), wildcards.replicate),
+        feedback=lambda wildcards: FINE_GRAINED.feedback(wildcards.replicate),
         excluded_prompts=PLAN.prompt_subset("train"),
-        max_prompt_tokens=lambda wildcards: PLAN.ppo.training.max_length - FINE_GRAINED.feedback.generation.max_new_tokens,
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        max_prompt_tokens=lambda wildcards: PLAN.ppo.training.max_length
+        - FINE_GRAINED.block.feedback.generation.max_new_tokens,
+        **INFERENCE,
     log:
-        "logs/fine_grained/{replicate}collect_feedback.log",
+        log_of("collect_fine_grained_feedback", paths.FINE_GRAINED(name=""), "collect_feedback"),
     benchmark:
-        "logs/benchmarks/fine_grained/{replicate}collect_feedback.tsv"
+        benchmark_of("collect_fine_grained_feedback", paths.FINE_GRAINED(name=""), "collect_feedback")
     threads: threads_of("collect_fine_grained_feedback")
     resources:
         **resources_of("collect_fine_grained_feedback"),
@@ -49,21 +46,21 @@ rule collect_fine_grained_feedback:
 
 rule train_segment_reward_model:
     input:
-        feedback=lambda wildcards: PLAN.fine_grained_file(
+        feedback=lambda wildcards: FINE_GRAINED.file(
             "completeness.json" if wildcards.kind == "completeness" else "feedback.json", wildcards.replicate
         ),
-        init=lambda wildcards: PLAN.fine_grained_init(wildcards.replicate)[1],
+        init=lambda wildcards: FINE_GRAINED.init(wildcards.replicate)[1],
     output:
-        model=directory("results/{replicate}fine_grained/reward_models/{kind}"),
+        model=directory(paths.SEGMENT_REWARD_MODEL()),
     params:
-        init=lambda wildcards: PLAN.fine_grained_init(wildcards.replicate)[0],
-        reward_models=lambda wildcards: PLAN.fine_grained_build(wildcards.kind, wildcards.replicate),
-        held_out=lambda wildcards: FINE_GRAINED.feedback.held_out,
+        init=lambda wildcards: FINE_GRAINED.init(wildcards.replicate)[0],
+        reward_models=lambda wildcards: FINE_GRAINED.reward_model_build(wildcards.kind, wildcards.replicate),
+        held_out=lambda wildcards: FINE_GRAINED.block.feedback.held_out,
         precision=config["precision"],
     log:
-        "logs/fine_grained/{replicate}reward_model_{kind}.log",
+        log_of("train_segment_reward_model", paths.SEGMENT_REWARD_MODEL),
     benchmark:
-        "logs/benchmarks/fine_grained/{replicate}reward_model_{kind}.tsv"
+        benchmark_of("train_segment_reward_model", paths.SEGMENT_REWARD_MODEL)
     wildcard_constraints:
         kind="|".join(SEGMENT_MODEL_KINDS),
     threads: threads_of("train_segment_reward_model")
@@ -78,30 +75,25 @@ rule train_segment_reward_model:
 rule train_fine_grained_ppo:
     input:
         train_data=TRAIN_DATA,
-        policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
-        segment_reward_models=lambda wildcards: list(PLAN.fine_grained_models(wildcards.replicate).values()),
+        policy=policy_input,
+        reward_model=reward_model_input,
+        segment_reward_models=lambda wildcards: list(FINE_GRAINED.reward_models(wildcards.replicate).values()),
     output:
-        model=directory("results/{replicate}models/{policy}/{fine_grained_setting}"),
+        model=directory(paths.TRAINED_MODEL()),
     params:
-        policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
-        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
-        ppo=lambda wildcards: PLAN.ppo_for(wildcards.replicate, wildcards.fine_grained_setting),
-        fine_grained=lambda wildcards: {
-            **PLAN.fine_grained_for(wildcards.fine_grained_setting, wildcards.replicate),
-            "models": PLAN.fine_grained_models(wildcards.replicate),
-            "marker_position": FINE_GRAINED.reward_models.marker_position,
-            "max_length": FINE_GRAINED.reward_models.max_length,
-        },
+        policy=policy_path,
+        reward_model=reward_model_source,
+        ppo=lambda wildcards: FINE_GRAINED.ppo_for(wildcards.setting, wildcards.replicate),
+        fine_grained=lambda wildcards: FINE_GRAINED.training(wildcards.setting, wildcards.replicate),
         scoring=config["scoring"],
         prompts=PLAN.prompt_subset("train"),
         precision=config["precision"],
     log:
-        "logs/train_fine_grained_ppo/{replicate}{policy}_{fine_grained_setting}.log",
+        log_of("train_fine_grained_ppo", paths.TRAINED_MODEL),
     benchmark:
-        "logs/benchmarks/train_fine_grained_ppo/{replicate}{policy}_{fine_grained_setting}.tsv"
+        benchmark_of("train_fine_grained_ppo", paths.TRAINED_MODEL)
     wildcard_constraints:
-        fine_grained_setting=FINE_GRAINED_PATTERN,
+        setting=trained_by_pattern("train_fine_grained_ppo", PLAN.settings),
     priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
     threads: threads_of("train_fine_grained_ppo")
     resources:
@@ -117,17 +109,17 @@ rule evaluate_fine_grained:
         generations=lambda wildcards: PLAN.evaluation_file(
             wildcards.policy, wildcards.setting, "generations.parquet", wildcards.replicate
         ),
-        reward_models=lambda wildcards: list(PLAN.fine_grained_models(wildcards.replicate).values()),
+        reward_models=lambda wildcards: list(FINE_GRAINED.reward_models(wildcards.replicate).values()),
     output:
-        segments="results/{replicate}fine_grained/eval/{policy}/{setting}/segments.parquet",
-        metrics="results/{replicate}fine_grained/eval/{policy}/{setting}/metrics.json",
+        segments=paths.FINE_GRAINED_EVALUATION(name="segments.parquet"),
+        metrics=paths.FINE_GRAINED_EVALUATION(name="metrics.json"),
     params:
-        reward_models=lambda wildcards: PLAN.fine_grained_models(wildcards.replicate),
-        marker_position=lambda wildcards: FINE_GRAINED.reward_models.marker_position,
-        max_length=lambda wildcards: FINE_GRAINED.reward_models.max_length,
+        reward_models=lambda wildcards: FINE_GRAINED.reward_models(wildcards.replicate),
+        marker_position=lambda wildcards: FINE_GRAINED.block.reward_models.marker_position,
+        max_length=lambda wildcards: FINE_GRAINED.block.reward_models.max_length,
         device=config["device"],
     log:
-        "logs/fine_grained/{replicate}evaluate_{policy}_{setting}.log",
+        log_of("evaluate_fine_grained", paths.FINE_GRAINED_EVALUATION(name="")),
     wildcard_constraints:
         setting=EVALUATED_SETTINGS,
     threads: threads_of("evaluate_fine_grained")
@@ -143,11 +135,11 @@ rule table_fine_grained:
     input:
         metrics=[PLAN.evaluation_file(row["model"], row["setting"], "metrics.json", r)
                  for r in REPLICATES for row in FINE_GRAINED_ROWS],
-        fine_grained=[PLAN.fine_grained_evaluation(row["model"], row["setting"], "metrics.json", r)
+        fine_grained=[FINE_GRAINED.evaluation(row["model"], row["setting"], "metrics.json", r)
                       for r in REPLICATES for row in FINE_GRAINED_ROWS],
     output:
         table=report(
-            "results/table_fine_grained.csv",
+            paths.TABLE(table="table_fine_grained"),
             caption="../report/table_fine_grained.rst",
             category=CATEGORY["tables"],
             labels={"table": "Fine-grained RLHF", "format": "csv (download)"},
@@ -156,7 +148,7 @@ rule table_fine_grained:
         rows=[{"policy": row["policy"], "setting": row["setting"]} for row in FINE_GRAINED_ROWS],
         replicates=len(REPLICATES),
     log:
-        "logs/tables/table_fine_grained.log",
+        log_of("tables", name="table_fine_grained"),
     conda:
         ENV
     script:
@@ -165,14 +157,15 @@ rule table_fine_grained:
 
 rule fine_grained_reward_models:
     input:
-        models=[PLAN.fine_grained_models(r)[kind] for r in REPLICATES for kind in SEGMENT_MODEL_KINDS],
+        models=[FINE_GRAINED.reward_models(r)[kind] for r in REPLICATES for kind in SEGMENT_MODEL_KINDS]
+        if FINE_GRAINED else [],
     output:
-        table="results/fine_grained_reward_models.csv",
+        table=paths.FINE_GRAINED_REWARD_MODELS(),
     params:
         replicates=[r for r in REPLICATES for _ in SEGMENT_MODEL_KINDS],
         kinds=[kind for _ in REPLICATES for kind in SEGMENT_MODEL_KINDS],
     log:
-        "logs/fine_grained/reward_models.log",
+        log_of("fine_grained_reward_models", name="fine_grained_reward_models"),
     conda:
         ENV
     script:
@@ -181,28 +174,14 @@ rule fine_grained_reward_models:
 
 rule annotation_page:
     input:
-        feedback="results/fine_grained/feedback.json",
+        feedback=paths.FINE_GRAINED(replicate="", name="feedback.json"),
     output:
-        page="results/fine_grained/annotation.html",
+        page=paths.ANNOTATION_PAGE(),
     params:
         title="Fine-grained feedback: mark the errors of prediction 1, add what it misses, compare the replies",
     log:
-        "logs/fine_grained/annotation_page.log",
+        log_of("annotation_page", name="annotation_page"),
     conda:
         ENV
     script:
         "../scripts/annotation_page.py"
-
-
-# What `all` builds of it: the table, every reward model's held-out metrics and the annotation page. With people's
-# feedback (fine_grained.feedback.file) not there yet, `all` leaves them out and says so; asking for the table
-# itself then names the missing file.
-FEEDBACK_FILES = [f for f in (FINE_GRAINED.feedback.file, FINE_GRAINED.feedback.completeness_file) if f] if FINE_GRAINED else []
-FINE_GRAINED_TARGETS = (
-    ["results/table_fine_grained.csv", "results/fine_grained_reward_models.csv", "results/fine_grained/annotation.html"]
-    if FINE_GRAINED is not None and FINE_GRAINED_ROWS and all(os.path.exists(f) for f in FEEDBACK_FILES)
-    else []
-)
-if FINE_GRAINED is not None and not all(os.path.exists(f) for f in FEEDBACK_FILES):
-    print(f"fine_grained: {', '.join(f for f in FEEDBACK_FILES if not os.path.exists(f))} not there yet (people's "
-          "feedback, fine_grained.feedback.file): `all` leaves out results/table_fine_grained.csv", file=sys.stderr)

@@ -1,19 +1,9 @@
-# Human evaluation (config key `human_evaluation`; docs/human_evaluation.md): the paper's Table 3 from blind
-# pairwise judgments of the tables file's `table3` comparisons, and Table 4, each row's reply to a few test prompts.
-# Export the pairs (a page and a spreadsheet per annotator), have them judged (people, or the simulated annotators
-# on synthetic data), read the judgments back unblinded, and count them. Every step is cheap and local.
-from rrhf.studies.human_evaluation.study import (
-    batch_files,
-    comparisons,
-    human_evaluation_file,
-    human_replicates,
-    judgment_files,
-    table4_rows,
-)
-
-HUMAN = PLAN.human_evaluation
-HUMAN_REPLICATES = human_replicates(PLAN) if HUMAN else []
-HUMAN_BATCHES = list(HUMAN.batches) if HUMAN else []  # one per annotator
+# Human evaluation (config key `human_evaluation`; rrhf.studies.human_evaluation, docs/human_evaluation.md): the
+# paper's Table 3 from blind pairwise judgments of the tables file's `table3` comparisons, and Table 4, each row's
+# reply to a few test prompts. Export the pairs (a page and a spreadsheet per annotator), have them judged (people,
+# or the simulated annotators on synthetic data), read the judgments back unblinded, and count them. Every step is
+# cheap and local.
+HUMAN_BATCHES = list(HUMAN_EVALUATION.block.batches) if HUMAN_EVALUATION else []  # one per annotator
 
 
 localrules:
@@ -27,25 +17,25 @@ localrules:
 
 rule export_human_evaluation:
     input:
-        generations=lambda wildcards: [path for c in comparisons(PLAN, wildcards.replicate)
+        generations=lambda wildcards: [path for c in HUMAN_EVALUATION.comparisons(wildcards.replicate)
                                        for path in (c["a_generations"], c["b_generations"])],
     output:
-        key="results/{replicate}human_eval/pairs.parquet",
+        key=paths.HUMAN_EVALUATION(name="pairs.parquet"),
         pages=[
             report(
-                f"results/{{replicate}}human_eval/batch_{k}.html",
+                paths.HUMAN_EVALUATION(name=f"batch_{k}.html"),
                 caption="../report/human_eval_batch.rst",
                 category=CATEGORY["human"],
                 labels={"batch": str(k), "format": "HTML page for an annotator"},
             )
             for k in HUMAN_BATCHES
         ],
-        sheets=[f"results/{{replicate}}human_eval/batch_{k}.csv" for k in HUMAN_BATCHES],
+        sheets=[paths.HUMAN_EVALUATION(name=f"batch_{k}.csv") for k in HUMAN_BATCHES],
     params:
-        comparisons=lambda wildcards: comparisons(PLAN, wildcards.replicate),
-        study=HUMAN.as_config() if HUMAN else None,
+        comparisons=lambda wildcards: HUMAN_EVALUATION.comparisons(wildcards.replicate),
+        study=HUMAN_EVALUATION.block.as_config() if HUMAN_EVALUATION else None,
     log:
-        "logs/human_eval/{replicate}export.log",
+        log_of("export_human_evaluation", paths.HUMAN_EVALUATION(name=""), "export"),
     conda:
         ENV
     script:
@@ -54,14 +44,16 @@ rule export_human_evaluation:
 
 rule simulate_annotators:
     input:
-        key="results/{replicate}human_eval/pairs.parquet",
+        key=paths.HUMAN_EVALUATION(name="pairs.parquet"),
     output:
-        judgments=[f"results/{{replicate}}human_eval/simulated/batch_{k}.json" for k in HUMAN_BATCHES],
+        judgments=[paths.HUMAN_EVALUATION(name=f"simulated/batch_{k}.json") for k in HUMAN_BATCHES],
     params:
-        annotators=HUMAN.simulated_annotators.as_config() if HUMAN else None,
-        seed=lambda wildcards: PLAN.replicates.seed(HUMAN.simulated_annotators.seed, wildcards.replicate, "training"),
+        annotators=HUMAN_EVALUATION.block.simulated_annotators.as_config() if HUMAN_EVALUATION else None,
+        seed=lambda wildcards: PLAN.replicates.seed(
+            HUMAN_EVALUATION.block.simulated_annotators.seed, wildcards.replicate, "training"
+        ),
     log:
-        "logs/human_eval/{replicate}simulate_annotators.log",
+        log_of("simulate_annotators", paths.HUMAN_EVALUATION(name=""), "simulate_annotators"),
     conda:
         ENV
     script:
@@ -70,13 +62,13 @@ rule simulate_annotators:
 
 rule import_judgments:
     input:
-        key="results/{replicate}human_eval/pairs.parquet",
+        key=paths.HUMAN_EVALUATION(name="pairs.parquet"),
         # people's files (human_evaluation.judgments; replicate 0), else the simulated annotators'
-        judgments=lambda wildcards: judgment_files(PLAN, wildcards.replicate),
+        judgments=lambda wildcards: HUMAN_EVALUATION.judgment_files(wildcards.replicate),
     output:
-        judged="results/{replicate}human_eval/judged.parquet",
+        judged=paths.HUMAN_EVALUATION(name="judged.parquet"),
     log:
-        "logs/human_eval/{replicate}import_judgments.log",
+        log_of("import_judgments", paths.HUMAN_EVALUATION(name=""), "import_judgments"),
     conda:
         ENV
     script:
@@ -85,18 +77,19 @@ rule import_judgments:
 
 rule table3:
     input:
-        judged=[human_evaluation_file(PLAN, "judged.parquet", r) for r in HUMAN_REPLICATES],
+        judged=[HUMAN_EVALUATION.file("judged.parquet", r) for r in HUMAN_EVALUATION.replicates()]
+        if HUMAN_EVALUATION else [],
     output:
         table=report(
-            "results/table3.csv",
+            paths.TABLE(table="table3"),
             caption="../report/table3.rst",
             category=CATEGORY["tables"],
             labels={"table": "Table 3", "format": "csv (download)"},
         ),
     params:
-        comparisons=[{"a": c["a"], "b": c["b"]} for c in comparisons(PLAN)] if HUMAN else [],
+        comparisons=[{"a": c["a"], "b": c["b"]} for c in HUMAN_EVALUATION.comparisons()] if HUMAN_EVALUATION else [],
     log:
-        "logs/tables/table3.log",
+        log_of("tables", name="table3"),
     conda:
         ENV
     script:
@@ -105,20 +98,20 @@ rule table3:
 
 rule table4:
     input:
-        generations=[row["path"] for row in table4_rows(PLAN)] if HUMAN else [],
+        generations=[row["path"] for row in HUMAN_EVALUATION.table4_rows()] if HUMAN_EVALUATION else [],
     output:
         table=report(
-            "results/table4.csv",
+            paths.TABLE(table="table4"),
             caption="../report/table4.rst",
             category=CATEGORY["tables"],
             labels={"table": "Table 4", "format": "csv (download)"},
         ),
     params:
-        rows=table4_rows(PLAN) if HUMAN else [],
-        prompts=HUMAN.table4_prompts if HUMAN else None,
-        seed=HUMAN.seed if HUMAN else None,
+        rows=HUMAN_EVALUATION.table4_rows() if HUMAN_EVALUATION else [],
+        prompts=HUMAN_EVALUATION.block.table4_prompts if HUMAN_EVALUATION else None,
+        seed=HUMAN_EVALUATION.block.seed if HUMAN_EVALUATION else None,
     log:
-        "logs/tables/table4.log",
+        log_of("tables", name="table4"),
     conda:
         ENV
     script:
@@ -127,10 +120,10 @@ rule table4:
 
 rule table4_page:
     input:
-        table="results/table4.csv",
+        table=paths.TABLE(table="table4"),
     output:
         page=report(
-            "results/report/table4.html",
+            paths.TABLE_PAGE(table="table4"),
             caption="../report/table4.rst",
             category=CATEGORY["tables"],
             labels={"table": "Table 4", "format": "HTML"},
@@ -138,22 +131,8 @@ rule table4_page:
     params:
         title=TABLE_TITLES["table4"],
     log:
-        "logs/report/table4_page.log",
+        log_of("table_page", name="table4"),
     conda:
         ENV
     script:
         "../scripts/table4_page.py"
-
-
-# What `all` makes of it: Table 3 (and its page) when its judgments can be read (people's folder given and not
-# empty, or simulated annotators), Table 4, and the export's pages, which the report links.
-HUMAN_TARGETS = []
-if HUMAN is not None:
-    HUMAN_TARGETS += ["results/table4.csv", "results/report/table4.html"] if PLAN.tables.get("table4") else []
-    if PLAN.tables.get("table3"):
-        HUMAN_TARGETS += batch_files(PLAN, "html") + batch_files(PLAN, "csv")
-        if HUMAN.judgments and not judgment_files(PLAN):
-            print(f"human_evaluation.judgments: no judgment files in {HUMAN.judgments} yet: `all` makes the pages "
-                  "to hand out (results/human_eval/batch_*.html) and leaves out results/table3.csv", file=sys.stderr)
-        else:
-            HUMAN_TARGETS += ["results/table3.csv", "results/report/table3.html"]

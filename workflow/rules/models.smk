@@ -8,14 +8,14 @@ rule import_model:
         # A GGUF file given by path is the job's input (a package: resource is found in the environment).
         source=lambda wildcards: import_input(PLAN.models[wildcards.name]),
     output:
-        model=directory("resources/models/{name}"),
+        model=directory(paths.MODEL(replicate="")),
     params:
         source=lambda wildcards: PLAN.models[wildcards.name]["path"],
         prompt_format=lambda wildcards: PLAN.models[wildcards.name]["prompt_format"],
     log:
-        "logs/import_model/{name}.log",
+        log_of("import_model", paths.MODEL(replicate="")),
     benchmark:
-        "logs/benchmarks/import_model/{name}.tsv"
+        benchmark_of("import_model", paths.MODEL(replicate=""))
     wildcard_constraints:
         name=names_pattern(imported_models(PLAN.models)),
     threads: threads_of("import_model")
@@ -31,11 +31,11 @@ rule build_tokenizer:
     input:
         data=build_train_data,
     output:
-        model=directory("resources/models/{name}"),
+        model=directory(paths.MODEL(replicate="")),
     params:
         build=lambda wildcards: PLAN.build(wildcards.name),
     log:
-        "logs/build_tokenizer/{name}.log",
+        log_of("build_tokenizer", paths.MODEL(replicate="")),
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("tokenizer")),
     conda:
@@ -49,16 +49,16 @@ rule pretrain_lm:
         data=build_train_data,
         tokenizer=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["tokenizer"]),
     output:
-        model=directory("resources/models/{replicate}{name}"),
+        model=directory(paths.MODEL()),
     params:
         build=lambda wildcards: PLAN.build(wildcards.name, wildcards.replicate),
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
         tokenizer=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["tokenizer"]),
     log:
-        "logs/pretrain_lm/{replicate}{name}.log",
+        log_of("pretrain_lm", paths.MODEL),
     benchmark:
-        "logs/benchmarks/pretrain_lm/{replicate}{name}.tsv"
+        benchmark_of("pretrain_lm", paths.MODEL)
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("pretrain")),
     threads: threads_of("pretrain_lm")
@@ -75,16 +75,16 @@ rule train_sft:
         data=build_train_data,
         init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"], wildcards.replicate),
     output:
-        model=directory("resources/models/{replicate}{name}"),
+        model=directory(paths.MODEL()),
     params:
         init=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["init"], wildcards.replicate),
         build=lambda wildcards: PLAN.build(wildcards.name, wildcards.replicate),
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        "logs/train_sft/{replicate}{name}.log",
+        log_of("train_sft", paths.MODEL),
     benchmark:
-        "logs/benchmarks/train_sft/{replicate}{name}.tsv"
+        benchmark_of("train_sft", paths.MODEL)
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("sft")),
     threads: threads_of("train_sft")
@@ -103,17 +103,16 @@ rule collect_preferences:
         policies=lambda wildcards: [path for policy in PLAN.on_policy_policies(wildcards.name, wildcards.replicate)
                                     for path in PLAN.model_input(policy, wildcards.replicate)],
     output:
-        pairs="resources/preferences/{replicate}{name}.parquet",
+        pairs=paths.ON_POLICY_PAIRS(),
     params:
         policies=lambda wildcards: PLAN.on_policy_policies(wildcards.name, wildcards.replicate),
         on_policy=lambda wildcards: PLAN.build(wildcards.name, wildcards.replicate)["on_policy"],
         excluded_prompts=PLAN.prompt_subset("train"),
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
     log:
-        "logs/collect_preferences/{replicate}{name}.log",
+        log_of("collect_preferences", paths.ON_POLICY_PAIRS),
     benchmark:
-        "logs/benchmarks/collect_preferences/{replicate}{name}.tsv"
+        benchmark_of("collect_preferences", paths.ON_POLICY_PAIRS)
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("reward")),
     threads: threads_of("collect_preferences")
@@ -132,16 +131,16 @@ rule train_reward_model:
         test_data=lambda wildcards: PLAN.dataset_file(PLAN.build(wildcards.name)["dataset"], "test"),
         init=lambda wildcards: PLAN.model_input(PLAN.build(wildcards.name)["init"], wildcards.replicate),
     output:
-        model=directory("resources/models/{replicate}{name}"),
+        model=directory(paths.MODEL()),
     params:
         init=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["init"], wildcards.replicate),
         build=lambda wildcards: PLAN.build(wildcards.name, wildcards.replicate),
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        "logs/train_reward_model/{replicate}{name}.log",
+        log_of("train_reward_model", paths.MODEL),
     benchmark:
-        "logs/benchmarks/train_reward_model/{replicate}{name}.tsv"
+        benchmark_of("train_reward_model", paths.MODEL)
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("reward")),
     threads: threads_of("train_reward_model")

@@ -1,29 +1,27 @@
-# How well each reward build ranks by gold, in every replicate (rrhf.evaluation.reward_builds); and the
-# over-optimisation study (config key `overoptimisation`, rrhf.studies.overoptimisation.curves): proxy and gold
+# The over-optimisation study (config key `overoptimisation`; rrhf.studies.overoptimisation): proxy and gold
 # reward against sqrt(KL(pi || rho)) for best-of-n, optimisers along training and evaluated settings.
 
 localrules:
     overoptimisation,
     plot_overoptimisation,
-    reward_models,
 
 
 rule overoptimisation:
     input:
-        unpack(overoptimisation_input),
+        unpack(lambda wildcards: OVEROPTIMISATION.rule_inputs(wildcards.replicate)),
     output:
         table=report(
-            "results/{replicate}overoptimisation.csv",
+            paths.OVEROPTIMISATION(),
             caption="../report/overoptimisation.rst",
             category=CATEGORY["rewards"],
             labels={"figure": "Over-optimisation", "format": "csv (download)"},
         ),
     params:
-        best_of=lambda wildcards: PLAN.overoptimisation.best_of,
-        curves=lambda wildcards: PLAN.overoptimisation_inputs(wildcards.replicate)["curves"],
-        points=lambda wildcards: PLAN.overoptimisation_inputs(wildcards.replicate)["points"],
+        best_of=lambda wildcards: OVEROPTIMISATION.block.best_of,
+        curves=lambda wildcards: OVEROPTIMISATION.inputs(wildcards.replicate)["curves"],
+        points=lambda wildcards: OVEROPTIMISATION.inputs(wildcards.replicate)["points"],
     log:
-        "logs/overoptimisation/{replicate}overoptimisation.log",
+        log_of("overoptimisation", paths.OVEROPTIMISATION, "overoptimisation"),
     conda:
         ENV
     script:
@@ -32,33 +30,17 @@ rule overoptimisation:
 
 rule plot_overoptimisation:
     input:
-        table="results/{replicate}overoptimisation.csv",
+        table=paths.OVEROPTIMISATION(),
     output:
         figure=report(
-            "results/{replicate}figures/overoptimisation.png",
+            paths.OVEROPTIMISATION_FIGURE(),
             caption="../report/overoptimisation.rst",
             category=CATEGORY["rewards"],
             labels={"figure": "Over-optimisation", "format": "png"},
         ),
     log:
-        "logs/overoptimisation/{replicate}plot.log",
+        log_of("overoptimisation", paths.OVEROPTIMISATION_FIGURE, "plot"),
     conda:
         ENV
     script:
         "../scripts/plot_overoptimisation.py"
-
-
-rule reward_models:
-    input:
-        models=[PLAN.model_path(name, r) for r, name in REWARD_BUILDS],
-    output:
-        table="results/reward_models.csv",
-    params:
-        replicates=[r for r, _ in REWARD_BUILDS],
-        names=[name for _, name in REWARD_BUILDS],
-    log:
-        "logs/reward_models/reward_models.log",
-    conda:
-        ENV
-    script:
-        "../scripts/reward_models.py"

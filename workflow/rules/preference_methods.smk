@@ -1,10 +1,8 @@
-# RRHF's successors (config key `methods`; docs/methods.md): {method}@{setting} trains the policy with DPO, R-DPO,
-# IPO, SLiC-HF, SimPO, KTO or ORPO on the pairs (KTO: labelled replies) made from a named setting's training set,
-# with rho's log-probabilities of every reply computed once beforehand; the model is evaluated like any row.
-from types import SimpleNamespace
-
-from rrhf.studies.preference_methods.study import method_for, method_inputs, method_points, training_benchmarks
-from rrhf.plan.settings import method_pattern
+# RRHF's successors (config key `methods`; rrhf.studies.preference_methods, docs/methods.md): {method}@{setting}
+# trains the policy with DPO, R-DPO, IPO, SLiC-HF, SimPO, KTO or ORPO on the pairs (KTO: labelled replies) made
+# from a named setting's training set, with rho's log-probabilities of every reply computed once beforehand; the
+# model is evaluated like any row.
+from rrhf.studies.preference_methods.study import EXAMPLES, REFERENCE_LOGPROBS, training_benchmarks  # noqa: E402
 
 
 localrules:
@@ -15,12 +13,12 @@ rule method_examples:
     input:
         scored=lambda wildcards: PLAN.scored_file(wildcards.policy, wildcards.setting, wildcards.replicate),
     output:
-        examples="results/{replicate}methods/{policy}/{setting}/{data}.parquet",
+        examples=EXAMPLES,
     params:
-        pairs=PLAN.methods.pairs if PLAN.methods else None,
-        kto_threshold=PLAN.methods.kto_threshold if PLAN.methods else None,
+        pairs=METHODS.block.pairs if METHODS else None,
+        kto_threshold=METHODS.block.kto_threshold if METHODS else None,
     log:
-        "logs/methods/{replicate}{policy}_{setting}_{data}.log",
+        log_of("method_examples", EXAMPLES),
     wildcard_constraints:
         setting=names_pattern(PLAN.settings),
         data="pairs|labels",
@@ -32,20 +30,20 @@ rule method_examples:
 
 rule reference_logprobs:
     input:
-        examples="results/{replicate}methods/{policy}/{setting}/{data}.parquet",
-        reference=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
+        examples=EXAMPLES,
+        reference=policy_input,
     output:
-        reference="results/{replicate}methods/{policy}/{setting}/{data}_reference.parquet",
+        reference=REFERENCE_LOGPROBS,
     params:
-        reference=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
+        reference=policy_path,
         settings={"max_length": PLAN.rrhf.training.max_length, "batch_size": PLAN.rrhf.training.batch_size,
                   "max_tokens_per_forward": PLAN.rrhf.max_tokens_per_forward,
                   "prompt_sharing": PLAN.rrhf.prompt_sharing},
         device=config["device"],
     log:
-        "logs/methods/{replicate}{policy}_{setting}_{data}_reference.log",
+        log_of("reference_logprobs", REFERENCE_LOGPROBS),
     benchmark:
-        "logs/benchmarks/methods/{replicate}{policy}_{setting}_{data}_reference.tsv"
+        benchmark_of("reference_logprobs", REFERENCE_LOGPROBS)
     wildcard_constraints:
         setting=names_pattern(PLAN.settings),
         data="pairs|labels",
@@ -60,22 +58,22 @@ rule reference_logprobs:
 
 rule train_preference_method:
     input:
-        unpack(lambda wildcards: method_inputs(PLAN, wildcards.policy, wildcards.setting, wildcards.replicate)),
-        policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
+        unpack(lambda wildcards: METHODS.inputs(wildcards.policy, wildcards.setting, wildcards.replicate)),
+        policy=policy_input,
     output:
-        model=directory("results/{replicate}models/{policy}/{setting}"),
+        model=directory(paths.TRAINED_MODEL()),
     params:
-        policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
-        method=lambda wildcards: method_for(PLAN, wildcards.setting),
+        policy=policy_path,
+        method=lambda wildcards: METHODS.method_for(wildcards.setting),
         rrhf=lambda wildcards: PLAN.with_seed(config["rrhf"], "training", wildcards.replicate),
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        "logs/train_preference_method/{replicate}{policy}_{setting}.log",
+        log_of("train_preference_method", paths.TRAINED_MODEL),
     benchmark:
-        "logs/benchmarks/train_preference_method/{replicate}{policy}_{setting}.tsv"
+        benchmark_of("train_preference_method", paths.TRAINED_MODEL)
     wildcard_constraints:
-        setting=method_pattern(PLAN.settings),
+        setting=trained_by_pattern("train_preference_method", PLAN.settings),
     threads: threads_of("train_preference_method")
     resources:
         **resources_of("train_preference_method"),
@@ -87,8 +85,7 @@ rule train_preference_method:
 
 # The methods table (results/table_methods.csv; `make methods`, not in `all`): each row's evaluation in every
 # replicate, and the benchmark files of the jobs that trained its model.
-METHOD_ROWS = [{"model": PLAN.policies[row.policy], "policy": PLAN.display_name(PLAN.policies[row.policy]),
-                "setting": row.setting} for row in PLAN.tables.get("table_methods", [])]
+METHOD_ROWS = METHODS.rows() if METHODS else []
 
 
 localrules:
@@ -103,7 +100,7 @@ rule table_methods:
                     for path in training_benchmarks(PLAN, row["model"], row["setting"], r)],
     output:
         table=report(
-            "results/table_methods.csv",
+            paths.TABLE(table="table_methods"),
             caption="../report/table_methods.rst",
             category=CATEGORY["tables"],
             labels={"table": "Methods", "format": "csv (download)"},
@@ -114,7 +111,7 @@ rule table_methods:
               for row in METHOD_ROWS],
         replicates=len(REPLICATES),
     log:
-        "logs/tables/table_methods.log",
+        log_of("tables", name="table_methods"),
     conda:
         ENV
     script:
@@ -130,16 +127,16 @@ localrules:
 
 rule overoptimisation_methods:
     input:
-        unpack(lambda wildcards: overoptimisation_input(SimpleNamespace(replicate=""))),
-        method_points=lambda wildcards: list(method_points(PLAN).values()),
+        unpack(lambda wildcards: OVEROPTIMISATION.rule_inputs(0)),
+        method_points=lambda wildcards: list(METHODS.points().values()),
     output:
-        table="results/overoptimisation_methods.csv",
+        table=paths.OVEROPTIMISATION_METHODS(),
     params:
-        best_of=lambda wildcards: PLAN.overoptimisation.best_of,
-        curves=lambda wildcards: PLAN.overoptimisation_inputs(0)["curves"],
-        points=lambda wildcards: {**PLAN.overoptimisation_inputs(0)["points"], **method_points(PLAN)},
+        best_of=lambda wildcards: OVEROPTIMISATION.block.best_of,
+        curves=lambda wildcards: OVEROPTIMISATION.inputs(0)["curves"],
+        points=lambda wildcards: {**OVEROPTIMISATION.inputs(0)["points"], **METHODS.points()},
     log:
-        "logs/overoptimisation/overoptimisation_methods.log",
+        log_of("overoptimisation", name="overoptimisation_methods"),
     conda:
         ENV
     script:
@@ -148,16 +145,16 @@ rule overoptimisation_methods:
 
 rule plot_overoptimisation_methods:
     input:
-        table="results/overoptimisation_methods.csv",
+        table=paths.OVEROPTIMISATION_METHODS(),
     output:
         figure=report(
-            "results/figures/overoptimisation_methods.png",
+            paths.OVEROPTIMISATION_METHODS_FIGURE(),
             caption="../report/overoptimisation.rst",
             category=CATEGORY["rewards"],
             labels={"figure": "Over-optimisation, with the methods", "format": "png"},
         ),
     log:
-        "logs/overoptimisation/plot_methods.log",
+        log_of("overoptimisation", name="plot_methods"),
     conda:
         ENV
     script:

@@ -13,10 +13,10 @@ localrules:
 
 rule table_page:
     input:
-        table="results/{table}.csv",
+        table=paths.TABLE(),
     output:
         page=report(
-            "results/report/{table}.html",
+            paths.TABLE_PAGE(),
             caption="../report/table_page.rst",
             category=CATEGORY["tables"],
             labels=lambda wildcards: {"table": table_label(wildcards.table), "format": "HTML"},
@@ -25,7 +25,7 @@ rule table_page:
         title=lambda wildcards: TABLE_TITLES[wildcards.table],
         note="Each row as written in the table's CSV; an empty cell (a dash) has no value, as in the paper.",
     log:
-        "logs/report/{table}_page.log",
+        log_of("table_page", paths.TABLE_PAGE),
     wildcard_constraints:
         table="|".join([*REPORT_TABLES, "table3"]),
     conda:
@@ -36,10 +36,10 @@ rule table_page:
 
 rule plot_loss_curve:
     input:
-        model="results/models/{policy}/{setting}",
+        model=paths.TRAINED_MODEL(replicate=""),
     output:
         figure=report(
-            "results/figures/loss_curve_{policy}_{setting}.png",
+            paths.LOSS_CURVE(),
             caption="../report/loss_curve.rst",
             category=CATEGORY["curves"],
             subcategory=lambda wildcards: PLAN.display_name(wildcards.policy),
@@ -50,7 +50,7 @@ rule plot_loss_curve:
         title=lambda wildcards: f"{PLAN.display_name(wildcards.policy)}, {wildcards.setting}: training log",
         about=lambda wildcards: PLAN.training_about(wildcards.setting),
     log:
-        "logs/plot_loss_curve/{policy}_{setting}.log",
+        log_of("plot_loss_curve", paths.LOSS_CURVE),
     wildcard_constraints:
         setting=TRAINED_SETTINGS,
     conda:
@@ -64,7 +64,7 @@ rule plot_training_rewards:
         training=lambda wildcards: [row["training"][0] for row in report_rows(PLAN, wildcards.table) if row["training"]],
     output:
         figure=report(
-            "results/figures/train_rewards_{table}.png",
+            paths.TRAINING_REWARDS_FIGURE(),
             caption="../report/train_rewards.rst",
             category=CATEGORY["rewards"],
             labels=lambda wildcards: {"table": table_label(wildcards.table),
@@ -75,7 +75,7 @@ rule plot_training_rewards:
                                 for row in report_rows(PLAN, wildcards.table) if row["training"]],
         title=lambda wildcards: f"{table_label(wildcards.table)}: rewards of each row's training set",
     log:
-        "logs/report/train_rewards_{table}.log",
+        log_of("plot_training_rewards", paths.TRAINING_REWARDS_FIGURE),
     wildcard_constraints:
         table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:
@@ -89,7 +89,7 @@ rule plot_evaluation_rewards:
         generations=lambda wildcards: [row["generations"] for row in report_rows(PLAN, wildcards.table)],
     output:
         figure=report(
-            "results/figures/eval_rewards_{table}.png",
+            paths.EVALUATION_REWARDS_FIGURE(),
             caption="../report/eval_rewards.rst",
             category=CATEGORY["rewards"],
             labels=lambda wildcards: {"table": table_label(wildcards.table),
@@ -101,7 +101,7 @@ rule plot_evaluation_rewards:
         title=lambda wildcards: f"{table_label(wildcards.table)}: "
         "each test generation's reward and gold reward",
     log:
-        "logs/report/eval_rewards_{table}.log",
+        log_of("plot_evaluation_rewards", paths.EVALUATION_REWARDS_FIGURE),
     wildcard_constraints:
         table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:
@@ -115,7 +115,7 @@ rule generation_samples:
         generations=lambda wildcards: [row["generations"] for row in report_rows(PLAN, wildcards.table)],
     output:
         page=report(
-            "results/report/generations_{table}.html",
+            paths.GENERATIONS_PAGE(),
             caption="../report/generations.rst",
             category=CATEGORY["generations"],
             labels=lambda wildcards: {"table": table_label(wildcards.table)},
@@ -127,7 +127,7 @@ rule generation_samples:
         f"{REPORT_EXAMPLES} test prompts, each row's reply",
         examples=REPORT_EXAMPLES,
     log:
-        "logs/report/generations_{table}.log",
+        log_of("generation_samples", paths.GENERATIONS_PAGE),
     wildcard_constraints:
         table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:

@@ -6,20 +6,19 @@
 rule sample_responses:
     input:
         data=TRAIN_DATA,
-        policy=lambda wildcards: PLAN.model_input(wildcards.policy, wildcards.replicate),
+        policy=policy_input,
     output:
-        samples=sharded("results/{replicate}samples/{policy}/{sampler}.parquet"),
+        samples=sharded(paths.SAMPLES()),
     params:
-        policy=lambda wildcards: PLAN.model_path(wildcards.policy, wildcards.replicate),
+        policy=policy_path,
         sampling=lambda wildcards: PLAN.sampling_for(wildcards.sampler, wildcards.replicate),
         prompts=PLAN.prompt_subset("train"),
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
         shard=shard_of,
     log:
-        sharded("logs/sample_responses/{replicate}{policy}_{sampler}.log"),
+        sharded(log_of("sample_responses", paths.SAMPLES)),
     benchmark:
-        sharded("logs/benchmarks/sample_responses/{replicate}{policy}_{sampler}.tsv")
+        sharded(benchmark_of("sample_responses", paths.SAMPLES))
     threads: threads_of("sample_responses")
     resources:
         **resources_of("sample_responses"),
@@ -36,17 +35,16 @@ use rule sample_responses as sample_iterated_responses with:
         data=TRAIN_DATA,
         policy=lambda wildcards: starting_model_input(wildcards, wildcards.iteration),
     output:
-        samples=sharded("results/{replicate}samples/{policy}/{iteration}/{sampler}.parquet"),
+        samples=sharded(paths.ITERATED_SAMPLES()),
     params:
         policy=lambda wildcards: starting_model(wildcards, wildcards.iteration),
         sampling=lambda wildcards: PLAN.sampling_for(wildcards.sampler, wildcards.replicate),
         prompts=PLAN.prompt_subset("train"),
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
         shard=shard_of,
     log:
-        sharded("logs/sample_responses/{replicate}{policy}_{iteration}_{sampler}.log"),
+        sharded(log_of("sample_responses", paths.ITERATED_SAMPLES)),
     benchmark:
-        sharded("logs/benchmarks/sample_responses/{replicate}{policy}_{iteration}_{sampler}.tsv")
+        sharded(benchmark_of("sample_responses", paths.ITERATED_SAMPLES))
     wildcard_constraints:
         iteration=LATER_ITERATION_PATTERN,

@@ -1,21 +1,20 @@
-# Scoring stage: rewards for sampled and provided responses, and the training
-# set of each setting (IP-{n} included), results/scored/{policy}/{setting}.parquet.
+# Scoring stage: rewards for sampled and provided responses, and the training set of each setting (IP-{n}
+# included), results/scored/{policy}/{setting}.parquet.
 
 rule score_samples:
     input:
-        samples=sharded("results/{replicate}samples/{policy}/{sampler}.parquet"),
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        samples=sharded(paths.SAMPLES()),
+        reward_model=reward_model_input,
     output:
-        rewards=sharded("results/{replicate}rewards/{policy}/{sampler}.parquet"),
+        rewards=sharded(paths.REWARDS()),
     params:
-        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        reward_model=reward_model_source,
         scoring=config["scoring"],
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
     log:
-        sharded("logs/score_samples/{replicate}{policy}_{sampler}.log"),
+        sharded(log_of("score_samples", paths.REWARDS)),
     benchmark:
-        sharded("logs/benchmarks/score_samples/{replicate}{policy}_{sampler}.tsv")
+        sharded(benchmark_of("score_samples", paths.REWARDS))
     threads: threads_of("score_samples")
     resources:
         **resources_of("score_samples"),
@@ -28,34 +27,33 @@ rule score_samples:
 # IP-{n}'s samples (sample_iterated_responses), scored the same way.
 use rule score_samples as score_iterated_samples with:
     input:
-        samples=sharded("results/{replicate}samples/{policy}/{iteration}/{sampler}.parquet"),
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        samples=sharded(paths.ITERATED_SAMPLES()),
+        reward_model=reward_model_input,
     output:
-        rewards=sharded("results/{replicate}rewards/{policy}/{iteration}/{sampler}.parquet"),
+        rewards=sharded(paths.ITERATED_REWARDS()),
     log:
-        sharded("logs/score_samples/{replicate}{policy}_{iteration}_{sampler}.log"),
+        sharded(log_of("score_samples", paths.ITERATED_REWARDS)),
     benchmark:
-        sharded("logs/benchmarks/score_samples/{replicate}{policy}_{iteration}_{sampler}.tsv")
+        sharded(benchmark_of("score_samples", paths.ITERATED_REWARDS))
     wildcard_constraints:
         iteration=LATER_ITERATION_PATTERN,
 
 rule score_provided:
     input:
         data=TRAIN_DATA,
-        reward_model=lambda wildcards: PLAN.reward_model_input(wildcards.replicate),
+        reward_model=reward_model_input,
     output:
-        rewards=sharded("results/{replicate}rewards/provided.parquet"),
+        rewards=sharded(paths.PROVIDED_REWARDS()),
     params:
-        reward_model=lambda wildcards: PLAN.reward_model_source(wildcards.replicate),
+        reward_model=reward_model_source,
         prompts=PLAN.prompt_subset("train"),
         scoring=config["scoring"],
-        device=config["device"],
-        dtype=config["precision"]["dtype"],
+        **INFERENCE,
         shard=shard_of,
     log:
-        sharded("logs/score_provided/{replicate}provided.log"),
+        sharded(log_of("score_provided", paths.PROVIDED_REWARDS, "provided")),
     benchmark:
-        sharded("logs/benchmarks/score_provided/{replicate}provided.tsv")
+        sharded(benchmark_of("score_provided", paths.PROVIDED_REWARDS, "provided"))
     threads: threads_of("score_provided")
     resources:
         **resources_of("score_provided"),
@@ -69,9 +67,9 @@ rule assemble_training_set:
     input:
         unpack(setting_parts),
     output:
-        scored="results/{replicate}scored/{policy}/{setting}.parquet",
+        scored=paths.TRAINING_SET(),
     log:
-        "logs/assemble_training_set/{replicate}{policy}_{setting}.log",
+        log_of("assemble_training_set", paths.TRAINING_SET),
     wildcard_constraints:
         setting=f"{names_pattern(PLAN.own_training_sets())}|{LATER_ITERATION_PATTERN}",
     conda:
@@ -87,11 +85,11 @@ if PLAN.shards > 1:
 
     rule gather_shards:
         input:
-            shards=expand("results/{{replicate}}{{stage}}/{{path}}/shard{shard}.parquet", shard=range(PLAN.shards)),
+            shards=[paths.SHARD(shard=shard) for shard in range(PLAN.shards)],
         output:
-            gathered="results/{replicate}{stage}/{path}.parquet",
+            gathered=paths.GATHERED(),
         log:
-            "logs/gather_shards/{replicate}{stage}/{path}.log",
+            log_of("gather_shards", paths.GATHERED),
         wildcard_constraints:
             stage="samples|rewards",
             path=rf"[^/]+/(?:{LATER_ITERATION_PATTERN}/)?[^/]+|provided",

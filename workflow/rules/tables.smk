@@ -1,16 +1,10 @@
 # Tables: cheap, run on the submitting machine. Each is in the report, beside its page and figures (report.smk).
-
-
-include: "report_common.smk"
-
-
+# Each table reads every replicate's files, replicate-major (rrhf.report.tables.by_replicate); with more than
+# one replicate its rows are means with 95 % intervals.
 TABLE6_ROWS = labelled_rows(PLAN, "table6")
 TABLE7_ROWS = labelled_rows(PLAN, "table7")
 TABLE2_ENTRIES = entries(PLAN, "table2", "metrics.json")
 TABLE5_ENTRIES = entries(PLAN, "table5", "pair_accuracy.json")
-# Each table reads every replicate's files, replicate-major (rrhf.report.tables.by_replicate); with more than
-# one replicate its rows are means with 95 % intervals.
-REPLICATES = list(PLAN.replicates.numbers())
 
 
 localrules:
@@ -25,7 +19,7 @@ rule table2:
         metrics=[path for r in REPLICATES for _, path in entries(PLAN, "table2", "metrics.json", r)],
     output:
         table=report(
-            "results/table2.csv",
+            paths.TABLE(table="table2"),
             caption="../report/table2.rst",
             category=CATEGORY["tables"],
             labels={"table": table_label("table2"), "format": "csv (download)"},
@@ -34,7 +28,7 @@ rule table2:
         rows=[row for row, _ in TABLE2_ENTRIES],
         replicates=len(REPLICATES),
     log:
-        "logs/tables/table2.log",
+        log_of("tables", name="table2"),
     conda:
         ENV
     script:
@@ -46,7 +40,7 @@ rule table5:
         accuracy=[path for r in REPLICATES for _, path in entries(PLAN, "table5", "pair_accuracy.json", r)],
     output:
         table=report(
-            "results/table5.csv",
+            paths.TABLE(table="table5"),
             caption="../report/table5.rst",
             category=CATEGORY["tables"],
             labels={"table": table_label("table5"), "format": "csv (download)"},
@@ -55,7 +49,7 @@ rule table5:
         rows=[row for row, _ in TABLE5_ENTRIES],
         replicates=len(REPLICATES),
     log:
-        "logs/tables/table5.log",
+        log_of("tables", name="table5"),
     conda:
         ENV
     script:
@@ -70,7 +64,7 @@ rule table6:
                 if (path := PLAN.scored_file(row["model"], row["setting"], r))],
     output:
         table=report(
-            "results/table6.csv",
+            paths.TABLE(table="table6"),
             caption="../report/table6.rst",
             category=CATEGORY["tables"],
             labels={"table": table_label("table6"), "format": "csv (download)"},
@@ -81,7 +75,7 @@ rule table6:
         scored=[PLAN.scored_file(row["model"], row["setting"], r) for r in REPLICATES for row in TABLE6_ROWS],
         replicates=len(REPLICATES),
     log:
-        "logs/tables/table6.log",
+        log_of("tables", name="table6"),
     conda:
         ENV
     script:
@@ -94,7 +88,7 @@ rule table7:
                  for r in REPLICATES for row in TABLE7_ROWS],
     output:
         table=report(
-            "results/table7.csv",
+            paths.TABLE(table="table7"),
             caption="../report/table7.rst",
             category=CATEGORY["tables"],
             labels={"table": table_label("table7"), "format": "csv (download)"},
@@ -103,7 +97,7 @@ rule table7:
         rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in TABLE7_ROWS],
         replicates=len(REPLICATES),
     log:
-        "logs/tables/table7.log",
+        log_of("tables", name="table7"),
     conda:
         ENV
     script:

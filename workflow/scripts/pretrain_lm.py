@@ -1,11 +1,4 @@
-from rrhf.training.launch import run_trainer
+from rrhf.training.launch import run_job
 
-run_trainer(
-    "pretrain_lm",
-    dict(tokenizer_dir=snakemake.params.tokenizer, train_data=snakemake.input.data, output_dir=snakemake.output.model,
-         build=snakemake.params.build, precision=snakemake.params.precision,
-         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
-         tracking=snakemake.config["tracking"], log_path=snakemake.log[0]),
-    num_processes=snakemake.resources.gpu,
-    accelerate_config=snakemake.params.accelerate_config,
-)
+run_job(snakemake, "pretrain_lm", tokenizer_dir=snakemake.params.tokenizer, train_data=snakemake.input.data,
+        build=snakemake.params.build, precision=snakemake.params.precision)

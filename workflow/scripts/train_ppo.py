@@ -1,12 +1,7 @@
-from rrhf.training.launch import run_trainer
+from rrhf.training.launch import run_job
 
-run_trainer(
-    "train_ppo",
-    dict(policy=snakemake.params.policy, reward_model=snakemake.params.reward_model,
-         train_data=snakemake.input.train_data, output_dir=snakemake.output.model, ppo=snakemake.params.ppo,
-         scoring=snakemake.params.scoring, prompts=snakemake.params.prompts, precision=snakemake.params.precision,
-         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
-         tracking=snakemake.config["tracking"], log_path=snakemake.log[0],
-         # fine-grained PPO (rule train_fine_grained_ppo): a reward per segment
-         fine_grained=snakemake.params.get("fine_grained")),
-)
+# PPO, and fine-grained PPO (rule train_fine_grained_ppo) with its reward per segment
+run_job(snakemake, "train_ppo", policy=snakemake.params.policy, reward_model=snakemake.params.reward_model,
+        train_data=snakemake.input.train_data, ppo=snakemake.params.ppo, scoring=snakemake.params.scoring,
+        prompts=snakemake.params.prompts, precision=snakemake.params.precision,
+        fine_grained=snakemake.params.get("fine_grained"))

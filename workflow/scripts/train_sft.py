@@ -1,11 +1,4 @@
-from rrhf.training.launch import run_trainer
+from rrhf.training.launch import run_job
 
-run_trainer(
-    "train_sft",
-    dict(init_model=snakemake.params.init, train_data=snakemake.input.data, output_dir=snakemake.output.model,
-         build=snakemake.params.build, precision=snakemake.params.precision,
-         checkpoint=dict(snakemake.config["checkpoints"], job=snakemake.output.model),
-         tracking=snakemake.config["tracking"], log_path=snakemake.log[0]),
-    num_processes=snakemake.resources.gpu,
-    accelerate_config=snakemake.params.accelerate_config,
-)
+run_job(snakemake, "train_sft", init_model=snakemake.params.init, train_data=snakemake.input.data,
+        build=snakemake.params.build, precision=snakemake.params.precision)

@@ -367,18 +367,6 @@ TOP_LEVEL_BLOCKS: dict[str, type[Block]] = {
 
 
 @dataclass(frozen=True)
-class Overoptimisation(Block):
-    """``overoptimisation``: the over-optimisation study of one initial policy
-    (rrhf.studies.overoptimisation.curves)."""
-
-    SCHEMA: ClassVar[str] = "overoptimisation"
-    policy: str
-    best_of: list[int]
-    along_training: list[str]
-    points: list[str]
-
-
-@dataclass(frozen=True)
 class SegmentWeights(Block):
     """``fine_grained.weights``: the reward magnitude of each reward model (0 removes it)."""
 

@@ -21,17 +21,15 @@ from rrhf.config.block_checks import lora_fsdp_problem, lora_pretrain_problem, p
 from rrhf.models.sources import model_source_problem
 from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
 from rrhf.plan.replicates import FOLDER_PATTERN
-from rrhf.plan.settings import parse_setting, setting_problem
+from rrhf.plan.settings import setting_problem
 from rrhf.plan.table_rows import table_row_problems
-from rrhf.studies.human_evaluation.study import human_evaluation_problems
-from rrhf.studies.preference_methods.study import method_problems
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
 DEVICE = re.compile(r"auto|cpu|mps|(?:cuda|xpu|npu|hpu)(?::[0-9]+)?")
 # Rules that train in one process on one GPU (PPO's rollouts, its reference and value head are one process's).
-SINGLE_PROCESS_RULES = {"train_ppo": "PPO", "train_fine_grained_ppo": "Fine-grained PPO"}
+SINGLE_PROCESS_RULES = {"train_ppo": "PPO"}  # (and the fine-grained study's train_fine_grained_ppo)
 # What a dataset source needs besides `source`.
 SOURCE_KEYS = {"hub": "name", "anthropic_jsonl": "files"}
 
@@ -198,67 +196,10 @@ def reference_problems(plan: "Plan") -> list[str]:
     return problems + value_head_problems(plan)
 
 
-def single_process_problems(plan: "Plan") -> list[str]:
+def single_process_problems(plan: "Plan", rules: dict[str, str] = SINGLE_PROCESS_RULES) -> list[str]:
     """Trainers that run in one process (they sample while they train) asked for several GPUs."""
     return [f"resources.rules.{rule}.gpu: {what} runs in one process on one GPU; set it to 1 (or 0)"
-            for rule, what in SINGLE_PROCESS_RULES.items() if plan.rule_resources(rule)["gpu"] > 1]
-
-
-def overoptimisation_problems(plan: "Plan") -> list[str]:
-    """The over-optimisation study's names: a policy role of `policies`, settings followed along training that
-    log it (PPO, PPO-noKL, OP-k[+KL]), and evaluated settings as points (not best-of-n: no KL is measured)."""
-    study = plan.overoptimisation
-    if study is None:
-        return []
-    problems = []
-    if study.policy not in plan.policies:
-        problems.append(f"overoptimisation.policy: {study.policy!r} is not a role of `policies` "
-                        f"({', '.join(sorted(plan.policies))})")
-    for key, names, kinds, what in (
-            ("along_training", study.along_training, ("ppo", "online"), "PPO, PPO-noKL, OP-k or OP-k+KL"),
-            ("points", study.points, ("none", "ppo", "named", "iterated", "online"), "an evaluated setting")):
-        for k, name in enumerate(names):
-            parsed = parse_setting(name, plan.settings)
-            if parsed is None or parsed.kind not in kinds:
-                problems.append(f"overoptimisation.{key}[{k}]: {name!r} is not {what}")
-    return problems
-
-
-def fine_grained_problems(plan: "Plan") -> list[str]:
-    """The fine-grained study's names: its policy a role of `policies`, its reward models' start a `models`
-    entry or a path, and every FG-PPO row of the tables backed by the block (its variant one of `variants`)."""
-    study, problems = plan.fine_grained, []
-    for rows in plan.tables.values():
-        for row in rows:
-            setting = parse_setting(row.setting, plan.settings) if row.setting else None
-            if setting is None or setting.kind != "fine_grained":
-                continue
-            where = f"{plan.tables_file.name}: {row.where}"
-            if study is None:
-                problems.append(f"{where}: {row.setting} needs the config's `fine_grained` block (absent)")
-            elif setting.variant is not None and setting.variant not in study.variants:
-                problems.append(f"{where}: {row.setting}: {setting.variant!r} is not one of fine_grained.variants "
-                                f"({', '.join(sorted(study.variants)) or 'none given'})")
-            elif row.policy != study.policy:
-                problems.append(f"{where}: {row.setting} trains fine_grained.policy ({study.policy}), not "
-                                f"{row.policy}")
-    if study is None:
-        return problems
-    if study.policy not in plan.policies:
-        problems.append(f"fine_grained.policy: {study.policy!r} is not a role of `policies` "
-                        f"({', '.join(sorted(plan.policies))})")
-    dataset = plan.config["datasets"].get(plan.config["data"]["dataset"], {})
-    if study.feedback.file is None and dataset.get("source") != "synthetic":
-        problems.append(f"fine_grained.feedback.file: the dataset {plan.config['data']['dataset']!r} has no gold "
-                        "reward, so no simulated annotators can label the replies; give a qa-feedback file of "
-                        "people's annotations (results/fine_grained/annotation.html saves one)")
-    if study.feedback.completeness_file is not None and study.feedback.file is None:
-        problems.append("fine_grained.feedback.completeness_file: given without fine_grained.feedback.file")
-    init = study.reward_models.init
-    if init not in plan.models and not Path(init).exists() and init.startswith((".", "/", "~")):
-        problems.append(f"fine_grained.reward_models.init: {init!r} is neither a `models` entry nor an existing "
-                        "path")
-    return problems
+            for rule, what in rules.items() if plan.rule_resources(rule)["gpu"] > 1]
 
 
 def rule_name_problems(plan: "Plan", names: list[str]) -> list[str]:
@@ -275,18 +216,6 @@ def table_problems(plan: "Plan") -> list[str]:
         for row in rows:
             problems += table_row_problems(row, plan.policies, plan.settings, f"{plan.tables_file.name}: {row.where}")
     return problems
-
-
-def finding_problems(plan: "Plan") -> list[str]:
-    """Claims of the findings file (config key ``findings``) that cannot be measured: rows no table has, metrics
-    their tables lack (rrhf.studies.findings.claims). Checked only when the tables themselves are sound; the claims read
-    are kept on the plan."""
-    if table_problems(plan) or plan.findings_file is None:
-        return []
-    from rrhf.studies.findings.claims import read_claims
-
-    plan.claims, problems = read_claims(plan, plan.findings_file)
-    return [f"findings: {problem}" for problem in problems]
 
 
 def dataset_rows(path: str | Path) -> int | None:
@@ -353,12 +282,10 @@ def target_problems(plan: "Plan", targets: list[str]) -> list[str]:
 
 def plan_problems(plan: "Plan") -> list[str]:
     """Every check of this module on a plan but :func:`rule_name_problems` (the Snakefile knows the rules only
-    once they are all read) and :func:`target_problems`."""
+    once they are all read) and :func:`target_problems`; each study checks its own (rrhf.plan.study.Study)."""
     config = plan.config
     return [*finite_number_problems(config), *reference_problems(plan), *role_problems(plan),
             *accelerate_config_problems(plan), *architecture_problems(plan), *lora_problems(plan),
             *config_problems(config),
             *ppo_length_problems(plan.ppo.training.max_length, plan.ppo.generation.max_new_tokens),
-            *single_process_problems(plan), *table_problems(plan), *finding_problems(plan),
-            *size_problems(plan), *overoptimisation_problems(plan), *fine_grained_problems(plan),
-            *human_evaluation_problems(plan), *method_problems(plan)]
+            *single_process_problems(plan), *table_problems(plan), *size_problems(plan)]

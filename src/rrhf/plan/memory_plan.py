@@ -38,20 +38,16 @@ from rrhf.plan.memory import (
     training_state,
     weights,
 )
-from rrhf.plan.model_facts import ModelFacts, facts_of, model_facts
+from rrhf.plan.model_facts import ModelFacts, model_facts
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
-FEEDBACK_CHUNK = 128  # rrhf.studies.fine_grained.feedback_collection.SAMPLING_CHUNK: replies per generate call
-
-
 def used_settings(plan: "Plan") -> list:
     """The parsed settings the tables and studies of the config evaluate or train."""
     names = {row.setting for rows in plan.tables.values() for row in rows if getattr(row, "setting", None)}
-    if plan.overoptimisation is not None:
-        names |= set(plan.overoptimisation.points) | set(plan.overoptimisation.along_training)
-        names |= {f"best-of-{n}" for n in plan.overoptimisation.best_of}
+    for study in plan.active_studies():
+        names |= study.settings_used()
     parsed = []
     for name in sorted(names):
         try:
@@ -204,13 +200,6 @@ def rrhf_rules(plan: "Plan") -> list[RuleMemory]:
     estimates = [estimate]
     if any(s.kind == "online" for s in used_settings(plan)):
         estimates.append(online_memory(plan, name, policy))
-    if plan.methods is not None:
-        pair_tokens = training.batch_size * 2 * training.max_length
-        estimates.append(trainer_memory(plan, "train_preference_method", policy, training, pair_tokens, pair_tokens,
-                                        f"{name}: {training.batch_size} pairs x {training.max_length} tokens",
-                                        training.lora))
-        reference = {"weights": weights(policy, 4), "activations": logits(policy, pair_tokens, 4)}
-        estimates.append(inference_memory(plan, "reference_logprobs", f"{name} in float32", [reference]))
     return estimates
 
 
@@ -242,13 +231,15 @@ def online_memory(plan: "Plan", name: str, policy: ModelFacts) -> RuleMemory:
 
 
 def ppo_rules(plan: "Plan") -> list[RuleMemory]:
-    """train_ppo and train_fine_grained_ppo: one process holding the policy with its value head, rho's snapshot
-    of what trains, the reward model (and the segment reward models), rollouts' cache and a PPO minibatch."""
-    settings = used_settings(plan)
-    rules = [rule for rule, kind in (("train_ppo", "ppo"), ("train_fine_grained_ppo", "fine_grained"))
-             if any(s.kind == kind for s in settings)]
-    if not rules:
+    """train_ppo, when a table row or a study trains PPO (the fine-grained study plans train_fine_grained_ppo)."""
+    if not any(s.kind == "ppo" for s in used_settings(plan)):
         return []
+    return [ppo_rule_memory(plan, "train_ppo")]
+
+
+def ppo_rule_memory(plan: "Plan", rule: str, other_models: int = 0) -> RuleMemory:
+    """A PPO trainer's one process: the policy with its value head, rho's snapshot of what trains, the reward
+    model (and ``other_models`` bytes besides: the segment reward models), rollouts' cache and a PPO minibatch."""
     name, policy = largest_policy(plan)
     ppo, ib, dtype = plan.ppo, inference_bytes(plan), activation_bytes(plan)
     unfrozen = ppo.num_layers_unfrozen
@@ -271,43 +262,20 @@ def ppo_rules(plan: "Plan") -> list[RuleMemory]:
              "cache": kv_cache(policy, ppo.chunk_size, ppo.training.max_length, ib)}
     host = host_at_load(policy, Layout(1)) + reward_host(plan)
     case = f"{name}: " + ("LoRA" if ppo.training.lora else f"top {unfrozen} layers" if unfrozen else "every layer")
-    estimates = []
-    for rule in rules:
-        own = dict(parts)
-        if rule == "train_fine_grained_ppo":
-            segment = facts_of(plan, plan.fine_grained.reward_models.init, "token_classification")
-            own["other models"] += 3 * weights(segment, ib)
-        estimates.append(RuleMemory(rule, plan.rule_resources(rule)["gpu"], "1 process", case, own, host))
-    return estimates
+    parts["other models"] += other_models
+    return RuleMemory(rule, plan.rule_resources(rule)["gpu"], "1 process", case, parts, host)
 
 
-def fine_grained_rules(plan: "Plan") -> list[RuleMemory]:
-    if plan.fine_grained is None:
-        return []
-    models = plan.fine_grained.reward_models
-    segment = facts_of(plan, models.init, "token_classification")
-    training = models.training
-    tokens = training.batch_size * training.max_length
-    rule = trainer_memory(plan, "train_segment_reward_model", segment, training, tokens, 0,
-                          f"{models.init}: {training.batch_size} x {training.max_length} tokens")
-    ib = inference_bytes(plan)
-    policy = model_facts(plan, plan.policies[plan.fine_grained.policy])
-    feedback = plan.fine_grained.feedback.generation
-    sampled = add({"weights": weights(policy, ib)}, generation(policy, FEEDBACK_CHUNK, feedback.max_new_tokens, ib,
-                                                               plan.ppo.training.max_length))
-    judged = {"weights": 3 * weights(segment, ib),
-              "activations": forward_pass(segment, plan.scoring.batch_size, models.max_length, ib)}
-    return [rule, inference_memory(plan, "collect_fine_grained_feedback", plan.fine_grained.policy, [sampled]),
-            inference_memory(plan, "evaluate_fine_grained", models.init, [judged])]
 
 
 ESTIMATORS: list[Callable[["Plan"], list[RuleMemory]]] = [
-    sampling_rules, evaluation_rules, build_rules, rrhf_rules, ppo_rules, fine_grained_rules]
+    sampling_rules, evaluation_rules, build_rules, rrhf_rules, ppo_rules]
 
 
 def memory_plan(plan: "Plan") -> list[RuleMemory]:
     """The estimate of every rule of the config that asks for a GPU, sorted by rule."""
     estimates = [estimate for estimator in ESTIMATORS for estimate in estimator(plan)]
+    estimates += [estimate for study in plan.active_studies() for estimate in study.memory()]
     return sorted((e for e in estimates if e.gpus > 0), key=lambda e: e.rule)
 
 

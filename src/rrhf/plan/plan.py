@@ -17,7 +17,6 @@ from rrhf.config.blocks import (
     Checkpoints,
     Data,
     Evaluation,
-    Overoptimisation,
     Precision,
     Resampling,
     Resources,
@@ -26,13 +25,12 @@ from rrhf.config.blocks import (
 )
 from rrhf.config.schema import fill_defaults
 from rrhf.models.sources import needs_import
+from rrhf.plan import paths
 from rrhf.plan.checks import plan_problems
 from rrhf.plan.replicates import Replicates
 from rrhf.plan.settings import Setting, parse_setting, setting_problem
+from rrhf.plan.study import Study
 from rrhf.plan.table_rows import TableRow, read_table_rows
-from rrhf.studies.fine_grained.config import FineGrained
-from rrhf.studies.human_evaluation.study import HumanEvaluation
-from rrhf.studies.preference_methods.study import Methods
 
 SAMPLERS = ("beam", "diverse_beam", "top_p")
 
@@ -40,7 +38,8 @@ SAMPLERS = ("beam", "diverse_beam", "top_p")
 class Plan:
     """The config of one run, checked, with the typed blocks and the answers the rules need."""
 
-    def __init__(self, config: dict[str, Any], workflow_dir: str | os.PathLike):
+    def __init__(self, config: dict[str, Any], workflow_dir: str | os.PathLike,
+                 studies: tuple[type[Study], ...] = ()):
         self.config = config
         self.workflow_dir = Path(workflow_dir)
         self.models: dict[str, dict[str, Any]] = config["models"]
@@ -60,28 +59,36 @@ class Plan:
         self.checkpoints = Checkpoints.from_config(config["checkpoints"])
         self.precision = Precision.from_config(config["precision"])
         self.resources = Resources.from_config(config["resources"])
-        # The optional studies: None when the config leaves their key out.
-        self.overoptimisation, self.fine_grained, self.human_evaluation, self.methods = (
-            block.from_config(config[key]) if config.get(key) is not None else None for block, key in
-            ((Overoptimisation, "overoptimisation"), (FineGrained, "fine_grained"),
-             (HumanEvaluation, "human_evaluation"), (Methods, "methods")))
         self.tables_file = self.workflow_dir / config["tables"]
         self.tables: dict[str, list[TableRow]]
         self.tables, self.table_problems = read_table_rows(self.tables_file, config["table_settings"])
-        self.findings_file = self.workflow_dir / config["findings"] if config["findings"] else None
-        self.claims: list = []  # the findings file's claims (rrhf.studies.findings.claims.Claim), read by the checks
         accelerate = config["accelerate_config"]
         self.accelerate_config = str(self.workflow_dir / accelerate) if accelerate else None
+        # The studies beyond the paper's pipeline (rrhf.studies), by config key: None when the config leaves it out.
+        self.study_classes = tuple(studies)
+        self.studies: dict[str, Study | None] = {}
+        for study in self.study_classes:
+            self.studies[study.KEY] = study.of(self)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], workflow_dir: str | os.PathLike) -> "Plan":
-        """Validate ``config`` (filling in the schema's defaults, in place), build the plan and check it; raises
-        ValueError listing every problem."""
-        plan = cls(fill_defaults(config), workflow_dir)
-        problems = plan_problems(plan)
+    def from_config(cls, config: dict[str, Any], workflow_dir: str | os.PathLike,
+                    studies: tuple[type[Study], ...] = ()) -> "Plan":
+        """Validate ``config`` (filling in the schema's defaults, in place), build the plan with its ``studies``
+        (rrhf.studies.STUDIES for a whole run) and check it and them; raises ValueError listing every problem."""
+        plan = cls(fill_defaults(config), workflow_dir, studies)
+        problems = plan_problems(plan) + plan.study_problems()
         if problems:
             raise ValueError("config error(s):\n  " + "\n  ".join(problems))
         return plan
+
+    def study_problems(self) -> list[str]:
+        """Every study's checks: its own when the config gives it, else what its absence leaves unmade."""
+        return [problem for study in self.study_classes for problem in (
+            self.studies[study.KEY].problems() if self.studies[study.KEY] else study.problems_without(self))]
+
+    def active_studies(self) -> list[Study]:
+        """The studies the config gives."""
+        return [study for study in self.studies.values() if study is not None]
 
     # --- settings -----------------------------------------------------------------------------------------------
 
@@ -112,57 +119,12 @@ class Plan:
         return {**self.with_seed(self.config["rrhf"], "training", replicate), "rank_weight": self.rank_weight(name)}
 
     def ppo_for(self, replicate: int | str = 0, setting: str = "PPO") -> dict[str, Any]:
-        """The ``ppo`` block with the replicate's training seed; for PPO-noKL with a fixed KL coefficient of 0, for
-        FG-PPO[-{variant}] with fine_grained.kl_coef (fixed) where it is set."""
+        """The ``ppo`` block with the replicate's training seed; for PPO-noKL with a fixed KL coefficient of 0 (the
+        fine-grained study sets its own: rrhf.studies.fine_grained.study.FineGrainedStudy.ppo_for)."""
         ppo = self.with_seed(self.config["ppo"], "training", replicate)
-        if self.setting(setting).kind == "fine_grained" and self.fine_grained.kl_coef is not None:
-            return {**ppo, "kl": {**ppo["kl"], "controller": "fixed", "init_coef": self.fine_grained.kl_coef}}
         if self.setting(setting).with_kl:
             return ppo
         return {**ppo, "kl": {**ppo["kl"], "controller": "fixed", "init_coef": 0.0}}
-
-    def fine_grained_for(self, setting: str, replicate: int | str = 0) -> dict[str, Any]:
-        """What FG-PPO[-{variant}] trains with besides ``ppo_for``: the segment weights and the reward scaling."""
-        study = self.fine_grained
-        return {"weights": study.weights_of(self.setting(setting).variant).as_config(),
-                "reward_scaling": study.reward_scaling}
-
-    def fine_grained_file(self, name: str, replicate: int | str = 0) -> str:
-        """A file of the fine-grained study: ``feedback.json`` and ``completeness.json`` (sampling stage), or
-        ``reward_models/{kind}`` (training stage)."""
-        stage = "training" if name.startswith("reward_models") else "sampling"
-        return f"results/{self.folder(replicate, stage)}fine_grained/{name}"
-
-    def fine_grained_models(self, replicate: int | str = 0) -> dict[str, str]:
-        """kind -> folder of each fine-grained reward model in a replicate."""
-        return {kind: self.fine_grained_file(f"reward_models/{kind}", replicate)
-                for kind in ("relevance", "factuality", "completeness")}
-
-    def fine_grained_evaluation(self, model: str, setting: str, name: str, replicate: int | str = 0) -> str:
-        """A row's fine-grained evaluation file (``metrics.json`` or ``segments.parquet``): beside the reward
-        models it is judged by, so in the training stage's folder."""
-        return f"results/{self.folder(replicate, 'training')}fine_grained/eval/{model}/{setting}/{name}"
-
-    def fine_grained_init(self, replicate: int | str = 0) -> tuple[str, list[str]]:
-        """(path, input files) of the model the fine-grained reward models start from: a `models` entry, or a
-        path or hub id as given."""
-        init = self.fine_grained.reward_models.init
-        if init in self.models:
-            return self.model_path(init, replicate), self.model_input(init, replicate)
-        return init, [init] if Path(init).exists() else []
-
-    def fine_grained_build(self, kind: str, replicate: int | str = 0) -> dict[str, Any]:
-        """``fine_grained.reward_models`` for one kind's model in a replicate: its training seed is the config's
-        plus 0, 1 or 2 (relevance, factuality, completeness), re-seeded with the models stage."""
-        block = self.config["fine_grained"]["reward_models"]
-        offset = ("relevance", "factuality", "completeness").index(kind)
-        seed = self.replicates.seed(block["training"]["seed"] + offset, replicate, "training")
-        return {**block, "training": {**block["training"], "seed": seed}}
-
-    def fine_grained_feedback(self, replicate: int | str = 0) -> dict[str, Any]:
-        """``fine_grained.feedback`` with the replicate's sampling seed."""
-        feedback = self.config["fine_grained"]["feedback"]
-        return {**feedback, "seed": self.replicates.seed(feedback["seed"], replicate, "sampling")}
 
     def best_of_n_for(self, replicate: int | str = 0) -> dict[str, Any]:
         """``evaluation.best_of_n`` with the replicate's sampling seed."""
@@ -231,7 +193,7 @@ class Plan:
         """A reward build's on-policy preference pairs as a job input: [the file], or [] when it has none."""
         if not self.on_policy_policies(name, replicate):
             return []
-        return [f"resources/preferences/{self.folder(replicate, 'models')}{name}.parquet"]
+        return [paths.ON_POLICY_PAIRS(replicate=self.folder(replicate, "models"), name=name)]
 
     def model_path(self, name: str, replicate: int | str = 0) -> str:
         """Where a model loads from: its build or import folder (a replicate's for every build but a tokenizer), or
@@ -240,7 +202,7 @@ class Plan:
         if "build" not in spec and not needs_import(spec):
             return spec["path"]
         shared = needs_import(spec) or spec["build"]["kind"] == "tokenizer"  # never re-seeded by a replicate
-        return f"resources/models/{'' if shared else self.folder(replicate, 'models')}{name}"
+        return paths.MODEL(replicate="" if shared else self.folder(replicate, "models"), name=name)
 
     def model_input(self, name: str, replicate: int | str = 0) -> list[str]:
         """The model as a job input: its build or import folder or a local path; nothing for a hub id."""
@@ -266,7 +228,7 @@ class Plan:
 
     @staticmethod
     def dataset_file(dataset: str, split: str) -> str:
-        return f"resources/data/{dataset}/{split}.parquet"
+        return paths.DATASET(dataset=dataset, split=split)
 
     def data_file(self, split: str) -> str:
         """The split of the experiment's dataset (data.dataset)."""
@@ -280,7 +242,8 @@ class Plan:
         setting = self.trained_setting(setting)
         iterated = self.setting(setting).kind == "iterated"
         own = setting if iterated else self.settings[setting].get("training_set", setting)
-        return f"results/{self.folder(replicate, self.training_set_stage(own))}scored/{policy}/{own}.parquet"
+        return paths.TRAINING_SET(replicate=self.folder(replicate, self.training_set_stage(own)), policy=policy,
+                                  setting=own)
 
     def training_set_stage(self, setting: str) -> str:
         """The last stage a setting's training set depends on: training for IP-{n} (n >= 2: sampled by a
@@ -294,11 +257,13 @@ class Plan:
         """The scored parts a setting's training set is made of: sampled responses and/or the provided ones.
         IP-{n}'s samples come from IP-(n-1)'s model, under results/rewards/{policy}/IP-{n}/."""
         spec = self.setting_spec(setting)
-        folder = f"{policy}/{setting}" if self.setting(setting).kind == "iterated" else policy
         parts = {}
         if spec["sampler"]:
-            stage = self.training_set_stage(setting)
-            parts["sampled"] = f"results/{self.folder(replicate, stage)}rewards/{folder}/{spec['sampler']}.parquet"
+            folder = self.folder(replicate, self.training_set_stage(setting))
+            parts["sampled"] = (
+                paths.ITERATED_REWARDS(replicate=folder, policy=policy, iteration=setting, sampler=spec["sampler"])
+                if self.setting(setting).kind == "iterated" else
+                paths.REWARDS(replicate=folder, policy=policy, sampler=spec["sampler"]))
         if spec["provided"]:
             parts["provided"] = self.provided_rewards_file(replicate)
         return parts
@@ -306,11 +271,12 @@ class Plan:
     def provided_rewards_file(self, replicate: int | str = 0) -> str:
         """The rewards of the dataset's own replies to the training prompts (they change with the reward
         model)."""
-        return f"results/{self.folder(replicate, 'models')}rewards/provided.parquet"
+        return paths.PROVIDED_REWARDS(replicate=self.folder(replicate, "models"))
 
     def trained_model(self, policy: str, setting: str, replicate: int | str = 0) -> str:
         """The folder of the model a setting trains (IP-1's is resampling.setting's)."""
-        return f"results/{self.folder(replicate, 'training')}models/{policy}/{self.trained_setting(setting)}"
+        return paths.TRAINED_MODEL(replicate=self.folder(replicate, "training"), policy=policy,
+                                   setting=self.trained_setting(setting))
 
     def previous_iteration_model(self, policy: str, setting: str, replicate: int | str = 0) -> str | None:
         """The model IP-(n-1) trained, for IP-{n} with n >= 2 (IP-1's is resampling.setting's); None otherwise."""
@@ -348,7 +314,7 @@ class Plan:
         """A table row's evaluation file in a replicate; an IP-1 row reads resampling.setting's (the same model,
         evaluated once)."""
         folder = self.folder(replicate, self.evaluation_stage(setting))
-        return f"results/{folder}eval/{model}/{self.trained_setting(setting)}/{name}"
+        return paths.EVALUATION(replicate=folder, policy=model, setting=self.trained_setting(setting), name=name)
 
     def agreement_training_sets(self, replicate: int | str = 0) -> dict[str, str]:
         """{policy}/{training set} -> scored file, for every training set a table row trains on."""
@@ -361,21 +327,6 @@ class Plan:
                     if path:
                         sets[path.split("scored/", 1)[1].removesuffix(".parquet")] = path
         return sets
-
-    def overoptimisation_inputs(self, replicate: int | str = 0) -> dict[str, Any]:
-        """The files of the over-optimisation study: ``samples`` (the best-of-max(n) evaluation's samples),
-        ``curves`` (setting -> its PPO train_log or online RRHF online_samples) and ``points`` (setting -> its
-        evaluation metrics); {} without the study."""
-        study = self.overoptimisation
-        if study is None:
-            return {}
-        model = self.policies[study.policy]
-        log_name = {"ppo": "train_log.parquet", "online": "online_samples.parquet"}
-        return {"samples": self.evaluation_file(model, f"best-of-{max(study.best_of)}", "samples.parquet", replicate),
-                "curves": {setting: f"{self.trained_model(model, setting, replicate)}/"
-                                    f"{log_name[self.setting(setting).kind]}" for setting in study.along_training},
-                "points": {setting: self.evaluation_file(model, setting, "metrics.json", replicate)
-                           for setting in study.points}}
 
     # --- resources ----------------------------------------------------------------------------------------------
 
@@ -393,7 +344,7 @@ class Plan:
         if self.setting(setting).kind == "ppo":
             return {"ppo": self.ppo_for(0, setting)}
         if self.setting(setting).kind == "fine_grained":
-            return {"ppo": self.ppo_for(0, setting), "fine_grained": self.fine_grained_for(setting)}
+            return self.studies["fine_grained"].training_about(setting)
         about = {"setting": self.setting_spec(setting), "rank_weight": self.rank_weight(setting),
                  "rrhf": self.config["rrhf"]}
         if self.setting(setting).kind in ("iterated", "online"):

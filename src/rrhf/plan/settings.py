@@ -147,6 +147,25 @@ def method_pattern(named: Collection[str]) -> str:
     return f"(?:{names_pattern(METHOD_NAMES)})@(?:{names_pattern(named)})"
 
 
+# Which rule trains a setting of each kind: the one place that says it. The training rules' wildcard constraints
+# (:func:`trained_by_pattern`) and the benchmark files of what a row's training took are read from it.
+TRAINERS = {"named": "train_rrhf", "iterated": "train_rrhf", "online": "train_online_rrhf", "ppo": "train_ppo",
+            "fine_grained": "train_fine_grained_ppo", "method": "train_preference_method"}
+
+
+def kind_patterns(named: Collection[str]) -> dict[str, str]:
+    """Setting kind -> the names of that kind a model is trained for, as a regular expression (IP-n from n = 2:
+    IP-1 is resampling.setting's model)."""
+    return {"named": names_pattern(named), "iterated": LATER_ITERATION_PATTERN, "online": ONLINE_PATTERN,
+            "ppo": names_pattern(PPO_SETTINGS), "fine_grained": FINE_GRAINED_PATTERN, "method": method_pattern(named)}
+
+
+def trained_by_pattern(rule: str, named: Collection[str]) -> str:
+    """The settings ``rule`` trains a model for (:data:`TRAINERS`), as its wildcard constraint."""
+    patterns = kind_patterns(named)
+    return "|".join(f"(?:{patterns[kind]})" for kind, trainer in TRAINERS.items() if trainer == rule) or "(?!)"
+
+
 def evaluated_settings_pattern(named: Collection[str]) -> str:
     """The settings an evaluation accepts, as a wildcard constraint: the untrained policy, PPO, every RRHF setting
     (``named``, IP-n, OP-k[+KL]), fine-grained PPO and the methods (not best-of-n, evaluated by its own rule)."""
@@ -157,5 +176,4 @@ def evaluated_settings_pattern(named: Collection[str]) -> str:
 def trained_settings_pattern(named: Collection[str]) -> str:
     """The settings a model is trained for, as a wildcard constraint: ``named``, PPO, PPO-noKL, IP-n with n >= 2
     (IP-1 is resampling.setting's model), OP-k[+KL] and fine-grained PPO."""
-    return "|".join([method_pattern(named), names_pattern([*named, *PPO_SETTINGS]), LATER_ITERATION_PATTERN,
-                     ONLINE_PATTERN, FINE_GRAINED_PATTERN])
+    return "|".join(f"(?:{pattern})" for pattern in kind_patterns(named).values())

@@ -1,7 +1,7 @@
 """The rows of the paper's tables (config/tables.yaml) as typed objects, read once, and what each row needs.
 
 :func:`read_table_rows` reads the file, :func:`table_row_problems` says what is wrong with a row, and the
-functions below give what the table rules (:mod:`workflow/rules/tables.smk`) and the report rules
+functions below give what the table rules (workflow/rules/tables.smk) and the report rules
 (``report.smk``) take from a row: its label, its evaluation files, its training set, its model.
 """
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from rrhf.plan import paths
 from rrhf.plan.settings import parse_setting, setting_problem
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def row_file(plan: "Plan", row: TableRow, file_name: str, replicate: int | str =
     """A row's evaluation file in a replicate: the dataset's good / bad replies (they change with the reward
     model and the evaluation LM), the reward model's, or a policy's evaluation."""
     if row.responses is not None:
-        return f"results/{plan.folder(replicate, 'models')}eval/dataset/{row.responses}/{file_name}"
+        return paths.DATASET_REPLIES(replicate=plan.folder(replicate, "models"), source=row.responses, name=file_name)
     if row.reward_model:
         return reward_model_file(plan, file_name, replicate)
     return plan.evaluation_file(plan.policies[row.policy], row.setting, file_name, replicate)
@@ -169,7 +170,7 @@ def reward_model_file(plan: "Plan", file_name: str, replicate: int | str = 0) ->
     """The reward model's evaluation file in a replicate: its pair accuracy on the test pairs (models stage) or
     its agreement with the training sets' gold rewards (metrics.json: sampling stage)."""
     stage = "sampling" if file_name == "metrics.json" else "models"
-    return f"results/{plan.folder(replicate, stage)}eval/reward_model/{file_name}"
+    return paths.REWARD_MODEL_EVALUATION(replicate=plan.folder(replicate, stage), name=file_name)
 
 
 def row_label(plan: "Plan", row: TableRow) -> dict[str, str]:

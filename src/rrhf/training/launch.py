@@ -76,6 +76,19 @@ def run_trainer(trainer: str, arguments: dict[str, Any], num_processes: int = 1,
     return None
 
 
+def run_job(job: Any, trainer: str, **arguments: Any) -> Any:
+    """Run ``trainer`` for a Snakemake job (a script's ``snakemake`` object) with ``arguments`` and what every
+    trainer takes from its job alike: ``output_dir`` (its output ``model``), ``checkpoint`` (config
+    ``checkpoints``, resuming only this job's), ``tracking`` (config ``tracking``) and ``log_path`` (its log); in as
+    many processes as it has GPUs (resources ``gpu``), under the rule's ``accelerate_config`` param where it has
+    one (:func:`run_trainer`)."""
+    arguments = {**arguments, "output_dir": job.output.model,
+                 "checkpoint": dict(job.config["checkpoints"], job=job.output.model),
+                 "tracking": job.config["tracking"], "log_path": job.log[0]}
+    return run_trainer(trainer, arguments, num_processes=job.resources.gpu,
+                       accelerate_config=job.params.get("accelerate_config"))
+
+
 def main(argv: list[str]) -> None:
     """Entry point of each launched process: ``python -m rrhf.training.launch TRAINER ARGS.json``."""
     if len(argv) != 2:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from rrhf.plan.table_rows import TableRow
+from rrhf.plan.table_rows import TableRow, row_file
+from rrhf.studies.human_evaluation.study import side_label
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
@@ -120,7 +121,8 @@ def comparison_sides(plan: "Plan", row: Any, versus: Any) -> tuple[TableRow, Tab
 def study_row(plan: "Plan", written: dict[str, Any]) -> TableRow | None:
     """A point of the over-optimisation study (config ``overoptimisation.points``: an evaluated setting of its
     policy) as a row claims on evaluation metrics may name, e.g. {policy: Alpaca, setting: PPO-noKL}."""
-    study = plan.overoptimisation
+    study = plan.studies.get("overoptimisation")
+    study = study.block if study is not None else None
     if study is None or set(written) != {"policy", "setting"} or written["policy"] != study.policy \
             or written["setting"] not in study.points:
         return None
@@ -200,28 +202,23 @@ def read_claims(plan: "Plan", path: str | Path) -> tuple[list[Claim], list[str]]
 def claim_file(plan: "Plan", row: TableRow, metric: str, replicate: int | str = 0) -> str:
     """The file a row's ``metric`` is read from in a replicate: its evaluation's generations.parquet,
     metrics.json or pair_accuracy.json, or its scored training set."""
-    from rrhf.plan.table_rows import row_file
-
     source = METRICS[metric][1]
     if source == "scored":
         return plan.scored_file(plan.policies[row.policy], row.setting, replicate)
     if source == "judged.parquet":
-        from rrhf.studies.human_evaluation.study import human_evaluation_file
-
-        return human_evaluation_file(plan, source, replicate)
+        return plan.studies["human_evaluation"].file(source, replicate)
     if source == "segments.parquet":
-        return plan.fine_grained_evaluation(plan.policies[row.policy], row.setting, source, replicate)
+        return plan.studies["fine_grained"].evaluation(plan.policies[row.policy], row.setting, source, replicate)
     return row_file(plan, row, source, replicate)
 
 
 def claims_for_rule(plan: "Plan", claims: list[Claim]) -> list[dict[str, Any]]:
     """The claims as the findings rule passes them to rrhf.studies.findings.verdicts: labels, and per replicate the
     [row's file, versus's file]."""
-    from rrhf.studies.human_evaluation.study import human_replicates, side_label
-
+    human_replicates = plan.studies["human_evaluation"].replicates if plan.studies.get("human_evaluation") else None
     return [{"id": c.id, "claim": c.claim, "source": c.source, "metric": c.metric, "row": describe(c.row),
              "versus": describe(c.versus), "direction": c.direction, "than": c.than,
              "files": [[claim_file(plan, c.row, c.metric, r), claim_file(plan, c.versus, c.metric, r)]
-                       for r in (human_replicates(plan) if c.metric == "net_win" else plan.replicates.numbers())],
+                       for r in (human_replicates() if c.metric == "net_win" else plan.replicates.numbers())],
              **({"sides": [side_label(plan, c.row), side_label(plan, c.versus)]} if c.metric == "net_win" else {})}
             for c in claims]

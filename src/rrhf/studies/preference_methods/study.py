@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rrhf.config.typed_config import Block
-from rrhf.plan.settings import METHOD_NAMES, METHODS, parse_setting
+from rrhf.plan import paths
+from rrhf.plan.memory import RuleMemory, logits, weights
+from rrhf.plan.memory_plan import inference_memory, largest_policy, trainer_memory
+from rrhf.plan.settings import METHOD_NAMES, METHODS, TRAINERS, parse_setting
+from rrhf.plan.study import Study
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
@@ -27,79 +31,115 @@ class Methods(Block):
     parameters: dict[str, dict[str, float]]
 
 
-def method_file(plan: "Plan", policy: str, setting: str, name: str, replicate: int | str = 0) -> str:
-    """A file made for the methods from a named setting's training set: results/[replicate{r}/]methods/{policy}/
-    {setting}/{name}, in the replicate folder of that training set."""
-    stage = plan.training_set_stage(setting)
-    return f"results/{plan.folder(replicate, stage)}methods/{policy}/{setting}/{name}"
+class PreferenceMethodsStudy(Study):
+    """RRHF's successors trained on the tables' training sets; ``block`` is its :class:`Methods`."""
+
+    KEY = "methods"
+    block: Methods
+
+    @classmethod
+    def block_from_config(cls, value: Any) -> Methods:
+        return Methods.from_config(value)
+
+    def examples_file(self, policy: str, setting: str, name: str, replicate: int | str = 0) -> str:
+        """A file made for the methods from a named setting's training set: results/[replicate{r}/]methods/
+        {policy}/{setting}/{name}, in the replicate folder of that training set."""
+        stage = self.plan.training_set_stage(setting)
+        return paths.METHOD_EXAMPLES(replicate=self.plan.folder(replicate, stage), policy=policy, setting=setting,
+                                     name=name)
+
+    def inputs(self, policy: str, name: str, replicate: int | str = 0) -> dict[str, str]:
+        """What the training of ``name`` ({method}@{setting}) reads: its ``examples`` and, for a method with a
+        reference, rho's log-probabilities of them (``reference``)."""
+        setting = self.plan.setting(name)
+        data = METHODS[setting.method].data
+        inputs = {"examples": self.examples_file(policy, setting.training_set, f"{data}.parquet", replicate)}
+        if METHODS[setting.method].reference:
+            inputs["reference"] = self.examples_file(policy, setting.training_set, f"{data}_reference.parquet",
+                                                     replicate)
+        return inputs
+
+    def method_for(self, name: str) -> dict[str, Any]:
+        """The method and hyper-parameters a {method}@{setting} job trains with."""
+        method = self.plan.setting(name).method
+        return {"method": method, "hyper": dict(self.block.parameters[method])}
+
+    def rows(self) -> list[dict[str, str]]:
+        """The rows of results/table_methods.csv: models entry, display name, setting."""
+        plan = self.plan
+        return [{"model": plan.policies[row.policy], "policy": plan.display_name(plan.policies[row.policy]),
+                 "setting": row.setting} for row in plan.tables.get("table_methods", [])]
+
+    def points(self) -> dict[str, str]:
+        """{setting: its evaluation's metrics.json} of the methods table's method rows for the over-optimisation
+        study's policy: the points results/overoptimisation_methods.csv adds to the study's (replicate 0)."""
+        plan, study = self.plan, self.plan.studies.get("overoptimisation")
+        if study is None:
+            return {}
+        return {row.setting: plan.evaluation_file(plan.policies[row.policy], row.setting, "metrics.json")
+                for row in plan.tables.get("table_methods", [])
+                if row.policy == study.block.policy and plan.setting(row.setting).kind == "method"}
+
+    @classmethod
+    def problems_without(cls, plan: "Plan") -> list[str]:
+        return [f"{where}: {name} needs the config's `methods` block (absent)" for where, name, _ in method_rows(plan)]
+
+    def problems(self) -> list[str]:
+        """A method without parameters, a kto_threshold that is neither prompt_mean nor a number, parameters of
+        no method."""
+        methods = self.block
+        problems = [f"{where}: {name}: methods.parameters has no {setting.method}"
+                    for where, name, setting in method_rows(self.plan) if setting.method not in methods.parameters]
+        if isinstance(methods.kto_threshold, str) and methods.kto_threshold != "prompt_mean":
+            problems.append(f"methods.kto_threshold: {methods.kto_threshold!r} is neither prompt_mean nor a number")
+        unknown = sorted(set(methods.parameters) - set(METHOD_NAMES))
+        if unknown:
+            problems.append(f"methods.parameters: {unknown} are not methods ({', '.join(METHOD_NAMES)})")
+        return problems
+
+    def memory(self) -> list[RuleMemory]:
+        """A method's training (a batch of pairs, each reply up to rrhf.training.max_length) and the reference's
+        log-probabilities in float32."""
+        plan = self.plan
+        name, policy = largest_policy(plan)
+        training = plan.rrhf.training
+        pair_tokens = training.batch_size * 2 * training.max_length
+        reference = {"weights": weights(policy, 4), "activations": logits(policy, pair_tokens, 4)}
+        return [trainer_memory(plan, "train_preference_method", policy, training, pair_tokens, pair_tokens,
+                               f"{name}: {training.batch_size} pairs x {training.max_length} tokens", training.lora),
+                inference_memory(plan, "reference_logprobs", f"{name} in float32", [reference])]
 
 
-def method_inputs(plan: "Plan", policy: str, name: str, replicate: int | str = 0) -> dict[str, str]:
-    """What the training of ``name`` ({method}@{setting}) reads: its ``examples`` and, for a method with a
-    reference, rho's log-probabilities of them (``reference``)."""
-    setting = plan.setting(name)
-    data = METHODS[setting.method].data
-    inputs = {"examples": method_file(plan, policy, setting.training_set, f"{data}.parquet", replicate)}
-    if METHODS[setting.method].reference:
-        inputs["reference"] = method_file(plan, policy, setting.training_set, f"{data}_reference.parquet", replicate)
-    return inputs
-
-
-def method_for(plan: "Plan", name: str) -> dict[str, Any]:
-    """The method and hyper-parameters a {method}@{setting} job trains with."""
-    method = plan.setting(name).method
-    return {"method": method, "hyper": dict(plan.methods.parameters[method])}
-
-
-def method_problems(plan: "Plan") -> list[str]:
-    """Method rows without the ``methods`` block, a method without parameters, a training set that is sampled
-    during training (online) or has none."""
-    problems = []
+def method_rows(plan: "Plan") -> list[tuple[str, str, Any]]:
+    """(where, setting name, parsed setting) of every {method}@{setting} side of the tables' rows."""
+    found = []
     for rows in plan.tables.values():
         for row in rows:
             for side in (row, row.versus) if row.versus is not None else (row,):
                 setting = parse_setting(side.setting, plan.settings) if side.setting else None
-                if setting is None or setting.kind != "method":
-                    continue
-                where = f"{plan.tables_file.name}: {row.where}"
-                if plan.methods is None:
-                    problems.append(f"{where}: {side.setting} needs the config's `methods` block (absent)")
-                elif setting.method not in plan.methods.parameters:
-                    problems.append(f"{where}: {side.setting}: methods.parameters has no {setting.method}")
-    if plan.methods is not None:
-        if isinstance(plan.methods.kto_threshold, str) and plan.methods.kto_threshold != "prompt_mean":
-            problems.append(f"methods.kto_threshold: {plan.methods.kto_threshold!r} is neither prompt_mean nor a "
-                            "number")
-        unknown = sorted(set(plan.methods.parameters) - set(METHOD_NAMES))
-        if unknown:
-            problems.append(f"methods.parameters: {unknown} are not methods ({', '.join(METHOD_NAMES)})")
-    return problems
+                if setting is not None and setting.kind == "method":
+                    found.append((f"{plan.tables_file.name}: {row.where}", side.setting, setting))
+    return found
 
 
 def training_benchmarks(plan: "Plan", policy: str, name: str, replicate: int | str = 0) -> list[str]:
-    """The benchmark files (Snakemake's time and memory of a job) of what training a row's model took: RRHF's or
-    PPO's training job, or a method's training job and its reference stage; none for a row that trains nothing
-    (the untrained policy, best-of-n). IP-1 is resampling.setting's job."""
+    """The benchmark files (Snakemake's time and memory of a job) of what training a row's model took: its
+    trainer's job (rrhf.plan.settings.TRAINERS), and a method's reference stage; none for a row that trains
+    nothing (the untrained policy, best-of-n). IP-1 is resampling.setting's job."""
     setting = plan.setting(name)
+    if setting.kind not in TRAINERS:
+        return []
     folder = plan.folder(replicate, "training")
-    trained = plan.trained_setting(name)
-    if setting.kind == "method":
-        files = [f"logs/benchmarks/train_preference_method/{folder}{policy}_{name}.tsv"]
-        if METHODS[setting.method].reference:
-            stage_folder = plan.folder(replicate, plan.training_set_stage(setting.training_set))
-            files.append(f"logs/benchmarks/methods/{stage_folder}{policy}_{setting.training_set}_"
-                         f"{METHODS[setting.method].data}_reference.tsv")
-        return files
-    rule = {"named": "train_rrhf", "iterated": "train_rrhf", "online": "train_online_rrhf", "ppo": "train_ppo"}
-    return [f"logs/benchmarks/{rule[setting.kind]}/{folder}{policy}_{trained}.tsv"] if setting.kind in rule else []
+    files = [paths.benchmark_file(TRAINERS[setting.kind], paths.TRAINED_MODEL, replicate=folder, policy=policy,
+                                  setting=plan.trained_setting(name))]
+    if setting.kind == "method" and METHODS[setting.method].reference:
+        data = METHODS[setting.method].data
+        files.append(paths.benchmark_file(
+            "reference_logprobs", REFERENCE_LOGPROBS, replicate=plan.folder(replicate, plan.training_set_stage(
+                setting.training_set)), policy=policy, setting=setting.training_set, data=data))
+    return files
 
 
-def method_points(plan: "Plan") -> dict[str, str]:
-    """{setting: its evaluation's metrics.json} of the methods table's method rows for the over-optimisation
-    study's policy: the points results/overoptimisation_methods.csv adds to the study's (replicate 0)."""
-    study = plan.overoptimisation
-    if study is None:
-        return {}
-    return {row.setting: plan.evaluation_file(plan.policies[row.policy], row.setting, "metrics.json")
-            for row in plan.tables.get("table_methods", [])
-            if row.policy == study.policy and plan.setting(row.setting).kind == "method"}
+# The rules' outputs: a training set's pairs or labels, and rho's log-probabilities of them.
+EXAMPLES = paths.METHOD_EXAMPLES(name="{data}.parquet")
+REFERENCE_LOGPROBS = paths.METHOD_EXAMPLES(name="{data}_reference.parquet")

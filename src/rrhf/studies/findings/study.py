@@ -1,0 +1,43 @@
+"""The findings in the plan (config key ``findings``: a file of claims, config/findings.yaml): each claim read and
+checked against the tables before any job, and what the findings rule reads of every replicate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rrhf.plan.checks import table_problems
+from rrhf.plan.study import Study
+from rrhf.studies.findings.claims import Claim, claims_for_rule, read_claims
+
+
+class FindingsStudy(Study):
+    """The paper's claims, judged over replicates; ``block`` is the path of the claims file."""
+
+    KEY = "findings"
+    block: Path
+
+    @classmethod
+    def of(cls, plan) -> "FindingsStudy | None":
+        value = plan.config.get(cls.KEY)
+        return None if value is None else cls(plan, plan.workflow_dir / value)
+
+    def __init__(self, plan, block: Path):
+        super().__init__(plan, block)
+        self.claims: list[Claim] = []  # read by the checks (problems), when the tables are sound
+
+    def problems(self) -> list[str]:
+        """Claims that cannot be measured: rows no table has, metrics their tables lack. Checked only when the
+        tables themselves are sound; the claims read are kept (``claims``)."""
+        if table_problems(self.plan):
+            return []
+        self.claims, problems = read_claims(self.plan, self.block)
+        return [f"findings: {problem}" for problem in problems]
+
+    def for_rule(self) -> list[dict[str, Any]]:
+        """The claims as the findings rule passes them (rrhf.studies.findings.claims.claims_for_rule)."""
+        return claims_for_rule(self.plan, self.claims)
+
+    def files(self) -> list[str]:
+        """Every file the claims read, in every replicate."""
+        return sorted({path for claim in self.for_rule() for pair in claim["files"] for path in pair})
