@@ -6,7 +6,7 @@ its own process, and reports seconds per optimiser step (the median of ``--steps
 the peak memory the steps added over the process after loading the model and its data: peak resident set size
 on the CPU, torch's peak allocation on a GPU.
 
-- RRHF, DPO, R-DPO, IPO, SLiC, SimPO, KTO, ORPO: this project's step (rrhf.studies.preference_methods.training and
+- RRHF, DPO, R-DPO, IPO, SLiC, SimPO, KTO, ORPO: this project's step (rrhf.studies.preference_methods.trainer and
   rrhf.training.ranking, prompts packed once per example, rho's log-probabilities precomputed and carried in
   the batch, AdamW);
 - TRL DPO: trl.DPOTrainer with ``precompute_ref_log_probs=True`` (no reference model held while training, as
@@ -64,7 +64,7 @@ def our_case(method: str, folder: Path, queries: int, reply_words: int, steps: i
     from rrhf.models.loading import load_causal_lm
     from rrhf.studies.preference_methods.examples import method_examples
     from rrhf.studies.preference_methods.reference_logprobs import sequence_logprobs
-    from rrhf.studies.preference_methods.training import METHODS, make_method_loss
+    from rrhf.studies.preference_methods.trainer import METHODS, make_method_loss
     from rrhf.training.ranking import make_rrhf_loss
 
     model, tokenizer = load_causal_lm(str(folder / "policy"))

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rrhf.studies.human_evaluation.human_tables import agreement, outcome_shares
 from rrhf.studies.human_evaluation.judgments import simulated_judgments, unblind
-from rrhf.studies.human_evaluation.tables import agreement, outcome_shares
 
 APPENDIX_D = {"identical": 57.7, "non_contradicting": 84.4}
 

@@ -9,6 +9,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+import tokenize
 
 import pytest
 
@@ -148,11 +149,29 @@ def test_no_source_file_is_over_400_lines(path):
     assert len(path.read_text().splitlines()) <= 400
 
 
+def prose(path):
+    """The docstrings, strings and comments of a Python file (not its code: ``rrhf.as_config()`` is a call)."""
+    with open(path, encoding="utf-8") as source:
+        return "\n".join(token.string for token in tokenize.generate_tokens(source.readline)
+                         if token.type in (tokenize.COMMENT, tokenize.STRING))
+
+
+def rrhf_block_keys():
+    """The keys of the config's ``rrhf`` block: ``rrhf.length_penalty`` in a docstring is one, not a module."""
+    from rrhf.config.schema import load_schema
+
+    return set(load_schema()["properties"]["rrhf"]["properties"])
+
+
 def test_docstring_references_resolve():
-    # :func:`rrhf.x.y` and :mod:`rrhf.x` in the library name things that exist (they did not after a move).
-    broken = []
+    # rrhf.x.y in the library, in a role (:func:`rrhf.x.y`) or as plain text in a docstring or comment, names
+    # something that exists (they did not after a move), or a key of the rrhf config block (rrhf.length_penalty).
+    broken, config_keys = [], rrhf_block_keys()
     for name in MODULES:
-        for reference in re.findall(r":(?:func|mod|class|meth|data):`(rrhf(?:\.\w+)+)`", module_file(name).read_text()):
+        for reference in re.findall(r"(?<![\w./])(rrhf(?:\.\w+)+)", prose(module_file(name))):
+            reference = reference.rstrip(".")
+            if reference.split(".")[1] in config_keys:
+                continue
             parts = reference.split(".")
             for cut in range(len(parts), 1, -1):
                 if ".".join(parts[:cut]) in MODULES or ".".join(parts[:cut]) == "rrhf":
@@ -171,3 +190,49 @@ def test_the_layout_document_names_every_module():
     layout = (REPO / "docs" / "architecture.md").read_text()
     missing = [name for name in MODULES if f"`{module_file(name).relative_to(SOURCE / 'rrhf')}`" not in layout]
     assert missing == []
+
+
+def layer(module):
+    """A module's layer: 0 the config's types, 1 the stages and their neutral helpers, 2 the plan of a run,
+    3 the studies."""
+    return {"config": 0, "plan": 2, "studies": 3}.get(module.split(".")[1], 1)
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    # The config's types sit below the stages, the plan of a run above them, each study above the plan; a study
+    # may read another (the findings read the human evaluation's files), nothing below reads a study.
+    upward = [f"{name} imports {imported}" for name in MODULES for imported in imports(name, type_checking=True)
+              if layer(imported) > layer(name)]
+    assert upward == []
+    stages = {name.split(".")[1] for name in MODULES if layer(name) == 1 and name.count(".") > 1}
+    assert {"data", "models", "sampling", "scoring", "training", "evaluation", "report"} <= stages
+    # The test can fail: the plan, read as a stage, imports the config (below) and a stage (models.sources) only.
+    assert layer("rrhf.studies.fine_grained.study") == 3 and layer("rrhf.config.blocks") == 0
+
+
+def test_every_study_is_one_folder_with_its_plan_and_one_rule_file():
+    from rrhf.plan.study import Study
+    from rrhf.studies.registry import STUDIES
+
+    folders = sorted(path.name for path in (SOURCE / "rrhf" / "studies").iterdir()
+                     if path.is_dir() and path.name != "__pycache__")
+    assert sorted(module.__module__.split(".")[2] for module in STUDIES) == folders
+    for study in STUDIES:
+        assert issubclass(study, Study) and study.__module__.endswith(".study"), study
+        folder = study.__module__.split(".")[2]
+        assert (REPO / "workflow" / "rules" / f"{folder}.smk").is_file(), folder
+        assert f'include: "workflow/rules/{folder}.smk"' in (REPO / "Snakefile").read_text()
+    # No module of a study lives outside its folder: a stage's module does not name a study in its file name.
+    stray = [name for name in MODULES if layer(name) < 3 and any(
+        word in name.rsplit(".", 1)[-1] for word in ("fine_grained", "human", "findings", "overoptimisation"))]
+    assert stray == []
+
+
+def test_no_two_modules_share_a_name_and_no_rule_file_includes_another():
+    # Module files only (a package may hold a module of its own name: rrhf.plan.plan); each study folder has its
+    # study.py, and may have its config.py, table.py and evaluation.py.
+    names = [name.rsplit(".", 1)[-1] for name in MODULES if module_file(name).name != "__init__.py"]
+    shared = {name for name in names if names.count(name) > 1} - {"study", "config", "table", "evaluation"}
+    assert shared == set()
+    includes = [path.name for path in (REPO / "workflow" / "rules").glob("*.smk") if "include:" in path.read_text()]
+    assert includes == []

@@ -17,9 +17,9 @@ from browser_driver import Browser
 from test_human_evaluation import generations
 
 from rrhf.studies.human_evaluation.comparison_page import SCRIPT, comparison_page, embedded_tasks, judgments_file_name
+from rrhf.studies.human_evaluation.human_tables import write_table3
 from rrhf.studies.human_evaluation.judgments import import_judgments
 from rrhf.studies.human_evaluation.pairs import batch_tasks, build_pairs
-from rrhf.studies.human_evaluation.tables import write_table3
 
 HOSTILE = "Sure.</script><script>alert(1)</script><script>window.injected = 'script'</script> <!-- Done."
 TASKS = [

@@ -160,7 +160,7 @@ def test_rrhf_and_its_reward_monitor_are_where_the_model_is(inputs, meta_placeme
 
 
 def test_dpo_state_is_where_the_model_is(inputs, meta_placement, stop_at_first_step):
-    from rrhf.studies.preference_methods.training import train_preference_method
+    from rrhf.studies.preference_methods.trainer import train_preference_method
 
     folder = inputs["folder"]
     stopped = run_until_stopped(train_preference_method, inputs["policy"], str(folder / "examples.parquet"),

@@ -180,7 +180,7 @@ def test_an_id_given_twice_is_named(tmp_path):
 
 def test_summary_interval_figures_and_findings_plot(tmp_path):
     from rrhf.report.summary import cpu_model, write_summary
-    from rrhf.studies.findings.figures import plot_findings, plot_table_intervals
+    from rrhf.studies.findings.interval_figures import plot_findings, plot_table_intervals
 
     table = tmp_path / "table2.csv"
     pd.DataFrame({"policy": ["A", "A"], "setting": ["DP", "none"], "ppl": [20.0, 21.0], "ppl_ci95": [1.0, 2.0],

@@ -1,5 +1,5 @@
 """The human evaluation's library without Snakemake (rrhf.studies.human_evaluation.pairs,
-rrhf.studies.human_evaluation.tables): pairs
+rrhf.studies.human_evaluation.human_tables): pairs
 drawn and blinded, batches dealt, unblinding, and Table 3's and Table 4's arithmetic against hand-computed values.
 Judgment files, good and bad, and the simulated annotators are in test_human_evaluation_judgments.py."""
 
@@ -13,6 +13,17 @@ from scipy import stats
 
 from rrhf.io import write_parquet
 from rrhf.studies.human_evaluation.comparison_page import embedded_tasks
+from rrhf.studies.human_evaluation.human_tables import (
+    TABLE3_COLUMNS,
+    agreement,
+    comparison_row,
+    net_win,
+    outcome_shares,
+    table3_frame,
+    table4_frame,
+    table4_page,
+    wilson_interval,
+)
 from rrhf.studies.human_evaluation.judgments import unblind
 from rrhf.studies.human_evaluation.pairs import (
     KEY_COLUMNS,
@@ -24,17 +35,6 @@ from rrhf.studies.human_evaluation.pairs import (
     export_human_evaluation,
     export_id,
     shown_replies,
-)
-from rrhf.studies.human_evaluation.tables import (
-    TABLE3_COLUMNS,
-    agreement,
-    comparison_row,
-    net_win,
-    outcome_shares,
-    table3_frame,
-    table4_frame,
-    table4_page,
-    wilson_interval,
 )
 
 SEED, PAIRS, SHARED, ANNOTATORS = 0, 4, 2, 2

@@ -1,7 +1,7 @@
 """Judgment files of the human evaluation (rrhf.studies.human_evaluation.judgments): each kind of bad file named with
 its
 file and line, nothing written when a file is bad, a filled spreadsheet read as the page's JSON, and the simulated
-annotators, read back like people, through to Table 3 (rrhf.studies.human_evaluation.tables.write_table3)."""
+annotators, read back like people, through to Table 3 (rrhf.studies.human_evaluation.human_tables.write_table3)."""
 
 import json
 
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from test_human_evaluation import ANNOTATORS, PAIRS, SEED, SHARED, key_of
 
+from rrhf.studies.human_evaluation.human_tables import write_table3
 from rrhf.studies.human_evaluation.judgments import (
     JUDGED_COLUMNS,
     csv_entries,
@@ -19,7 +20,6 @@ from rrhf.studies.human_evaluation.judgments import (
     simulated_judgments,
 )
 from rrhf.studies.human_evaluation.pairs import batch_sheet, batch_tasks
-from rrhf.studies.human_evaluation.tables import write_table3
 
 EXACT = {"noise": 0.0, "noise_spread": 0.0, "tie_margin": 0.0, "annotator_bias": {}}
 NOISY = {"noise": 0.5, "noise_spread": 0.5, "tie_margin": 0.1, "annotator_bias": {}}

@@ -14,7 +14,7 @@ from rrhf.plan.settings import (
     setting_problem,
     trained_settings_pattern,
 )
-from rrhf.studies.preference_methods.training import METHODS
+from rrhf.studies.preference_methods.trainer import METHODS
 
 NAMED = ["BP", "DP", "P", "D", "SP", "BP-norank"]
 

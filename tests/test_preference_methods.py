@@ -1,4 +1,4 @@
-"""The preference methods in the one training loop (rrhf.studies.preference_methods.training) on a real tiny model: a
+"""The preference methods in the one training loop (rrhf.studies.preference_methods.trainer) on a real tiny model: a
 batch's loss is the method's loss of plainly computed log-probabilities, and training raises the policy's
 preference for the chosen replies."""
 
@@ -14,7 +14,7 @@ from rrhf.losses import dpo_loss, kto_loss, kto_reference_point, simpo_loss
 from rrhf.models.loading import load_causal_lm
 from rrhf.studies.preference_methods.examples import method_examples
 from rrhf.studies.preference_methods.reference_logprobs import compute_reference_logprobs
-from rrhf.studies.preference_methods.training import (
+from rrhf.studies.preference_methods.trainer import (
     METHODS,
     attach_references,
     make_method_loss,

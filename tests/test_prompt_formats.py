@@ -18,7 +18,7 @@ from rrhf.models.prompt_formats import (
     transcript_messages,
 )
 from rrhf.models.token_spans import encode_pair, prompt_token_ids
-from rrhf.report.prompt_formats import compare_prompt_formats
+from rrhf.report.prompt_format_table import compare_prompt_formats
 
 TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>\n{% endfor %}"
             "{% if add_generation_prompt %}<assistant>{% endif %}")

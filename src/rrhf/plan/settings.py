@@ -43,7 +43,7 @@ class Method:
     parameters: tuple[str, ...]
 
 
-# The methods, described once: the plan reads them here, the training (rrhf.studies.preference_methods.training) too.
+# The methods, described once: the plan reads them here, the training (rrhf.studies.preference_methods.trainer) too.
 METHODS = {
     "DPO": Method("pairs", True, ("beta",)),
     "R-DPO": Method("pairs", True, ("beta", "length_weight")),

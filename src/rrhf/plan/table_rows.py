@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
 TABLES = ("table2", "table3", "table4", "table5", "table6", "table7", "table_fine_grained", "table_methods")
-# The setting kinds a table's policy rows may have (rrhf.plan.settings.Setting.kind).
+# The setting kinds a table's policy rows may have (the kind of rrhf.plan.settings.Setting).
 RRHF_KINDS = ("named", "iterated", "online")
 EVALUATED_KINDS = (*RRHF_KINDS, "none", "ppo", "best_of_n", "fine_grained", "method")
 ROW_KINDS = {"table6": RRHF_KINDS, "table7": RRHF_KINDS, "table2": (*RRHF_KINDS, "none", "ppo", "best_of_n"),

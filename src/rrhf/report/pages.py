@@ -117,7 +117,7 @@ def generation_samples(rows: list[dict[str, str]], title: str, count: int, outpu
             "evaluation's order. <b>reward</b>: the reward model's score of the response"
             # (The page names the gold reward's module as it was called when the page was designed; the tables and
             # pages stay byte-identical across the move to rrhf.data.gold_reward.)
-            + ("; <b>gold reward</b>: the dataset's own judge of it (the synthetic data's rrhf.gold_reward)."
+            + ("; <b>gold reward</b>: the dataset's own judge of it (the synthetic data's rrhf.data.gold_reward)."
                if gold else ".") + "</p>"]
     for number_, prompt_id in enumerate(prompt_ids, start=1):
         body.append(f"<h2>Prompt {number_} ({html.escape(str(prompt_id))})</h2>")

@@ -27,7 +27,7 @@ TRAINERS = {
     "train_sft": "rrhf.training.language_model:train_sft",
     "train_reward_model": "rrhf.training.reward_model:train_reward_model",
     "train_rrhf": "rrhf.training.rrhf:train_rrhf",
-    "train_preference_method": "rrhf.studies.preference_methods.training:train_preference_method",
+    "train_preference_method": "rrhf.studies.preference_methods.trainer:train_preference_method",
     "train_ppo": "rrhf.training.ppo:train_ppo",
     "train_online_rrhf": "rrhf.training.online_rrhf:train_online_rrhf",
 }

@@ -114,7 +114,7 @@ def measure_claim(claim: dict[str, Any], value: Callable[[str, str], pd.Series |
     ``row`` and ``versus`` (labels), ``direction`` and ``files``: per replicate [row's file, versus's file].
     ``value(path, metric)`` reads a row's value (:func:`row_value`)."""
     if claim["metric"] == "net_win":  # both files are the replicate's judgments of the comparison (Table 3)
-        from rrhf.studies.human_evaluation.tables import net_win
+        from rrhf.studies.human_evaluation.human_tables import net_win
 
         effects = [net_win(read_parquet(row_file, ["a", "b", "shared", "outcome"]), *claim["sides"])
                    for row_file, _ in claim["files"]]
