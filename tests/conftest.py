@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from workflow_helpers import FAST_OVERRIDES, run_snakemake
+from workflow_helpers import FAST_OVERRIDES, copy_of, run_snakemake
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -110,8 +110,10 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def table_workdir(workdir):
-    """The same folder, with Table 6 reduced to one row (Alpaca, DP) and built end to end; (folder, overrides)."""
+def table_workdir(workdir, tmp_path_factory):
+    """A copy of that folder, with Table 6 reduced to one row (Alpaca, DP) and built end to end; (folder,
+    overrides)."""
+    workdir = copy_of(workdir, tmp_path_factory, "table")
     tables = workdir / "tables.yaml"
     tables.write_text(yaml.safe_dump({"table6": [{"policy": "Alpaca", "setting": "DP"}],
                                       "table7": [{"policy": "Alpaca", "setting": "DP"}]}))

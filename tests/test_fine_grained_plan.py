@@ -4,8 +4,8 @@ the checks' messages, and the findings' files of its metrics."""
 import re
 
 import pytest
-from test_plan import study_problems, tiny_plan
 
+from plan_helpers import study_problems, tiny_plan
 from rrhf.plan.settings import (
     evaluated_settings_pattern,
     parse_setting,

@@ -4,8 +4,8 @@ on Table 3's comparisons (in either order), and the files of each replicate."""
 
 import pytest
 import yaml
-from test_plan import study_problems, tiny_plan
 
+from plan_helpers import study_problems, tiny_plan
 from rrhf.plan.checks import plan_problems, table_problems
 from rrhf.plan.table_rows import read_table_rows
 from rrhf.studies.findings.claims import claims_for_rule, comparison_sides, read_claims

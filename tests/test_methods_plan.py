@@ -4,8 +4,8 @@
 import re
 
 import pytest
-from test_plan import study_problems, tiny_plan
 
+from plan_helpers import study_problems, tiny_plan
 from rrhf.plan.checks import plan_problems
 from rrhf.plan.settings import (
     METHOD_NAMES,

@@ -1,7 +1,7 @@
 """The over-optimisation study's plan: which names it accepts and which files it reads, in each replicate (the
 checks' messages are in tests/test_plan.py, test_each_check_names_its_key)."""
 
-from test_plan import TINY, study_problems, tiny_plan
+from plan_helpers import TINY, study_problems, tiny_plan
 
 
 def test_the_overoptimisation_study_accepts_every_kind_it_names():

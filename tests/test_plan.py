@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from plan_helpers import NAMED, PAPER, TINY, tiny_plan
 from rrhf.config.blocks import PPO, RRHF, TOP_LEVEL_BLOCKS, Block, Build, Lora, Resources, Sampling, Training
 from rrhf.config.schema import block_defaults, fill_defaults, schema_at
 from rrhf.plan.plan import Plan
@@ -14,24 +15,6 @@ from rrhf.plan.settings import IMPOSSIBLE_SETTING_PATTERN, names_pattern, parse_
 from rrhf.plan.table_rows import entries, labelled_rows, read_table_rows, report_rows
 from rrhf.studies.registry import STUDIES
 from workflow_helpers import REPO
-
-TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-NAMED = {"BP": {}, "DP": {}, "BP-norank": {}}
-
-
-def tiny_plan(edit=None) -> Plan:
-    config = copy.deepcopy(TINY)
-    if edit:
-        edit(config)
-    return Plan(fill_defaults(config), REPO, STUDIES)
-
-
-def study_problems(plan: Plan, key: str) -> list[str]:
-    """One study's checks on a plan: its own when the config gives it, else what its absence leaves unmade."""
-    study = plan.studies[key]
-    return study.problems() if study else next(s for s in STUDIES if s.KEY == key).problems_without(plan)
-
 
 # --- the setting grammar --------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from rrhf.report.figures import (
 from rrhf.report.pages import generation_samples, table_page
 from rrhf.scoring.training_sets import training_set_stats
 from rrhf.statistics import spearman
-from workflow_helpers import chromium, headless_chromium, run_snakemake
+from workflow_helpers import chromium, copy_of, headless_chromium, run_snakemake
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -128,9 +128,11 @@ REPORT_TARGETS = ["results/table6.csv", "results/report/table6.html", "results/f
 
 
 @pytest.fixture(scope="module")
-def report(table_workdir):
-    """The report items of Table 6 built in the shared fixture's folder, and results/report.html of them."""
+def report(table_workdir, tmp_path_factory):
+    """The report items of Table 6 built in a copy of the shared fixture's folder, and results/report.html of
+    them."""
     workdir, overrides = table_workdir
+    workdir = copy_of(workdir, tmp_path_factory, "report")
     start = time.monotonic()
     run_snakemake(workdir, *REPORT_TARGETS, overrides=overrides)
     built = time.monotonic()

@@ -4,8 +4,8 @@ import copy
 import re
 
 import pytest
-from test_plan import NAMED, TINY, tiny_plan
 
+from plan_helpers import NAMED, TINY, tiny_plan
 from rrhf.config.blocks import PPO
 from rrhf.plan.replicates import replicate_seed
 from rrhf.plan.settings import PPO_SETTINGS, RESERVED, parse_setting, setting_problem, trained_by_pattern

@@ -7,7 +7,7 @@ import pytest
 
 from rrhf.data.qa_feedback import read_qa_feedback
 from rrhf.studies.fine_grained.annotation_page import embedded_records
-from workflow_helpers import FAST_OVERRIDES, jobs_by_rule, run_snakemake
+from workflow_helpers import FAST_OVERRIDES, copy_of, jobs_by_rule, run_snakemake
 
 FINE_GRAINED = {"fine_grained": {
     "feedback": {"prompts": 24, "generation": {"max_new_tokens": 32}},
@@ -15,7 +15,8 @@ FINE_GRAINED = {"fine_grained": {
 
 
 @pytest.mark.workflow
-def test_fine_grained_stages_run_and_a_tied_completeness_file_is_refused(workdir):
+def test_fine_grained_stages_run_and_a_tied_completeness_file_is_refused(workdir, tmp_path_factory):
+    workdir = copy_of(workdir, tmp_path_factory, "fine_grained")
     overrides = {**FAST_OVERRIDES, **FINE_GRAINED}
     planned = jobs_by_rule(run_snakemake(workdir, "-n", "results/table_fine_grained.csv", overrides=overrides).stdout)
     assert {rule: planned.get(rule) for rule in ("collect_fine_grained_feedback", "train_segment_reward_model",

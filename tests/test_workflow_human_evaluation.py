@@ -93,7 +93,7 @@ def test_peoples_spreadsheets_are_read_and_a_bad_one_is_refused_by_line(human_wo
     failed = run_snakemake(workdir, "results/table3.csv", "--forcerun", "import_judgments", overrides=people,
                            check=False)
     assert failed.returncode != 0
-    log = (workdir / "logs/human_eval/import_judgments.log").read_text()
+    log = (workdir / "logs/import_judgments/import_judgments.log").read_text()
     text = (folder / "batch_2.csv").read_text()
     line = text[:text.index("pair-9999")].count("\n") + 1  # where the row starts: prompts span several lines
     assert line > 5 and f"{folder / 'batch_2.csv'} line {line}: unknown pair id 'pair-9999'" in log

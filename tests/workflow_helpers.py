@@ -136,3 +136,12 @@ def headless_chromium(browser: str, url: str, *args: str, timeout: int = 120) ->
     command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--virtual-time-budget=5000", *args, url]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def copy_of(workdir: Path, tmp_path_factory, name: str) -> Path:
+    """A copy of a built workflow folder (file times kept, so Snakemake finds it up to date) for a fixture or a
+    test to build on: the shared session folder itself is never built on, so no test depends on which others run
+    or in what order."""
+    copy = tmp_path_factory.mktemp(name) / "workflow"
+    shutil.copytree(workdir, copy, symlinks=True)
+    return copy

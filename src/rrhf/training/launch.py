@@ -27,17 +27,17 @@ TRAINERS = {
     "train_sft": "rrhf.training.language_model:train_sft",
     "train_reward_model": "rrhf.training.reward_model:train_reward_model",
     "train_rrhf": "rrhf.training.rrhf:train_rrhf",
-    "train_preference_method": "rrhf.studies.preference_methods.trainer:train_preference_method",
     "train_ppo": "rrhf.training.ppo:train_ppo",
     "train_online_rrhf": "rrhf.training.online_rrhf:train_online_rrhf",
 }
 
 
 def trainer_function(name: str):
-    """The stage function registered under ``name``."""
-    if name not in TRAINERS:
-        raise ValueError(f"unknown trainer {name!r}; expected one of {sorted(TRAINERS)}")
-    module, function = TRAINERS[name].split(":")
+    """The stage function registered under ``name``, or named as ``module:function`` (a study's trainer, e.g.
+    ``rrhf.studies.preference_methods.trainer:train_preference_method``)."""
+    if name not in TRAINERS and ":" not in name:
+        raise ValueError(f"unknown trainer {name!r}; expected one of {sorted(TRAINERS)} or module:function")
+    module, function = TRAINERS.get(name, name).split(":")
     return getattr(importlib.import_module(module), function)
 
 
