@@ -85,7 +85,7 @@ test: $(STAMP) $(GGUF_STAMP)
 
 # The workflow through the SLURM profile on a one-node cluster that the test starts (as root; tests/slurm/).
 test-slurm: $(STAMP)
-	RRHF_TEST_SLURM=1 $(BIN)/pytest tests/test_slurm.py
+	RRHF_TEST_SLURM=1 $(BIN)/pytest tests/workflow/test_slurm.py
 
 # On a machine with a CUDA GPU: every path of the workflow for a few steps, each job's peak GPU memory against the
 # memory plan (benchmarks/gpu_check.py, docs/cluster.md). Needs the environment's torch to be a CUDA build. With

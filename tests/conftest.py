@@ -102,7 +102,8 @@ def tiny_reward_dir(tmp_path_factory, tiny_lm_dir) -> Path:
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
     """A folder where real Snakemake has built the scored training sets of the instruct policy from nothing
-    (tests/workflow_helpers.FAST_OVERRIDES). Shared by tests/test_workflow.py and tests/test_report.py."""
+    (tests/workflow_helpers.FAST_OVERRIDES). Shared by tests/workflow/test_workflow.py and
+    tests/report/test_report.py."""
     path = tmp_path_factory.mktemp("workflow")
     run_snakemake(path, *(f"results/scored/instruct/{s}.parquet" for s in ("DP", "D", "P")),
                   overrides=FAST_OVERRIDES)

@@ -4,7 +4,7 @@ accelerate turns its FSDP plugin on only in GPU processes (``AcceleratorState`` 
 kin), while torch's ``fully_shard`` itself runs on the CPU with gloo. Started by ``accelerate launch --config_file
 envs/accelerate/fsdp_*.yaml`` with ``ACCELERATE_USE_CPU=true``, this module makes the state FSDP where accelerate
 would on GPUs and then runs the trainer unchanged: the same prepare call, sharding, memory-efficient loading from
-the first process, gathered copies and full state dict as on GPUs. Used by tests/test_gpu_paths.py.
+the first process, gathered copies and full state dict as on GPUs. Used by tests/training/test_sharded_training.py.
 """
 
 import json

@@ -1,7 +1,8 @@
 """Writing a transformers LLaMA causal LM and its byte-level BPE tokenizer as a GGUF file, the way llama.cpp's
 convert_hf_to_gguf.py writes a LLaMA: architecture ``llama``, the ``llama.*`` hyper-parameters, llama.cpp's tensor
 names with the q and k projections permuted for its rotary layout, and the tokenizer as ``gpt2`` (byte-level BPE)
-tokens, token types, merges and special token ids. For the GGUF import stage's tests (tests/test_model_import.py).
+tokens, token types, merges and special token ids. For the GGUF import stage's tests
+(tests/models/test_model_import.py).
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def test_the_plan_imports_neither_torch_nor_transformers():
 
 
 def source_files():
-    patterns = ["src/**/*.py", "workflow/**/*.py", "workflow/**/*.smk", "tests/*.py", "benchmarks/*.py",
+    patterns = ["src/**/*.py", "workflow/**/*.py", "workflow/**/*.smk", "tests/**/*.py", "benchmarks/*.py",
                 "studies/*.py", "Snakefile"]
     return sorted({path for pattern in patterns for path in REPO.glob(pattern)})
 

@@ -1,6 +1,6 @@
 """What each rule asks a cluster for, read from real dry runs: the paper config as the README types it
 (`snakemake --profile slurm -n results/table6.csv`) and the tiny default under the same profile. (That tables
-and gathers never become SLURM jobs is checked on a real cluster, tests/test_slurm.py.)"""
+and gathers never become SLURM jobs is checked on a real cluster, tests/workflow/test_slurm.py.)"""
 
 import os
 import subprocess

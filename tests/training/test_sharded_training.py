@@ -23,7 +23,7 @@ from rrhf.io import write_parquet
 from rrhf.training.launch import launch_command
 from scored_sets import scored_set
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FSDP = REPO / "envs" / "accelerate" / "fsdp_full_shard.yaml"
 DDP = REPO / "envs" / "accelerate" / "ddp.yaml"
 TRAINING = {"epochs": 2, "learning_rate": 3e-3, "batch_size": 4, "warmup_ratio": 0.0, "max_length": 96, "seed": 0}

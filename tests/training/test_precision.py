@@ -18,7 +18,7 @@ from rrhf.training.loop import enable_gradient_checkpointing, resolve_mixed_prec
 from rrhf.training.rrhf import train_rrhf
 from scored_sets import scored_set
 
-ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "envs" / "accelerate"
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "envs" / "accelerate"
 
 
 def test_auto_dtype_is_bfloat16_on_cuda_and_float32_on_the_cpu(monkeypatch):

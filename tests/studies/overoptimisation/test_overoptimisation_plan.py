@@ -1,5 +1,5 @@
 """The over-optimisation study's plan: which names it accepts and which files it reads, in each replicate (the
-checks' messages are in tests/test_plan.py, test_each_check_names_its_key)."""
+checks' messages are in tests/plan/test_plan.py, test_each_check_names_its_key)."""
 
 from plan_helpers import TINY, study_problems, tiny_plan
 

@@ -35,7 +35,7 @@ SCORED_COLUMNS = ["prompt_id", "prompt", "response_index", "response", "source",
 TRAINING_ROWS_PER_PROMPT = {"DP": 6, "D": 4, "P": 2}
 
 
-# The fixtures workdir and table_workdir (shared with tests/test_report.py) are in conftest.py.
+# The fixtures workdir and table_workdir (shared with tests/report/test_report.py) are in conftest.py.
 
 
 def test_data_stage_writes_normalised_splits(workdir):

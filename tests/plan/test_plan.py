@@ -216,7 +216,7 @@ def test_the_paper_config_makes_a_plan_with_every_block():
     assert plan.rule_resources("train_rrhf")["gpu"] == 8
 
 
-# --- each check, without Snakemake (tests/test_config_validation.py runs them through a dry run) ----------------
+# --- each check, without Snakemake (tests/workflow/test_config_validation.py runs them through a dry run) ----
 
 def problems_of(edit, rule_names=None):
     from rrhf.plan.checks import plan_problems, rule_name_problems

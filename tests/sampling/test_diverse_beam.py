@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from rrhf.sampling.diverse_beam import group_beam_search, hamming_penalty
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REFERENCE = json.loads((FIXTURES / "diverse_beam_reference.json").read_text())
 EOS, PAD = 23, 0
 

@@ -143,7 +143,7 @@ def test_threads_are_the_cpus_per_task_of_the_resources_section(tmp_path):
 
 
 def test_impossible_samplers_device_and_model_paths_stop_before_any_job(tmp_path):
-    # rrhf.plan.checks (tests/test_config_checks.py has each case); here: common.smk runs them, from the workdir.
+    # rrhf.plan.checks (tests/plan/test_config_checks.py has each case); here: common.smk runs them, from the workdir.
     def edit(config):
         config["device"] = "cuda" if not torch_cuda_available() else "gpu"
         config["sampling"]["samplers"]["diverse_beam"].update(num_beams=4, num_beam_groups=3)
@@ -248,7 +248,7 @@ def test_every_check_of_the_plan_fires_before_any_job(tmp_path, synthetic_frame)
     ("results/replicate2/eval/instruct/IP-0/metrics.json", "setting 'IP-0': in IP-n, n is a whole number from 1"),
 ])
 def test_an_impossible_target_is_named_before_any_job(tmp_path, target, expected):
-    # These ended in Snakemake's bare "No rule to produce" (every pattern: tests/test_plan.py).
+    # These ended in Snakemake's bare "No rule to produce" (every pattern: tests/plan/test_plan.py).
     result = snakemake(tmp_path, [REPO / "config" / "config.yaml"], "-n", target, timeout=120)
     assert result.returncode != 0
     assert f"target {target}: {expected}" in result.stdout + result.stderr
