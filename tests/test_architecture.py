@@ -188,7 +188,7 @@ def test_docstring_references_resolve():
 
 def test_the_layout_document_names_every_module():
     layout = (REPO / "docs" / "architecture.md").read_text()
-    missing = [name for name in MODULES if f"`{module_file(name).relative_to(SOURCE / 'rrhf')}`" not in layout]
+    missing = [name for name in MODULES if f"`{module_file(name).relative_to(REPO)}`" not in layout]
     assert missing == []
 
 

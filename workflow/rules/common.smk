@@ -18,7 +18,7 @@ from rrhf.plan.settings import (
     trained_by_pattern,
     trained_settings_pattern,
 )
-from rrhf.plan.table_rows import entries, labelled_rows, report_rows
+from rrhf.plan.table_rows import TABLES, entries, labelled_rows, report_rows
 from rrhf.studies.registry import STUDIES
 from snakemake.utils import min_version, validate
 
@@ -175,13 +175,8 @@ REPORT_EXAMPLES = 3  # test prompts shown per table on its generations page
 # Report categories, numbered: the report lists them in alphabetical order.
 CATEGORY = {"tables": "1. Tables", "curves": "2. Training curves", "rewards": "3. Rewards",
             "generations": "4. Generations", "human": "5. Human evaluation"}
-TABLE_TITLES = {
-    "table2": "Table 2: the main comparison (PPL, reward, gold reward)",
-    "table5": "Table 5: share of test pairs whose chosen reply a scorer prefers",
-    "table6": "Table 6: training-data ablation (evaluation and training-set reward statistics)",
-    "table7": "Table 7: ranking-loss ablation",
-    "table3": "Table 3: human evaluation, win / tie / lose of A against B (blind pairwise judgments)",
-    "table4": "Table 4: each row's reply to the same test prompts",
+# Each table's title (rrhf.plan.table_rows.TABLES), and the prompt formats' table (config/real.yaml).
+TABLE_TITLES = {name: table.title for name, table in TABLES.items() if table.title} | {
     "prompt_formats": "Prompt formats: the untrained policy's greedy replies, prompts read as raw HH text and "
     "through its chat template",
 }

@@ -1,14 +1,7 @@
 # Findings (config key `findings`; rrhf.studies.findings): each claim of config/findings.yaml measured over the
 # replicates, with its interval and verdict; and results/summary.md, the run's results in one page. Not part of
 # `all`: `make findings`, or `snakemake --cores 2 results/findings.csv --config replicates=3` (docs/findings.md).
-
-
-def findings_input(wildcards):
-    """Every file the claims read, in every replicate; none to read is an error (config findings: null)."""
-    if FINDINGS is None:
-        raise ValueError("findings: null in the config, so there are no claims to measure; set it to "
-                         "config/findings.yaml or another file of claims")
-    return FINDINGS.files()
+from rrhf.studies.findings.study import claim_files
 
 
 localrules:
@@ -22,7 +15,7 @@ localrules:
 
 rule findings:
     input:
-        files=findings_input,
+        files=lambda wildcards: claim_files(FINDINGS),
     output:
         findings=report(
             paths.FINDINGS(),

@@ -3,7 +3,7 @@
 # with a reward at the end of every segment (FG-PPO[-{variant}]), each row's fine-grained evaluation, and
 # results/table_fine_grained.csv.
 FINE_GRAINED_ROWS = FINE_GRAINED.rows() if FINE_GRAINED else []
-from rrhf.studies.fine_grained.study import SEGMENT_MODEL_KINDS  # noqa: E402
+from rrhf.studies.fine_grained.study import SEGMENT_MODEL_KINDS
 
 
 localrules:

@@ -2,7 +2,7 @@
 # trains the policy with DPO, R-DPO, IPO, SLiC-HF, SimPO, KTO or ORPO on the pairs (KTO: labelled replies) made
 # from a named setting's training set, with rho's log-probabilities of every reply computed once beforehand; the
 # model is evaluated like any row.
-from rrhf.studies.preference_methods.study import EXAMPLES, REFERENCE_LOGPROBS, training_benchmarks  # noqa: E402
+from rrhf.studies.preference_methods.study import EXAMPLES, REFERENCE_LOGPROBS, training_benchmarks
 
 
 localrules:

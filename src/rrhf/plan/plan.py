@@ -107,7 +107,7 @@ class Plan:
     def setting_spec(self, name: str) -> dict[str, Any]:
         """The ``settings`` entry a setting follows (its sampler, provided responses, rank weight): IP-{n} and
         OP-{k}[+KL] follow resampling.setting."""
-        if self.setting(name).kind in ("iterated", "online"):
+        if self.setting(name).follows_resampling:
             return self.settings[self.resampling.setting]
         return self.settings[name]
 
@@ -348,6 +348,6 @@ class Plan:
             return self.studies["fine_grained"].training_about(setting)
         about = {"setting": self.setting_spec(setting), "rank_weight": self.rank_weight(setting),
                  "rrhf": self.config["rrhf"]}
-        if self.setting(setting).kind in ("iterated", "online"):
+        if self.setting(setting).follows_resampling:
             about["resampling"] = self.config["resampling"]
         return about

@@ -89,6 +89,11 @@ class Setting:
         return self.trains_with_rrhf or self.kind in ("ppo", "fine_grained", "method")
 
     @property
+    def follows_resampling(self) -> bool:
+        """Whether the setting's sampler, provided replies and rank weight are resampling.setting's (IP-n, OP-k)."""
+        return self.kind in ("iterated", "online")
+
+    @property
     def iteration(self) -> int | None:
         return self.number if self.kind == "iterated" else None
 

@@ -19,24 +19,43 @@ from rrhf.plan.settings import parse_setting, setting_problem
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
 
-TABLES = ("table2", "table3", "table4", "table5", "table6", "table7", "table_fine_grained", "table_methods")
 # The setting kinds a table's policy rows may have (the kind of rrhf.plan.settings.Setting).
 RRHF_KINDS = ("named", "iterated", "online")
 EVALUATED_KINDS = (*RRHF_KINDS, "none", "ppo", "best_of_n", "fine_grained", "method")
-ROW_KINDS = {"table6": RRHF_KINDS, "table7": RRHF_KINDS, "table2": (*RRHF_KINDS, "none", "ppo", "best_of_n"),
-             "table5": (*RRHF_KINDS, "none", "ppo"), "table_fine_grained": ("none", "ppo", "fine_grained"),
-             "table3": EVALUATED_KINDS, "table4": EVALUATED_KINDS,
-             "table_methods": (*RRHF_KINDS, "none", "ppo", "best_of_n", "method")}
-# How each table names its other settings, in errors.
-EXTRA_NAMES = {"table6": "", "table7": "", "table2": ", none, PPO, best-of-n", "table5": ", none, PPO",
-               "table_fine_grained": ", none, PPO, FG-PPO, FG-PPO-{variant}",
-               **dict.fromkeys(("table3", "table4"), ", none, PPO, best-of-n, FG-PPO[-{variant}], {method}@{setting}"),
-               "table_methods": ", none, PPO, best-of-n, {method}@{setting}"}
-# Rows of a table that are not a policy: Table 2's dataset replies, Table 5's reward model.
-OTHER_ROWS = {"table2": ("responses", ["chosen", "rejected"]), "table5": ("reward_model", [True]),
-              "table3": ("responses", ["chosen", "rejected"]), "table4": ("responses", ["chosen", "rejected"])}
-# Table 3's rows are comparisons: a row (side A) with the row it is judged against (side B) under `versus`.
-COMPARISON_TABLES = ("table3",)
+DATASET_REPLIES = ("responses", ["chosen", "rejected"])
+EVERY_OTHER_NAME = ", none, PPO, best-of-n, FG-PPO[-{variant}], {method}@{setting}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """What a table of the tables file is, declared once: its ``title`` (the report's and results/summary.md's;
+    None for a table the report does not show), the setting kinds its policy rows may have, how its errors name
+    the settings beyond RRHF's (``extra_names``), its rows that are not a policy (``other_rows``: key and
+    values, e.g. Table 2's dataset replies), and whether its rows are comparisons (Table 3: a row and the row it
+    is judged against, under ``versus``)."""
+
+    title: str | None
+    row_kinds: tuple[str, ...]
+    extra_names: str = ""
+    other_rows: tuple[str, list[Any]] | None = None
+    comparisons: bool = False
+
+
+TABLES = {
+    "table2": Table("Table 2: the main comparison (PPL, reward, gold reward)",
+                    (*RRHF_KINDS, "none", "ppo", "best_of_n"), ", none, PPO, best-of-n", DATASET_REPLIES),
+    "table3": Table("Table 3: human evaluation, win / tie / lose of A against B (blind pairwise judgments)",
+                    EVALUATED_KINDS, EVERY_OTHER_NAME, DATASET_REPLIES, comparisons=True),
+    "table4": Table("Table 4: each row's reply to the same test prompts", EVALUATED_KINDS, EVERY_OTHER_NAME,
+                    DATASET_REPLIES),
+    "table5": Table("Table 5: share of test pairs whose chosen reply a scorer prefers",
+                    (*RRHF_KINDS, "none", "ppo"), ", none, PPO", ("reward_model", [True])),
+    "table6": Table("Table 6: training-data ablation (evaluation and training-set reward statistics)", RRHF_KINDS),
+    "table7": Table("Table 7: ranking-loss ablation", RRHF_KINDS),
+    "table_fine_grained": Table(None, ("none", "ppo", "fine_grained"), ", none, PPO, FG-PPO, FG-PPO-{variant}"),
+    "table_methods": Table(None, (*RRHF_KINDS, "none", "ppo", "best_of_n", "method"),
+                           ", none, PPO, best-of-n, {method}@{setting}"),
+}
 # How Table 2 and the report label the dataset's own replies.
 RESPONSE_LABELS = {"chosen": "good responses", "rejected": "bad responses"}
 
@@ -81,7 +100,7 @@ def read_table_rows(path: Path, table_settings: dict[str, str]) -> tuple[dict[st
         tables[table] = []
         for number, row in enumerate(rows, start=1):
             where = f"{Path(path).name}: {table} row {number}"
-            if table in COMPARISON_TABLES:
+            if TABLES[table].comparisons:
                 if not isinstance(row, dict) or not isinstance(row.get("versus"), dict):
                     problems.append(f"{where}: {row!r} is not a comparison (a row with the row it is judged "
                                     "against under `versus`, e.g. {policy: Alpaca, setting: DP, versus: "
@@ -116,7 +135,7 @@ def table_row(table: str, number: int, row: Any, table_settings: dict[str, str],
 
 def other_row_problems(table: str, row: dict[str, Any], where: str) -> list[str]:
     """What is wrong with a row that is not a policy (a dataset row, the reward-model row)."""
-    key, values = OTHER_ROWS.get(table, (None, []))
+    key, values = TABLES[table].other_rows or (None, [])
     if key not in row or set(row) != {key} or row[key] not in values:
         allowed = f"a {key} row is {{{key}: one of {values}}}" if key else f"{table} has policy rows only"
         return [f"{where}: {allowed}, not {row}"]
@@ -136,10 +155,10 @@ def table_row_problems(row: TableRow, policies: dict[str, str], settings: dict[s
     if row.policy not in policies:
         problems.append(f"{where} policy: {row.policy!r} is not one of {sorted(policies)}")
     parsed = parse_setting(row.setting, settings) if row.setting is not None else None
-    if parsed is None or parsed.kind not in ROW_KINDS[row.table]:
+    if parsed is None or parsed.kind not in TABLES[row.table].row_kinds:
         reason = setting_problem(row.setting, settings) if row.setting is not None and parsed is None else None
         problems.append(f"{where} setting: {row.setting!r} is not one of {sorted(settings)}, IP-n, OP-k or "
-                        f"OP-k+KL{EXTRA_NAMES[row.table]} (n, k whole numbers from 1)"
+                        f"OP-k+KL{TABLES[row.table].extra_names} (n, k whole numbers from 1)"
                         + (f": {reason}" if reason and "whole number" in reason else ""))
     return problems
 

@@ -41,3 +41,11 @@ class FindingsStudy(Study):
     def files(self) -> list[str]:
         """Every file the claims read, in every replicate."""
         return sorted({path for claim in self.for_rule() for pair in claim["files"] for path in pair})
+
+
+def claim_files(study: FindingsStudy | None) -> list[str]:
+    """Every file the claims of a run read (the findings rule's input); none to read is an error, naming the key."""
+    if study is None:
+        raise ValueError("findings: null in the config, so there are no claims to measure; set it to "
+                         "config/findings.yaml or another file of claims")
+    return study.files()
