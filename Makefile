@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 # pip itself, pinned as every other package of the set-up is
 PIP := pip==26.3
 
-.PHONY: run findings methods report real real-setup test test-slurm gpu-check lint clean setup lock
+.PHONY: run findings methods report real real-setup test test-fast test-slurm gpu-check lint clean setup lock
 
 setup: $(STAMP)
 
@@ -82,6 +82,11 @@ report: run
 
 test: $(STAMP) $(GGUF_STAMP)
 	$(BIN)/pytest
+
+# A contributor's loop (docs/architecture.md): every test but the real Snakemake runs (marker workflow) and the
+# multi-process and resumed trainings (marker slow); `make test` and CI run them all.
+test-fast: $(STAMP) $(GGUF_STAMP)
+	$(BIN)/pytest -m "not workflow and not slow and not slurm"
 
 # The workflow through the SLURM profile on a one-node cluster that the test starts (as root; tests/slurm/).
 test-slurm: $(STAMP)

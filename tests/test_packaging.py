@@ -8,6 +8,7 @@ import shlex
 import sys
 import tomllib
 
+import pytest
 import yaml
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -199,6 +200,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # builds a wheel and installs it
 def test_the_built_wheel_is_a_working_library(tmp_path):
     """What `pip install .` installs: the wheel has the schema (the defaults of every block) and the pages'
     scripts, declares pyproject.toml's dependencies, and works from where it is installed, not from src/."""

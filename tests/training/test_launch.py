@@ -37,6 +37,7 @@ def test_every_trainer_runs_through_run_trainer():
         assert callable(trainer_function(name))
 
 
+@pytest.mark.slow  # two processes under accelerate launch
 def test_rrhf_in_two_processes_splits_the_batches(tmp_path, tiny_lm_dir, synthetic_frame):
     scored = scored_set(synthetic_frame, 24)  # 24 queries / batch 4 = 6 batches per epoch, 3 per process
     write_parquet(scored, tmp_path / "scored.parquet", {"stage": "test"})

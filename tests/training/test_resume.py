@@ -16,6 +16,8 @@ from rrhf.io import write_parquet
 from rrhf.training.launch import run_trainer
 from scored_sets import scored_set
 
+pytestmark = pytest.mark.slow  # trainings stopped and resumed
+
 # A child process that runs one trainer through rrhf.training.launch.run_trainer (as the workflow's scripts do) and
 # kills itself with SIGKILL at a given optimiser step: right after the checkpoint of that step is in place, or
 # after that step's log row (between two checkpoints).

@@ -23,6 +23,8 @@ from rrhf.io import write_parquet
 from rrhf.training.launch import launch_command
 from scored_sets import scored_set
 
+pytestmark = pytest.mark.slow  # several processes under accelerate launch
+
 REPO = Path(__file__).resolve().parents[2]
 FSDP = REPO / "envs" / "accelerate" / "fsdp_full_shard.yaml"
 DDP = REPO / "envs" / "accelerate" / "ddp.yaml"

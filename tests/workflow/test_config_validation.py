@@ -7,6 +7,8 @@ import yaml
 
 from workflow_helpers import REPO, dry_run_jobs, key_values, snakemake, write_config
 
+pytestmark = pytest.mark.workflow  # real Snakemake dry runs of broken configs
+
 TINY = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 NONE_ROW_TABLES = REPO / "tests" / "fixtures" / "tables_with_untrained_row.yaml"
 BAD_TABLE2_ROWS = REPO / "tests" / "fixtures" / "tables_with_bad_table2_rows.yaml"

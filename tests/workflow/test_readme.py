@@ -9,6 +9,8 @@ from snakemake.cli import parse_args
 
 from workflow_helpers import REPO, SNAKEMAKE
 
+pytestmark = pytest.mark.workflow  # every README command, planned by real Snakemake
+
 COMMAND_START = ("make ", ".venv/bin/snakemake ", "snakemake ", ".venv/bin/python ")
 
 
