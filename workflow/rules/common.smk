@@ -188,8 +188,9 @@ def table_label(table):
 
 
 def loss_curve_file(model_dir):
-    model, setting = model_dir.removeprefix("results/models/").split("/")
-    return paths.LOSS_CURVE(policy=model, setting=setting)
+    """The training-curve figure of a trained model (replicate 0's)."""
+    trained = paths.TRAINED_MODEL.parse(model_dir)
+    return paths.LOSS_CURVE(policy=trained["policy"], setting=trained["setting"])
 
 
 TRAINING_TABLES = [table for table in EVALUATED_TABLES if any(row["training"] for row in report_rows(PLAN, table))]

@@ -19,8 +19,8 @@ import yaml
 
 from rrhf.config.block_checks import lora_fsdp_problem, lora_pretrain_problem, ppo_length_problems
 from rrhf.models.sources import model_source_problem
+from rrhf.plan import paths
 from rrhf.plan.model_checks import architecture_problems, role_problems, value_head_problems
-from rrhf.plan.replicates import FOLDER_PATTERN
 from rrhf.plan.settings import setting_problem
 from rrhf.plan.table_rows import table_row_problems
 
@@ -256,11 +256,20 @@ def size_problems(plan: "Plan") -> list[str]:
     return problems
 
 
-# Target paths whose folder names a policy model and a setting.
-SETTING_TARGET = re.compile(rf"results/{FOLDER_PATTERN}(?:eval|models|scored)/(?P<model>[^/]+)/(?P<setting>[^/]+?)"
-                            r"(?:\.parquet)?(?:/.*)?")
-ITERATED_TARGET = re.compile(rf"results/{FOLDER_PATTERN}(?:samples|rewards)/(?P<model>[^/]+)/(?P<setting>IP-[^/]*)"
-                             r"/[^/]+")
+# Target paths that name a policy model and a setting: a trained model (or a file in it), an evaluation, a
+# training set, and IP-n's samples and rewards.
+SETTING_TARGETS = ((paths.TRAINED_MODEL, "setting"), (paths.EVALUATION_FOLDER, "setting"),
+                   (paths.TRAINING_SET, "setting"), (paths.ITERATED_SAMPLES, "iteration"),
+                   (paths.ITERATED_REWARDS, "iteration"))
+
+
+def target_setting(target: str) -> tuple[str, str] | None:
+    """(model, setting) a target path names, or None for a path that names none."""
+    for template, wildcard in SETTING_TARGETS:
+        found = template.parse(target, within=template is not paths.TRAINING_SET)
+        if found and (wildcard == "setting" or found[wildcard].startswith("IP-")):
+            return found["policy"], found[wildcard]
+    return None
 
 
 def target_problems(plan: "Plan", targets: list[str]) -> list[str]:
@@ -269,10 +278,10 @@ def target_problems(plan: "Plan", targets: list[str]) -> list[str]:
     policies = set(plan.policies.values())
     problems = []
     for target in targets:
-        match = SETTING_TARGET.fullmatch(str(target)) or ITERATED_TARGET.fullmatch(str(target))
-        if not match or match.group("model") in ("dataset", "reward_model"):
+        named = target_setting(str(target))
+        if named is None or named[0] in ("dataset", "reward_model"):
             continue
-        model, setting = match.group("model"), match.group("setting")
+        model, setting = named
         if model not in policies:
             problems.append(f"target {target}: {model!r} is not a policy model; policies: {sorted(policies)}")
         elif problem := setting_problem(setting, plan.settings):

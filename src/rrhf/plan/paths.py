@@ -32,6 +32,15 @@ class Template:
             raise KeyError(f"{self.pattern}: no wildcard {sorted(unknown)}")
         return WILDCARD.sub(lambda match: str(values.get(match.group(1), match.group(0))), self.pattern)
 
+    def parse(self, path: str, within: bool = False) -> dict[str, str] | None:
+        """The wildcards of a path this template makes, or (``within``) of a path inside such a folder; None for
+        any other path. ``{replicate}`` is empty or ``replicate{r}/``, every other wildcard one path segment."""
+        parts = re.split(r"(\{\w+\})", self.pattern)
+        pattern = "".join(f"(?P<{part[1:-1]}>(?:replicate[1-9][0-9]*/)?)" if part == "{replicate}" else
+                          f"(?P<{part[1:-1]}>[^/]+)" if WILDCARD.fullmatch(part) else re.escape(part) for part in parts)
+        match = re.fullmatch(pattern + ("(?:/.*)?" if within else ""), path)
+        return match.groupdict() if match else None
+
     @property
     def wildcards(self) -> list[str]:
         return WILDCARD.findall(self.pattern)
@@ -57,7 +66,8 @@ GATHERED = Template("results/{replicate}{stage}/{path}.parquet")
 SHARD = Template("results/{replicate}{stage}/{path}/shard{shard}.parquet")
 TRAINING_SET = Template("results/{replicate}scored/{policy}/{setting}.parquet")
 TRAINED_MODEL = Template("results/{replicate}models/{policy}/{setting}")
-EVALUATION = Template("results/{replicate}eval/{policy}/{setting}/{name}")
+EVALUATION_FOLDER = Template("results/{replicate}eval/{policy}/{setting}")
+EVALUATION = Template(EVALUATION_FOLDER.pattern + "/{name}")
 BEST_OF_N = Template("results/{replicate}eval/{policy}/best-of-{n}/{name}")
 DATASET_REPLIES = Template("results/{replicate}eval/dataset/{source}/{name}")
 REWARD_MODEL_EVALUATION = Template("results/{replicate}eval/reward_model/{name}")

@@ -1,8 +1,9 @@
 """The plan of a run: from the validated config, what each setting means, where each file goes, what a job takes.
 
-``Plan.from_config(config, workflow_dir)`` is built once, by workflow/rules/common.smk, before any job; it
-raises ValueError listing every problem it finds (:mod:`rrhf.plan.checks`), each naming its config key. The
-rule files keep only paths and input functions, which call the plan.
+``Plan.from_config(config, workflow_dir, STUDIES)`` is built once, by workflow/rules/common.smk, before any job,
+with one object per study the config gives (``plan.studies``); it raises ValueError listing every problem it and
+the studies find (:mod:`rrhf.plan.checks`), each naming its config key. Every file it names is filled in from
+:mod:`rrhf.plan.paths`, the templates the rules' outputs are.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ SAMPLERS = ("beam", "diverse_beam", "top_p")
 
 
 class Plan:
-    """The config of one run, checked, with the typed blocks and the answers the rules need."""
+    """The config of one run, checked, with the typed blocks, the studies and the answers the rules need."""
 
     def __init__(self, config: dict[str, Any], workflow_dir: str | os.PathLike,
                  studies: tuple[type[Study], ...] = ()):
