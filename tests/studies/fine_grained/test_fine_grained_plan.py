@@ -103,3 +103,15 @@ def test_claims_on_fine_grained_metrics_read_the_segments_of_their_rows():
     findings = plan.studies["findings"]
     assert findings.problems() == []  # reads config/findings.yaml into its claims, checked against the tables
     assert {"fine-grained-fewer-factual-errors", "weights-trade-relevance"} <= {claim.id for claim in findings.claims}
+
+
+def test_all_leaves_the_fine_grained_table_out_until_peoples_feedback_is_there(tmp_path):
+    notes = []
+    study = tiny_plan().studies["fine_grained"]
+    assert study.targets(notes.append) == ["results/table_fine_grained.csv", "results/fine_grained_reward_models.csv",
+                                           "results/fine_grained/annotation.html"] and notes == []
+    people = tmp_path / "people.json"
+    waiting = tiny_plan(lambda c: c["fine_grained"]["feedback"].update(file=str(people))).studies["fine_grained"]
+    assert waiting.targets(notes.append) == [] and str(people) in notes[0]
+    people.write_text("[]")
+    assert waiting.targets(notes.append) != [] and len(notes) == 1

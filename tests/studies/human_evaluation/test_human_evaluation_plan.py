@@ -222,3 +222,14 @@ def test_files_of_each_replicate_and_whose_judgments(tmp_path):
     for name in ("b.json", "a.CSV", "notes.txt", "c.csv"):
         (folder / name).write_text("")
     assert human(people).judgment_files() == [str(folder / name) for name in ("a.CSV", "b.json", "c.csv")]
+
+
+def test_what_all_builds_of_the_study_and_what_it_leaves_out_is_said_once(tmp_path):
+    notes = []
+    targets = human(tiny_plan()).targets(notes.append)  # simulated annotators: Tables 3 and 4 and the batches
+    assert {"results/table3.csv", "results/report/table3.html", "results/table4.csv"} <= set(targets)
+    assert "results/human_eval/batch_1.html" in targets and notes == []
+    waiting = tiny_plan(lambda c: c["human_evaluation"].update(judgments=str(tmp_path / "none_yet")))
+    targets = human(waiting).targets(notes.append)  # people's folder not there yet: the pages, no Table 3
+    assert "results/table3.csv" not in targets and "results/human_eval/batch_1.html" in targets
+    assert len(notes) == 1 and "leaves out results/table3.csv" in notes[0]
