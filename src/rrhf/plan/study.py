@@ -19,21 +19,17 @@ class Study:
     """One study of a run, planned on top of the run's :class:`rrhf.plan.plan.Plan` (``self.plan``)."""
 
     KEY: ClassVar[str]  # its config key
+    BLOCK: ClassVar[Any]  # the typed block of that key (rrhf.config.typed_config.Block)
 
     def __init__(self, plan: "Plan", block: Any):
         self.plan = plan
         self.block = block  # its config block, typed
 
     @classmethod
-    def block_from_config(cls, value: Any) -> Any:
-        """The typed block of the study's config key (the key's value when it is given)."""
-        raise NotImplementedError
-
-    @classmethod
     def of(cls, plan: "Plan") -> "Study | None":
         """The study of a run, or None when the config leaves its key out (null)."""
         value = plan.config.get(cls.KEY)
-        return None if value is None else cls(plan, cls.block_from_config(value))
+        return None if value is None else cls(plan, cls.BLOCK.from_config(value))
 
     @classmethod
     def problems_without(cls, plan: "Plan") -> list[str]:

@@ -24,11 +24,8 @@ class FineGrainedStudy(Study):
     """Fine-grained RLHF of one initial policy; ``block`` is its :class:`FineGrained`."""
 
     KEY = "fine_grained"
+    BLOCK = FineGrained
     block: FineGrained
-
-    @classmethod
-    def block_from_config(cls, value: Any) -> FineGrained:
-        return FineGrained.from_config(value)
 
     # --- files ----------------------------------------------------------------------------------------------------
 

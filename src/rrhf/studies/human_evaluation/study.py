@@ -62,11 +62,8 @@ class HumanEvaluationStudy(Study):
     """Table 3 from blind pairwise judgments and Table 4; ``block`` is its :class:`HumanEvaluation`."""
 
     KEY = "human_evaluation"
+    BLOCK = HumanEvaluation
     block: HumanEvaluation
-
-    @classmethod
-    def block_from_config(cls, value: Any) -> HumanEvaluation:
-        return HumanEvaluation.from_config(value)
 
     def file(self, name: str, replicate: int | str = 0) -> str:
         """A file of the human evaluation in a replicate (results/[replicate{r}/]human_eval/{name}): it reads

@@ -32,11 +32,8 @@ class OveroptimisationStudy(Study):
     """The study's files in each replicate and its checks; ``block`` is its :class:`Overoptimisation`."""
 
     KEY = "overoptimisation"
+    BLOCK = Overoptimisation
     block: Overoptimisation
-
-    @classmethod
-    def block_from_config(cls, value: Any) -> Overoptimisation:
-        return Overoptimisation.from_config(value)
 
     def inputs(self, replicate: int | str = 0) -> dict[str, Any]:
         """The study's files: ``samples`` (the best-of-max(n) evaluation's samples), ``curves`` (setting -> its

@@ -35,11 +35,8 @@ class PreferenceMethodsStudy(Study):
     """RRHF's successors trained on the tables' training sets; ``block`` is its :class:`Methods`."""
 
     KEY = "methods"
+    BLOCK = Methods
     block: Methods
-
-    @classmethod
-    def block_from_config(cls, value: Any) -> Methods:
-        return Methods.from_config(value)
 
     def examples_file(self, policy: str, setting: str, name: str, replicate: int | str = 0) -> str:
         """A file made for the methods from a named setting's training set: results/[replicate{r}/]methods/
