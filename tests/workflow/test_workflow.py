@@ -240,10 +240,10 @@ TINY_PPO = {"training": {"learning_rate": 1e-4, "batch_size": 4, "max_length": 1
 
 
 @pytest.fixture(scope="module")
-def baseline_workdir(workdir, tmp_path_factory):
-    """A copy of that folder, with Table 2 reduced to one row of each new kind and Table 5 to two, built end to
-    end."""
-    workdir = copy_of(workdir, tmp_path_factory, "baseline")
+def baseline_workdir(table_workdir, tmp_path_factory):
+    """A copy of table_workdir's folder (its models and DP's row already built), with Table 2 reduced to one row
+    of each new kind and Table 5 to two, built end to end."""
+    workdir = copy_of(table_workdir[0], tmp_path_factory, "baseline")
     tables = workdir / "baseline_tables.yaml"
     tables.write_text(yaml.safe_dump({
         "table2": [{"responses": "chosen"}, {"policy": "Alpaca", "setting": "best-of-2"},
@@ -312,11 +312,11 @@ ONLINE_TABLES = {"table6": [{"policy": "Alpaca", "setting": "DP"}, {"policy": "A
 
 
 @pytest.fixture(scope="module")
-def online_workdir(workdir, tmp_path_factory):
-    """A copy of that folder, with Table 6 reduced to DP, IP-2 and an online row (the paper's OP-32+KL, run as
-    OP-1+KL: the shrunken run has 3 optimisation steps), built end to end. RRHF's learning rate is raised so
-    that 3 steps change the shrunken policy's beam search."""
-    workdir = copy_of(workdir, tmp_path_factory, "online")
+def online_workdir(table_workdir, tmp_path_factory):
+    """A copy of table_workdir's folder (its evaluation LM already built), with Table 6 reduced to DP, IP-2 and an
+    online row (the paper's OP-32+KL, run as OP-1+KL: the shrunken run has 3 optimisation steps), built end to end.
+    RRHF's learning rate is raised so that 3 steps change the shrunken policy's beam search."""
+    workdir = copy_of(table_workdir[0], tmp_path_factory, "online")
     tables = workdir / "online_tables.yaml"
     tables.write_text(yaml.safe_dump(ONLINE_TABLES))
     overrides = {**FAST_OVERRIDES, "tables": str(tables), "findings": None,
