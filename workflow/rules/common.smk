@@ -18,7 +18,17 @@ from rrhf.plan.settings import (
     trained_by_pattern,
     trained_settings_pattern,
 )
-from rrhf.plan.table_rows import TABLES, entries, labelled_rows, report_rows
+from rrhf.plan.report_contents import (
+    CATEGORY,
+    REPORT_EXAMPLES,
+    REPORT_TABLES,
+    TABLE_TITLES,
+    evaluated_tables,
+    report_files,
+    summary_tables,
+    table_label,
+)
+from rrhf.plan.table_rows import entries, labelled_rows, report_rows
 from rrhf.studies.registry import STUDIES
 from snakemake.utils import min_version, validate
 
@@ -55,9 +65,8 @@ INFERENCE = {"device": config["device"], "dtype": config["precision"]["dtype"]}
 
 
 def sharded(path):
-    """The per-shard form of a path when sampling and scoring are sharded: a/b.parquet -> a/b/shard{shard}.parquet."""
-    root, extension = os.path.splitext(str(path))
-    return f"{root}/shard{{shard}}{extension}" if PLAN.shards > 1 else str(path)
+    """A path in its per-shard form when sampling and scoring are sharded (rrhf.plan.paths.sharded)."""
+    return paths.sharded(path, PLAN.shards)
 
 
 def shard_of(wildcards):
@@ -117,12 +126,7 @@ def build_train_data(wildcards):
 
 def dataset_source_files(wildcards):
     """Local input files of a dataset split (anthropic_jsonl files, a local hub-format folder)."""
-    spec = config["datasets"][wildcards.dataset]
-    if spec["source"] == "anthropic_jsonl":
-        return [spec["file"] if spec.get("file") else spec["files"][wildcards.split]]
-    if spec["source"] == "hub" and Path(spec["name"]).exists():
-        return [spec["name"]]
-    return []
+    return PLAN.dataset_source_files(wildcards.dataset, wildcards.split)
 
 
 def explain_target(target):
@@ -167,45 +171,10 @@ wildcard_constraints:
     replicate=FOLDER_PATTERN,
 
 
-# The report's constants (report.smk and the tables' and studies' rules flag their items for it).
-REPORT_TABLES = ["table2", "table5", "table6", "table7"]
-# Tables whose rows are evaluated policies or replies (Table 5's rows score test pairs instead).
-EVALUATED_TABLES = [table for table in ("table2", "table6", "table7") if PLAN.tables.get(table)]
-REPORT_EXAMPLES = 3  # test prompts shown per table on its generations page
-# Report categories, numbered: the report lists them in alphabetical order.
-CATEGORY = {"tables": "1. Tables", "curves": "2. Training curves", "rewards": "3. Rewards",
-            "generations": "4. Generations", "human": "5. Human evaluation"}
-# Each table's title (rrhf.plan.table_rows.TABLES), and the prompt formats' table (config/real.yaml).
-TABLE_TITLES = {name: table.title for name, table in TABLES.items() if table.title} | {
-    "prompt_formats": "Prompt formats: the untrained policy's greedy replies, prompts read as raw HH text and "
-    "through its chat template",
-}
-
-
-def table_label(table):
-    """A table's short name ("Table 6"), for labels and titles."""
-    return TABLE_TITLES[table].split(":")[0]
-
-
-def loss_curve_file(model_dir):
-    """The training-curve figure of a trained model (replicate 0's)."""
-    trained = paths.TRAINED_MODEL.parse(model_dir)
-    return paths.LOSS_CURVE(policy=trained["policy"], setting=trained["setting"])
-
-
-TRAINING_TABLES = [table for table in EVALUATED_TABLES if any(row["training"] for row in report_rows(PLAN, table))]
-# Every file the report shows beyond the tables' CSVs; rule all makes them.
-REPORT_FILES = [
-    *(paths.TABLE_PAGE(table=table) for table in REPORT_TABLES),
-    *sorted({loss_curve_file(row["model_dir"]) for table in REPORT_TABLES for row in report_rows(PLAN, table)
-             if row["model_dir"]}),
-    *(paths.TRAINING_REWARDS_FIGURE(table=table) for table in TRAINING_TABLES),
-    *(paths.EVALUATION_REWARDS_FIGURE(table=table) for table in EVALUATED_TABLES),
-    *(paths.GENERATIONS_PAGE(table=table) for table in EVALUATED_TABLES),
-    # Over replicates, each table's means with their 95 % intervals as error bars (findings.smk).
-    *(paths.INTERVALS_FIGURE(table=table) for table in REPORT_TABLES
-      if PLAN.replicates.count > 1 and PLAN.tables.get(table)),
-]
+# The report's contents (rrhf.plan.report_contents): its tables' titles and categories, and every page and figure
+# `all` makes beside the tables' CSVs.
+EVALUATED_TABLES = evaluated_tables(PLAN)
+REPORT_FILES = report_files(PLAN)
 # The prompt formats on one real model (results/prompt_formats.csv, docs/real_model.md): the first initial policy
 # that reads its prompts through its chat template (none in the tiny default, whose policies read raw text).
 PROMPT_FORMAT_MODEL = prompt_format_model(config["models"], config["policies"])
@@ -213,14 +182,6 @@ PROMPT_FORMAT_TARGETS = [str(paths.PROMPT_FORMATS)] if PROMPT_FORMAT_MODEL else 
 # What `all` builds of each study the config gives; what one leaves out, and why, goes to the log.
 STUDY_TARGETS = [target for study in PLAN.active_studies() for target in study.targets(logger.warning)]
 
+SUMMARY_TABLES = summary_tables(PLAN, STUDY_TARGETS + PROMPT_FORMAT_TARGETS)  # results/summary.md's tables
 
-def summary_tables():
-    """The tables results/summary.md shows: the report's, Table 3 where `all` makes it, and the prompt formats of
-    a policy read through its chat template (config/real.yaml)."""
-    tables = [table for table in REPORT_TABLES if PLAN.tables.get(table)]
-    return tables + (["table3"] if paths.TABLE(table="table3") in STUDY_TARGETS else []) + \
-        (["prompt_formats"] if PROMPT_FORMAT_TARGETS else [])
-
-
-# Every reward build in every replicate (rule reward_models).
-REWARD_BUILDS = [(r, name) for r in REPLICATES for name in PLAN.built_models("reward")]
+REWARD_BUILDS = PLAN.reward_builds()  # (replicate, models entry) of every reward build (rule reward_models)

@@ -102,12 +102,12 @@ rule plot_table_intervals:
 
 rule summary:
     input:
-        tables=[paths.TABLE(table=table) for table in summary_tables()],
+        tables=[paths.TABLE(table=table) for table in SUMMARY_TABLES],
         findings=paths.FINDINGS(),
     output:
         summary=paths.SUMMARY(),
     params:
-        titles=[TABLE_TITLES[table] for table in summary_tables()],
+        titles=[TABLE_TITLES[table] for table in SUMMARY_TABLES],
         about={"replicates": PLAN.replicates.count, "reseeded": list(PLAN.replicates.reseeded),
                "configfiles": [os.path.relpath(path, workflow.basedir) for path in workflow.configfiles]},
     log:

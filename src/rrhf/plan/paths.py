@@ -14,6 +14,7 @@ stem being the output's wildcards (:func:`log_file`).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -98,6 +99,13 @@ FINDINGS = Template("results/findings.csv")
 FINDINGS_PAGE = Template("results/report/findings.html")
 FINDINGS_FIGURE = Template("results/figures/findings.png")
 SUMMARY = Template("results/summary.md")
+
+
+def sharded(path: Template | str, shards: int) -> str:
+    """A sample or reward file in its per-shard form when there are several shards (a/b.parquet ->
+    a/b/shard{shard}.parquet, :data:`SHARD`), itself otherwise."""
+    root, extension = os.path.splitext(str(path))
+    return f"{root}/shard{{shard}}{extension}" if shards > 1 else str(path)
 
 
 def log_file(rule: str, output: Template | str = "", name: str | None = None) -> str:

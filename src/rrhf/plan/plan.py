@@ -176,6 +176,10 @@ class Plan:
     def built_models(self, kind: str) -> list[str]:
         return [name for name, spec in self.models.items() if spec.get("build", {}).get("kind") == kind]
 
+    def reward_builds(self) -> list[tuple[int, str]]:
+        """(replicate, models entry) of every reward model built here, in every replicate."""
+        return [(r, name) for r in self.replicates.numbers() for name in self.built_models("reward")]
+
     def build(self, name: str, replicate: int | str = 0) -> dict[str, Any]:
         """The build recipe of a models entry, with the replicate's training seed (a tokenizer has none)."""
         build = self.models[name]["build"]
@@ -231,6 +235,13 @@ class Plan:
     @staticmethod
     def dataset_file(dataset: str, split: str) -> str:
         return paths.DATASET(dataset=dataset, split=split)
+
+    def dataset_source_files(self, dataset: str, split: str) -> list[str]:
+        """Local input files of a dataset split: an anthropic_jsonl file, a local hub-format folder; none else."""
+        spec = self.config["datasets"][dataset]
+        if spec["source"] == "anthropic_jsonl":
+            return [spec["file"] if spec.get("file") else spec["files"][split]]
+        return [spec["name"]] if spec["source"] == "hub" and Path(spec["name"]).exists() else []
 
     def data_file(self, split: str) -> str:
         """The split of the experiment's dataset (data.dataset)."""
