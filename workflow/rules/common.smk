@@ -89,16 +89,6 @@ def threads_of(rule_name):
     return PLAN.rule_threads(rule_name)
 
 
-def log_of(rule_name, output="", name=None):
-    """A rule's log, named by its output's wildcards (rrhf.plan.paths.log_file)."""
-    return paths.log_file(rule_name, output, name)
-
-
-def benchmark_of(rule_name, output="", name=None):
-    """A rule's benchmark file, named as its log (rrhf.plan.paths.benchmark_file)."""
-    return paths.benchmark_file(rule_name, output, name)
-
-
 def reward_model_input(wildcards):
     """The replicate's reward model (and a local backbone folder) as a job's input."""
     return PLAN.reward_model_input(wildcards.replicate)

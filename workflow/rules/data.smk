@@ -10,7 +10,7 @@ rule prepare_dataset:
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
     log:
-        log_of("prepare_dataset", paths.DATASET),
+        paths.log_file("prepare_dataset", paths.DATASET),
     conda:
         ENV
     script:

@@ -24,9 +24,9 @@ rule evaluate_policy:
         prompts=PLAN.prompt_subset("test"),
         **INFERENCE,
     log:
-        log_of("evaluate_policy", paths.EVALUATION(name="")),
+        paths.log_file("evaluate_policy", paths.EVALUATION(name="")),
     benchmark:
-        benchmark_of("evaluate_policy", paths.EVALUATION(name=""))
+        paths.benchmark_file("evaluate_policy", paths.EVALUATION(name=""))
     wildcard_constraints:
         setting=EVALUATED_SETTINGS,
     threads: threads_of("evaluate_policy")
@@ -53,9 +53,9 @@ rule evaluate_provided:
         prompts=PLAN.prompt_subset("test"),
         **INFERENCE,
     log:
-        log_of("evaluate_provided", paths.DATASET_REPLIES(name="")),
+        paths.log_file("evaluate_provided", paths.DATASET_REPLIES(name="")),
     benchmark:
-        benchmark_of("evaluate_provided", paths.DATASET_REPLIES(name=""))
+        paths.benchmark_file("evaluate_provided", paths.DATASET_REPLIES(name=""))
     wildcard_constraints:
         source="chosen|rejected",
     threads: threads_of("evaluate_provided")
@@ -90,9 +90,9 @@ rule evaluate_prompt_format:
         prompts=PLAN.prompt_subset("test"),
         **INFERENCE,
     log:
-        log_of("evaluate_prompt_format", paths.PROMPT_FORMAT(name="")),
+        paths.log_file("evaluate_prompt_format", paths.PROMPT_FORMAT(name="")),
     benchmark:
-        benchmark_of("evaluate_prompt_format", paths.PROMPT_FORMAT(name=""))
+        paths.benchmark_file("evaluate_prompt_format", paths.PROMPT_FORMAT(name=""))
     wildcard_constraints:
         format="raw",
     threads: threads_of("evaluate_prompt_format")
@@ -117,7 +117,7 @@ rule prompt_formats:
     params:
         max_new_tokens=config["evaluation"]["decoding"]["max_new_tokens"],
     log:
-        log_of("prompt_formats", paths.PROMPT_FORMATS, "prompt_formats"),
+        paths.log_file("prompt_formats", paths.PROMPT_FORMATS, "prompt_formats"),
     conda:
         ENV
     script:
@@ -134,7 +134,7 @@ rule evaluate_reward_model:
         reward_model=reward_model_source,
         names=lambda wildcards: list(PLAN.agreement_training_sets(wildcards.replicate)),
     log:
-        log_of("evaluate_reward_model", paths.REWARD_MODEL_EVALUATION(name=""), "reward_model"),
+        paths.log_file("evaluate_reward_model", paths.REWARD_MODEL_EVALUATION(name=""), "reward_model"),
     conda:
         ENV
     script:
@@ -159,9 +159,9 @@ rule evaluate_best_of_n:
         prompts=PLAN.prompt_subset("test"),
         **INFERENCE,
     log:
-        log_of("evaluate_best_of_n", paths.BEST_OF_N(name="")),
+        paths.log_file("evaluate_best_of_n", paths.BEST_OF_N(name="")),
     benchmark:
-        benchmark_of("evaluate_best_of_n", paths.BEST_OF_N(name=""))
+        paths.benchmark_file("evaluate_best_of_n", paths.BEST_OF_N(name=""))
     wildcard_constraints:
         n="[1-9][0-9]*",
     priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
@@ -189,7 +189,7 @@ rule policy_pair_accuracy:
         length_penalty=config["rrhf"]["length_penalty"],
         **INFERENCE,
     log:
-        log_of("pair_accuracy", paths.EVALUATION(name="")),
+        paths.log_file("pair_accuracy", paths.EVALUATION(name="")),
     wildcard_constraints:
         setting=EVALUATED_SETTINGS,
     threads: threads_of("pair_accuracy")
@@ -214,7 +214,7 @@ use rule policy_pair_accuracy as reward_model_pair_accuracy with:
         length_penalty=config["rrhf"]["length_penalty"],
         **INFERENCE,
     log:
-        log_of("pair_accuracy", paths.REWARD_MODEL_EVALUATION(name=""), "reward_model"),
+        paths.log_file("pair_accuracy", paths.REWARD_MODEL_EVALUATION(name=""), "reward_model"),
 
 
 # How well each reward model built here ranks by gold, in every replicate (rrhf.evaluation.reward_builds; in
@@ -232,7 +232,7 @@ rule reward_models:
         replicates=[r for r, _ in REWARD_BUILDS],
         names=[name for _, name in REWARD_BUILDS],
     log:
-        log_of("reward_models", paths.REWARD_BUILDS, "reward_models"),
+        paths.log_file("reward_models", paths.REWARD_BUILDS, "reward_models"),
     conda:
         ENV
     script:

@@ -24,9 +24,9 @@ rule findings:
             labels={"table": "Findings", "format": "csv (download)"},
         ),
     params:
-        claims=FINDINGS.for_rule() if FINDINGS else [],
+        claims=FINDINGS.rule_claims if FINDINGS else [],
     log:
-        log_of("findings", name="findings"),
+        paths.log_file("findings", name="findings"),
     conda:
         ENV
     script:
@@ -50,7 +50,7 @@ rule findings_page:
         "interval excludes zero on the claimed side; contradicted: on the other side; inconclusive: it "
         "contains zero, or there is one replicate.",
     log:
-        log_of("findings", name="findings_page"),
+        paths.log_file("findings", name="findings_page"),
     conda:
         ENV
     script:
@@ -70,7 +70,7 @@ rule findings_figure:
     params:
         title="Each claim's effect (row - versus) with its 95 % interval over replicates",
     log:
-        log_of("findings", name="findings_figure"),
+        paths.log_file("findings", name="findings_figure"),
     conda:
         ENV
     script:
@@ -91,7 +91,7 @@ rule plot_table_intervals:
     params:
         title=lambda wildcards: TABLE_TITLES[wildcards.table],
     log:
-        log_of("plot_table_intervals", paths.INTERVALS_FIGURE),
+        paths.log_file("plot_table_intervals", paths.INTERVALS_FIGURE),
     wildcard_constraints:
         table="|".join(REPORT_TABLES),
     conda:
@@ -111,7 +111,7 @@ rule summary:
         about={"replicates": PLAN.replicates.count, "reseeded": list(PLAN.replicates.reseeded),
                "configfiles": [os.path.relpath(path, workflow.basedir) for path in workflow.configfiles]},
     log:
-        log_of("findings", name="summary"),
+        paths.log_file("findings", name="summary"),
     conda:
         ENV
     script:

@@ -2,7 +2,7 @@
 # segments of one initial policy's sampled replies (qa-feedback layout), a reward model per kind of error, PPO
 # with a reward at the end of every segment (FG-PPO[-{variant}]), each row's fine-grained evaluation, and
 # results/table_fine_grained.csv.
-FINE_GRAINED_ROWS = FINE_GRAINED.rows() if FINE_GRAINED else []
+FINE_GRAINED_ROWS = labelled_rows(PLAN, "table_fine_grained")
 from rrhf.studies.fine_grained.study import SEGMENT_MODEL_KINDS
 
 
@@ -32,9 +32,9 @@ rule collect_fine_grained_feedback:
         - FINE_GRAINED.block.feedback.generation.max_new_tokens,
         **INFERENCE,
     log:
-        log_of("collect_fine_grained_feedback", paths.FINE_GRAINED(name=""), "collect_feedback"),
+        paths.log_file("collect_fine_grained_feedback", paths.FINE_GRAINED(name=""), "collect_feedback"),
     benchmark:
-        benchmark_of("collect_fine_grained_feedback", paths.FINE_GRAINED(name=""), "collect_feedback")
+        paths.benchmark_file("collect_fine_grained_feedback", paths.FINE_GRAINED(name=""), "collect_feedback")
     threads: threads_of("collect_fine_grained_feedback")
     resources:
         **resources_of("collect_fine_grained_feedback"),
@@ -58,9 +58,9 @@ rule train_segment_reward_model:
         held_out=lambda wildcards: FINE_GRAINED.block.feedback.held_out,
         precision=config["precision"],
     log:
-        log_of("train_segment_reward_model", paths.SEGMENT_REWARD_MODEL),
+        paths.log_file("train_segment_reward_model", paths.SEGMENT_REWARD_MODEL),
     benchmark:
-        benchmark_of("train_segment_reward_model", paths.SEGMENT_REWARD_MODEL)
+        paths.benchmark_file("train_segment_reward_model", paths.SEGMENT_REWARD_MODEL)
     wildcard_constraints:
         kind="|".join(SEGMENT_MODEL_KINDS),
     threads: threads_of("train_segment_reward_model")
@@ -89,9 +89,9 @@ rule train_fine_grained_ppo:
         prompts=PLAN.prompt_subset("train"),
         precision=config["precision"],
     log:
-        log_of("train_fine_grained_ppo", paths.TRAINED_MODEL),
+        paths.log_file("train_fine_grained_ppo", paths.TRAINED_MODEL),
     benchmark:
-        benchmark_of("train_fine_grained_ppo", paths.TRAINED_MODEL)
+        paths.benchmark_file("train_fine_grained_ppo", paths.TRAINED_MODEL)
     wildcard_constraints:
         setting=trained_by_pattern("train_fine_grained_ppo", PLAN.settings),
     priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
@@ -119,7 +119,7 @@ rule evaluate_fine_grained:
         max_length=lambda wildcards: FINE_GRAINED.block.reward_models.max_length,
         device=config["device"],
     log:
-        log_of("evaluate_fine_grained", paths.FINE_GRAINED_EVALUATION(name="")),
+        paths.log_file("evaluate_fine_grained", paths.FINE_GRAINED_EVALUATION(name="")),
     wildcard_constraints:
         setting=EVALUATED_SETTINGS,
     threads: threads_of("evaluate_fine_grained")
@@ -148,7 +148,7 @@ rule table_fine_grained:
         rows=[{"policy": row["policy"], "setting": row["setting"]} for row in FINE_GRAINED_ROWS],
         replicates=len(REPLICATES),
     log:
-        log_of("tables", name="table_fine_grained"),
+        paths.log_file("tables", name="table_fine_grained"),
     conda:
         ENV
     script:
@@ -165,7 +165,7 @@ rule fine_grained_reward_models:
         replicates=[r for r in REPLICATES for _ in SEGMENT_MODEL_KINDS],
         kinds=[kind for _ in REPLICATES for kind in SEGMENT_MODEL_KINDS],
     log:
-        log_of("fine_grained_reward_models", name="fine_grained_reward_models"),
+        paths.log_file("fine_grained_reward_models", name="fine_grained_reward_models"),
     conda:
         ENV
     script:
@@ -180,7 +180,7 @@ rule annotation_page:
     params:
         title="Fine-grained feedback: mark the errors of prediction 1, add what it misses, compare the replies",
     log:
-        log_of("annotation_page", name="annotation_page"),
+        paths.log_file("annotation_page", name="annotation_page"),
     conda:
         ENV
     script:

@@ -35,7 +35,7 @@ rule export_human_evaluation:
         comparisons=lambda wildcards: HUMAN_EVALUATION.comparisons(wildcards.replicate),
         study=HUMAN_EVALUATION.block.as_config() if HUMAN_EVALUATION else None,
     log:
-        log_of("export_human_evaluation", paths.HUMAN_EVALUATION(name=""), "export"),
+        paths.log_file("export_human_evaluation", paths.HUMAN_EVALUATION(name=""), "export"),
     conda:
         ENV
     script:
@@ -53,7 +53,7 @@ rule simulate_annotators:
             HUMAN_EVALUATION.block.simulated_annotators.seed, wildcards.replicate, "training"
         ),
     log:
-        log_of("simulate_annotators", paths.HUMAN_EVALUATION(name=""), "simulate_annotators"),
+        paths.log_file("simulate_annotators", paths.HUMAN_EVALUATION(name=""), "simulate_annotators"),
     conda:
         ENV
     script:
@@ -68,7 +68,7 @@ rule import_judgments:
     output:
         judged=paths.HUMAN_EVALUATION(name="judged.parquet"),
     log:
-        log_of("import_judgments", paths.HUMAN_EVALUATION(name=""), "import_judgments"),
+        paths.log_file("import_judgments", paths.HUMAN_EVALUATION(name=""), "import_judgments"),
     conda:
         ENV
     script:
@@ -89,7 +89,7 @@ rule table3:
     params:
         comparisons=[{"a": c["a"], "b": c["b"]} for c in HUMAN_EVALUATION.comparisons()] if HUMAN_EVALUATION else [],
     log:
-        log_of("tables", name="table3"),
+        paths.log_file("tables", name="table3"),
     conda:
         ENV
     script:
@@ -111,7 +111,7 @@ rule table4:
         prompts=HUMAN_EVALUATION.block.table4_prompts if HUMAN_EVALUATION else None,
         seed=HUMAN_EVALUATION.block.seed if HUMAN_EVALUATION else None,
     log:
-        log_of("tables", name="table4"),
+        paths.log_file("tables", name="table4"),
     conda:
         ENV
     script:
@@ -131,7 +131,7 @@ rule table4_page:
     params:
         title=TABLE_TITLES["table4"],
     log:
-        log_of("table_page", name="table4"),
+        paths.log_file("table_page", name="table4"),
     conda:
         ENV
     script:

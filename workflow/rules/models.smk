@@ -13,9 +13,9 @@ rule import_model:
         source=lambda wildcards: PLAN.models[wildcards.name]["path"],
         prompt_format=lambda wildcards: PLAN.models[wildcards.name]["prompt_format"],
     log:
-        log_of("import_model", paths.MODEL(replicate="")),
+        paths.log_file("import_model", paths.MODEL(replicate="")),
     benchmark:
-        benchmark_of("import_model", paths.MODEL(replicate=""))
+        paths.benchmark_file("import_model", paths.MODEL(replicate=""))
     wildcard_constraints:
         name=names_pattern(imported_models(PLAN.models)),
     threads: threads_of("import_model")
@@ -35,7 +35,7 @@ rule build_tokenizer:
     params:
         build=lambda wildcards: PLAN.build(wildcards.name),
     log:
-        log_of("build_tokenizer", paths.MODEL(replicate="")),
+        paths.log_file("build_tokenizer", paths.MODEL(replicate="")),
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("tokenizer")),
     conda:
@@ -56,9 +56,9 @@ rule pretrain_lm:
         accelerate_config=PLAN.accelerate_config,
         tokenizer=lambda wildcards: PLAN.model_path(PLAN.build(wildcards.name)["tokenizer"]),
     log:
-        log_of("pretrain_lm", paths.MODEL),
+        paths.log_file("pretrain_lm", paths.MODEL),
     benchmark:
-        benchmark_of("pretrain_lm", paths.MODEL)
+        paths.benchmark_file("pretrain_lm", paths.MODEL)
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("pretrain")),
     threads: threads_of("pretrain_lm")
@@ -82,9 +82,9 @@ rule train_sft:
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        log_of("train_sft", paths.MODEL),
+        paths.log_file("train_sft", paths.MODEL),
     benchmark:
-        benchmark_of("train_sft", paths.MODEL)
+        paths.benchmark_file("train_sft", paths.MODEL)
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("sft")),
     threads: threads_of("train_sft")
@@ -110,9 +110,9 @@ rule collect_preferences:
         excluded_prompts=PLAN.prompt_subset("train"),
         **INFERENCE,
     log:
-        log_of("collect_preferences", paths.ON_POLICY_PAIRS),
+        paths.log_file("collect_preferences", paths.ON_POLICY_PAIRS),
     benchmark:
-        benchmark_of("collect_preferences", paths.ON_POLICY_PAIRS)
+        paths.benchmark_file("collect_preferences", paths.ON_POLICY_PAIRS)
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("reward")),
     threads: threads_of("collect_preferences")
@@ -138,9 +138,9 @@ rule train_reward_model:
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        log_of("train_reward_model", paths.MODEL),
+        paths.log_file("train_reward_model", paths.MODEL),
     benchmark:
-        benchmark_of("train_reward_model", paths.MODEL)
+        paths.benchmark_file("train_reward_model", paths.MODEL)
     wildcard_constraints:
         name=names_pattern(PLAN.built_models("reward")),
     threads: threads_of("train_reward_model")

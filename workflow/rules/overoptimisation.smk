@@ -21,7 +21,7 @@ rule overoptimisation:
         curves=lambda wildcards: OVEROPTIMISATION.inputs(wildcards.replicate)["curves"],
         points=lambda wildcards: OVEROPTIMISATION.inputs(wildcards.replicate)["points"],
     log:
-        log_of("overoptimisation", paths.OVEROPTIMISATION, "overoptimisation"),
+        paths.log_file("overoptimisation", paths.OVEROPTIMISATION, "overoptimisation"),
     conda:
         ENV
     script:
@@ -39,7 +39,7 @@ rule plot_overoptimisation:
             labels={"figure": "Over-optimisation", "format": "png"},
         ),
     log:
-        log_of("overoptimisation", paths.OVEROPTIMISATION_FIGURE, "plot"),
+        paths.log_file("overoptimisation", paths.OVEROPTIMISATION_FIGURE, "plot"),
     conda:
         ENV
     script:

@@ -18,7 +18,7 @@ rule method_examples:
         pairs=METHODS.block.pairs if METHODS else None,
         kto_threshold=METHODS.block.kto_threshold if METHODS else None,
     log:
-        log_of("method_examples", EXAMPLES),
+        paths.log_file("method_examples", EXAMPLES),
     wildcard_constraints:
         setting=names_pattern(PLAN.settings),
         data="pairs|labels",
@@ -41,9 +41,9 @@ rule reference_logprobs:
                   "prompt_sharing": PLAN.rrhf.prompt_sharing},
         device=config["device"],
     log:
-        log_of("reference_logprobs", REFERENCE_LOGPROBS),
+        paths.log_file("reference_logprobs", REFERENCE_LOGPROBS),
     benchmark:
-        benchmark_of("reference_logprobs", REFERENCE_LOGPROBS)
+        paths.benchmark_file("reference_logprobs", REFERENCE_LOGPROBS)
     wildcard_constraints:
         setting=names_pattern(PLAN.settings),
         data="pairs|labels",
@@ -69,9 +69,9 @@ rule train_preference_method:
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        log_of("train_preference_method", paths.TRAINED_MODEL),
+        paths.log_file("train_preference_method", paths.TRAINED_MODEL),
     benchmark:
-        benchmark_of("train_preference_method", paths.TRAINED_MODEL)
+        paths.benchmark_file("train_preference_method", paths.TRAINED_MODEL)
     wildcard_constraints:
         setting=trained_by_pattern("train_preference_method", PLAN.settings),
     threads: threads_of("train_preference_method")
@@ -85,7 +85,7 @@ rule train_preference_method:
 
 # The methods table (results/table_methods.csv; `make methods`, not in `all`): each row's evaluation in every
 # replicate, and the benchmark files of the jobs that trained its model.
-METHOD_ROWS = METHODS.rows() if METHODS else []
+METHOD_ROWS = labelled_rows(PLAN, "table_methods")
 
 
 localrules:
@@ -111,7 +111,7 @@ rule table_methods:
               for row in METHOD_ROWS],
         replicates=len(REPLICATES),
     log:
-        log_of("tables", name="table_methods"),
+        paths.log_file("tables", name="table_methods"),
     conda:
         ENV
     script:
@@ -136,7 +136,7 @@ rule overoptimisation_methods:
         curves=lambda wildcards: OVEROPTIMISATION.inputs(0)["curves"],
         points=lambda wildcards: {**OVEROPTIMISATION.inputs(0)["points"], **METHODS.points()},
     log:
-        log_of("overoptimisation", name="overoptimisation_methods"),
+        paths.log_file("overoptimisation", name="overoptimisation_methods"),
     conda:
         ENV
     script:
@@ -154,7 +154,7 @@ rule plot_overoptimisation_methods:
             labels={"figure": "Over-optimisation, with the methods", "format": "png"},
         ),
     log:
-        log_of("overoptimisation", name="plot_methods"),
+        paths.log_file("overoptimisation", name="plot_methods"),
     conda:
         ENV
     script:

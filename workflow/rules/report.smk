@@ -25,7 +25,7 @@ rule table_page:
         title=lambda wildcards: TABLE_TITLES[wildcards.table],
         note="Each row as written in the table's CSV; an empty cell (a dash) has no value, as in the paper.",
     log:
-        log_of("table_page", paths.TABLE_PAGE),
+        paths.log_file("table_page", paths.TABLE_PAGE),
     wildcard_constraints:
         table="|".join([*REPORT_TABLES, "table3"]),
     conda:
@@ -50,7 +50,7 @@ rule plot_loss_curve:
         title=lambda wildcards: f"{PLAN.display_name(wildcards.policy)}, {wildcards.setting}: training log",
         about=lambda wildcards: PLAN.training_about(wildcards.setting),
     log:
-        log_of("plot_loss_curve", paths.LOSS_CURVE),
+        paths.log_file("plot_loss_curve", paths.LOSS_CURVE),
     wildcard_constraints:
         setting=TRAINED_SETTINGS,
     conda:
@@ -75,7 +75,7 @@ rule plot_training_rewards:
                                 for row in report_rows(PLAN, wildcards.table) if row["training"]],
         title=lambda wildcards: f"{table_label(wildcards.table)}: rewards of each row's training set",
     log:
-        log_of("plot_training_rewards", paths.TRAINING_REWARDS_FIGURE),
+        paths.log_file("plot_training_rewards", paths.TRAINING_REWARDS_FIGURE),
     wildcard_constraints:
         table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:
@@ -101,7 +101,7 @@ rule plot_evaluation_rewards:
         title=lambda wildcards: f"{table_label(wildcards.table)}: "
         "each test generation's reward and gold reward",
     log:
-        log_of("plot_evaluation_rewards", paths.EVALUATION_REWARDS_FIGURE),
+        paths.log_file("plot_evaluation_rewards", paths.EVALUATION_REWARDS_FIGURE),
     wildcard_constraints:
         table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:
@@ -127,7 +127,7 @@ rule generation_samples:
         f"{REPORT_EXAMPLES} test prompts, each row's reply",
         examples=REPORT_EXAMPLES,
     log:
-        log_of("generation_samples", paths.GENERATIONS_PAGE),
+        paths.log_file("generation_samples", paths.GENERATIONS_PAGE),
     wildcard_constraints:
         table="|".join(EVALUATED_TABLES) or "(?!)",
     conda:

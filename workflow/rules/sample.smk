@@ -16,9 +16,9 @@ rule sample_responses:
         **INFERENCE,
         shard=shard_of,
     log:
-        sharded(log_of("sample_responses", paths.SAMPLES)),
+        sharded(paths.log_file("sample_responses", paths.SAMPLES)),
     benchmark:
-        sharded(benchmark_of("sample_responses", paths.SAMPLES))
+        sharded(paths.benchmark_file("sample_responses", paths.SAMPLES))
     threads: threads_of("sample_responses")
     resources:
         **resources_of("sample_responses"),
@@ -43,8 +43,8 @@ use rule sample_responses as sample_iterated_responses with:
         **INFERENCE,
         shard=shard_of,
     log:
-        sharded(log_of("sample_responses", paths.ITERATED_SAMPLES)),
+        sharded(paths.log_file("sample_responses", paths.ITERATED_SAMPLES)),
     benchmark:
-        sharded(benchmark_of("sample_responses", paths.ITERATED_SAMPLES))
+        sharded(paths.benchmark_file("sample_responses", paths.ITERATED_SAMPLES))
     wildcard_constraints:
         iteration=LATER_ITERATION_PATTERN,

@@ -12,9 +12,9 @@ rule score_samples:
         scoring=config["scoring"],
         **INFERENCE,
     log:
-        sharded(log_of("score_samples", paths.REWARDS)),
+        sharded(paths.log_file("score_samples", paths.REWARDS)),
     benchmark:
-        sharded(benchmark_of("score_samples", paths.REWARDS))
+        sharded(paths.benchmark_file("score_samples", paths.REWARDS))
     threads: threads_of("score_samples")
     resources:
         **resources_of("score_samples"),
@@ -32,9 +32,9 @@ use rule score_samples as score_iterated_samples with:
     output:
         rewards=sharded(paths.ITERATED_REWARDS()),
     log:
-        sharded(log_of("score_samples", paths.ITERATED_REWARDS)),
+        sharded(paths.log_file("score_samples", paths.ITERATED_REWARDS)),
     benchmark:
-        sharded(benchmark_of("score_samples", paths.ITERATED_REWARDS))
+        sharded(paths.benchmark_file("score_samples", paths.ITERATED_REWARDS))
     wildcard_constraints:
         iteration=LATER_ITERATION_PATTERN,
 
@@ -51,9 +51,9 @@ rule score_provided:
         **INFERENCE,
         shard=shard_of,
     log:
-        sharded(log_of("score_provided", paths.PROVIDED_REWARDS, "provided")),
+        sharded(paths.log_file("score_provided", paths.PROVIDED_REWARDS, "provided")),
     benchmark:
-        sharded(benchmark_of("score_provided", paths.PROVIDED_REWARDS, "provided"))
+        sharded(paths.benchmark_file("score_provided", paths.PROVIDED_REWARDS, "provided"))
     threads: threads_of("score_provided")
     resources:
         **resources_of("score_provided"),
@@ -69,7 +69,7 @@ rule assemble_training_set:
     output:
         scored=paths.TRAINING_SET(),
     log:
-        log_of("assemble_training_set", paths.TRAINING_SET),
+        paths.log_file("assemble_training_set", paths.TRAINING_SET),
     wildcard_constraints:
         setting=f"{names_pattern(PLAN.own_training_sets())}|{LATER_ITERATION_PATTERN}",
     conda:
@@ -89,7 +89,7 @@ if PLAN.shards > 1:
         output:
             gathered=paths.GATHERED(),
         log:
-            log_of("gather_shards", paths.GATHERED),
+            paths.log_file("gather_shards", paths.GATHERED),
         wildcard_constraints:
             stage="samples|rewards",
             path=rf"[^/]+/(?:{LATER_ITERATION_PATTERN}/)?[^/]+|provided",

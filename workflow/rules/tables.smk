@@ -28,7 +28,7 @@ rule table2:
         rows=[row for row, _ in TABLE2_ENTRIES],
         replicates=len(REPLICATES),
     log:
-        log_of("tables", name="table2"),
+        paths.log_file("tables", name="table2"),
     conda:
         ENV
     script:
@@ -49,7 +49,7 @@ rule table5:
         rows=[row for row, _ in TABLE5_ENTRIES],
         replicates=len(REPLICATES),
     log:
-        log_of("tables", name="table5"),
+        paths.log_file("tables", name="table5"),
     conda:
         ENV
     script:
@@ -75,7 +75,7 @@ rule table6:
         scored=[PLAN.scored_file(row["model"], row["setting"], r) for r in REPLICATES for row in TABLE6_ROWS],
         replicates=len(REPLICATES),
     log:
-        log_of("tables", name="table6"),
+        paths.log_file("tables", name="table6"),
     conda:
         ENV
     script:
@@ -97,7 +97,7 @@ rule table7:
         rows=[{k: r[k] for k in ("policy", "setting", "rank_weight")} for r in TABLE7_ROWS],
         replicates=len(REPLICATES),
     log:
-        log_of("tables", name="table7"),
+        paths.log_file("tables", name="table7"),
     conda:
         ENV
     script:

@@ -21,9 +21,9 @@ rule train_rrhf:
         reward_model=reward_model_source if REWARD_DURING_TRAINING else None,
         accelerate_config=PLAN.accelerate_config,
     log:
-        log_of("train_rrhf", paths.TRAINED_MODEL),
+        paths.log_file("train_rrhf", paths.TRAINED_MODEL),
     benchmark:
-        benchmark_of("train_rrhf", paths.TRAINED_MODEL)
+        paths.benchmark_file("train_rrhf", paths.TRAINED_MODEL)
     wildcard_constraints:
         setting=trained_by_pattern("train_rrhf", PLAN.settings),
     threads: threads_of("train_rrhf")
@@ -56,9 +56,9 @@ rule train_online_rrhf:
         precision=config["precision"],
         accelerate_config=PLAN.accelerate_config,
     log:
-        log_of("train_online_rrhf", paths.TRAINED_MODEL),
+        paths.log_file("train_online_rrhf", paths.TRAINED_MODEL),
     benchmark:
-        benchmark_of("train_online_rrhf", paths.TRAINED_MODEL)
+        paths.benchmark_file("train_online_rrhf", paths.TRAINED_MODEL)
     wildcard_constraints:
         setting=trained_by_pattern("train_online_rrhf", PLAN.settings),
     priority: 10  # a long job: started as soon as it can be, so short ones fill in around it
@@ -86,9 +86,9 @@ rule train_ppo:
         prompts=PLAN.prompt_subset("train"),
         precision=config["precision"],
     log:
-        log_of("train_ppo", paths.TRAINED_MODEL),
+        paths.log_file("train_ppo", paths.TRAINED_MODEL),
     benchmark:
-        benchmark_of("train_ppo", paths.TRAINED_MODEL)
+        paths.benchmark_file("train_ppo", paths.TRAINED_MODEL)
     wildcard_constraints:
         setting=trained_by_pattern("train_ppo", PLAN.settings),
     priority: 10  # a long job: started as soon as it can be, so short ones fill in around it

@@ -164,8 +164,9 @@ def table_row_problems(row: TableRow, policies: dict[str, str], settings: dict[s
 
 
 def labelled_rows(plan: "Plan", table: str) -> list[dict[str, Any]]:
-    """Each row of Table 6 or 7 with the model it trains (``model``), its display name (``policy``), its
-    ``setting`` and ``rank_weight`` (None for a row that is not RRHF)."""
+    """Each policy row of a table (Table 6 or 7, the fine-grained or the methods table) with the model it trains
+    (``model``), its display name (``policy``), its ``setting`` and ``rank_weight`` (None for a row that is not
+    RRHF)."""
     rows = []
     for row in plan.tables.get(table, []):
         model = plan.policies[row.policy]
@@ -238,3 +239,16 @@ def report_rows(plan: "Plan", table: str, replicate: int | str = 0) -> list[dict
                      "model_dir": plan.trained_model(model, setting.name, replicate) if trained else None,
                      "generations": plan.evaluation_file(model, setting.name, "generations.parquet", replicate)})
     return rows
+
+
+def rows_of_kind(plan: "Plan", kind: str, versus: bool = False) -> list[tuple[str, TableRow, Any]]:
+    """(where, row, parsed setting) of every row of the tables whose setting is of ``kind`` (and, with ``versus``,
+    of every row a comparison is judged against): what a study checks its settings in."""
+    found = []
+    for rows in plan.tables.values():
+        for row in rows:
+            for side in (row, row.versus) if versus and row.versus is not None else (row,):
+                setting = parse_setting(side.setting, plan.settings) if side.setting else None
+                if setting is not None and setting.kind == kind:
+                    found.append((f"{plan.tables_file.name}: {row.where}", side, setting))
+    return found

@@ -3,6 +3,7 @@ checked against the tables before any job, and what the findings rule reads of e
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +23,30 @@ class FindingsStudy(Study):
         value = plan.config.get(cls.KEY)
         return None if value is None else cls(plan, plan.workflow_dir / value)
 
-    def __init__(self, plan, block: Path):
-        super().__init__(plan, block)
-        self.claims: list[Claim] = []  # read by the checks (problems), when the tables are sound
+    @functools.cached_property
+    def read(self) -> tuple[list[Claim], list[str]]:
+        """(claims, problems) of the claims file, read once; none while the tables themselves have problems (a
+        claim names rows of the tables)."""
+        if table_problems(self.plan):
+            return [], []
+        return read_claims(self.plan, self.block)
+
+    @property
+    def claims(self) -> list[Claim]:
+        return self.read[0]
 
     def problems(self) -> list[str]:
-        """Claims that cannot be measured: rows no table has, metrics their tables lack. Checked only when the
-        tables themselves are sound; the claims read are kept (``claims``)."""
-        if table_problems(self.plan):
-            return []
-        self.claims, problems = read_claims(self.plan, self.block)
-        return [f"findings: {problem}" for problem in problems]
+        """Claims that cannot be measured: rows no table has, metrics their tables lack."""
+        return [f"findings: {problem}" for problem in self.read[1]]
 
-    def for_rule(self) -> list[dict[str, Any]]:
-        """The claims as the findings rule passes them (rrhf.studies.findings.claims.claims_for_rule)."""
+    @functools.cached_property
+    def rule_claims(self) -> list[dict[str, Any]]:
+        """The claims as the findings rule passes them (rrhf.studies.findings.claims.claims_for_rule), made once."""
         return claims_for_rule(self.plan, self.claims)
 
     def files(self) -> list[str]:
         """Every file the claims read, in every replicate."""
-        return sorted({path for claim in self.for_rule() for pair in claim["files"] for path in pair})
+        return sorted({path for claim in self.rule_claims for pair in claim["files"] for path in pair})
 
 
 def claim_files(study: FindingsStudy | None) -> list[str]:

@@ -12,8 +12,8 @@ from rrhf.plan.checks import single_process_problems
 from rrhf.plan.memory import RuleMemory, add, forward_pass, generation, inference_bytes, weights
 from rrhf.plan.memory_plan import inference_memory, ppo_rule_memory, trainer_memory
 from rrhf.plan.model_facts import facts_of, model_facts
-from rrhf.plan.settings import parse_setting
 from rrhf.plan.study import Study
+from rrhf.plan.table_rows import rows_of_kind
 from rrhf.studies.fine_grained.config import FineGrained
 
 SEGMENT_MODEL_KINDS = ("relevance", "factuality", "completeness")
@@ -47,12 +47,6 @@ class FineGrainedStudy(Study):
     def policy(self) -> str:
         """The models entry of the policy whose replies are annotated and trained."""
         return self.plan.policies[self.block.policy]
-
-    def rows(self) -> list[dict[str, str]]:
-        """The rows of results/table_fine_grained.csv: models entry, display name, setting."""
-        plan = self.plan
-        return [{"model": plan.policies[row.policy], "policy": plan.display_name(plan.policies[row.policy]),
-                 "setting": row.setting} for row in plan.tables.get("table_fine_grained", [])]
 
     def given_feedback(self) -> list[str]:
         """People's annotation files, where the config gives them (fine_grained.feedback.file and
@@ -110,13 +104,13 @@ class FineGrainedStudy(Study):
     @classmethod
     def problems_without(cls, plan) -> list[str]:
         return [f"{where}: {row.setting} needs the config's `fine_grained` block (absent)"
-                for where, row, _ in fine_grained_rows(plan)]
+                for where, row, _ in rows_of_kind(plan, "fine_grained")]
 
     def problems(self) -> list[str]:
         """Its names: its policy a role of `policies`, its reward models' start a `models` entry or a path, and
         every FG-PPO row of the tables backed by the block (its variant one of `variants`)."""
         plan, study, problems = self.plan, self.block, []
-        for where, row, setting in fine_grained_rows(plan):
+        for where, row, setting in rows_of_kind(plan, "fine_grained"):
             if setting.variant is not None and setting.variant not in study.variants:
                 problems.append(f"{where}: {row.setting}: {setting.variant!r} is not one of fine_grained.variants "
                                 f"({', '.join(sorted(study.variants)) or 'none given'})")
@@ -156,7 +150,7 @@ class FineGrainedStudy(Study):
                   "activations": forward_pass(segment, plan.scoring.batch_size, models.max_length, ib)}
         rules += [inference_memory(plan, "collect_fine_grained_feedback", self.block.policy, [sampled]),
                   inference_memory(plan, "evaluate_fine_grained", models.init, [judged])]
-        if fine_grained_rows(plan):
+        if rows_of_kind(plan, "fine_grained"):
             rules.append(ppo_rule_memory(plan, "train_fine_grained_ppo", 3 * weights(segment, ib)))
         return rules
 
@@ -168,18 +162,7 @@ class FineGrainedStudy(Study):
             note(f"fine_grained: {', '.join(missing)} not there yet (people's feedback, fine_grained.feedback.file): "
                  "`all` leaves out results/table_fine_grained.csv")
             return []
-        if not self.rows():
+        if not self.plan.tables.get("table_fine_grained"):
             return []
         return [paths.TABLE(table="table_fine_grained"), str(paths.FINE_GRAINED_REWARD_MODELS),
                 str(paths.ANNOTATION_PAGE)]
-
-
-def fine_grained_rows(plan) -> list[tuple[str, Any, Any]]:
-    """(where, row, parsed setting) of every FG-PPO[-{variant}] row of the tables."""
-    found = []
-    for rows in plan.tables.values():
-        for row in rows:
-            setting = parse_setting(row.setting, plan.settings) if row.setting else None
-            if setting is not None and setting.kind == "fine_grained":
-                found.append((f"{plan.tables_file.name}: {row.where}", row, setting))
-    return found

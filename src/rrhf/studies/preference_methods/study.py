@@ -15,8 +15,9 @@ from rrhf.config.typed_config import Block
 from rrhf.plan import paths
 from rrhf.plan.memory import RuleMemory, logits, weights
 from rrhf.plan.memory_plan import inference_memory, largest_policy, trainer_memory
-from rrhf.plan.settings import METHOD_NAMES, METHODS, TRAINERS, parse_setting
+from rrhf.plan.settings import METHOD_NAMES, METHODS, TRAINERS
 from rrhf.plan.study import Study
+from rrhf.plan.table_rows import rows_of_kind
 
 if TYPE_CHECKING:
     from rrhf.plan.plan import Plan
@@ -61,12 +62,6 @@ class PreferenceMethodsStudy(Study):
         method = self.plan.setting(name).method
         return {"method": method, "hyper": dict(self.block.parameters[method])}
 
-    def rows(self) -> list[dict[str, str]]:
-        """The rows of results/table_methods.csv: models entry, display name, setting."""
-        plan = self.plan
-        return [{"model": plan.policies[row.policy], "policy": plan.display_name(plan.policies[row.policy]),
-                 "setting": row.setting} for row in plan.tables.get("table_methods", [])]
-
     def points(self) -> dict[str, str]:
         """{setting: its evaluation's metrics.json} of the methods table's method rows for the over-optimisation
         study's policy: the points results/overoptimisation_methods.csv adds to the study's (replicate 0)."""
@@ -79,14 +74,16 @@ class PreferenceMethodsStudy(Study):
 
     @classmethod
     def problems_without(cls, plan: "Plan") -> list[str]:
-        return [f"{where}: {name} needs the config's `methods` block (absent)" for where, name, _ in method_rows(plan)]
+        return [f"{where}: {side.setting} needs the config's `methods` block (absent)"
+                for where, side, _ in rows_of_kind(plan, "method", versus=True)]
 
     def problems(self) -> list[str]:
         """A method without parameters, a kto_threshold that is neither prompt_mean nor a number, parameters of
         no method."""
         methods = self.block
-        problems = [f"{where}: {name}: methods.parameters has no {setting.method}"
-                    for where, name, setting in method_rows(self.plan) if setting.method not in methods.parameters]
+        problems = [f"{where}: {side.setting}: methods.parameters has no {setting.method}"
+                    for where, side, setting in rows_of_kind(self.plan, "method", versus=True)
+                    if setting.method not in methods.parameters]
         if isinstance(methods.kto_threshold, str) and methods.kto_threshold != "prompt_mean":
             problems.append(f"methods.kto_threshold: {methods.kto_threshold!r} is neither prompt_mean nor a number")
         unknown = sorted(set(methods.parameters) - set(METHOD_NAMES))
@@ -105,18 +102,6 @@ class PreferenceMethodsStudy(Study):
         return [trainer_memory(plan, "train_preference_method", policy, training, pair_tokens, pair_tokens,
                                f"{name}: {training.batch_size} pairs x {training.max_length} tokens", training.lora),
                 inference_memory(plan, "reference_logprobs", f"{name} in float32", [reference])]
-
-
-def method_rows(plan: "Plan") -> list[tuple[str, str, Any]]:
-    """(where, setting name, parsed setting) of every {method}@{setting} side of the tables' rows."""
-    found = []
-    for rows in plan.tables.values():
-        for row in rows:
-            for side in (row, row.versus) if row.versus is not None else (row,):
-                setting = parse_setting(side.setting, plan.settings) if side.setting else None
-                if setting is not None and setting.kind == "method":
-                    found.append((f"{plan.tables_file.name}: {row.where}", side.setting, setting))
-    return found
 
 
 def training_benchmarks(plan: "Plan", policy: str, name: str, replicate: int | str = 0) -> list[str]:
